@@ -1,0 +1,226 @@
+"""Scenario metadata: observation layouts and action meanings of the MPE scenarios, defined once.
+
+Everything that has to agree about an observation vector or an action index (the teacher's batched
+environments, the bundle manifest, the student runtime on a robot, the ROS simulation bridge) reads it from
+here. This module is pure Python + numpy on purpose: robots import it and never have torch.
+
+The numbers below are mpe2 1.1.1's (``mpe2/<scenario>/<scenario>.py`` and ``_mpe_utils/simple_env.py``):
+
+- a movable agent's discrete move is ``MPE_MOVES`` (0 no-op, 1 -x, 2 +x, 3 -y, 4 +y);
+- a speaking agent's discrete utterance is a one-hot of width ``dim_c``;
+- an agent that both moves and speaks has ``5 * dim_c`` actions, index = move + 5 * utterance
+  (mpe2 takes ``action % 5`` as the move and ``action // 5`` as the utterance).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+MPE_MOVES: tuple[str, ...] = ("no_op", "left", "right", "down", "up")  # 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y
+
+SCENARIOS: tuple[str, ...] = ("simple_spread", "simple_speaker_listener", "simple_reference")
+
+# mpe2 module per scenario, and the parameters each accepts with mpe2's defaults.
+_MPE2_MODULES: dict[str, str] = {
+    "simple_spread": "mpe2.simple_spread_v3",
+    "simple_speaker_listener": "mpe2.simple_speaker_listener_v4",
+    "simple_reference": "mpe2.simple_reference_v3",
+}
+_DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "simple_spread": {
+        "N": 3,
+        "local_ratio": 0.5,
+        "max_cycles": 25,
+        "num_agent_neighbors": None,
+        "num_landmark_neighbors": None,
+    },
+    "simple_speaker_listener": {"max_cycles": 25},
+    "simple_reference": {"local_ratio": 0.5, "max_cycles": 25},
+}
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent of a scenario: what its observation vector holds and what its action indices mean."""
+
+    name: str  # mpe2 name: agent_0, speaker_0, listener_0, ...
+    role: str  # "agent" | "speaker" | "listener"
+    obs_dim: int
+    n_actions: int
+    layout: dict[str, tuple[int, int]]  # named slices [start, stop) of the observation, in order
+    action_meanings: tuple[str, ...]  # index -> meaning
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """A scenario with its resolved parameters (mpe2 defaults filled in) and its agents in mpe2's order."""
+
+    name: str  # "simple_spread" | "simple_speaker_listener" | "simple_reference"
+    params: dict[str, Any]  # every parameter mpe2 takes for this scenario, defaults filled in
+    agents: tuple[AgentSpec, ...]
+    state_dim: int  # global state = concatenation of every agent's observation (mpe2's state())
+    max_cycles: int
+    mpe2_module: str  # "mpe2.simple_spread_v3"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # world constants (dim_c, ...)
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.agents)
+
+    @property
+    def agent_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.agents)
+
+    @property
+    def obs_dims(self) -> tuple[int, ...]:
+        return tuple(a.obs_dim for a in self.agents)
+
+    @property
+    def n_actions(self) -> tuple[int, ...]:
+        return tuple(a.n_actions for a in self.agents)
+
+    @property
+    def obs_dim_max(self) -> int:
+        return max(self.obs_dims)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (layouts as [start, stop] lists), e.g. for a bundle manifest."""
+        return {
+            "name": self.name,
+            "params": dict(self.params),
+            "state_dim": self.state_dim,
+            "max_cycles": self.max_cycles,
+            "mpe2_module": self.mpe2_module,
+            "agents": [
+                {
+                    "name": a.name,
+                    "role": a.role,
+                    "obs_dim": a.obs_dim,
+                    "n_actions": a.n_actions,
+                    "layout": {k: [int(s), int(e)] for k, (s, e) in a.layout.items()},
+                    "action_meanings": list(a.action_meanings),
+                }
+                for a in self.agents
+            ],
+        }
+
+
+def _layout(parts: list[tuple[str, int]]) -> dict[str, tuple[int, int]]:
+    """Consecutive named slices from (name, width) pairs; zero-width parts are kept (empty slice)."""
+    out: dict[str, tuple[int, int]] = {}
+    start = 0
+    for name, width in parts:
+        out[name] = (start, start + width)
+        start += width
+    return out
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"parameter {name!r} must be {expected}, got {value!r}")
+
+
+def _check_ratio(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"parameter 'local_ratio' must be a number in [0, 1], got {value!r}")
+
+
+def _spread(p: dict[str, Any]) -> tuple[tuple[AgentSpec, ...], dict[str, Any]]:
+    _check_int("N", p["N"], 1)
+    _check_ratio(p["local_ratio"])
+    p["local_ratio"] = float(p["local_ratio"])
+    _check_int("num_agent_neighbors", p["num_agent_neighbors"], 1, allow_none=True)
+    _check_int("num_landmark_neighbors", p["num_landmark_neighbors"], 1, allow_none=True)
+    n = p["N"]
+    dim_c = 2
+    # mpe2 pads to exactly k slots when k is given, even if fewer entities exist.
+    n_landmark_slots = n if p["num_landmark_neighbors"] is None else p["num_landmark_neighbors"]
+    n_other_slots = n - 1 if p["num_agent_neighbors"] is None else p["num_agent_neighbors"]
+    layout = _layout(
+        [
+            ("self_vel", 2),
+            ("self_pos", 2),
+            ("landmarks", 2 * n_landmark_slots),
+            ("other_agents", 2 * n_other_slots),
+            ("comm", dim_c * n_other_slots),  # agents are silent in simple_spread: always zeros
+        ]
+    )
+    obs_dim = max(stop for _, stop in layout.values())
+    agents = tuple(
+        AgentSpec(f"agent_{i}", "agent", obs_dim, len(MPE_MOVES), layout, MPE_MOVES) for i in range(n)
+    )
+    extra = {
+        "dim_c": dim_c,
+        "n_landmarks": n,
+        "n_landmark_slots": n_landmark_slots,
+        "n_other_slots": n_other_slots,
+        "agent_size": 0.15,
+        "occupancy_distance": 0.1,  # mpe2 benchmark_data: a landmark is occupied if an agent is closer
+    }
+    return agents, extra
+
+
+def _speaker_listener(p: dict[str, Any]) -> tuple[tuple[AgentSpec, ...], dict[str, Any]]:
+    dim_c = 3
+    speaker = AgentSpec(
+        "speaker_0", "speaker", 3, dim_c, _layout([("goal_color", 3)]), tuple(f"say_{k}" for k in range(dim_c))
+    )
+    listener_layout = _layout([("self_vel", 2), ("landmarks", 6), ("comm", dim_c)])
+    listener = AgentSpec("listener_0", "listener", 11, len(MPE_MOVES), listener_layout, MPE_MOVES)
+    return (speaker, listener), {"dim_c": dim_c, "n_landmarks": 3}
+
+
+def _reference(p: dict[str, Any]) -> tuple[tuple[AgentSpec, ...], dict[str, Any]]:
+    _check_ratio(p["local_ratio"])
+    p["local_ratio"] = float(p["local_ratio"])
+    dim_c = 10
+    layout = _layout([("self_vel", 2), ("landmarks", 6), ("goal_color", 3), ("comm", dim_c)])
+    # mpe2: action % 5 is the move, action // 5 the utterance.
+    meanings = tuple(f"{MPE_MOVES[a % 5]}+say_{a // 5}" for a in range(5 * dim_c))
+    agents = tuple(AgentSpec(f"agent_{i}", "agent", 21, 5 * dim_c, layout, meanings) for i in range(2))
+    return agents, {"dim_c": dim_c, "n_landmarks": 3}
+
+
+_BUILDERS = {"simple_spread": _spread, "simple_speaker_listener": _speaker_listener, "simple_reference": _reference}
+
+
+def scenario_spec(name: str, **params: Any) -> ScenarioSpec:
+    """Resolve a scenario name and parameters into its spec; unknown names or parameters raise ValueError.
+
+    Accepts the mpe2 module name too (``simple_spread_v3``, ``mpe2.simple_spread_v3``).
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"scenario name must be a str, expected one of {', '.join(SCENARIOS)}; got {name!r}")
+    key = name.removeprefix("mpe2.")
+    for base, module in _MPE2_MODULES.items():
+        if key == module.removeprefix("mpe2."):
+            key = base
+    if key not in _BUILDERS:
+        raise ValueError(f"unknown scenario {name!r}: expected one of {', '.join(SCENARIOS)}")
+    defaults = _DEFAULT_PARAMS[key]
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {key}: expected a subset of {sorted(defaults)}")
+    resolved = {**defaults, **params}
+    _check_int("max_cycles", resolved["max_cycles"], 1)
+    agents, extra = _BUILDERS[key](resolved)
+    return ScenarioSpec(
+        name=key,
+        params=resolved,
+        agents=agents,
+        state_dim=sum(a.obs_dim for a in agents),
+        max_cycles=resolved["max_cycles"],
+        mpe2_module=_MPE2_MODULES[key],
+        extra=extra,
+    )
+
+
+def make_mpe2_env(spec: ScenarioSpec, render_mode: str | None = None) -> Any:
+    """The real mpe2 ParallelEnv (numpy) for this spec, discrete actions; mpe2 is imported lazily."""
+    module = importlib.import_module(spec.mpe2_module)
+    return module.parallel_env(**spec.params, continuous_actions=False, render_mode=render_mode)
