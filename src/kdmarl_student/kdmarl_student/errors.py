@@ -1,0 +1,48 @@
+"""Typed errors of the on-board runtime.
+
+A robot must never crash on a bad bundle or a bad observation: the node catches these, logs the message
+(which names the file and the field at fault, so an operator knows what to fix without a debugger) and
+publishes the safe action. They are plain ``ValueError`` subclasses so callers that only know Python's
+built-ins still catch them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BundleError(ValueError):
+    """A bundle (manifest, model file or signature) is missing, malformed or untrusted.
+
+    Attributes:
+        path: the file at fault (``manifest.json``, ``agent_0.onnx``, ``manifest.sig``, ...).
+        field: the manifest field, ONNX property or signature field at fault (JSON-pointer style,
+            e.g. ``agents/agent_0/model/sha256``); ``""`` when the whole file is at fault.
+        expected: what a valid bundle would have there, in words.
+    """
+
+    def __init__(self, path: str | Path, field: str, expected: str) -> None:
+        self.path = str(path)
+        self.field = field
+        self.expected = expected
+        where = f"{self.path}: field '{field}'" if field else self.path
+        super().__init__(f"{where}: {expected}")
+
+
+class SignatureError(BundleError):
+    """The manifest signature is missing, malformed, or does not verify with the configured key."""
+
+
+class ObservationError(ValueError):
+    """An observation cannot be fed to the policy (wrong length, not numeric, NaN or Inf).
+
+    Attributes:
+        agent: the agent whose observation was rejected.
+        reason: a short machine-readable cause: ``"shape"``, ``"dtype"`` or ``"non_finite"``; the node
+            counts rejections per reason in its diagnostics.
+    """
+
+    def __init__(self, agent: str, reason: str, detail: str) -> None:
+        self.agent = agent
+        self.reason = reason
+        super().__init__(f"observation for '{agent}' rejected ({reason}): {detail}")
