@@ -1,0 +1,136 @@
+"""Teacher checkpoints: atomic writes and `load_teacher`.
+
+`teacher.pt` is a plain dict (only tensors and Python containers, so `torch.load(weights_only=True)` reads it)
+holding everything needed to rebuild the teacher without the training code's state:
+
+    format "kdmarl_teacher", version 1
+    scenario  {"name", "params", "spec": dataclasses.asdict(ScenarioSpec)}
+    config    the resolved TeacherConfig as a dict
+    actor     {"kwargs": Actor(**kwargs), "state_dict"}
+    critic    {"kwargs": Critic(**kwargs), "state_dict"}
+    value_norm {"enabled": bool, "state_dict"}
+    global_step, iteration
+`checkpoint.pt` (for `--resume`) is the same dict plus "train_state" (optimizer, RNG states, wall time, ...).
+
+Why atomic: a run killed while writing must leave the previous checkpoint intact, so the file is written to a
+temporary file in the same directory, fsync'ed, then `os.replace`d over the old one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdmarl_teacher.networks import Actor, Critic, actor_input, actor_inputs_all, critic_inputs_all
+from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
+
+FORMAT = "kdmarl_teacher"
+VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temp file next to `path`, fsync, then os.replace (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def spec_to_dict(spec: Any) -> dict:
+    """ScenarioSpec -> plain dict (tuples kept), for the checkpoint and JSON reports."""
+    return dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else dict(spec)
+
+
+def spec_from_dict(data: dict) -> Any:
+    """Rebuild a `kdmarl_student.scenarios.ScenarioSpec` from its dict (the stored copy is authoritative, so
+    a checkpoint still loads if the scenario defaults change later)."""
+    from kdmarl_student.scenarios import AgentSpec, ScenarioSpec  # noqa: PLC0415 (pure-python, no torch)
+
+    agents = tuple(
+        AgentSpec(**{**a, "layout": {k: tuple(v) for k, v in a["layout"].items()},
+                     "action_meanings": tuple(a["action_meanings"])})
+        for a in data["agents"]
+    )
+    return ScenarioSpec(**{**data, "agents": agents})
+
+
+@dataclass
+class Teacher:
+    """A frozen teacher: parameter-shared actor, centralized critic, value normalizer, scenario and config."""
+
+    actor: Actor
+    critic: Critic
+    value_normalizer: ValueNorm | IdentityNorm
+    spec: Any  # kdmarl_student.scenarios.ScenarioSpec
+    config: dict
+    global_step: int = 0
+
+    @property
+    def n_agents(self) -> int:
+        return self.actor.n_agents
+
+    def actor_input(self, obs: torch.Tensor, agent_ids: torch.Tensor) -> torch.Tensor:
+        """obs [*, obs_dim_max] (zero-padded), agent_ids long [*] -> actor input [*, obs_dim_max + N]."""
+        return actor_input(obs, agent_ids, self.n_agents)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+        """obs [B, N, obs_dim_max] -> actions long [B, N] (argmax, or sampled with the Gumbel-max trick)."""
+        logits = self.actor(actor_inputs_all(obs))
+        if deterministic:
+            return logits.argmax(-1)
+        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+        return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
+
+    @torch.no_grad()
+    def value(self, state: torch.Tensor) -> torch.Tensor:
+        """state [B, state_dim] -> denormalized values [B, N] (one per agent)."""
+        return self.value_normalizer.denormalize(self.critic(critic_inputs_all(state, self.n_agents)))
+
+
+def build_teacher(payload: dict, device: str | torch.device = "cpu") -> Teacher:
+    """Rebuild networks from a checkpoint dict (see module docstring)."""
+    if payload.get("format") != FORMAT:
+        raise ValueError(f"not a kdmarl teacher checkpoint (format={payload.get('format')!r})")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"unsupported teacher checkpoint version {payload.get('version')!r}, expected {VERSION}")
+    actor = Actor(**payload["actor"]["kwargs"])
+    actor.load_state_dict(payload["actor"]["state_dict"])
+    critic = Critic(**payload["critic"]["kwargs"])
+    critic.load_state_dict(payload["critic"]["state_dict"])
+    norm: ValueNorm | IdentityNorm = ValueNorm() if payload["value_norm"]["enabled"] else IdentityNorm()
+    norm.load_state_dict(payload["value_norm"]["state_dict"])
+    for module in (actor, critic, norm):
+        module.to(device)
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+    spec = spec_from_dict(payload["scenario"]["spec"])
+    return Teacher(actor, critic, norm, spec, payload["config"], int(payload.get("global_step", 0)))
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    return torch.load(Path(path), map_location=device, weights_only=True)
+
+
+def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Teacher:
+    """Load `teacher.pt` (or a run directory containing one) as a frozen `Teacher` on `device`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "teacher.pt"
+    return build_teacher(load_checkpoint(path, device), device)

@@ -1,0 +1,383 @@
+"""MAPPO teacher training (`kdmarl train`), CleanRL style: the whole algorithm in one readable function.
+
+CTDE as in DESIGN.md §4: a parameter-shared actor on each agent's padded observation + agent one-hot, a
+centralized critic on the global state + agent one-hot, GAE, clipped PPO, value normalization, entropy bonus,
+grad-norm clipping, orthogonal init, linear lr annealing. B environments step as one tensor batch
+(`kdmarl_teacher.envs`); every agent of every environment is one PPO sample.
+
+Determinism and `--resume`: all randomness after network init comes from ONE `torch.Generator` (action sampling,
+minibatch permutations) and from the environment, which is reset at the start of every iteration with a seed
+derived from (seed, iteration). So the state at an iteration boundary is fully described by the networks,
+optimizer, value normalizer, generator state and iteration counter, and `checkpoint.pt` stores exactly those:
+an interrupted-and-resumed run reproduces the uninterrupted one bit for bit. (Resetting per iteration costs
+nothing on MPE: episodes have a fixed length, so with `num_steps` a multiple of `max_cycles` every iteration
+holds whole episodes; otherwise the cut episodes are bootstrapped with the critic, i.e. treated as truncated.)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, spec_to_dict
+from kdmarl_teacher.config import TeacherConfig, save_config
+from kdmarl_teacher.networks import Actor, Critic, actor_inputs_all, critic_inputs_all
+from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
+
+SEED_STRIDE = 1_000_003  # iteration seeds: seed * SEED_STRIDE + iteration (distinct runs never share rollouts)
+
+
+def make_env(cfg: TeacherConfig, device: torch.device, num_envs: int | None = None, seed: int | None = None) -> Any:
+    """The batched environment of the contract in docs/ARCHITECTURE.md (imported lazily: it may be absent)."""
+    from kdmarl_teacher.envs import make_env as _make_env  # noqa: PLC0415
+
+    return _make_env(cfg.scenario, num_envs=num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed,
+                     device=device, dtype=torch.float32, **cfg.env_params)
+
+
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
+                *, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation over a rollout.
+
+    rewards, values: [T, B, N]; dones: bool [T, B], True where the episode ENDED with step t (the observation
+    after it belongs to a new episode, so nothing is bootstrapped across it); next_value: [B, N], the value of
+    the observation after the last step (used only where dones[T-1] is False, i.e. a cut episode).
+    Returns (advantages, returns), both [T, B, N].
+    """
+    T = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(next_value)
+    for t in reversed(range(T)):
+        not_done = (~dones[t]).to(rewards.dtype).unsqueeze(-1)  # [B, 1]
+        next_values = next_value if t == T - 1 else values[t + 1]
+        delta = rewards[t] + gamma * next_values * not_done - values[t]
+        last_gae = delta + gamma * gae_lambda * not_done * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Categorical sample via the Gumbel-max trick, so the draw uses our own generator (resume-exact) and masked
+    logits (-1e8) can never win. logits [M, A] -> long [M]."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
+
+
+def value_loss_fn(new_v: torch.Tensor, old_v: torch.Tensor, target: torch.Tensor, clip: float | None,
+                  huber_delta: float) -> torch.Tensor:
+    """MAPPO's value loss, all in normalized units: optionally clipped around the old prediction, Huber or MSE."""
+
+    def err(pred: torch.Tensor) -> torch.Tensor:
+        if huber_delta > 0:
+            return nn.functional.huber_loss(pred, target, delta=huber_delta, reduction="none")
+        return 0.5 * (pred - target) ** 2
+
+    loss = err(new_v)
+    if clip is not None:
+        clipped = old_v + (new_v - old_v).clamp(-clip, clip)
+        loss = torch.max(loss, err(clipped))
+    return loss.mean()
+
+
+def build_networks(cfg: TeacherConfig, env: Any) -> tuple[dict, dict]:
+    """Constructor kwargs of actor and critic (stored in teacher.pt so load_teacher can rebuild them)."""
+    common = {"activation": cfg.activation, "input_norm": cfg.input_norm, "layer_norm": cfg.layer_norm,
+              "use_gru": cfg.use_gru, "gru_hidden": cfg.gru_hidden}
+    actor_kwargs = {"obs_dim_max": int(env.obs_dim_max), "n_agents": int(env.n_agents),
+                    "n_actions": [int(a) for a in env.n_actions], "hidden": list(cfg.actor_hidden), **common}
+    critic_kwargs = {"state_dim": int(env.state_dim), "n_agents": int(env.n_agents),
+                     "hidden": list(cfg.critic_hidden), **common}
+    return actor_kwargs, critic_kwargs
+
+
+def teacher_payload(cfg: TeacherConfig, env: Any, actor: Actor, critic: Critic, norm: nn.Module,
+                    *, actor_kwargs: dict, critic_kwargs: dict, global_step: int, iteration: int) -> dict:
+    """The teacher.pt dict (see kdmarl_teacher.checkpoint). Tensors are cloned to CPU: a checkpoint never
+    depends on the device it was trained on."""
+
+    def cpu(sd: dict) -> dict:
+        return {k: v.detach().to("cpu").clone() for k, v in sd.items()}
+
+    spec = env.spec
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
+        "config": cfg.to_dict(),
+        "actor": {"kwargs": actor_kwargs, "state_dict": cpu(actor.state_dict())},
+        "critic": {"kwargs": critic_kwargs, "state_dict": cpu(critic.state_dict())},
+        "value_norm": {"enabled": bool(cfg.value_norm), "state_dict": cpu(norm.state_dict())},
+        "global_step": int(global_step),
+        "iteration": int(iteration),
+    }
+
+
+def _optimizer_to_cpu(state: dict) -> dict:
+    out = {"param_groups": state["param_groups"], "state": {}}
+    for k, s in state["state"].items():
+        out["state"][k] = {n: (v.detach().to("cpu").clone() if torch.is_tensor(v) else v) for n, v in s.items()}
+    return out
+
+
+class MetricsLog:
+    """metrics.csv (one row per logged iteration) + TensorBoard scalars. On resume the CSV is cut back to the
+    checkpoint's iteration so rows written after the last checkpoint (then lost) are not duplicated."""
+
+    def __init__(self, out: Path, resume_iteration: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when training)
+
+        self.path = out / "metrics.csv"
+        self.fields: list[str] | None = None
+        if resume_iteration is not None and self.path.exists():
+            with self.path.open(newline="") as fh:
+                reader = csv.DictReader(fh)
+                self.fields = list(reader.fieldnames or [])
+                rows = [r for r in reader if int(r["iteration"]) < resume_iteration]
+            with self.path.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        elif self.path.exists():
+            self.path.unlink()
+        self.tb = SummaryWriter(str(out / "tb"))
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            with self.path.open("w", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=self.fields).writeheader()
+        with self.path.open("a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(row)
+        step = int(row["global_step"])
+        for key, value in row.items():
+            if key not in ("global_step", "iteration") and isinstance(value, (int, float)) and math.isfinite(value):
+                self.tb.add_scalar(key if "/" in key else f"train/{key}", value, step)
+
+    def close(self) -> None:
+        self.tb.flush()
+        self.tb.close()
+
+
+def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          stop_after_iterations: int | None = None) -> Path:
+    """Train a MAPPO teacher; writes config.yaml, metrics.csv, tb/, checkpoint.pt and teacher.pt in `out_dir`.
+
+    `stop_after_iterations` stops early as if the run were interrupted after that many iterations (the tests
+    use it to check that `resume=True` continues bit-exactly). Returns the path of teacher.pt.
+    """
+    cfg.validate()
+    out = Path(out_dir)
+    ckpt_path, teacher_path = out / "checkpoint.pt", out / "teacher.pt"
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    if not resume and ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a run (checkpoint.pt); use --resume or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    torch.set_num_threads(cfg.torch_threads)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)  # network initialization
+    env = make_env(cfg, device)
+    B, T, N = cfg.num_envs, cfg.num_steps, int(env.n_agents)
+
+    # ---- networks, value normalizer, optimizer -----------------------------------------------------------------
+    actor_kwargs, critic_kwargs = build_networks(cfg, env)
+    actor = Actor(**actor_kwargs).to(device)
+    critic = Critic(**critic_kwargs).to(device)
+    norm: nn.Module = (ValueNorm() if cfg.value_norm else IdentityNorm()).to(device)
+    params = [*actor.parameters(), *critic.parameters()]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+
+    steps_per_iter = B * T
+    num_iterations = max(1, cfg.total_steps // steps_per_iter)
+    start_iteration, wall_offset = 0, 0.0
+    if resume:
+        ckpt = load_checkpoint(ckpt_path, "cpu")
+        saved = {k: v for k, v in ckpt["config"].items() if k not in ("device", "time_limit_minutes")}
+        now = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "time_limit_minutes")}
+        if saved != now:
+            diff = sorted(k for k in now if saved.get(k) != now[k])
+            raise ValueError(f"--resume: config differs from the checkpoint's in {diff}")
+        actor.load_state_dict(ckpt["actor"]["state_dict"])
+        critic.load_state_dict(ckpt["critic"]["state_dict"])
+        norm.load_state_dict(ckpt["value_norm"]["state_dict"])
+        ts = ckpt["train_state"]
+        optimizer.load_state_dict(ts["optimizer"])
+        gen.set_state(ts["generator"].to(gen.get_state().device))
+        torch.set_rng_state(ts["torch_rng"])
+        start_iteration, wall_offset = int(ckpt["iteration"]), float(ts["wall_time"])
+    save_config(cfg, out / "config.yaml")
+    log = MetricsLog(out, start_iteration if resume else None)
+
+    # ---- rollout storage ---------------------------------------------------------------------------------------
+    Da, Dc = actor.in_dim, critic.in_dim
+    x_buf = torch.zeros(T, B, N, Da, device=device)  # actor inputs
+    c_buf = torch.zeros(T, B, N, Dc, device=device)  # critic inputs
+    act_buf = torch.zeros(T, B, N, dtype=torch.long, device=device)
+    logp_buf = torch.zeros(T, B, N, device=device)
+    val_buf = torch.zeros(T, B, N, device=device)  # critic outputs, NORMALIZED units
+    rew_buf = torch.zeros(T, B, N, device=device)
+    done_buf = torch.zeros(T, B, dtype=torch.bool, device=device)  # episode ended with step t
+    start_buf = torch.zeros(T, B, dtype=torch.bool, device=device)  # step t starts an episode (GRU reset)
+    recurrent = actor.recurrent
+
+    bar = None
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=num_iterations * steps_per_iter, initial=start_iteration * steps_per_iter, unit="step",
+                   unit_scale=True, dynamic_ncols=True, desc=f"train {cfg.scenario}")
+    t0 = time.perf_counter()
+    time_limit = cfg.time_limit_minutes * 60.0
+    last_return = float("nan")
+
+    def checkpoint(iteration_done: int) -> None:
+        payload = teacher_payload(cfg, env, actor, critic, norm, actor_kwargs=actor_kwargs,
+                                  critic_kwargs=critic_kwargs, global_step=iteration_done * steps_per_iter,
+                                  iteration=iteration_done)
+        train_state = {"optimizer": _optimizer_to_cpu(optimizer.state_dict()), "generator": gen.get_state().cpu(),
+                       "torch_rng": torch.get_rng_state(), "wall_time": wall_offset + time.perf_counter() - t0}
+        atomic_save({**payload, "train_state": train_state}, ckpt_path)
+        atomic_save(payload, teacher_path)
+
+    iteration = start_iteration
+    for iteration in range(start_iteration, num_iterations):
+        it_t0 = time.perf_counter()
+        if cfg.anneal_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * (1.0 - iteration / num_iterations)
+
+        # ---- rollout ----------------------------------------------------------------------------------------
+        obs, state = env.reset(seed=cfg.seed * SEED_STRIDE + iteration)  # obs [B, N, Do], state [B, S]
+        h_a = actor.initial_state(B * N)
+        h_c = critic.initial_state(B * N)
+        starting = torch.ones(B, dtype=torch.bool, device=device)
+        ep_returns: list[torch.Tensor] = []  # team return per finished episode
+        ep_metrics: dict[str, list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for t in range(T):
+                x = actor_inputs_all(obs.float())  # [B, N, Da]
+                c = critic_inputs_all(state.float(), N)  # [B, N, Dc]
+                if recurrent:
+                    keep = (~starting).repeat_interleave(N).float().unsqueeze(-1)  # [B*N, 1]
+                    h_a, h_c = h_a * keep, h_c * keep
+                logits, _, h_a = actor.step(x.reshape(B * N, Da), h_a)  # [B*N, A]
+                value, h_c = critic.step(c.reshape(B * N, Dc), h_c)  # [B*N]
+                action = sample_actions(logits, gen)  # [B*N]
+                logp = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+                x_buf[t], c_buf[t], start_buf[t] = x, c, starting
+                act_buf[t], logp_buf[t], val_buf[t] = action.view(B, N), logp.view(B, N), value.view(B, N)
+                obs, state, reward, done, info = env.step(action.view(B, N))
+                rew_buf[t], done_buf[t] = reward.float(), done
+                if bool(done.any()):
+                    ep_returns.append(info["episode_returns"][done].float().mean(-1))  # [n_done]
+                    for key, v in info.get("metrics", {}).items():
+                        ep_metrics.setdefault(key, []).append(v[done].float())
+                starting = done
+            # bootstrap value of the observation after the last step (only used where the episode was cut)
+            if recurrent:
+                keep = (~starting).repeat_interleave(N).float().unsqueeze(-1)
+                h_c = h_c * keep
+            next_v, _ = critic.step(critic_inputs_all(state.float(), N).reshape(B * N, Dc), h_c)
+            values = norm.denormalize(val_buf)  # [T, B, N]
+            advantages, returns = compute_gae(rew_buf, values, done_buf, norm.denormalize(next_v.view(B, N)),
+                                              gamma=cfg.gamma, gae_lambda=cfg.gae_lambda)
+            norm.update(returns)  # MAPPO updates ValueNorm with the targets before regressing them
+
+        # ---- PPO update (minibatches are sets of environments: whole sequences, as the GRU needs) --------------
+        mb_envs = B // cfg.num_minibatches
+        target_n = norm.normalize(returns)  # [T, B, N]
+        clipfracs, kls = [], []
+        stats: dict[str, float] = {}
+        for _epoch in range(cfg.update_epochs):
+            perm = torch.randperm(B, generator=gen, device=device)
+            for k in range(cfg.num_minibatches):
+                idx = perm[k * mb_envs:(k + 1) * mb_envs]
+                if recurrent:
+                    new_logits_l, new_v_l = [], []
+                    ha = actor.initial_state(mb_envs * N)
+                    hc = critic.initial_state(mb_envs * N)
+                    for t in range(T):
+                        keep = (~start_buf[t, idx]).repeat_interleave(N).float().unsqueeze(-1)
+                        lg, _, ha = actor.step(x_buf[t, idx].reshape(-1, Da), ha * keep)
+                        vv, hc = critic.step(c_buf[t, idx].reshape(-1, Dc), hc * keep)
+                        new_logits_l.append(lg)
+                        new_v_l.append(vv)
+                    new_logits = torch.stack(new_logits_l)  # [T, mb*N, A]
+                    new_v = torch.stack(new_v_l).reshape(-1)  # [T*mb*N]
+                    new_logits = new_logits.reshape(-1, new_logits.shape[-1])
+                else:
+                    new_logits = actor(x_buf[:, idx].reshape(-1, Da))  # [T*mb*N, A]
+                    new_v = critic(c_buf[:, idx].reshape(-1, Dc))  # [T*mb*N]
+                logp_all = torch.log_softmax(new_logits, -1)
+                mb_act = act_buf[:, idx].reshape(-1)
+                new_logp = logp_all.gather(-1, mb_act.unsqueeze(-1)).squeeze(-1)
+                entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+                log_ratio = new_logp - logp_buf[:, idx].reshape(-1)
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    kls.append(((ratio - 1) - log_ratio).mean())  # CleanRL's approx_kl (k3 estimator)
+                    clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
+                mb_adv = advantages[:, idx].reshape(-1)
+                if cfg.norm_adv:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+                v_loss = value_loss_fn(new_v, val_buf[:, idx].reshape(-1), target_n[:, idx].reshape(-1),
+                                       cfg.clip_coef if cfg.clip_vloss else None, cfg.huber_delta)
+                loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                stats = {"pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": entropy.item(),
+                         "grad_norm": grad_norm.item()}
+
+        # ---- logging ------------------------------------------------------------------------------------------
+        global_step = (iteration + 1) * steps_per_iter
+        now = time.perf_counter()
+        wall = wall_offset + now - t0
+        if ep_returns:
+            last_return = float(torch.cat(ep_returns).mean())
+        if (iteration + 1) % cfg.log_every == 0 or iteration + 1 == num_iterations:
+            with torch.no_grad():
+                var_y = returns.var()
+                explained_var = float(1 - (returns - values).var() / var_y) if var_y > 0 else float("nan")
+            row: dict[str, Any] = {
+                "iteration": iteration + 1, "global_step": global_step, "wall_time": round(wall, 3),
+                "sps": round(global_step / max(wall, 1e-9), 1),  # cumulative, updates included
+                "sps_iter": round(steps_per_iter / max(now - it_t0, 1e-9), 1),
+                "episodes": int(sum(len(r) for r in ep_returns)),
+                "train_return": last_return,
+                **stats,
+                "approx_kl": float(torch.stack(kls).mean()), "clipfrac": float(torch.stack(clipfracs).mean()),
+                "explained_var": explained_var, "lr": optimizer.param_groups[0]["lr"],
+                "value_mean": float(values.mean()),
+            }
+            for key, vals in ep_metrics.items():
+                row[f"task/{key}"] = float(torch.cat(vals).mean())
+            log.write(row)
+        if bar is not None:
+            bar.set_postfix(sps=f"{steps_per_iter / max(now - it_t0, 1e-9):,.0f}", ret=f"{last_return:.2f}",
+                            refresh=False)
+            bar.update(steps_per_iter)
+
+        done_iters = iteration + 1
+        interrupted = stop_after_iterations is not None and done_iters - start_iteration >= stop_after_iterations
+        timed_out = time_limit > 0 and wall >= time_limit
+        if done_iters % cfg.checkpoint_every == 0 or done_iters == num_iterations or interrupted or timed_out:
+            checkpoint(done_iters)
+        if interrupted or timed_out:
+            break
+
+    if bar is not None:
+        bar.close()
+    log.close()
+    return teacher_path
