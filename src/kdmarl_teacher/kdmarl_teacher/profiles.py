@@ -1,0 +1,237 @@
+"""Sensing profiles, hardware profiles and team configs — and the torch twin of the sensing transform.
+
+- A **sensing profile** names what slices of its observation an agent's student sees. Named profiles
+  (``SENSING_PROFILES``) are written against slice names and resolved against a scenario's layout into the
+  concrete dict that ``kdmarl_student.sensing.apply_sensing`` takes (and that students.pt / the manifest
+  store). A team config may also give a profile inline as a dict in the same vocabulary.
+- A **hardware profile** (``config/hardware/NAME.yaml``) is a budget per decision: ``max_flops``,
+  ``max_params``, ``max_memory_bytes``, ``max_latency_ms`` at ``control_rate_hz`` with a
+  ``sustained_flops_per_s`` to estimate latency. Each file says where its figures come from.
+- A **team config** (``config/teams/NAME.yaml``) names the scenario and maps each agent to a sensing and a
+  hardware profile. ``load_team`` validates everything up front and raises ``ValueError`` naming the file,
+  the agent and the field (unknown profile, slice not in the scenario, budget no ladder rung meets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
+from kdmarl_student.sensing import SLOT_DIM, _resolve, sensed_dim
+
+from kdmarl_teacher.resources import mlp_resources
+from kdmarl_teacher.students import LADDER, RungChoice, choose_rung
+
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+HARDWARE_DIR = CONFIG_DIR / "hardware"
+TEAMS_DIR = CONFIG_DIR / "teams"
+
+# Named sensing profiles, in slice vocabulary. "exclude" drops slices (missing ones are ignored, so a profile
+# works across scenarios); "include" keeps only those (all must exist); "nearest" keeps the k closest slots.
+SENSING_PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no_velocity": {"exclude": ["self_vel"]},
+    "no_other_agents": {"exclude": ["other_agents", "comm"]},
+    "nearest1_landmark": {"nearest": {"landmarks": 1}},
+    "nearest2_landmarks": {"nearest": {"landmarks": 2}},
+    "self_and_landmarks": {"include": ["self_vel", "self_pos", "landmarks"]},
+}
+
+HARDWARE_FIELDS = ("max_flops", "max_params", "max_memory_bytes", "max_latency_ms", "control_rate_hz",
+                   "sustained_flops_per_s")
+
+
+# ----------------------------------------------------------------------------------------------- sensing
+def resolve_sensing(profile: str | Mapping, layout: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    """Named or inline profile -> the concrete dict of ``kdmarl_student.sensing`` (validated against layout)."""
+    if isinstance(profile, str):
+        if profile not in SENSING_PROFILES:
+            raise ValueError(f"unknown sensing profile {profile!r}: expected one of {sorted(SENSING_PROFILES)}")
+        name, spec = profile, SENSING_PROFILES[profile]
+    elif isinstance(profile, Mapping):
+        name, spec = str(profile.get("name", "custom")), profile
+    else:
+        raise ValueError(f"sensing profile must be a name or a mapping, got {profile!r}")
+    unknown = set(spec) - {"name", "include", "exclude", "slices", "nearest", "description"}
+    if unknown:
+        raise ValueError(f"sensing profile {name!r}: unknown field(s) {sorted(unknown)}")
+    if "include" in spec or "slices" in spec:
+        slices = list(spec.get("include", spec.get("slices")))
+    else:
+        slices = [s for s in layout if s not in set(spec.get("exclude", []))]
+    nearest = {k: int(v) for k, v in dict(spec.get("nearest") or {}).items()}
+    # "nearest" on a slice this scenario lacks (e.g. landmarks for the speaker) is an error: say which.
+    concrete = {"name": name, "slices": slices, "nearest": nearest}
+    _resolve(layout, concrete)  # raises ValueError naming the field
+    return concrete
+
+
+def sensing_index_plan(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> list[tuple[int, int, int | None]]:
+    """(start, stop, k or None) per selected slice, in layout order: what both twins execute."""
+    return [(start, stop, k) for _, start, stop, k in _resolve(layout, sensing)]
+
+
+def apply_sensing_torch(obs_full: torch.Tensor, layout: Mapping[str, Sequence[int]], sensing: Mapping) -> torch.Tensor:
+    """Torch twin of ``kdmarl_student.sensing.apply_sensing``: [..., source_dim] -> [..., input_dim].
+
+    Same plan, same float operations (squared distance x*x + y*y, stable sort), so results are bit-identical
+    to the numpy version (tested). Differentiable w.r.t. the selected values (not needed, but harmless).
+    """
+    parts = []
+    for start, stop, k in sensing_index_plan(layout, sensing):
+        block = obs_full[..., start:stop]
+        if k is None:
+            parts.append(block)
+            continue
+        slots = block.reshape(*block.shape[:-1], -1, SLOT_DIM)  # [..., S, 2]
+        d2 = slots[..., 0] * slots[..., 0] + slots[..., 1] * slots[..., 1]  # [..., S]
+        order = torch.sort(d2, dim=-1, stable=True).indices[..., :k]  # [..., k]
+        picked = torch.gather(slots, -2, order[..., None].expand(*order.shape, SLOT_DIM))  # [..., k, 2]
+        parts.append(picked.reshape(*block.shape[:-1], k * SLOT_DIM))
+    return torch.cat(parts, dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------- hardware
+def list_hardware_profiles() -> list[str]:
+    return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))
+
+
+def load_hardware(name_or_path: str | Path) -> dict[str, Any]:
+    """A hardware profile by name (``config/hardware/NAME.yaml``) or by path; ValueError on unknown/invalid."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = HARDWARE_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown hardware profile {name_or_path!r}: expected one of {list_hardware_profiles()}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a hardware profile must be a mapping")
+    data.setdefault("name", path.stem)
+    for key in HARDWARE_FIELDS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ValueError(f"{path}: field {key!r} must be a positive number, got {value!r}")
+    unknown = set(data) - {*HARDWARE_FIELDS, "name", "class", "description", "fixed_overhead_s"}
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {sorted(unknown)}")
+    data["source_file"] = str(path)
+    return data
+
+
+# -------------------------------------------------------------------------------------------------- teams
+@dataclass
+class AgentProfile:
+    """One agent of a team: its concrete sensing dict, hardware budget and the ladder rung that fits."""
+
+    name: str
+    role: str
+    obs_dim: int
+    n_actions: int
+    layout: dict[str, tuple[int, int]]
+    sensing: dict[str, Any]
+    input_dim: int
+    hardware: dict[str, Any]
+    rung: RungChoice
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "obs_dim": self.obs_dim, "n_actions": self.n_actions,
+                "layout": {k: list(v) for k, v in self.layout.items()}, "sensing": self.sensing,
+                "input_dim": self.input_dim, "hardware": self.hardware, "rung": self.rung.to_dict()}
+
+
+@dataclass
+class TeamConfig:
+    name: str
+    source_file: str
+    spec: ScenarioSpec
+    agents: list[AgentProfile] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        """Human-readable choice of each agent's student, with margins (printed by ``kdmarl distill``)."""
+        lines = []
+        for a in self.agents:
+            r = a.rung
+            margins = ", ".join(f"{k.removeprefix('max_')} x{v:g}" for k, v in r.margins.items())
+            lines.append(f"{a.name}: sensing={a.sensing['name']} ({a.input_dim} inputs) hardware={a.hardware['name']} "
+                         f"-> hidden {list(r.hidden)}: {r.resources.flops} FLOPs, {r.resources.params} params, "
+                         f"{r.resources.memory_bytes} B; margins {margins}")
+        return lines
+
+
+def team_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    path = TEAMS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in TEAMS_DIR.glob("*.yaml"))
+        raise ValueError(f"unknown team config {name_or_path!r}: expected a .yaml path or one of {known}")
+    return path
+
+
+def load_team(
+    name_or_path: str | Path, ladder: Sequence[Sequence[int]] = LADDER, max_flops: int | None = None
+) -> TeamConfig:
+    """Load and validate a team config; pick each agent's rung. ``max_flops`` caps the ladder (e.g. at the
+    teacher actor's FLOPs: a student is never larger than its teacher)."""
+    path = team_path(name_or_path)
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{where}: cannot read team config: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: a team config must be a mapping")
+    unknown = set(data) - {"scenario", "params", "agents", "default", "description"}
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+    if "scenario" not in data:
+        raise ValueError(f"{where}: field 'scenario' is missing")
+    try:
+        spec = scenario_spec(data["scenario"], **(data.get("params") or {}))
+    except ValueError as err:
+        raise ValueError(f"{where}: field 'scenario'/'params': {err}") from err
+    entries = data.get("agents") or {}
+    default = data.get("default") or {}
+    if not isinstance(entries, dict):
+        raise ValueError(f"{where}: field 'agents' must map agent names to {{sensing, hardware}}")
+    extra = sorted(set(entries) - set(spec.agent_names))
+    if extra:
+        raise ValueError(f"{where}: agent(s) {extra} not in {spec.name} (agents: {list(spec.agent_names)})")
+    team = TeamConfig(name=path.stem, source_file=where, spec=spec)
+    for agent in spec.agents:
+        entry = {**default, **(entries.get(agent.name) or {})}
+        unknown = set(entry) - {"sensing", "hardware"}
+        if unknown:
+            raise ValueError(f"{where}: agent {agent.name}: unknown field(s) {sorted(unknown)}")
+        for key in ("sensing", "hardware"):
+            if key not in entry:
+                raise ValueError(f"{where}: agent {agent.name}: field '{key}' is missing")
+        try:
+            sensing = resolve_sensing(entry["sensing"], agent.layout)
+        except ValueError as err:
+            raise ValueError(f"{where}: agent {agent.name}: field 'sensing': {err}") from err
+        try:
+            hardware = entry["hardware"]
+            hardware = dict(hardware) if isinstance(hardware, Mapping) else load_hardware(hardware)
+            hardware.setdefault("name", "inline")
+        except ValueError as err:
+            raise ValueError(f"{where}: agent {agent.name}: field 'hardware': {err}") from err
+        in_dim = sensed_dim(agent.layout, sensing)
+        rungs = [h for h in ladder if max_flops is None
+                 or mlp_resources([in_dim, *h, agent.n_actions]).flops <= max_flops] or [min(ladder, key=sum)]
+        rung = choose_rung(in_dim, agent.n_actions, hardware, rungs)
+        if rung is None:
+            raise ValueError(
+                f"{where}: agent {agent.name}: field 'hardware': no student architecture fits budget "
+                f"{hardware['name']!r} ({ {k: hardware.get(k) for k in HARDWARE_FIELDS[:4]} }) "
+                f"with {in_dim} inputs and {agent.n_actions} actions; smallest rung is {list(min(ladder, key=sum))}"
+            )
+        team.agents.append(AgentProfile(agent.name, agent.role, agent.obs_dim, agent.n_actions, dict(agent.layout),
+                                        sensing, in_dim, hardware, rung))
+    return team
