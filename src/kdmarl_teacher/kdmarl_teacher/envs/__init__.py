@@ -1,0 +1,46 @@
+"""Batched MPE environments for training: a torch port of mpe2's scenarios and a PettingZoo adapter.
+
+``make_env("simple_spread", num_envs=B, seed=0, device="cpu", dtype=torch.float32, N=3)`` returns B
+environments stepped as tensors (contract in docs/ARCHITECTURE.md). A scenario given as an import path
+(``"mpe2.simple_spread_v3"``) runs B copies of that PettingZoo ParallelEnv behind the same interface.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from kdmarl_student.scenarios import scenario_spec
+
+from .core import BatchedMPEEnv, Scenario, WorldState
+from .pettingzoo_adapter import PettingZooBatchedEnv
+from .simple_reference import SimpleReference
+from .simple_speaker_listener import SimpleSpeakerListener
+from .simple_spread import SimpleSpread
+
+SCENARIO_CLASSES: dict[str, type[Scenario]] = {
+    "simple_spread": SimpleSpread,
+    "simple_speaker_listener": SimpleSpeakerListener,
+    "simple_reference": SimpleReference,
+}
+
+
+def make_env(
+    scenario: str,
+    num_envs: int = 1,
+    seed: int | None = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    **params: Any,
+) -> BatchedMPEEnv | PettingZooBatchedEnv:
+    """The torch port for a scenario name, or the PettingZoo adapter for an import path (contains a dot).
+
+    Unknown names or parameters raise ValueError naming what was expected.
+    """
+    if isinstance(scenario, str) and "." in scenario:
+        return PettingZooBatchedEnv(scenario, num_envs, seed=seed, device=device, dtype=dtype, **params)
+    spec = scenario_spec(scenario, **params)
+    return BatchedMPEEnv(SCENARIO_CLASSES[spec.name](spec), num_envs, seed=seed, device=device, dtype=dtype)
+
+
+__all__ = ["SCENARIO_CLASSES", "BatchedMPEEnv", "PettingZooBatchedEnv", "Scenario", "WorldState", "make_env"]

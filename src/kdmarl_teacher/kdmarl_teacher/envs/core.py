@@ -1,0 +1,316 @@
+"""Shared physics and episode handling of the batched MPE port.
+
+B worlds live in tensors (no Python loop over environments). The physics is mpe2 1.1.1's
+``_mpe_utils/core.py`` and ``simple_env.py`` operation for operation, so that in float64 the port reproduces
+mpe2 to rounding error (DESIGN.md §6); every place where the order of floating-point operations matters
+says so. Scenario files (``simple_spread.py`` ...) only say what is observed and rewarded.
+
+Shapes: B environments, A agents, L landmarks, C = dim_c communication channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from kdmarl_student.scenarios import ScenarioSpec
+
+# mpe2 World defaults (core.py) and SimpleEnv._set_action's sensitivity.
+DT = 0.1
+DAMPING = 0.25
+CONTACT_FORCE = 1e2
+CONTACT_MARGIN = 1e-3
+SENSITIVITY = 5.0  # agent.accel is None in every supported scenario
+N_MOVES = 5  # dim_p * 2 + 1
+# Discrete move -> unit direction, as in SimpleEnv._set_action: 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y.
+MOVE_DIRECTIONS = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
+
+
+@dataclass
+class WorldState:
+    """The mutable state of B worlds. ``goal[b, i]`` is agent i's ``goal_b`` landmark index (-1: none)."""
+
+    pos: torch.Tensor  # [B, A, 2] agent positions
+    vel: torch.Tensor  # [B, A, 2] agent velocities
+    comm: torch.Tensor  # [B, A, C] agent utterances (state.c), zeros for silent agents
+    landmark_pos: torch.Tensor  # [B, L, 2] (landmarks never move in these scenarios)
+    goal: torch.Tensor  # [B, A] long
+
+    def assign(self, index: torch.Tensor, other: WorldState) -> None:
+        """Overwrite worlds ``index`` [K] with the K worlds of ``other``."""
+        for f in fields(self):
+            getattr(self, f.name)[index] = getattr(other, f.name).to(getattr(self, f.name).dtype)
+
+
+class Scenario:
+    """What a scenario file defines. Agent properties follow mpe2's ``make_world``."""
+
+    spec: ScenarioSpec
+    n_landmarks: int
+    dim_c: int
+    agent_size: tuple[float, ...]
+    movable: tuple[bool, ...]
+    silent: tuple[bool, ...]
+    collide: tuple[bool, ...]
+    # per-episode sums accumulated by the core from ``reward``'s step figures
+    accumulated_metrics: tuple[str, ...] = ()
+
+    def sample_reset(self, n: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> WorldState:
+        """n fresh worlds drawn from the torch generator (same distribution as mpe2's reset_world)."""
+        raise NotImplementedError
+
+    def numpy_reset(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One world drawn exactly as mpe2's ``reset_world`` draws it from ``rng`` (same calls, same order)."""
+        raise NotImplementedError
+
+    def read_goals(self, world: Any) -> np.ndarray:
+        """[A] goal landmark index per agent of an mpe2 world (-1 where the agent has no goal_b)."""
+        return np.full(len(world.agents), -1, dtype=np.int64)
+
+    def observe(self, w: WorldState) -> torch.Tensor | list[torch.Tensor]:
+        """Observations in mpe2's ``observation`` order: [B, A, D] if all agents have the same width D,
+        else a list with each agent's [B, obs_dim_i]."""
+        raise NotImplementedError
+
+    def reward(self, w: WorldState) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Rewards [B, A] after a step, and per-step figures [B] for ``accumulated_metrics``."""
+        raise NotImplementedError
+
+    def last_step_metrics(self, w: WorldState) -> dict[str, torch.Tensor]:
+        """Task figures [B] measured on the last state of an episode."""
+        return {}
+
+
+class BatchedMPEEnv:
+    """B copies of one MPE scenario stepped as tensors, with auto-reset. See docs/ARCHITECTURE.md.
+
+    ``reset`` / ``step`` return ``obs`` [B, A, obs_dim_max] (each agent's observation zero-padded on the
+    right) and ``state`` [B, state_dim] (concatenation of the agents' unpadded observations = mpe2's
+    ``state()``). Episodes only end by truncation at ``max_cycles`` (mpe2 never terminates these scenarios),
+    so every environment of a batch that was reset together finishes together.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        num_envs: int,
+        seed: int | None = 0,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        self.scenario = scenario
+        self.spec: ScenarioSpec = scenario.spec
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.n_agents = self.spec.n_agents
+        self.obs_dims: tuple[int, ...] = self.spec.obs_dims
+        self.n_actions: tuple[int, ...] = self.spec.n_actions
+        self.obs_dim_max = self.spec.obs_dim_max
+        self.state_dim = self.spec.state_dim
+        self.max_cycles = self.spec.max_cycles
+        self.agent_names = self.spec.agent_names
+
+        A, dev = self.n_agents, self.device
+        self._n_actions_t = torch.tensor(self.n_actions, device=dev)  # [A]
+        self._movable = torch.tensor(scenario.movable, device=dev)  # [A] bool
+        self._silent = torch.tensor(scenario.silent, device=dev)  # [A] bool
+        self._move_dirs = torch.tensor(MOVE_DIRECTIONS, device=dev, dtype=dtype)  # [5, 2]
+        size = torch.tensor(scenario.agent_size, device=dev, dtype=dtype)
+        self._dist_min = size[:, None] + size[None, :]  # [A, A], mpe2: entity_a.size + entity_b.size
+        collide = torch.tensor(scenario.collide, device=dev)
+        self._contact_mask = collide[:, None] & collide[None, :] & ~torch.eye(A, dtype=torch.bool, device=dev)
+        self._any_contact = sum(scenario.collide) >= 2  # no colliding pair: skip the contact forces
+        self._eye = torch.eye(A, dtype=torch.bool, device=dev)
+        self._comm_eye = torch.eye(scenario.dim_c, device=dev, dtype=dtype)  # one-hot rows
+
+        self._gen = torch.Generator(device=dev)
+        self._gen.manual_seed(int(torch.seed() if seed is None else seed))
+        self.world = scenario.sample_reset(num_envs, self._gen, dev, dtype)
+        self.t = torch.zeros(num_envs, dtype=torch.long, device=dev)  # steps taken in the current episode
+        self.episode_returns = torch.zeros(num_envs, A, dtype=dtype, device=dev)
+        self._acc = {k: torch.zeros(num_envs, dtype=dtype, device=dev) for k in scenario.accumulated_metrics}
+
+    # ------------------------------------------------------------------ observations
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor]:
+        per_agent = self.scenario.observe(self.world)  # [B, A, D] (same width for all) or A x [B, obs_dim_i]
+        if isinstance(per_agent, torch.Tensor):
+            return per_agent, per_agent.reshape(self.num_envs, self.state_dim)
+        state = torch.cat(per_agent, dim=1)  # [B, state_dim]
+        if all(d == self.obs_dim_max for d in self.obs_dims):
+            obs = torch.stack(per_agent, dim=1)  # [B, A, D]
+        else:
+            obs = torch.zeros(self.num_envs, self.n_agents, self.obs_dim_max, dtype=self.dtype, device=self.device)
+            for i, o in enumerate(per_agent):
+                obs[:, i, : o.shape[1]] = o
+        return obs, state
+
+    # ------------------------------------------------------------------ resets
+    def _reset_bookkeeping(self, index: torch.Tensor | slice) -> None:
+        self.t[index] = 0
+        self.episode_returns[index] = 0
+        for v in self._acc.values():
+            v[index] = 0
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reset all B worlds; ``seed`` reseeds this env's torch generator (runs are reproducible).
+
+        Returns obs [B, A, obs_dim_max], state [B, state_dim].
+        """
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
+        self.world = self.scenario.sample_reset(self.num_envs, self._gen, self.device, self.dtype)
+        self._reset_bookkeeping(slice(None))
+        return self._observe()
+
+    def reset_from_mpe2_seeds(self, seeds: list[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """World b = the world mpe2 gives for ``reset(seed=seeds[b])`` (same numpy draws, same order).
+
+        For seeded evaluation: B seeds, one episode each. Later auto-resets use this env's own generator.
+        """
+        seeds = [int(s) for s in seeds]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds (one per environment), got {len(seeds)}")
+        worlds = [self.scenario.numpy_reset(np.random.Generator(np.random.PCG64(np.random.SeedSequence(s))))
+                  for s in seeds]  # = gymnasium.utils.seeding.np_random(s), which mpe2's reset uses
+        self._load_numpy_worlds(torch.arange(self.num_envs, device=self.device), worlds)
+        self._reset_bookkeeping(slice(None))
+        return self._observe()
+
+    def set_world_from_mpe2(self, env_ids: list[int], mpe2_envs: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copy the worlds of mpe2 envs (parallel or AEC) into environments ``env_ids``.
+
+        Positions, velocities, utterances, landmarks, goals and the step counter are copied; the episode
+        return and metric sums of those environments restart at zero. Returns the new obs, state of all B.
+        """
+        if len(env_ids) != len(mpe2_envs):
+            raise ValueError(f"expected one mpe2 env per env id, got {len(env_ids)} ids and {len(mpe2_envs)} envs")
+        worlds, steps = [], []
+        for e in mpe2_envs:
+            raw = e.unwrapped
+            world = raw.world
+            names = [a.name for a in world.agents]
+            if tuple(names) != self.agent_names or len(world.landmarks) != self.scenario.n_landmarks:
+                raise ValueError(f"mpe2 world has agents {names} and {len(world.landmarks)} landmarks, expected "
+                                 f"{list(self.agent_names)} and {self.scenario.n_landmarks}")
+            worlds.append({
+                "pos": np.stack([a.state.p_pos for a in world.agents]),
+                "vel": np.stack([a.state.p_vel for a in world.agents]),
+                "comm": np.stack([np.asarray(a.state.c, dtype=np.float64).reshape(self.scenario.dim_c)
+                                  for a in world.agents]),
+                "landmark_pos": np.stack([lm.state.p_pos for lm in world.landmarks]),
+                "goal": self.scenario.read_goals(world),
+            })
+            steps.append(int(raw.steps))
+        index = torch.as_tensor(list(env_ids), dtype=torch.long, device=self.device)
+        self._load_numpy_worlds(index, worlds)
+        self._reset_bookkeeping(index)
+        self.t[index] = torch.as_tensor(steps, dtype=torch.long, device=self.device)
+        return self._observe()
+
+    def _load_numpy_worlds(self, index: torch.Tensor, worlds: list[dict[str, np.ndarray]]) -> None:
+        def stack(key: str, dtype: torch.dtype) -> torch.Tensor:
+            return torch.as_tensor(np.stack([w[key] for w in worlds]), dtype=dtype, device=self.device)
+
+        new = WorldState(
+            pos=stack("pos", self.dtype),
+            vel=stack("vel", self.dtype),
+            comm=stack("comm", self.dtype),
+            landmark_pos=stack("landmark_pos", self.dtype),
+            goal=stack("goal", torch.long),
+        )
+        self.world.assign(index, new)
+
+    # ------------------------------------------------------------------ stepping
+    def _check_actions(self, actions: Any) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            actions = torch.as_tensor(np.asarray(actions))
+        expected = (self.num_envs, self.n_agents)
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must have shape [num_envs, n_agents] = {list(expected)}, "
+                             f"got {list(actions.shape)}")
+        if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
+            raise ValueError(f"actions must be integer action indices (torch.long), got dtype {actions.dtype}")
+        actions = actions.to(device=self.device, dtype=torch.long)
+        bad = (actions < 0) | (actions >= self._n_actions_t)  # [B, A]
+        if bool(bad.any()):
+            b, i = (int(x) for x in bad.nonzero()[0])
+            raise ValueError(f"action {int(actions[b, i])} of agent {self.agent_names[i]} in env {b} is out of "
+                             f"range: expected 0 <= action < {self.n_actions[i]} (n_actions per agent: "
+                             f"{dict(zip(self.agent_names, self.n_actions, strict=True))})")
+        return actions
+
+    def _physics(self, actions: torch.Tensor) -> None:
+        """mpe2 World.step for B worlds, after SimpleEnv._execute_world_step has decoded the actions."""
+        scen, world = self.scenario, self.world
+        # Decode: a movable agent's move is action % 5 and the rest (action // 5) is its utterance.
+        move = torch.where(self._movable, actions % N_MOVES, 0)  # [B, A]
+        say = torch.where(self._movable, actions // N_MOVES, actions)  # [B, A]
+        # _set_action: u[axis] = +-1.0, then u *= sensitivity (exact in any order: 0, +-5).
+        force = self._move_dirs[move] * SENSITIVITY  # [B, A, 2]; apply_action_force: u + 0.0 noise
+
+        if self._any_contact:
+            # apply_environment_force: pairs (a, b>a) in entity order; agent i receives its contact forces
+            # summed in ascending order of the other agent j, each computed as
+            # contact_force * delta / dist * penetration with delta = p_i - p_j (the pair's force negated
+            # for the second entity, which is exact in IEEE arithmetic).
+            delta = world.pos[:, :, None, :] - world.pos[:, None, :, :]  # [B, A, A, 2], p_i - p_j
+            sq = delta.square()
+            dist = (sq[..., 0] + sq[..., 1]).sqrt()  # [B, A, A]; np.sum of 2 squares
+            dist = torch.where(self._eye, 1.0, dist)  # the diagonal is masked below; avoid 0/0
+            k = CONTACT_MARGIN
+            x = -(dist - self._dist_min) / k
+            penetration = torch.logaddexp(torch.zeros_like(x), x) * k  # np.logaddexp(0, x) * k
+            pair_force = CONTACT_FORCE * delta / dist[..., None] * penetration[..., None]  # [B, A, A, 2]
+            pair_force = torch.where(self._contact_mask[:, :, None], pair_force, 0.0)
+            for j in range(self.n_agents):  # keep mpe2's summation order (bitwise parity in float64)
+                force = force + pair_force[:, :, j]
+
+        # integrate_state (mass 1, no max_speed in these scenarios); only movable entities move.
+        movable = self._movable[None, :, None]
+        new_pos = world.pos + world.vel * DT
+        new_vel = world.vel * (1 - DAMPING)
+        new_vel = new_vel + (force / 1.0) * DT
+        world.pos = torch.where(movable, new_pos, world.pos)
+        world.vel = torch.where(movable, new_vel, world.vel)
+        # update_agent_state: silent agents say zeros, others the one-hot of their utterance.
+        world.comm = torch.where(self._silent[None, :, None], 0.0, self._comm_eye[say.clamp(max=scen.dim_c - 1)])
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Step all B worlds with ``actions`` long [B, A].
+
+        Returns obs [B, A, obs_dim_max], state [B, state_dim], rewards [B, A], dones bool [B], info with
+        ``episode_returns`` [B, A] and ``metrics`` (dict of [B]) valid where ``dones``, and ``final_obs``
+        [B, A, obs_dim_max] / ``final_state`` [B, state_dim]: the last observation of the episode that
+        ended (equal to obs/state where not done), for bootstrapping at truncation.
+        """
+        actions = self._check_actions(actions)
+        self._physics(actions)
+        rewards, step_figures = self.scenario.reward(self.world)  # [B, A]
+        self.t += 1
+        self.episode_returns += rewards
+        for k, v in step_figures.items():
+            self._acc[k] += v
+        dones = self.t >= self.max_cycles  # [B]
+        obs, state = self._observe()
+        metrics = {**self.scenario.last_step_metrics(self.world), **{k: v.clone() for k, v in self._acc.items()}}
+        info: dict[str, Any] = {
+            "episode_returns": self.episode_returns.clone(),
+            "metrics": metrics,
+            "final_obs": obs,
+            "final_state": state,
+        }
+        if bool(dones.any()):
+            index = dones.nonzero().squeeze(1)
+            self.world.assign(index, self.scenario.sample_reset(len(index), self._gen, self.device, self.dtype))
+            self._reset_bookkeeping(index)
+            obs, state = self._observe()
+        return obs, state, rewards, dones, info

@@ -1,0 +1,160 @@
+"""Any PettingZoo ``ParallelEnv`` behind the batched interface, by stepping B copies in a Python loop.
+
+Slower than the torch port (it runs at the wrapped env's own speed, B times over) but general: any
+discrete-action ParallelEnv given as an import path (``mpe2.simple_spread_v3``, ``my_pkg.my_env_v0``)
+can be trained on. The module must have ``parallel_env(**params)``.
+
+Differences from the port, by necessity: ``reset(seed=s)`` resets copy b with ``seed=s + b`` (PettingZoo
+seeds per env), later episodes continue each copy's own RNG, and ``info["metrics"]`` is empty (task
+figures are scenario-specific; the port computes them). Agents that leave mid-episode observe zeros and
+get reward 0 until every agent is done.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import torch
+from kdmarl_student.scenarios import SCENARIOS, AgentSpec, ScenarioSpec, scenario_spec
+
+
+def _generic_spec(path: str, params: dict[str, Any], env: Any) -> ScenarioSpec:
+    """A spec read from the env's spaces (no named layout beyond one ``obs`` slice)."""
+    agents = []
+    for name in env.possible_agents:
+        obs_space, act_space = env.observation_space(name), env.action_space(name)
+        if not hasattr(act_space, "n"):
+            raise ValueError(f"{path}: agent {name} has action space {act_space}, expected Discrete")
+        obs_dim = int(np.prod(obs_space.shape))
+        n = int(act_space.n)
+        agents.append(AgentSpec(str(name), "agent", obs_dim, n, {"obs": (0, obs_dim)}, tuple(str(k) for k in range(n))))
+    max_cycles = int(params.get("max_cycles", getattr(env.unwrapped, "max_cycles", 0)) or 0)
+    return ScenarioSpec(path, dict(params), tuple(agents), sum(a.obs_dim for a in agents), max_cycles, path)
+
+
+class PettingZooBatchedEnv:
+    """B copies of a PettingZoo ParallelEnv with the interface of ``BatchedMPEEnv`` (see ARCHITECTURE.md)."""
+
+    def __init__(
+        self,
+        path: str,
+        num_envs: int,
+        seed: int | None = 0,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **params: Any,
+    ) -> None:
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        try:
+            module = importlib.import_module(path)
+        except ImportError as exc:
+            raise ValueError(f"cannot import scenario module {path!r}: expected an importable PettingZoo "
+                             f"environment module with parallel_env() ({exc})") from exc
+        if not hasattr(module, "parallel_env"):
+            raise ValueError(f"module {path!r} has no parallel_env(): expected a PettingZoo environment module")
+        known = path in {scenario_spec(name).mpe2_module for name in SCENARIOS}
+        if known:
+            # Validate and resolve the parameters exactly as the port does, and always use discrete actions.
+            self.spec = scenario_spec(path, **params)
+            kwargs = {**self.spec.params, "continuous_actions": False}
+        else:
+            kwargs = dict(params)
+        self.envs = [module.parallel_env(**kwargs) for _ in range(num_envs)]
+        if not known:
+            self.spec = _generic_spec(path, params, self.envs[0])
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.agent_names = self.spec.agent_names
+        self.n_agents = self.spec.n_agents
+        self.obs_dims = self.spec.obs_dims
+        self.n_actions = self.spec.n_actions
+        self.obs_dim_max = self.spec.obs_dim_max
+        self.state_dim = self.spec.state_dim
+        self.max_cycles = self.spec.max_cycles
+        self._rng = np.random.default_rng(seed)
+        self.t = np.zeros(num_envs, dtype=np.int64)
+        self.episode_returns = np.zeros((num_envs, self.n_agents))
+        self._obs = np.zeros((num_envs, self.n_agents, self.obs_dim_max))  # float64 until returned
+        self.reset(seed=seed)
+
+    def _store_obs(self, b: int, obs: dict[str, np.ndarray]) -> None:
+        self._obs[b] = 0.0
+        for i, name in enumerate(self.agent_names):
+            if name in obs:
+                self._obs[b, i, : self.obs_dims[i]] = np.asarray(obs[name], dtype=np.float64).reshape(-1)
+
+    def _out(self, obs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        o = torch.as_tensor(obs, dtype=self.dtype, device=self.device)  # [B, A, D]
+        state = torch.cat([o[:, i, :d] for i, d in enumerate(self.obs_dims)], dim=1)  # [B, state_dim]
+        return o, state
+
+    def reset_from_mpe2_seeds(self, seeds: list[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copy b is reset with ``seed=seeds[b]``; returns obs [B, A, D], state [B, state_dim]."""
+        seeds = [int(s) for s in seeds]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds (one per environment), got {len(seeds)}")
+        for b, (env, s) in enumerate(zip(self.envs, seeds, strict=True)):
+            obs, _ = env.reset(seed=s)
+            self._store_obs(b, obs)
+        self.t[:] = 0
+        self.episode_returns[:] = 0
+        return self._out(self._obs)
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reset copy b with ``seed + b`` (or seeds drawn from this adapter's RNG when seed is None)."""
+        if seed is None:
+            seeds = self._rng.integers(0, 2**31 - 1, size=self.num_envs)
+        else:
+            seeds = np.arange(self.num_envs) + int(seed)
+        return self.reset_from_mpe2_seeds(seeds)
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        a = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
+        expected = (self.num_envs, self.n_agents)
+        if a.shape != expected:
+            raise ValueError(f"actions must have shape [num_envs, n_agents] = {list(expected)}, got {list(a.shape)}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"actions must be integer action indices, got dtype {a.dtype}")
+        bad = (a < 0) | (a >= np.asarray(self.n_actions))
+        if bad.any():
+            b, i = np.argwhere(bad)[0]
+            raise ValueError(f"action {a[b, i]} of agent {self.agent_names[i]} in env {b} is out of range: "
+                             f"expected 0 <= action < {self.n_actions[i]}")
+        return a
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Same contract as ``BatchedMPEEnv.step``: obs, state, rewards [B, A], dones [B], info."""
+        a = self._check_actions(actions)
+        rewards = np.zeros((self.num_envs, self.n_agents))
+        dones = np.zeros(self.num_envs, dtype=bool)
+        for b, env in enumerate(self.envs):
+            live = set(env.agents)
+            act = {name: int(a[b, i]) for i, name in enumerate(self.agent_names) if name in live}
+            obs, rew, term, trunc, _ = env.step(act)
+            self._store_obs(b, obs)
+            for i, name in enumerate(self.agent_names):
+                rewards[b, i] = float(rew.get(name, 0.0))
+            dones[b] = not env.agents or all(term.get(n, False) or trunc.get(n, False) for n in env.agents)
+        self.t += 1
+        self.episode_returns += rewards
+        final_obs, final_state = self._out(self._obs)
+        info: dict[str, Any] = {
+            "episode_returns": torch.as_tensor(self.episode_returns, dtype=self.dtype, device=self.device),
+            "metrics": {},
+            "final_obs": final_obs,
+            "final_state": final_state,
+        }
+        for b in np.flatnonzero(dones):
+            obs, _ = self.envs[b].reset()  # continues this copy's own RNG: reproducible from the first seed
+            self._store_obs(b, obs)
+            self.t[b] = 0
+            self.episode_returns[b] = 0
+        obs_t, state_t = self._out(self._obs)
+        rewards_t = torch.as_tensor(rewards, dtype=self.dtype, device=self.device)
+        return obs_t, state_t, rewards_t, torch.as_tensor(dones, device=self.device), info
