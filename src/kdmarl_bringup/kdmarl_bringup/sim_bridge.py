@@ -1,0 +1,389 @@
+"""Simulation bridge: steps the real mpe2 environment of a bundle's scenario with actions that come over ROS.
+
+Per agent it publishes ``/<ns>/observation`` (the full mpe2 observation, float32, exactly what the offline
+evaluation feeds the policy) and listens on ``/<ns>/action``. It never imports torch or kdmarl_teacher: a
+simulation machine needs numpy, mpe2 and rclpy only.
+
+Lockstep mode (evaluation): observation t goes out, the bridge waits until every agent answered step t or
+``action_timeout_s`` passed (a missing agent does no-op and its miss is counted), then steps. Observations
+use the sensor-data QoS (best effort), so the bridge re-sends step t to agents that have not answered every
+``republish_period_s``; a student answers a repeat with the same deterministic action. The very first step
+waits up to ``wait_for_students_s`` instead: that is the start-up handshake, so a slow machine does not
+turn start-up into misses. Episode k is ``reset(seed=seed + k)``, the convention of the offline evaluation,
+so with deterministic students the team returns over ROS equal the offline returns exactly.
+
+Realtime mode (robots' semantics): a fixed-rate loop on the steady clock; at each tick every agent's latest
+action wins (no-op if it has none younger than ``action_timeout_s``); an agent whose answer to the previous
+observation did not arrive before the tick has missed its deadline (counted).
+
+Each episode ends with a ``kdmarl_msgs/EpisodeSummary`` on ``/kdmarl/episode`` (reliable, transient local so
+a late monitor still gets them). With ``publish_clock`` the bridge is the ``/clock`` source for nodes that
+run with ``use_sim_time`` (simulated time = steps x dt, monotonic across episodes).
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from kdmarl_student.bundle_eval import _task_metrics as task_metrics
+from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
+from kdmarl_student.student_node import (
+    ACTION_QOS,
+    OBSERVATION_QOS,
+    REPORT_QOS,
+    descriptor,
+    diagnostic_status,
+    init_ros,
+)
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from std_msgs.msg import Header
+
+from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary
+
+EPISODE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def episode_metrics(env: Any, scenario: str) -> dict[str, float]:
+    """Task figures of the current world state with the offline evaluation's definitions (one source:
+    ``kdmarl_student.bundle_eval``), so over-ROS and offline metrics compare like for like."""
+    return task_metrics(scenario, env.unwrapped.world)
+
+
+class SimBridge(Node):
+    """The mpe2 environment behind per-agent observation/action topics."""
+
+    def __init__(self) -> None:
+        super().__init__("sim_bridge")
+        self.declare_parameter("bundle", "", descriptor(
+            "Bundle directory; its manifest names the scenario, its parameters and the agents.", read_only=True))
+        self.declare_parameter("scenario", "simple_spread", descriptor(
+            "Scenario when no bundle is given (mpe2 defaults).", read_only=True))
+        self.declare_parameter("mode", "lockstep", descriptor(
+            "lockstep (evaluation: wait for every action) | realtime (fixed rate, latest action wins).",
+            read_only=True, additional_constraints="lockstep | realtime"))
+        self.declare_parameter("rate_hz", 10.0, descriptor("Realtime step rate.", read_only=True,
+                                                           float_range=(0.1, 1000.0)))
+        self.declare_parameter("action_timeout_s", 2.0, descriptor(
+            "Lockstep: wait this long for an agent's action before it does no-op (a miss). Realtime: an "
+            "action older than this is ignored.", float_range=(0.001, 600.0)))
+        self.declare_parameter("republish_period_s", 0.25, descriptor(
+            "Lockstep: re-send an unanswered observation this often (best-effort QoS may drop one).",
+            float_range=(0.001, 60.0)))
+        self.declare_parameter("wait_for_students_s", 120.0, descriptor(
+            "Start-up handshake: how long the first step waits for every student (0 = forever).",
+            read_only=True, float_range=(0.0, 3600.0)))
+        self.declare_parameter("episodes", 0, descriptor("Episodes to run, then exit (0 = until shut down).",
+                                                         read_only=True, int_range=(0, 1_000_000)))
+        self.declare_parameter("seed", 1000, descriptor("Episode k resets mpe2 with seed + k.", read_only=True,
+                                                        int_range=(0, 2**31 - 1)))
+        self.declare_parameter("agents", [""], descriptor(
+            "Agents that have a student; others do no-op without being waited for (default: every agent).",
+            read_only=True))
+        self.declare_parameter("namespaces", [""], descriptor(
+            "Namespace per entry of 'agents' (default: the agent's name).", read_only=True))
+        self.declare_parameter("publish_clock", False, descriptor(
+            "Publish /clock (simulated time) for nodes with use_sim_time.", read_only=True))
+        self.declare_parameter("results_file", "", descriptor(
+            "Write every episode summary and the bridge's statistics as JSON here on exit.", read_only=True))
+
+        bundle = str(self.get_parameter("bundle").value)
+        safe: dict[str, int] = {}
+        if bundle:
+            manifest = json.loads((Path(bundle) / "manifest.json").read_text())
+            params = dict(manifest["scenario"].get("params", {}))
+            self.spec = scenario_spec(manifest["scenario"]["name"], **params)
+            safe = {a["name"]: int(a["action"].get("safe_action", 0)) for a in manifest["agents"]}
+        else:
+            self.spec = scenario_spec(str(self.get_parameter("scenario").value))
+        self.all_agents = list(self.spec.agent_names)
+        self.noop = {a: safe.get(a, 0) for a in self.all_agents}
+        agents = [a for a in self.get_parameter("agents").value if a] or list(self.all_agents)
+        namespaces = [n for n in self.get_parameter("namespaces").value if n] or list(agents)
+        unknown = sorted(set(agents) - set(self.all_agents))
+        if unknown or len(namespaces) != len(agents):
+            raise ValueError(f"parameter 'agents' {agents} must name scenario agents {self.all_agents} and "
+                             f"'namespaces' must have one entry per agent, got {namespaces}")
+        self.agents = agents
+        self.mode = str(self.get_parameter("mode").value)
+        if self.mode not in ("lockstep", "realtime"):
+            raise ValueError(f"parameter 'mode' must be lockstep or realtime, got {self.mode!r}")
+        self.env = make_mpe2_env(self.spec)
+        self.dt = float(getattr(self.env.unwrapped.world, "dt", 0.1))
+
+        self.obs_pubs = {a: self.create_publisher(AgentObservation, f"/{ns}/observation", OBSERVATION_QOS)
+                         for a, ns in zip(agents, namespaces, strict=True)}
+        self.topics = {a: f"/{ns}" for a, ns in zip(agents, namespaces, strict=True)}
+        for agent, ns in zip(agents, namespaces, strict=True):
+            self.create_subscription(AgentAction, f"/{ns}/action",
+                                     lambda msg, a=agent: self._on_action(a, msg), ACTION_QOS)
+        self.episode_pub = self.create_publisher(EpisodeSummary, "/kdmarl/episode", EPISODE_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", REPORT_QOS)
+        self.clock_pub = (self.create_publisher(Clock, "/clock", CLOCK_QOS)
+                          if self.get_parameter("publish_clock").value else None)
+        self.executor_ = SingleThreadedExecutor()
+        self.executor_.add_node(self)
+
+        # Per-step bookkeeping, written by the action callback.
+        self.episode = 0
+        self.step_index = 0
+        self.answers: dict[str, int] = {}
+        self.latest: dict[str, tuple[int, int, int, float]] = {}  # agent -> (episode, step, action, steady t)
+        self.sent_at: dict[tuple[int, int], float] = {}
+        self.latencies_ms: list[float] = []
+        self.summaries: list[dict[str, Any]] = []
+        self.total_steps = 0
+        self.total_misses = 0
+        self.started = time.perf_counter()
+        self.stepping_time = 0.0  # lockstep: wall time of timed steps (observation out -> env stepped)
+        self.timed_steps = 0
+        self.last_diag = 0.0
+
+    # ---- callbacks ---------------------------------------------------------------------------------
+    def _on_action(self, agent: str, msg: AgentAction) -> None:
+        now = time.perf_counter()
+        self.latest[agent] = (msg.episode, msg.step, int(msg.action), now)
+        if msg.episode == self.episode and msg.step == self.step_index and agent not in self.answers:
+            self.answers[agent] = int(msg.action)
+            sent = self.sent_at.get((msg.episode, msg.step))
+            if sent is not None:
+                self.latencies_ms.append((now - sent) * 1e3)
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    def _sim_stamp(self) -> Time:
+        ns = round(self.total_steps * self.dt * 1e9)
+        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+    def _publish_observations(self, obs: dict[str, np.ndarray], agents: list[str]) -> None:
+        stamp = self._sim_stamp()
+        for agent in agents:
+            msg = AgentObservation(agent=agent, episode=self.episode, step=self.step_index)
+            msg.header = Header(stamp=stamp, frame_id="world")
+            msg.data = array.array("f", np.asarray(obs[agent], dtype=np.float32).tobytes())
+            self.obs_pubs[agent].publish(msg)
+
+    def _spin_for(self, seconds: float) -> None:
+        self.executor_.spin_once(timeout_sec=max(0.0, seconds))
+
+    def _wait_for_discovery(self) -> None:
+        """Block until every student's subscription and publisher are matched (or the handshake timeout)."""
+        limit = float(self.get_parameter("wait_for_students_s").value)
+        deadline = None if limit <= 0 else time.perf_counter() + limit
+        while rclpy.ok():
+            missing = [a for a in self.agents
+                       if self.obs_pubs[a].get_subscription_count() < 1
+                       or self.count_publishers(f"{self.topics[a]}/action") < 1]
+            if not missing:
+                return
+            if deadline is not None and time.perf_counter() > deadline:
+                self.get_logger().warning(f"students not found for {missing}; starting anyway (they will miss)")
+                return
+            self.get_logger().info(f"waiting for students of {missing}", throttle_duration_sec=5.0)
+            self._spin_for(0.1)
+
+    def _publish_diagnostics(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last_diag < 1.0:
+            return
+        self.last_diag = now
+        lat = np.asarray(self.latencies_ms[-10_000:]) if self.latencies_ms else None
+        values = {
+            "mode": self.mode, "scenario": self.spec.name, "episode": self.episode, "step": self.step_index,
+            "steps": self.total_steps, "missed_actions": self.total_misses,
+            "steps_per_s": self.timed_steps / self.stepping_time if self.stepping_time > 0 else 0.0,
+            "obs_to_action_p50_ms": None if lat is None else float(np.percentile(lat, 50)),
+            "obs_to_action_p99_ms": None if lat is None else float(np.percentile(lat, 99)),
+        }
+        level = DiagnosticStatus.WARN if self.total_misses else DiagnosticStatus.OK
+        message = f"{self.total_misses} missed actions" if self.total_misses else "ok"
+        status = diagnostic_status(level, "kdmarl_bringup: /sim_bridge", message, self.spec.name, values)
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+    def _collect_actions(self, deadline: float, republish: float, obs: dict[str, np.ndarray]) -> list[str]:
+        """Lockstep: spin until every agent answered the current step or the deadline; return who missed."""
+        next_send = time.perf_counter() + republish
+        while rclpy.ok():
+            pending = [a for a in self.agents if a not in self.answers]
+            now = time.perf_counter()
+            if not pending or now >= deadline:
+                return pending
+            if now >= next_send:
+                self._publish_observations(obs, pending)
+                next_send = now + republish
+            self._spin_for(min(deadline, next_send) - now)
+            self._publish_diagnostics()
+        return [a for a in self.agents if a not in self.answers]
+
+    def _finish_episode(self, seed: int, steps: int, returns: np.ndarray, misses: np.ndarray,
+                        collisions: float) -> None:
+        metrics = episode_metrics(self.env, self.spec.name)
+        if "collisions" in metrics:
+            metrics["collisions"] = float(collisions)
+        team = float(np.mean(returns))
+        msg = EpisodeSummary(scenario=self.spec.name, episode=self.episode, seed=seed, steps=steps,
+                             agents=self.all_agents, agent_returns=[float(r) for r in returns],
+                             missed_actions=[int(m) for m in misses], team_return=team,
+                             metric_names=list(metrics), metric_values=list(metrics.values()))
+        msg.header = Header(stamp=self.get_clock().now().to_msg())
+        self.episode_pub.publish(msg)
+        self.summaries.append({"episode": self.episode, "seed": seed, "steps": steps, "team_return": team,
+                               "agent_returns": [float(r) for r in returns],
+                               "missed_actions": [int(m) for m in misses], "metrics": metrics})
+        self.get_logger().info(f"episode {self.episode} seed {seed}: team return {team:.6f}, "
+                               f"misses {int(misses.sum())}")
+
+    # ---- the loops ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        episodes = int(self.get_parameter("episodes").value)
+        seed0 = int(self.get_parameter("seed").value)
+        self._wait_for_discovery()
+        k = 0
+        while rclpy.ok() and (episodes == 0 or k < episodes):
+            self.episode = k
+            if self.mode == "lockstep":
+                self._run_lockstep_episode(seed0 + k, first=(k == 0))
+            else:
+                self._run_realtime_episode(seed0 + k)
+            k += 1
+        self._publish_diagnostics(force=True)
+
+    def _step_env(self, actions: dict[str, int]) -> tuple[dict[str, np.ndarray], dict[str, float], bool]:
+        obs, rewards, terms, truncs, _ = self.env.step(actions)
+        self.total_steps += 1
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=self._sim_stamp()))
+        done = all(terms.get(a, True) or truncs.get(a, True) for a in self.all_agents)
+        return obs, rewards, done
+
+    def _run_lockstep_episode(self, seed: int, first: bool) -> None:
+        obs, _ = self.env.reset(seed=seed)
+        n = len(self.all_agents)
+        returns, misses, collisions = np.zeros(n), np.zeros(n, dtype=np.int64), 0.0
+        timeout = float(self.get_parameter("action_timeout_s").value)
+        republish = float(self.get_parameter("republish_period_s").value)
+        handshake = float(self.get_parameter("wait_for_students_s").value)
+        steps = 0
+        for t in range(self.spec.max_cycles):
+            self.step_index, self.answers = t, {}
+            loop_start = time.perf_counter()
+            self.sent_at[(self.episode, t)] = loop_start
+            self._publish_observations(obs, self.agents)
+            wait = (handshake if handshake > 0 else 1e9) if first and t == 0 else timeout
+            missed = self._collect_actions(loop_start + wait, republish, obs)
+            if not rclpy.ok():
+                return
+            actions = {a: self.answers.get(a, self.noop[a]) for a in self.all_agents}
+            for a in self.all_agents:
+                if a not in self.answers:
+                    misses[self.all_agents.index(a)] += 1
+            self.total_misses += len(missed) + len(set(self.all_agents) - set(self.agents))
+            self.sent_at.pop((self.episode, t), None)
+            obs, rewards, done = self._step_env(actions)
+            if not (first and t == 0):  # the handshake step is start-up, not throughput
+                self.stepping_time += time.perf_counter() - loop_start
+                self.timed_steps += 1
+            returns += np.array([rewards.get(a, 0.0) for a in self.all_agents], dtype=np.float64)
+            collisions += episode_metrics(self.env, self.spec.name).get("collisions", 0.0)
+            steps = t + 1
+            self._publish_diagnostics()
+            if done:
+                break
+        self._finish_episode(seed, steps, returns, misses, collisions)
+
+    def _run_realtime_episode(self, seed: int) -> None:
+        obs, _ = self.env.reset(seed=seed)
+        n = len(self.all_agents)
+        returns, misses, collisions = np.zeros(n), np.zeros(n, dtype=np.int64), 0.0
+        period = 1.0 / float(self.get_parameter("rate_hz").value)
+        timeout = float(self.get_parameter("action_timeout_s").value)
+        steps = 0
+        self.step_index, self.answers = 0, {}
+        next_tick = time.perf_counter()
+        for t in range(self.spec.max_cycles):
+            self.step_index, self.answers = t, {}
+            self.sent_at[(self.episode, t)] = time.perf_counter()
+            self._publish_observations(obs, self.agents)
+            next_tick += period
+            while rclpy.ok() and time.perf_counter() < next_tick:
+                self._spin_for(next_tick - time.perf_counter())
+            if not rclpy.ok():
+                return
+            now = time.perf_counter()
+            actions = {}
+            for i, a in enumerate(self.all_agents):
+                latest = self.latest.get(a)
+                fresh = latest is not None and now - latest[3] <= timeout
+                actions[a] = latest[2] if fresh else self.noop[a]
+                if a not in self.answers:  # no answer to this tick's observation before the deadline
+                    misses[i] += 1
+                    self.total_misses += 1
+            self.sent_at.pop((self.episode, t), None)
+            obs, rewards, done = self._step_env(actions)
+            returns += np.array([rewards.get(a, 0.0) for a in self.all_agents], dtype=np.float64)
+            collisions += episode_metrics(self.env, self.spec.name).get("collisions", 0.0)
+            steps = t + 1
+            self._publish_diagnostics()
+            if done:
+                break
+        self._finish_episode(seed, steps, returns, misses, collisions)
+
+    def statistics(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(0)
+        return {
+            "mode": self.mode, "scenario": self.spec.name, "agents": self.all_agents, "steps": self.total_steps,
+            "missed_actions": self.total_misses, "wall_time_s": time.perf_counter() - self.started,
+            "lockstep_steps_per_s": self.timed_steps / self.stepping_time if self.stepping_time > 0 else None,
+            "obs_to_action_ms": {
+                "count": int(lat.size),
+                "p50": float(np.percentile(lat, 50)) if lat.size else None,
+                "p99": float(np.percentile(lat, 99)) if lat.size else None,
+                "max": float(lat.max()) if lat.size else None,
+            },
+            "episodes": self.summaries,
+        }
+
+    def write_results(self) -> None:
+        path = str(self.get_parameter("results_file").value)
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(path + ".tmp")
+            tmp.write_text(json.dumps(self.statistics(), indent=2))
+            tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    init_ros(sys.argv if argv is None else argv)
+    node = None
+    try:
+        node = SimBridge()
+        node.run()
+        # Let reliable subscribers (monitor, runner) receive the last summaries before the process goes.
+        end = time.perf_counter() + 0.5
+        while rclpy.ok() and time.perf_counter() < end:
+            node.executor_.spin_once(timeout_sec=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.write_results()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

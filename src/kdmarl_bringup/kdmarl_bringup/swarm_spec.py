@@ -1,0 +1,286 @@
+"""What a swarm is made of: launch arguments + bundle manifest (+ optional fleet YAML) -> node specs.
+
+``launch/swarm.launch.py`` (real ROS 2 with launch_ros) and the ``kdmarl-swarm`` runner (machines without
+the ``ros2`` CLI) both call :func:`swarm_nodes`, so the two ways of starting a swarm cannot drift apart,
+and the logic is tested here without launch_ros. This module imports neither rclpy nor launch.
+
+Backends (DESIGN.md section 7, Crazyswarm2's ``backend`` switch behind one topic API):
+
+- ``mpe``: the simulation bridge steps the real mpe2 environment; one student per agent in namespace
+  ``/<robot>`` (the agent's name unless a fleet says otherwise). ``use_sim_time`` on; the bridge is the
+  ``/clock`` source.
+- ``isaac``: Isaac Sim's multi-robot ROS 2 bridge publishes ``/<robot>/odom`` and consumes
+  ``/<robot>/cmd_vel``; per robot a robot adapter and a student. ``use_sim_time`` on (Isaac publishes
+  ``/clock``).
+- ``real``: as ``isaac`` against real robots; wall time.
+- ``fake``: as ``real`` with a fake kinematic robot per robot standing in for the simulator (tests, demos).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BACKENDS: tuple[str, ...] = ("mpe", "isaac", "real", "fake")
+MODES: tuple[str, ...] = ("lockstep", "realtime")
+SIM_TIME_BACKENDS: frozenset[str] = frozenset({"mpe", "isaac"})
+
+# Every launch argument with its default and description: swarm.launch.py declares exactly these.
+LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "bundle": ("", "Bundle directory (manifest.json + agent_*.onnx)."),
+    "backend": ("mpe", "mpe (simulation bridge) | isaac (Isaac Sim odom/cmd_vel) | real | fake (kinematic robots)."),
+    "mode": ("lockstep", "lockstep (evaluation, mpe only) | realtime (fixed rate, latest action wins)."),
+    "rate": ("10.0", "Control rate in Hz (realtime bridge, adapters, student watchdog)."),
+    "monitor": ("true", "Start the resource monitor."),
+    "log_dir": ("log/swarm", "Directory for the monitor's CSV, summary, PNG and MCAP."),
+    "params_file": ("", "Parameters YAML ('/**:' section plus per-robot overrides); default: config/swarm.yaml."),
+    "fleet": ("", "Optional fleet YAML mapping robots to agents, with 'enabled' flags."),
+    "episodes": ("0", "Episodes the bridge runs before it exits (0 = until shut down)."),
+    "seed": ("1000", "Seed of the first episode; episode k uses seed + k (the offline evaluation's convention)."),
+    "use_sim_time": ("auto", "auto (true for mpe and isaac) | true | false."),
+    "record_mcap": ("false", "Record the run to MCAP in log_dir (monitor)."),
+}
+
+
+@dataclass(frozen=True)
+class SwarmArgs:
+    """Resolved launch arguments (typed); :func:`parse_args` turns launch strings into this."""
+
+    bundle: str
+    backend: str = "mpe"
+    mode: str = "lockstep"
+    rate: float = 10.0
+    monitor: bool = True
+    log_dir: str = "log/swarm"
+    params_file: str = ""
+    fleet: str = ""
+    episodes: int = 0
+    seed: int = 1000
+    use_sim_time: bool | None = None  # None: decided by the backend
+    record_mcap: bool = False
+
+    @property
+    def sim_time(self) -> bool:
+        return self.backend in SIM_TIME_BACKENDS if self.use_sim_time is None else self.use_sim_time
+
+
+@dataclass(frozen=True)
+class Robot:
+    """One fleet entry: the robot's namespace, the bundle agent it runs, and where it starts (fake backend)."""
+
+    name: str
+    agent: str
+    enabled: bool = True
+    initial_pose: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass
+class NodeSpec:
+    """One node to start, independent of how: launch_ros ``Node`` or a runner subprocess."""
+
+    package: str
+    executable: str  # console script (launch_ros)
+    module: str  # ``python -m`` module (runner)
+    name: str
+    namespace: str = ""  # without leading slash; "" = root
+    parameters: dict[str, Any] = field(default_factory=dict)  # overrides, applied after the params file
+    role: str = ""  # student | bridge | adapter | robot | monitor
+
+    @property
+    def fqn(self) -> str:
+        """Fully qualified node name, the key of a per-node section in a params YAML."""
+        return f"/{self.namespace}/{self.name}" if self.namespace else f"/{self.name}"
+
+
+def _as_bool(value: str | bool, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"launch argument {name!r} must be true or false, got {value!r}")
+
+
+def parse_args(values: dict[str, str]) -> SwarmArgs:
+    """Launch-argument strings (as LaunchConfiguration gives them) -> SwarmArgs; ValueError names the argument."""
+    unknown = sorted(set(values) - set(LAUNCH_ARGUMENTS))
+    if unknown:
+        raise ValueError(f"unknown launch argument(s) {unknown}; expected a subset of {sorted(LAUNCH_ARGUMENTS)}")
+    v = {k: str(values.get(k, default)) for k, (default, _) in LAUNCH_ARGUMENTS.items()}
+    if not v["bundle"]:
+        raise ValueError("launch argument 'bundle' is required (a directory with manifest.json)")
+    if v["backend"] not in BACKENDS:
+        raise ValueError(f"launch argument 'backend' must be one of {BACKENDS}, got {v['backend']!r}")
+    if v["mode"] not in MODES:
+        raise ValueError(f"launch argument 'mode' must be one of {MODES}, got {v['mode']!r}")
+    if v["mode"] == "lockstep" and v["backend"] != "mpe":
+        raise ValueError("mode 'lockstep' needs backend 'mpe' (robots and Isaac Sim run in realtime)")
+    try:
+        rate = float(v["rate"])
+        episodes = int(v["episodes"])
+        seed = int(v["seed"])
+    except ValueError as err:
+        raise ValueError(f"launch arguments rate/episodes/seed must be numbers: {err}") from None
+    if not 0.1 <= rate <= 1000.0:
+        raise ValueError(f"launch argument 'rate' must be in [0.1, 1000] Hz, got {rate}")
+    if episodes < 0:
+        raise ValueError(f"launch argument 'episodes' must be >= 0, got {episodes}")
+    sim = None if v["use_sim_time"].lower() == "auto" else _as_bool(v["use_sim_time"], "use_sim_time")
+    return SwarmArgs(
+        bundle=v["bundle"],
+        backend=v["backend"],
+        mode=v["mode"],
+        rate=rate,
+        monitor=_as_bool(v["monitor"], "monitor"),
+        log_dir=v["log_dir"],
+        params_file=v["params_file"],
+        fleet=v["fleet"],
+        episodes=episodes,
+        seed=seed,
+        use_sim_time=sim,
+        record_mcap=_as_bool(v["record_mcap"], "record_mcap"),
+    )
+
+
+def read_manifest(bundle: str | Path) -> dict[str, Any]:
+    """The bundle's manifest as a dict; the student node verifies it fully, launch needs names only."""
+    path = Path(bundle) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no manifest.json in bundle directory") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("agents"), list) or not manifest["agents"]:
+        raise ValueError(f"{path}: field 'agents' must be a non-empty list")
+    return manifest
+
+
+def manifest_agents(manifest: dict[str, Any]) -> list[str]:
+    """Agent names in the bundle, in the environment's order."""
+    return [str(a["name"]) for a in manifest["agents"]]
+
+
+def load_fleet(path: str | Path, agents: list[str]) -> list[Robot]:
+    """Read a fleet YAML (``robots: [{name, agent, enabled, initial_pose}]``) and check it against the bundle.
+
+    Every robot must name a bundle agent, names and agents must be unique; ``enabled: false`` keeps a robot
+    in the file without starting its nodes (Crazyswarm2's convention).
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: fleet file not found") from None
+    robots = data.get("robots") if isinstance(data, dict) else None
+    if not isinstance(robots, list) or not robots:
+        raise ValueError(f"{path}: field 'robots' must be a non-empty list")
+    out: list[Robot] = []
+    for i, entry in enumerate(robots):
+        if not isinstance(entry, dict) or "name" not in entry or "agent" not in entry:
+            raise ValueError(f"{path}: robots[{i}] needs 'name' and 'agent'")
+        if entry["agent"] not in agents:
+            raise ValueError(f"{path}: robots[{i}].agent {entry['agent']!r} is not in the bundle ({agents})")
+        pose = entry.get("initial_pose", [0.0, 0.0])
+        if not (isinstance(pose, list) and len(pose) == 2):
+            raise ValueError(f"{path}: robots[{i}].initial_pose must be [x, y]")
+        out.append(Robot(str(entry["name"]), str(entry["agent"]), bool(entry.get("enabled", True)),
+                         (float(pose[0]), float(pose[1]))))
+    for attr in ("name", "agent"):
+        values = [getattr(r, attr) for r in out]
+        if len(set(values)) != len(values):
+            raise ValueError(f"{path}: robot {attr}s must be unique, got {values}")
+    return out
+
+
+def default_fleet(agents: list[str]) -> list[Robot]:
+    """Without a fleet file: one enabled robot per agent, namespaced by the agent's name."""
+    return [Robot(a, a) for a in agents]
+
+
+def _student(args: SwarmArgs, robot: Robot, bundle: str) -> NodeSpec:
+    return NodeSpec(
+        "kdmarl_student", "student_node", "kdmarl_student.student_node", "student", robot.name,
+        {"bundle": bundle, "agent": robot.agent, "mode": args.mode, "control_rate_hz": args.rate,
+         "use_sim_time": args.sim_time},
+        role="student",
+    )
+
+
+def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | None = None) -> list[NodeSpec]:
+    """The nodes of one swarm: per enabled robot a student (+ adapter, + fake robot), and bridge and monitor.
+
+    The order is the start order the runner uses: monitor first (so it sees everything), then robots,
+    adapters and students, the bridge last (it waits for the students anyway).
+    """
+    agents = manifest_agents(manifest)
+    robots = fleet if fleet is not None else default_fleet(agents)
+    enabled = [r for r in robots if r.enabled]
+    if not enabled:
+        raise ValueError("no enabled robot: the fleet disables every robot")
+    bundle = str(Path(args.bundle).resolve())
+    by_agent = {r.agent: r for r in robots}
+    specs: list[NodeSpec] = []
+    if args.monitor:
+        specs.append(NodeSpec(
+            "kdmarl_bringup", "monitor", "kdmarl_bringup.monitor", "monitor", "",
+            {"log_dir": str(Path(args.log_dir).resolve()), "record_mcap": args.record_mcap,
+             "use_sim_time": args.sim_time},
+            role="monitor",
+        ))
+    for robot in enabled:
+        if args.backend == "fake":
+            specs.append(NodeSpec(
+                "kdmarl_bringup", "fake_robot", "kdmarl_bringup.fake_robot", "fake_robot", robot.name,
+                {"initial_pose": [robot.initial_pose[0], robot.initial_pose[1]], "use_sim_time": False},
+                role="robot",
+            ))
+        if args.backend in ("isaac", "real", "fake"):
+            # Peers in the bundle's agent order: the student's observation lists the other agents that way.
+            peers = [by_agent[a].name if a in by_agent else a for a in agents if a != robot.agent]
+            specs.append(NodeSpec(
+                "kdmarl_bringup", "robot_adapter", "kdmarl_bringup.robot_adapter", "robot_adapter", robot.name,
+                {"bundle": bundle, "agent": robot.agent, "peers": peers, "rate_hz": args.rate,
+                 "use_sim_time": args.sim_time},
+                role="adapter",
+            ))
+        specs.append(_student(args, robot, bundle))
+    if args.backend == "mpe":
+        specs.append(NodeSpec(
+            "kdmarl_bringup", "sim_bridge", "kdmarl_bringup.sim_bridge", "sim_bridge", "",
+            {"bundle": bundle, "mode": args.mode, "rate_hz": args.rate, "episodes": args.episodes,
+             "seed": args.seed, "agents": [r.agent for r in enabled],
+             "namespaces": [r.name for r in enabled], "publish_clock": args.sim_time,
+             "use_sim_time": False},
+            role="bridge",
+        ))
+    return specs
+
+
+def default_params_file() -> str:
+    """config/swarm.yaml from the installed share directory, else from the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415  optional
+
+        path = Path(get_package_share_directory("kdmarl_bringup")) / "config" / "swarm.yaml"
+        if path.is_file():
+            return str(path)
+    except (ImportError, LookupError, ValueError):
+        pass
+    return str(Path(__file__).resolve().parents[1] / "config" / "swarm.yaml")
+
+
+def build(values: dict[str, str]) -> tuple[SwarmArgs, list[NodeSpec], str]:
+    """Launch strings -> (args, node specs, params file): everything swarm.launch.py and the runner need."""
+    args = parse_args(values)
+    manifest = read_manifest(args.bundle)
+    fleet = load_fleet(args.fleet, manifest_agents(manifest)) if args.fleet else None
+    params_file = args.params_file or default_params_file()
+    if not Path(params_file).is_file():
+        raise ValueError(f"params file {params_file!r} not found")
+    return args, swarm_nodes(args, manifest, fleet), params_file

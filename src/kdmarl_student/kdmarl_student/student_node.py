@@ -1,0 +1,484 @@
+"""The student node: one managed (lifecycle) ROS 2 node per robot hosting one agent's ``StudentPolicy``.
+
+Life cycle (what deployed ROS robots and lifecycle managers expect):
+
+- *configure* loads and verifies the bundle entry (manifest schema, sha256, optional ed25519 signature,
+  ONNX shapes, one dummy inference). If that fails the node stays *unconfigured*, reports ERROR on
+  ``/diagnostics`` with the reason, and never acts: no silent fallback to anything.
+- *activate* starts answering observations; *deactivate* stops; *cleanup* drops the policy.
+- ``autostart`` (default true) drives configure + activate at start-up, since plain ``ros2 run`` and the
+  ``kdmarl-swarm`` runner have no lifecycle manager; set it false under nav2's lifecycle manager or a
+  launch-file ``LifecycleNode`` with its own transitions.
+
+Topics (relative, so a namespace per robot gives ``/<robot>/observation`` etc.; DESIGN.md section 3):
+
+=================  ===============================  =====================================================
+``observation``    kdmarl_msgs/AgentObservation in  sensor-data QoS (best effort, keep last 5): a late
+                                                    observation is worthless, never queue behind it
+``action``         kdmarl_msgs/AgentAction out      reliable, keep last 10: every decision must arrive
+``resource_usage`` kdmarl_msgs/ResourceUsage out    reliable, keep last 10, ~1 Hz (steady clock)
+``/diagnostics``   diagnostic_msgs/DiagnosticArray  reliable, keep last 10, ~1 Hz (steady clock), in
+                                                    every lifecycle state
+=================  ===============================  =====================================================
+
+Bad input never kills the node: an observation of the wrong length, with NaN/Inf, or for another agent
+gives the safe action, is counted, and logs a throttled warning; in realtime mode a watchdog publishes
+the safe action whenever no observation arrived within ``observation_timeout_s``. Health and resource
+timers run on the steady clock: they measure the machine, and sim time may stop or jump back on reset.
+It needs only its own observation topic: there is no central node on the control path.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from std_msgs.msg import Header
+
+from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage
+
+# QoS per topic; the bridge, adapter and monitor import these so both ends always agree.
+OBSERVATION_QOS: QoSProfile = qos_profile_sensor_data
+ACTION_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+REPORT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+MODES = ("lockstep", "realtime")
+
+
+def descriptor(
+    description: str,
+    *,
+    read_only: bool = False,
+    float_range: tuple[float, float] | None = None,
+    int_range: tuple[int, int] | None = None,
+    additional_constraints: str = "",
+) -> ParameterDescriptor:
+    """A ParameterDescriptor with an optional range, so ``ros2 param describe`` and rqt show the limits."""
+    d = ParameterDescriptor(description=description, read_only=read_only, additional_constraints=additional_constraints)
+    if float_range is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]), to_value=float(float_range[1]))]
+    if int_range is not None:
+        d.integer_range = [IntegerRange(from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
+    return d
+
+
+def steady_clock() -> Clock:
+    return Clock(clock_type=ClockType.STEADY_TIME)
+
+
+def diagnostic_status(
+    level: bytes, name: str, message: str, hardware_id: str, values: dict[str, Any]
+) -> DiagnosticStatus:
+    """One DiagnosticStatus with string key/values (the format rqt_robot_monitor and aggregators read)."""
+    return DiagnosticStatus(
+        level=level, name=name, message=message, hardware_id=hardware_id,
+        values=[KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()],
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+class RateMeter:
+    """Arrival rate (Hz) over a sliding window of steady-clock timestamps; rclpy has no topic statistics."""
+
+    def __init__(self, window: int = 50) -> None:
+        self._stamps: deque[float] = deque(maxlen=window)
+
+    def tick(self, now: float) -> None:
+        self._stamps.append(now)
+
+    def rate(self, now: float, horizon_s: float = 5.0) -> float:
+        recent = [t for t in self._stamps if now - t <= horizon_s]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+
+def load_policy(bundle: str, agent: str, *, num_threads: int, public_key: str, require_signature: bool,
+                providers: str) -> Any:
+    """Load and verify one agent of a bundle with the on-board runtime (raises BundleError and friends).
+
+    A public key alone already makes the signature mandatory (the runtime's rule); ``require_signature``
+    without a key is a configuration error the runtime reports.
+    """
+    # Imported here so that a broken or missing runtime is a configure ERROR, not a crash at import.
+    from kdmarl_student.policy import StudentPolicy  # noqa: PLC0415
+
+    provider_list: str | list[str] = "auto" if providers == "auto" else [p for p in providers.split(",") if p]
+    return StudentPolicy(
+        bundle, agent, public_key=public_key or None, require_signature=True if require_signature else None,
+        intra_op_num_threads=num_threads, providers=provider_list,
+    )
+
+
+class StudentNode(LifecycleNode):
+    """One agent's decision maker: observation in, action out, health and resources reported."""
+
+    def __init__(self, node_name: str = "student", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._declare_parameters()
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self._steady = steady_clock()
+        self._policy: Any | None = None
+        self._error = ""  # why the bundle cannot be used; non-empty = ERROR
+        self._active = False
+        self._agent = self._resolve_agent()
+        self._safe_action = 0
+        self._action_pub = None
+        self._usage_pub = None
+        self._obs_sub = None
+        self._watchdog = None
+        self._reset_counters()
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", REPORT_QOS)
+        period = float(self.get_parameter("report_period_s").value)
+        self._report_timer = self.create_timer(period, self._report, clock=self._steady)
+
+    # ---- parameters -------------------------------------------------------------------------------
+    def _declare_parameters(self) -> None:
+        self.declare_parameter("bundle", "", descriptor(
+            "Bundle directory (manifest.json + agent_*.onnx). Fixed for the node's life: a different model "
+            "is a different node.", read_only=True))
+        self.declare_parameter("agent", "", descriptor(
+            "Bundle agent this node runs; empty = the last component of the node's namespace.", read_only=True))
+        self.declare_parameter("mode", "lockstep", descriptor(
+            "lockstep: answer every observation (evaluation). realtime: also publish the safe action when no "
+            "observation arrived within observation_timeout_s.", additional_constraints="lockstep | realtime"))
+        self.declare_parameter("control_rate_hz", 10.0, descriptor(
+            "Rate of the realtime watchdog that checks for stale observations.", float_range=(0.1, 1000.0)))
+        self.declare_parameter("observation_timeout_s", 0.5, descriptor(
+            "Age (steady clock) after which the last observation is stale in realtime mode.",
+            float_range=(0.001, 60.0)))
+        self.declare_parameter("safe_action", -1, descriptor(
+            "Action for invalid or stale observations; -1 = the manifest's safe action (MPE: 0, no-op).",
+            int_range=(-1, 1024)))
+        self.declare_parameter("num_threads", 1, descriptor(
+            "ONNX Runtime intra-op threads; one per node, since every robot process has its own.",
+            read_only=True, int_range=(1, 64)))
+        self.declare_parameter("public_key", "", descriptor(
+            "Path of an ed25519 public key (PEM); with require_signature, unsigned or badly signed bundles "
+            "are refused.", read_only=True))
+        self.declare_parameter("require_signature", False, descriptor(
+            "Refuse bundles whose manifest signature does not verify with public_key.", read_only=True))
+        self.declare_parameter("providers", "auto", descriptor(
+            "ONNX Runtime execution providers: auto (TensorRT > CUDA > CPU, each proven by a dummy inference) "
+            "or a comma-separated list.", read_only=True))
+        self.declare_parameter("autostart", True, descriptor(
+            "Configure and activate at start-up (no lifecycle manager needed).", read_only=True))
+        self.declare_parameter("report_period_s", 1.0, descriptor(
+            "Period of ResourceUsage and /diagnostics (steady clock).", read_only=True, float_range=(0.05, 60.0)))
+        self.declare_parameter("warn_throttle_s", 5.0, descriptor(
+            "Minimum interval between repeated warnings about bad or stale input.", float_range=(0.0, 3600.0)))
+
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name == "mode" and p.value not in MODES:
+                return SetParametersResult(successful=False, reason=f"mode must be one of {MODES}")
+        return SetParametersResult(successful=True)
+
+    def _resolve_agent(self) -> str:
+        agent = str(self.get_parameter("agent").value)
+        if not agent:
+            agent = self.get_namespace().rstrip("/").rsplit("/", 1)[-1]
+        return agent
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _reset_counters(self) -> None:
+        self._counts = {"actions": 0, "safe_actions": 0, "invalid_observations": 0, "stale_observations": 0,
+                        "inference_errors": 0}
+        self._counts_at_report = dict(self._counts)
+        self._invalid_reasons: dict[str, int] = {}
+        self._last_obs_time: float | None = None  # steady seconds
+        self._last_obs: tuple[int, int, Any] = (0, 0, None)
+        self._obs_rate = RateMeter()
+        self._obs_delay_ms: float | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        bundle = str(self._param("bundle"))
+        try:
+            if not bundle:
+                raise ValueError("parameter 'bundle' is empty: set it to a bundle directory")
+            if not self._agent:
+                raise ValueError("parameter 'agent' is empty and the node has no namespace to take it from")
+            self._policy = load_policy(bundle, self._agent, num_threads=int(self._param("num_threads")),
+                                       public_key=str(self._param("public_key")),
+                                       require_signature=bool(self._param("require_signature")),
+                                       providers=str(self._param("providers")))
+        except Exception as err:  # every failure to load is reported, none is fatal to the process
+            self._policy = None
+            self._error = f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"bundle unusable, refusing to act: {self._error}")
+            return TransitionCallbackReturn.FAILURE
+        self._error = ""
+        override = int(self._param("safe_action"))
+        self._safe_action = override if override >= 0 else int(getattr(self._policy, "safe_action", 0))
+        self._action_pub = self.create_lifecycle_publisher(AgentAction, "action", ACTION_QOS)
+        self._usage_pub = self.create_lifecycle_publisher(ResourceUsage, "resource_usage", REPORT_QOS)
+        self._obs_sub = self.create_subscription(AgentObservation, "observation", self._on_observation,
+                                                 OBSERVATION_QOS)
+        self.get_logger().info(f"configured agent {self._agent!r} from {bundle}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._reset_counters()
+        if self._param("mode") == "realtime":
+            self._watchdog = self.create_timer(1.0 / float(self._param("control_rate_hz")), self._check_stale,
+                                               clock=self._steady)
+        self._active = True
+        self.get_logger().info(f"active ({self._param('mode')}), safe action {self._safe_action}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        if self._watchdog is not None:
+            self.destroy_timer(self._watchdog)
+            self._watchdog = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if self._watchdog is not None:
+            self.destroy_timer(self._watchdog)
+            self._watchdog = None
+        if self._obs_sub is not None:
+            self.destroy_subscription(self._obs_sub)
+        for pub in (self._action_pub, self._usage_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._obs_sub = self._action_pub = self._usage_pub = None
+        self._policy = None
+
+    # ---- the control path --------------------------------------------------------------------------
+    def _on_observation(self, msg: AgentObservation) -> None:
+        now = time.perf_counter()
+        self._last_obs_time = now
+        self._last_obs = (msg.episode, msg.step, msg.header.stamp)
+        self._obs_rate.tick(now)
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if stamp_ns > 0:
+            self._obs_delay_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        if not self._active or self._policy is None:
+            return
+        if msg.agent and msg.agent != self._agent:
+            self._reject("agent", f"observation addressed to {msg.agent!r}, this node runs {self._agent!r}")
+            self._publish(msg.episode, msg.step, msg.header.stamp, self._safe_action, safe=True)
+            return
+        observation = np.frombuffer(msg.data, dtype=np.float32) if len(msg.data) else np.zeros(0, np.float32)
+        start = time.perf_counter()
+        try:
+            action = int(self._policy.act(observation))
+        except ValueError as err:  # ObservationError: wrong length, NaN/Inf, not numeric
+            self._reject(getattr(err, "reason", "invalid"), str(err))
+            self._publish(msg.episode, msg.step, msg.header.stamp, self._safe_action, safe=True)
+            return
+        except Exception as err:  # an inference failure must not kill a robot's process either
+            self._counts["inference_errors"] += 1
+            self.get_logger().warning(f"inference failed, safe action: {err}",
+                                      throttle_duration_sec=float(self._param("warn_throttle_s")))
+            self._publish(msg.episode, msg.step, msg.header.stamp, self._safe_action, safe=True)
+            return
+        inference_ms = (time.perf_counter() - start) * 1e3
+        self._publish(msg.episode, msg.step, msg.header.stamp, action, safe=False, inference_ms=inference_ms)
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self._counts["invalid_observations"] += 1
+        self._invalid_reasons[reason] = self._invalid_reasons.get(reason, 0) + 1
+        self.get_logger().warning(f"invalid observation, safe action: {detail}",
+                                  throttle_duration_sec=float(self._param("warn_throttle_s")))
+
+    def _check_stale(self) -> None:
+        """Realtime watchdog: no fresh observation -> the safe action (the robot stops)."""
+        if not self._active:
+            return
+        age = None if self._last_obs_time is None else time.perf_counter() - self._last_obs_time
+        if age is not None and age <= float(self._param("observation_timeout_s")):
+            return
+        self._counts["stale_observations"] += 1
+        episode, step, stamp = self._last_obs
+        self.get_logger().warning(
+            "no observation yet, safe action" if age is None else f"observation stale ({age:.2f} s), safe action",
+            throttle_duration_sec=float(self._param("warn_throttle_s")))
+        self._publish(episode, step, stamp, self._safe_action, safe=True)
+
+    def _publish(self, episode: int, step: int, stamp: Any, action: int, *, safe: bool,
+                 inference_ms: float = 0.0) -> None:
+        if self._action_pub is None:
+            return
+        msg = AgentAction(agent=self._agent, episode=episode, step=step, action=action, is_safe_action=safe,
+                          inference_ms=inference_ms)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        if stamp is not None:
+            msg.observation_stamp = stamp
+        self._action_pub.publish(msg)
+        self._counts["actions"] += 1
+        if safe:
+            self._counts["safe_actions"] += 1
+
+    # ---- reports -----------------------------------------------------------------------------------
+    def _snapshot(self) -> Any | None:
+        if self._policy is None:
+            return None
+        return self._policy.snapshot()
+
+    def _report(self) -> None:
+        snap = self._snapshot()
+        if self._active and snap is not None and self._usage_pub is not None:
+            self._usage_pub.publish(self._usage_message(snap))
+        self._diag_pub.publish(DiagnosticArray(header=self._header(), status=[self._diagnostic(snap)]))
+        self._counts_at_report = dict(self._counts)
+
+    def _header(self) -> Header:
+        return Header(stamp=self.get_clock().now().to_msg())
+
+    def _budget(self) -> dict[str, Any]:
+        spec = getattr(self._policy, "spec", None)
+        return dict(getattr(spec, "budget", None) or {})
+
+    def _usage_message(self, snap: Any) -> ResourceUsage:
+        budget = self._budget()
+        return ResourceUsage(
+            header=self._header(), agent=self._agent, node_name=self.get_fully_qualified_name(),
+            latency_p50_ms=float(snap.latency_p50_ms or 0.0), latency_p99_ms=float(snap.latency_p99_ms or 0.0),
+            latency_max_ms=float(snap.latency_max_ms or 0.0), cpu_percent=float(snap.cpu_percent),
+            rss_bytes=int(snap.rss_bytes), flops_per_decision=int(snap.flops_per_decision), params=int(snap.params),
+            model_memory_bytes=int(snap.memory_bytes), budget_name=str(budget.get("profile") or ""),
+            budget_flops=int(budget.get("max_flops") or 0), budget_params=int(budget.get("max_params") or 0),
+            budget_memory_bytes=int(budget.get("max_memory_bytes") or 0),
+            budget_latency_ms=float(budget.get("max_latency_ms") or 0.0),
+            budget_met=snap.budget_met is not False,
+            actions=self._counts["actions"], safe_actions=self._counts["safe_actions"],
+            invalid_observations=self._counts["invalid_observations"],
+            stale_observations=self._counts["stale_observations"],
+        )
+
+    def _diagnostic(self, snap: Any | None) -> DiagnosticStatus:
+        now = time.perf_counter()
+        new = {k: self._counts[k] - self._counts_at_report.get(k, 0) for k in self._counts}
+        values: dict[str, Any] = {
+            "agent": self._agent, "bundle": self._param("bundle"), "mode": self._param("mode"),
+            "state": "active" if self._active else ("configured" if self._policy is not None else "unconfigured"),
+            **self._counts,
+            "invalid_reasons": ",".join(f"{k}={v}" for k, v in sorted(self._invalid_reasons.items())),
+            "observation_rate_hz": self._obs_rate.rate(now),
+            "observation_age_ms": None if self._last_obs_time is None else (now - self._last_obs_time) * 1e3,
+            "observation_delay_ms": self._obs_delay_ms,
+        }
+        if snap is not None:
+            values.update({
+                "inference_p50_ms": snap.latency_p50_ms, "inference_p99_ms": snap.latency_p99_ms,
+                "cpu_percent": snap.cpu_percent, "rss_bytes": snap.rss_bytes,
+                "flops_per_decision": snap.flops_per_decision, "budget_met": snap.budget_met,
+                "provider": getattr(snap, "provider", ""),
+            })
+        problems = []
+        if self._error:
+            level, message = DiagnosticStatus.ERROR, f"bundle unusable, not acting: {self._error}"
+        else:
+            if not self._active:
+                problems.append("not active")
+            if new["invalid_observations"]:
+                problems.append(f"{new['invalid_observations']} invalid observations")
+            if new["stale_observations"]:
+                problems.append(f"{new['stale_observations']} stale observations")
+            if new["inference_errors"]:
+                problems.append(f"{new['inference_errors']} inference errors")
+            if snap is not None and snap.budget_met is False:
+                problems.append("over budget")
+            level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+            message = "; ".join(problems) if problems else "ok"
+        name = f"kdmarl_student: {self.get_fully_qualified_name()}"
+        return diagnostic_status(level, name, message, self._agent, values)
+
+    # ---- start-up ----------------------------------------------------------------------------------
+    def autostart(self) -> None:
+        """configure + activate, as a lifecycle manager would; a failed configure leaves ERROR reported."""
+        if not bool(self._param("autostart")):
+            return
+        self.trigger_configure()
+        if self._policy is not None:
+            self.trigger_activate()
+
+
+def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executor: Any | None = None) -> None:
+    """Spin until SIGINT/SIGTERM or context shutdown, then run ``on_shutdown`` while publishing still works.
+
+    rclpy's own signal handler shuts the context down before user code can react, so a robot could not
+    send its final zero ``Twist``; nodes therefore start with ``SignalHandlerOptions.NO`` (see
+    :func:`init_ros`) and turn SIGTERM into KeyboardInterrupt. Spinning in short slices lets Python
+    deliver the signal promptly even while the wait set is idle.
+    """
+    executor = executor or SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if on_shutdown is not None and rclpy.ok():
+            try:
+                on_shutdown()
+            except Exception as err:  # shutdown must complete
+                node.get_logger().warning(f"shutdown hook failed: {err}")
+        executor.remove_node(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def init_ros(argv: list[str] | None) -> None:
+    """rclpy.init without rclpy's signal handlers; SIGINT and SIGTERM raise KeyboardInterrupt instead."""
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+
+
+def main(argv: list[str] | None = None) -> None:
+    init_ros(sys.argv if argv is None else argv)
+    node = StudentNode()
+    node.autostart()
+    spin_node(node)
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["ACTION_QOS", "OBSERVATION_QOS", "REPORT_QOS", "StudentNode", "descriptor", "init_ros", "main",
+           "spin_node", "steady_clock"]
