@@ -28,6 +28,7 @@ from typing import Any
 import jsonschema
 
 from kdmarl_student.errors import BundleError
+from kdmarl_student.metering import check_budget
 from kdmarl_student.sensing import sensed_dim
 from kdmarl_student.signing import MANIFEST_FILE, SIGNATURE_FILE, load_public_key, verify_bundle_signature
 
@@ -287,3 +288,101 @@ def load_manifest(
     validate_manifest_data(data, manifest_path)
     agents = tuple(AgentEntry.from_dict(i, a) for i, a in enumerate(data["agents"]))
     return Manifest(bundle_dir=bundle_dir, data=data, agents=agents, signed_by=signed_by)
+
+
+# ------------------------------------------------------------------------------------------- writing
+CONVENTIONS: dict[str, str] = {
+    "flops": "2 x multiply-accumulates of the agent's deployed forward pass at batch 1 (Linear layers); "
+    "bias additions and activations not counted (kdmarl_teacher.resources)",
+    "memory": "weights (float32) + every activation buffer of the forward pass at batch 1",
+    "latency": "measured at export: ONNX Runtime CPU, 1 thread, batch 1, warm, whole session.run call, on the "
+    "named machine; a node re-measures on its own device",
+    "budget": "met compares the analytic figures (flops, params, memory) with the hardware profile; latency is "
+    "checked on the robot against max_latency_ms",
+    "team_return": "per episode, mean over agents of each agent's summed reward; mean over eval_seeds with a 95% "
+    "normal confidence interval; retention = (R_student - R_random) / (R_teacher - R_random)",
+}
+
+
+def build_agent_entry(
+    *,
+    name: str,
+    role: str,
+    source_dim: int,
+    layout: Mapping[str, Any],
+    sensing: Mapping[str, Any],
+    action_meanings: Any,
+    model_file: str,
+    model_sha256: str,
+    kind: str,
+    resources: Mapping[str, int],
+    control_rate_hz: float,
+    opset: int,
+    budget: Mapping[str, Any] | None = None,
+    latency: Mapping[str, Any] | None = None,
+    parity: Mapping[str, Any] | None = None,
+    input_name: str = "observation",
+    output_name: str = "logits",
+    architecture: str = "",
+    model_bytes: int | None = None,
+    safe_action: int = 0,
+) -> dict[str, Any]:
+    """One ``agents[]`` entry of schema 1.0, with ``input_dim`` derived from the sensing profile and the
+    budget status computed from the analytic figures (so writers cannot disagree with readers).
+
+    The sensing profile is written with its slices spelled out (``"all"`` becomes the list of every slice)
+    so a reader of the manifest sees what the agent observes without knowing the defaults.
+    """
+    layout = {k: [int(v[0]), int(v[1])] for k, v in layout.items()}
+    profile = dict(sensing)
+    if profile.get("slices", "all") in ("all", None):
+        profile["slices"] = list(layout)
+    resources = {k: int(resources[k]) for k in ("params", "flops_per_decision", "memory_bytes")}
+    limits = {k: (budget or {}).get(k) for k in ("max_flops", "max_params", "max_memory_bytes", "max_latency_ms")}
+    met, checks = check_budget({k: v for k, v in limits.items() if k != "max_latency_ms"}, resources, None)
+    typed_limits = {k: None if v is None else float(v) if k == "max_latency_ms" else int(v) for k, v in limits.items()}
+    model: dict[str, Any] = {
+        "file": model_file,
+        "sha256": model_sha256,
+        "kind": kind,
+        "input_name": input_name,
+        "output_name": output_name,
+        "output": "logits",
+        "opset": int(opset),
+        "architecture": architecture,
+    }
+    if model_bytes is not None:
+        model["bytes"] = int(model_bytes)
+    return {
+        "name": name,
+        "role": role,
+        "observation": {
+            "source_dim": int(source_dim),
+            "layout": layout,
+            "sensing": profile,
+            "input_dim": int(sensed_dim(layout, profile)),
+            "dtype": "float32",
+        },
+        "action": {"n_actions": len(action_meanings), "meanings": list(action_meanings), "safe_action": safe_action},
+        "control_rate_hz": float(control_rate_hz),
+        "model": model,
+        "resources": resources,
+        "latency": dict(latency) if latency else None,
+        "parity": dict(parity) if parity else None,
+        "budget": {
+            "profile": (budget or {}).get("name"),
+            **typed_limits,
+            "met": met,
+            "checks": checks,
+        },
+    }
+
+
+def dump_manifest(data: Mapping[str, Any], manifest_path: Path | str = MANIFEST_FILE) -> bytes:
+    """Validate and serialize a manifest (stable key order, 2-space indent, trailing newline).
+
+    Writers validate with the same code readers use, so an exporter can never ship a manifest its own
+    runtime would refuse.
+    """
+    validate_manifest_data(json.loads(json.dumps(data)), Path(manifest_path))
+    return (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8")

@@ -39,7 +39,8 @@ def validate_observation(observation: Any, source_dim: int, agent: str = "agent"
     if array.ndim not in (1, 2) or array.shape[-1] != source_dim or array.size == 0:
         raise ObservationError(agent, "shape", f"expected length {source_dim} (or [B, {source_dim}]), got shape "
                                f"{tuple(array.shape)}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below as non_finite
+        array = np.ascontiguousarray(array, dtype=np.float32)
     finite = np.isfinite(array)
     if not finite.all():
         bad = np.argwhere(~finite)[0].tolist()

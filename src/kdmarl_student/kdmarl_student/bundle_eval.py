@@ -1,0 +1,171 @@
+"""Evaluate a team from its bundle alone: the real mpe2 environment, ONNX Runtime, numpy. No torch.
+
+This is what ``kdmarl evaluate --bundle bundles/NAME`` runs, and the reference the ROS simulation bridge
+must reproduce exactly: per episode ``env.reset(seed=seed)`` on ``scenarios.make_mpe2_env`` built from the
+manifest's scenario, then every agent acts on its own full observation each step until the episode ends
+(``max_cycles``). With greedy actions the returns equal those of the torch students on the same seeds
+(the ONNX/torch parity at export is 1e-5 on logits, so only exact logit ties could differ).
+
+Definitions (DESIGN.md §5): team return = mean over agents of each agent's summed reward. Task figures:
+``simple_spread`` — ``landmarks_covered`` at the last step (an agent closer than 0.1, mpe2's
+benchmark rule) and ``collisions`` (agent pairs in contact, summed over the steps of the episode);
+speaker-listener — ``goal_distance`` (listener to goal landmark at the last step); simple_reference —
+``goal_distance`` (mean over agents of the distance between each agent's target agent and landmark).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdmarl_student.manifest import load_manifest
+from kdmarl_student.policy import StudentPolicy
+from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
+
+ACTORS = ("student", "teacher", "random")
+
+
+@dataclass
+class BundleEvaluation:
+    """Per-episode results, in seed order."""
+
+    actor: str
+    seeds: list[int]
+    agents: list[str]
+    returns: np.ndarray  # [E] team return per episode
+    agent_returns: np.ndarray  # [E, N] summed reward per agent
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [E]
+
+    def summary(self) -> dict[str, Any]:
+        """Mean team return with a 95 % confidence interval (normal approximation) and mean metrics."""
+        n = len(self.returns)
+        std = float(np.std(self.returns, ddof=1)) if n > 1 else 0.0
+        return {
+            "mean": float(np.mean(self.returns)),
+            "ci95": 1.96 * std / math.sqrt(n) if n > 1 else 0.0,
+            "episodes": n,
+            "metrics": {k: float(np.mean(v)) for k, v in self.metrics.items()},
+        }
+
+
+def retention(student: float | None, teacher: float | None, random: float | None) -> float | None:
+    """(R_student - R_random) / (R_teacher - R_random), DESIGN.md §5; None if any is missing or degenerate."""
+    if student is None or teacher is None or random is None or abs(teacher - random) < 1e-12:
+        return None
+    return (student - random) / (teacher - random)
+
+
+def _task_metrics(scenario: str, world: Any) -> dict[str, float]:
+    """Figures of the current world state (called after every step; 'collisions' is summed by the caller)."""
+    if scenario == "simple_spread":
+        agents = np.array([a.state.p_pos for a in world.agents])
+        landmarks = np.array([lm.state.p_pos for lm in world.landmarks])
+        dists = np.linalg.norm(landmarks[:, None, :] - agents[None, :, :], axis=-1)
+        covered = float(np.sum(dists.min(axis=1) < 0.1))
+        sizes = np.array([a.size for a in world.agents])
+        pair = np.linalg.norm(agents[:, None, :] - agents[None, :, :], axis=-1)
+        contact = pair < (sizes[:, None] + sizes[None, :])
+        collisions = float(np.triu(contact, k=1).sum())
+        return {"landmarks_covered": covered, "collisions": collisions}
+    if scenario in ("simple_speaker_listener", "simple_reference"):
+        dists = [
+            float(np.linalg.norm(a.goal_a.state.p_pos - a.goal_b.state.p_pos))
+            for a in world.agents
+            if getattr(a, "_goal_a", None) is not None and getattr(a, "_goal_b", None) is not None
+        ]
+        return {"goal_distance": float(np.mean(dists))} if dists else {}
+    return {}
+
+
+def evaluate_bundle(
+    bundle_dir: str | Path,
+    seeds: Iterable[int],
+    *,
+    actor: str = "student",
+    public_key: Any = None,
+    require_signature: bool | None = None,
+    deterministic: bool = True,
+    intra_op_num_threads: int = 1,
+    policies: Sequence[StudentPolicy] | None = None,
+) -> BundleEvaluation:
+    """Run one episode per seed with the bundle's agents and return per-episode returns and task metrics.
+
+    Args:
+        bundle_dir: the bundle.
+        seeds: one episode per seed (``env.reset(seed=seed)``).
+        actor: ``"student"`` (the bundle's models), ``"teacher"`` (the teacher actor shipped in the
+            bundle) or ``"random"`` (uniform actions from ``numpy.random.default_rng(seed)`` per episode,
+            agents drawn in mpe2's agent order).
+        public_key / require_signature: as ``StudentPolicy`` (the bundle is verified the same way).
+        deterministic: greedy actions; with ``False`` each agent samples with its own generator seeded
+            from the episode seed and its index.
+        policies: already-open policies (one per agent, any order) to reuse, e.g. by a caller that also
+            benchmarks them.
+    """
+    if actor not in ACTORS:
+        raise ValueError(f"actor must be one of {ACTORS}, got {actor!r}")
+    seeds = [int(s) for s in seeds]
+    manifest = load_manifest(bundle_dir, public_key=public_key, require_signature=require_signature)
+    scenario = manifest.scenario
+    spec = scenario_spec(scenario["name"], **scenario["params"])
+    env = make_mpe2_env(spec)
+    names = list(env.possible_agents)
+    missing = sorted(set(names) - set(manifest.agent_names))
+    if missing:
+        raise ValueError(f"{manifest.path}: the environment has agents {missing} the bundle does not")
+    n_actions = {a.name: a.n_actions for a in manifest.agents}
+    by_name: dict[str, StudentPolicy] = {}
+    if actor != "random":
+        if policies is not None:
+            by_name = {p.name: p for p in policies}
+        else:
+            by_name = {
+                name: StudentPolicy(bundle_dir, name, public_key=public_key, require_signature=require_signature,
+                                    intra_op_num_threads=intra_op_num_threads, providers=["CPUExecutionProvider"],
+                                    model=actor)
+                for name in names
+            }
+    returns = np.zeros((len(seeds), len(names)))
+    metrics: dict[str, list[float]] = {}
+    for e, seed in enumerate(seeds):
+        observations, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        samplers = {name: np.random.default_rng([seed, i]) for i, name in enumerate(names)}
+        collisions = 0.0
+        last: dict[str, float] = {}
+        while env.agents:
+            actions: dict[str, int] = {}
+            for name in env.agents:
+                if actor == "random":
+                    actions[name] = int(rng.integers(n_actions[name]))
+                elif deterministic:
+                    actions[name] = by_name[name].act(observations[name])
+                else:
+                    logits = by_name[name].logits(observations[name]).astype(np.float64)
+                    probs = np.exp(logits - logits.max())
+                    actions[name] = int(samplers[name].choice(probs.size, p=probs / probs.sum()))
+            observations, rewards, terminations, truncations, _ = env.step(actions)
+            for i, name in enumerate(names):
+                returns[e, i] += float(rewards.get(name, 0.0))
+            last = _task_metrics(spec.name, env.unwrapped.world)
+            collisions += last.get("collisions", 0.0)
+            if all(terminations.get(n, False) or truncations.get(n, False) for n in actions):
+                break
+        if "collisions" in last:
+            last["collisions"] = collisions
+        for key, value in last.items():
+            metrics.setdefault(key, []).append(value)
+    env.close()
+    return BundleEvaluation(
+        actor=actor,
+        seeds=seeds,
+        agents=names,
+        returns=returns.mean(axis=1),
+        agent_returns=returns,
+        metrics={k: np.asarray(v) for k, v in metrics.items()},
+    )

@@ -1,0 +1,292 @@
+"""``StudentPolicy``: one agent of a bundle, ready to act on a robot.
+
+Construction does every check that can fail *before* the robot moves (manifest, signature, sha256, ONNX
+inputs and outputs against the manifest, one dummy inference on the chosen execution provider), so that
+at run time the only expected failure is a bad observation, which raises a typed
+:class:`~kdmarl_student.errors.ObservationError` the node answers with the safe action.
+
+Runtime choices follow rl_sar and NVIDIA's Isaac Sim policy node: ONNX Runtime with one intra-op thread
+(a robot runs several processes on few cores; one thread is also the fastest for batch-1 MLPs), and an
+accelerator (TensorRT, CUDA) only after a dummy inference proved it works on this device —
+``get_available_providers()`` lists what was compiled in, not what runs.
+
+Imports: numpy, onnxruntime, psutil, jsonschema, cryptography. Never torch, never kdmarl_teacher.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from kdmarl_student.errors import BundleError, ObservationError
+from kdmarl_student.manifest import AgentEntry, Manifest, load_manifest
+from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot, check_budget
+from kdmarl_student.observation import make_selector, validate_observation
+
+LOGGER = logging.getLogger("kdmarl_student.policy")
+
+ACCELERATED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def _dim_is_dynamic(dim: Any) -> bool:
+    return dim is None or isinstance(dim, str)
+
+
+def open_session(
+    model_path: Path,
+    input_name: str,
+    input_dim: int,
+    *,
+    providers: Sequence[str] | str = "auto",
+    intra_op_num_threads: int = 1,
+) -> tuple[ort.InferenceSession, str]:
+    """Open an ONNX Runtime session on the first provider that survives a dummy inference.
+
+    ``providers="auto"`` tries TensorRT, then CUDA (when compiled in), then CPU; an explicit list is
+    tried in order the same way. Returns the session and the provider that actually runs it. A model
+    ONNX Runtime cannot load raises ``BundleError`` naming the file.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(intra_op_num_threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # ORT's own warnings would flood a robot's log on every start
+    available = set(ort.get_available_providers())
+    if providers == "auto":
+        candidates = [p for p in ACCELERATED_PROVIDERS if p in available] + [CPU_PROVIDER]
+    else:
+        candidates = [p for p in providers if p in available] or [CPU_PROVIDER]
+    dummy = np.zeros((1, input_dim), dtype=np.float32)
+    failures: list[str] = []
+    for provider in candidates:
+        chain = [provider] if provider == CPU_PROVIDER else [provider, CPU_PROVIDER]
+        try:
+            session = ort.InferenceSession(str(model_path), sess_options=options, providers=chain)
+        except Exception as exc:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
+            if provider == CPU_PROVIDER:
+                raise BundleError(model_path, "", f"an ONNX model ONNX Runtime can load: {exc}") from exc
+            failures.append(f"{provider}: {exc}")
+            continue
+        if session.get_providers()[0] != provider:  # ORT fell back silently: the provider did not initialize
+            failures.append(f"{provider}: not initialized on this device")
+            continue
+        if provider == CPU_PROVIDER:
+            return session, provider  # the dummy inference on CPU runs after the I/O check, in the caller
+        try:
+            session.run(None, {input_name: dummy})
+        except Exception as exc:  # a provider that loads but cannot run (driver mismatch, ...)
+            failures.append(f"{provider}: dummy inference failed: {exc}")
+            continue
+        return session, provider
+    raise BundleError(model_path, "", f"an execution provider that works; tried {failures}")
+
+
+class StudentPolicy:
+    """One agent's policy from a bundle: ``act(full_observation) -> action index``.
+
+    Args:
+        bundle_dir: bundle directory (``manifest.json`` + ONNX files).
+        agent: agent name as in the manifest (``agent_0``, ``listener_0``, ...).
+        public_key: ed25519 public key (object, PEM bytes or path); when set, unsigned or badly signed
+            bundles are refused.
+        require_signature: defaults to ``public_key is not None``.
+        intra_op_num_threads: ONNX Runtime threads; 1 by default (see module docstring).
+        providers: ``"auto"`` (TensorRT > CUDA > CPU, each proven by a dummy inference) or a list.
+        deterministic: greedy actions (argmax) by default; ``False`` samples from the softmax.
+        seed: seed of the sampling generator (sampling is reproducible per policy instance).
+        latency_window: ring-buffer size of the latency percentiles.
+        model: ``"student"`` (default) or ``"teacher"`` to run the teacher actor shipped in the bundle
+            for this agent (comparison and benchmarks; its one-hot and padding are added here).
+    """
+
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        agent: str,
+        *,
+        public_key: Any = None,
+        require_signature: bool | None = None,
+        intra_op_num_threads: int = 1,
+        providers: Sequence[str] | str = "auto",
+        deterministic: bool = True,
+        seed: int | None = None,
+        latency_window: int = 10_000,
+        model: str = "student",
+    ) -> None:
+        started = time.perf_counter()
+        self.manifest: Manifest = load_manifest(bundle_dir, public_key=public_key, require_signature=require_signature)
+        self.spec: AgentEntry = self.manifest.agent(agent)
+        self.name = agent
+        self.deterministic = deterministic
+        self._rng = np.random.default_rng(seed)
+        if model == "student":
+            model_path = self.manifest.model_path(self.spec)
+            self._input_name, self._output_name = self.spec.input_name, self.spec.output_name
+            self.input_dim = self.spec.input_dim
+            self._select = make_selector(self.spec.layout, self.spec.sensing, self.spec.source_dim)
+            output_width = self.spec.n_actions
+            field_prefix = f"{self.spec.field_prefix}.model"
+        elif model == "teacher":
+            model_path = self.manifest.teacher_model_path()
+            teacher = self.manifest.data["teacher"]
+            self._input_name, self._output_name = teacher["input_name"], teacher["output_name"]
+            self.input_dim = int(teacher["input_dim"])
+            self._select = self._teacher_input_builder(int(teacher["input_dim"]))
+            output_width = int(teacher["n_actions"])
+            field_prefix = "teacher"
+        else:
+            raise ValueError(f"model must be 'student' or 'teacher', got {model!r}")
+        self.model_path = model_path
+        self.session, self.provider = open_session(
+            model_path, self._input_name, self.input_dim, providers=providers,
+            intra_op_num_threads=intra_op_num_threads,
+        )
+        self._check_io(model_path, field_prefix, output_width)
+        if self.provider == CPU_PROVIDER:
+            if providers == "auto" and any(p in ort.get_available_providers() for p in ACCELERATED_PROVIDERS):
+                LOGGER.warning("%s: accelerated execution providers failed on this device; running on CPU", agent)
+            elif providers == "auto":
+                LOGGER.warning("%s: no CUDA/TensorRT execution provider in this onnxruntime; running on CPU", agent)
+        self.latency = LatencyMeter(latency_window)
+        self.process = ProcessMeter()
+        self.rejected_observations = 0
+        self.load_seconds = time.perf_counter() - started
+
+    # ----------------------------------------------------------------------------------------- checks
+    def _teacher_input_builder(self, teacher_input_dim: int):
+        """The shared teacher actor wants [obs zero-padded to obs_dim_max, agent one-hot]."""
+        n_agents = len(self.manifest.agents)
+        obs_dim_max = teacher_input_dim - n_agents
+        source_dim, index = self.spec.source_dim, self.spec.index
+
+        def build(obs: np.ndarray) -> np.ndarray:
+            out = np.zeros((*obs.shape[:-1], teacher_input_dim), dtype=np.float32)
+            out[..., :source_dim] = obs
+            out[..., obs_dim_max + index] = 1.0
+            return out
+
+        return build
+
+    def _check_io(self, model_path: Path, field_prefix: str, output_width: int) -> None:
+        """The ONNX graph must take [batch, input_dim] float and give [batch, n_actions]; then one dummy run."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        names = [i.name for i in inputs]
+        if len(inputs) != 1 or inputs[0].name != self._input_name:
+            raise BundleError(model_path, "graph.input",
+                              f"one input named {self._input_name!r} ({field_prefix}.input_name); got {names}")
+        shape = list(inputs[0].shape)
+        if inputs[0].type != "tensor(float)":
+            raise BundleError(model_path, "graph.input[0].type", f"tensor(float); got {inputs[0].type}")
+        if len(shape) != 2 or shape[1] != self.input_dim:
+            raise BundleError(model_path, "graph.input[0].shape",
+                              f"[batch, {self.input_dim}] (observation input_dim of the manifest, from its layout "
+                              f"and sensing); got {shape}")
+        if not _dim_is_dynamic(shape[0]) and shape[0] != 1:
+            raise BundleError(model_path, "graph.input[0].shape[0]", f"a dynamic batch axis (or 1); got {shape[0]}")
+        out_names = [o.name for o in outputs]
+        if self._output_name not in out_names:
+            raise BundleError(model_path, "graph.output",
+                              f"an output named {self._output_name!r} ({field_prefix}.output_name); got {out_names}")
+        out_shape = list(outputs[out_names.index(self._output_name)].shape)
+        if len(out_shape) != 2 or (not _dim_is_dynamic(out_shape[1]) and out_shape[1] != output_width):
+            raise BundleError(model_path, "graph.output[0].shape",
+                              f"[batch, {output_width}] (n_actions); got {out_shape}")
+        dummy = np.zeros((1, self.input_dim), np.float32)
+        try:
+            (logits,) = self.session.run([self._output_name], {self._input_name: dummy})
+        except Exception as exc:
+            raise BundleError(model_path, "", f"a model that runs on a dummy observation: {exc}") from exc
+        if logits.shape != (1, output_width):
+            raise BundleError(model_path, "graph.output[0].shape",
+                              f"[1, {output_width}] on a batch-1 dummy inference; got {list(logits.shape)}")
+        self._n_outputs = output_width
+
+    # ---------------------------------------------------------------------------------------- running
+    @property
+    def safe_action(self) -> int:
+        """What the node does when it cannot trust its input (from the manifest; MPE: no-op)."""
+        return self.spec.safe_action
+
+    @property
+    def source_dim(self) -> int:
+        return self.spec.source_dim
+
+    def logits(self, observations: Any) -> np.ndarray:
+        """Raw logits for full observations ``[source_dim]`` -> ``[n_actions]`` or ``[B, source_dim]`` ->
+        ``[B, n_actions]``. Validates the input (``ObservationError``); not metered (offline use)."""
+        obs = validate_observation(observations, self.spec.source_dim, self.name)
+        batch = obs if obs.ndim == 2 else obs[None]
+        (out,) = self.session.run([self._output_name], {self._input_name: self._select(batch)})
+        out = out[:, : self.spec.n_actions]
+        return out if obs.ndim == 2 else out[0]
+
+    def act(self, observation: Any, deterministic: bool | None = None) -> int:
+        """Action index for one full observation (the environment's or adapter's per-agent vector).
+
+        Raises ``ObservationError`` on a wrong length, non-numeric values, NaN or Inf; the caller answers
+        with :attr:`safe_action`. The recorded latency covers the whole decision (validation, sensing,
+        inference, action choice): that is what the robot pays.
+        """
+        started = time.perf_counter()
+        try:
+            obs = validate_observation(observation, self.spec.source_dim, self.name)
+        except ValueError:
+            self.rejected_observations += 1
+            raise
+        if obs.ndim != 1:
+            self.rejected_observations += 1
+            raise ObservationError(self.name, "shape", f"act() takes one observation; got shape {obs.shape}")
+        (out,) = self.session.run([self._output_name], {self._input_name: self._select(obs[None])})
+        logits = out[0, : self.spec.n_actions]
+        greedy = self.deterministic if deterministic is None else deterministic
+        action = int(np.argmax(logits)) if greedy else self._sample(logits)
+        self.latency.record(time.perf_counter() - started)
+        return action
+
+    def act_batch(self, observations: Any, deterministic: bool | None = None) -> np.ndarray:
+        """Actions [B] for full observations [B, source_dim] (offline evaluation; not metered)."""
+        logits = self.logits(observations)
+        logits = logits if logits.ndim == 2 else logits[None]
+        greedy = self.deterministic if deterministic is None else deterministic
+        if greedy:
+            return logits.argmax(axis=-1)
+        return np.array([self._sample(row) for row in logits], dtype=np.int64)
+
+    def _sample(self, logits: np.ndarray) -> int:
+        z = logits.astype(np.float64) - float(logits.max())
+        probs = np.exp(z)
+        probs /= probs.sum()
+        return int(self._rng.choice(probs.size, p=probs))
+
+    # -------------------------------------------------------------------------------------- reporting
+    def snapshot(self) -> ResourceSnapshot:
+        """The figures a node publishes: latency percentiles, CPU, RSS, model cost and budget status.
+
+        The budget is re-checked here with the latency measured *on this device* (the manifest's latency
+        was measured on the export machine).
+        """
+        lat = self.latency.summary()
+        met, checks = check_budget(self.spec.budget, self.spec.resources, lat["p99_ms"])
+        return ResourceSnapshot(
+            agent=self.name,
+            decisions=self.latency.total,
+            latency_p50_ms=lat["p50_ms"],
+            latency_p99_ms=lat["p99_ms"],
+            latency_max_ms=lat["max_ms"],
+            cpu_percent=self.process.cpu_percent(),
+            rss_bytes=self.process.rss_bytes(),
+            flops_per_decision=self.spec.resources["flops_per_decision"],
+            params=self.spec.resources["params"],
+            memory_bytes=self.spec.resources["memory_bytes"],
+            budget_met=met,
+            budget_checks=checks,
+            rejected_observations=self.rejected_observations,
+            provider=self.provider,
+        )

@@ -1,0 +1,37 @@
+"""Latency ring buffer, process meter and budget checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kdmarl_student.metering import LatencyMeter, ProcessMeter, check_budget
+
+
+def test_ring_buffer_keeps_the_last_window() -> None:
+    meter = LatencyMeter(capacity=100)
+    assert meter.summary() == {"p50_ms": None, "p99_ms": None, "max_ms": None, "count": 0}
+    for _ in range(1000):
+        meter.record(1.0)  # old, slow calls fall out of the window
+    for value in np.linspace(0.001, 0.1, 100):
+        meter.record(float(value))
+    summary = meter.summary()
+    assert summary["count"] == 100 and meter.total == 1100
+    assert summary["max_ms"] == pytest.approx(100.0)
+    assert summary["p50_ms"] == pytest.approx(np.percentile(np.linspace(1, 100, 100), 50))
+    assert summary["p99_ms"] == pytest.approx(np.percentile(np.linspace(1, 100, 100), 99))
+
+
+def test_process_meter_reads_this_process() -> None:
+    meter = ProcessMeter()
+    assert meter.rss_bytes() > 10 * 2**20
+    assert meter.cpu_percent() >= 0.0
+
+
+def test_budget_checks() -> None:
+    resources = {"flops_per_decision": 1000, "params": 600, "memory_bytes": 4000}
+    assert check_budget(None, resources, 0.1) == (None, {})
+    assert check_budget({"max_flops": None}, resources, 0.1) == (None, {})
+    met, checks = check_budget({"max_flops": 1000, "max_params": 500, "max_latency_ms": 1.0}, resources, 0.5)
+    assert met is False and checks == {"flops": True, "params": False, "latency": True}
+    met, checks = check_budget({"max_flops": 4000, "max_latency_ms": 1.0}, resources, None)
+    assert met is True and checks == {"flops": True}  # latency not measured yet: not judged
