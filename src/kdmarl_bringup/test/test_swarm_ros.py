@@ -1,0 +1,82 @@
+"""The swarm over real DDS: student processes and the simulation bridge in lockstep.
+
+Timing is never asserted (the machine is shared and slow); every wait is for an event with a generous
+timeout, and each test runs in its own ROS domain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from conftest import Processes, make_bundle, read_json, spin_until  # noqa: E402
+from kdmarl_msgs.msg import AgentAction, EpisodeSummary  # noqa: E402
+from kdmarl_student.bundle_eval import evaluate_bundle  # noqa: E402
+from kdmarl_student.student_node import ACTION_QOS  # noqa: E402
+
+from kdmarl_bringup.sim_bridge import EPISODE_QOS  # noqa: E402
+
+AGENTS = ("agent_0", "agent_1", "agent_2")
+
+
+def _start_students(procs: Processes, bundle: Path, agents: tuple[str, ...] = AGENTS, **params: object) -> None:
+    for agent in agents:
+        procs.start(f"student_{agent}", "kdmarl_student.student_node",
+                    params={"bundle": str(bundle), **params}, ros_args=["-r", f"__ns:=/{agent}"])
+
+
+def test_ros_returns_equal_offline_returns(processes: Processes, ros_node, tmp_path: Path) -> None:
+    """Deterministic students, same seeds: team and per-agent returns over ROS == evaluate_bundle, exactly."""
+    bundle = make_bundle(tmp_path / "bundle", seed=3)
+    seeds = [1000, 1001, 1002]
+    summaries: list[EpisodeSummary] = []
+    ros_node.create_subscription(EpisodeSummary, "/kdmarl/episode", summaries.append, EPISODE_QOS)
+    _start_students(processes, bundle)
+    results = tmp_path / "bridge.json"
+    processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
+        "bundle": str(bundle), "episodes": len(seeds), "seed": seeds[0], "results_file": str(results),
+        "action_timeout_s": 30.0})
+    assert spin_until(ros_node, lambda: len(summaries) >= len(seeds), 240.0, processes,
+                      alive=tuple(f"student_{a}" for a in AGENTS)), processes.logs()
+    assert processes.procs["bridge"].wait(60) == 0, processes.logs()
+
+    offline = evaluate_bundle(bundle, seeds)
+    over_ros = read_json(results)
+    assert over_ros["missed_actions"] == 0
+    assert [e["seed"] for e in over_ros["episodes"]] == seeds
+    assert [s.seed for s in summaries] == seeds
+    np.testing.assert_array_equal(np.array([e["agent_returns"] for e in over_ros["episodes"]]), offline.agent_returns)
+    np.testing.assert_array_equal(np.array([list(s.agent_returns) for s in summaries]), offline.agent_returns)
+    assert [s.team_return for s in summaries] == offline.returns.tolist()
+    for name, values in offline.metrics.items():
+        assert [e["metrics"][name] for e in over_ros["episodes"]] == values.tolist()
+    assert all(list(s.missed_actions) == [0, 0, 0] for s in summaries)
+
+
+def test_killed_student_costs_only_its_own_actions(processes: Processes, ros_node, tmp_path: Path) -> None:
+    """Kill one student mid-run: the others keep acting, the bridge counts that agent's misses (no-op)."""
+    bundle = make_bundle(tmp_path / "bundle", seed=4)
+    actions: dict[str, int] = dict.fromkeys(AGENTS, 0)
+    for agent in AGENTS:
+        ros_node.create_subscription(AgentAction, f"/{agent}/action",
+                                     lambda m, a=agent: actions.__setitem__(a, actions[a] + 1), ACTION_QOS)
+    summaries: list[EpisodeSummary] = []
+    ros_node.create_subscription(EpisodeSummary, "/kdmarl/episode", summaries.append, EPISODE_QOS)
+    _start_students(processes, bundle)
+    processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
+        "bundle": str(bundle), "episodes": 0, "action_timeout_s": 0.3, "republish_period_s": 0.1})
+    assert spin_until(ros_node, lambda: min(actions.values()) >= 10, 180.0, processes,
+                      alive=("bridge",)), processes.logs()
+    processes.kill("student_agent_0")
+    after_kill = dict(actions)
+    # Wait for an episode that ran entirely without agent_0.
+    assert spin_until(ros_node, lambda: any(s.missed_actions[0] == s.steps for s in summaries), 180.0,
+                      processes, alive=("bridge", "student_agent_1", "student_agent_2")), processes.logs()
+    full = next(s for s in summaries if s.missed_actions[0] == s.steps)
+    assert list(full.missed_actions[1:]) == [0, 0]
+    assert actions["agent_1"] > after_kill["agent_1"] + 20 and actions["agent_2"] > after_kill["agent_2"] + 20
+    assert np.isfinite(full.team_return)
