@@ -88,7 +88,7 @@ class PettingZooBatchedEnv:
                 self._obs[b, i, : self.obs_dims[i]] = np.asarray(obs[name], dtype=np.float64).reshape(-1)
 
     def _out(self, obs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        o = torch.as_tensor(obs, dtype=self.dtype, device=self.device)  # [B, A, D]
+        o = torch.tensor(obs, dtype=self.dtype, device=self.device)  # [B, A, D], a copy: _obs is reused
         state = torch.cat([o[:, i, :d] for i, d in enumerate(self.obs_dims)], dim=1)  # [B, state_dim]
         return o, state
 
@@ -145,7 +145,7 @@ class PettingZooBatchedEnv:
         self.episode_returns += rewards
         final_obs, final_state = self._out(self._obs)
         info: dict[str, Any] = {
-            "episode_returns": torch.as_tensor(self.episode_returns, dtype=self.dtype, device=self.device),
+            "episode_returns": torch.tensor(self.episode_returns, dtype=self.dtype, device=self.device),
             "metrics": {},
             "final_obs": final_obs,
             "final_state": final_state,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import ScenarioSpec
 
-from .core import Scenario, WorldState
+from .core import Scenario, WorldState, sqrt
 
 LANDMARK_COLORS = ((0.75, 0.25, 0.25), (0.25, 0.75, 0.25), (0.25, 0.25, 0.75))
 
@@ -69,7 +69,7 @@ class SimpleReference(Scenario):
         B = w.pos.shape[0]
         goal_pos = w.landmark_pos[torch.arange(B, device=w.pos.device)[:, None], w.goal]  # [B, 2, 2]
         sq = (w.pos.flip(1) - goal_pos).square()
-        return (sq[..., 0] + sq[..., 1]).sqrt()
+        return sqrt(sq[..., 0] + sq[..., 1])
 
     def reward(self, w: WorldState) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         local = -self._goal_dist(w)  # [B, 2]

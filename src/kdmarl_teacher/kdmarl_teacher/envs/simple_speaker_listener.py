@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import ScenarioSpec
 
-from .core import Scenario, WorldState
+from .core import Scenario, WorldState, sqrt
 
 LANDMARK_COLORS = ((0.65, 0.15, 0.15), (0.15, 0.65, 0.15), (0.15, 0.15, 0.65))
 SPEAKER, LISTENER = 0, 1
@@ -75,4 +75,4 @@ class SimpleSpeakerListener(Scenario):
         return torch.stack([r, r], dim=1), {}
 
     def last_step_metrics(self, w: WorldState) -> dict[str, torch.Tensor]:
-        return {"goal_distance": self._goal_sq_dist(w).sqrt()}
+        return {"goal_distance": sqrt(self._goal_sq_dist(w))}

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import ScenarioSpec
 
-from .core import Scenario, WorldState
+from .core import Scenario, WorldState, sqrt
 
 AGENT_SIZE = 0.15
 OCCUPANCY_DISTANCE = 0.1  # mpe2 benchmark_data / CAPTURE_RADIUS
@@ -82,7 +82,7 @@ class SimpleSpread(Scenario):
         Returns the selected rel [B, A, k, 2] and payloads [B, A, k, X].
         """
         B, A, M, _ = rel.shape
-        dist = rel.square().sum(-1).sqrt()  # [B, A, M], np.linalg.norm
+        dist = sqrt(rel.square().sum(-1))  # [B, A, M], np.linalg.norm (only orders the slots)
         order = torch.argsort(dist, dim=-1, stable=True)[..., :k]  # np.argsort (stable for small M)
         out = []
         for x in (rel, *payloads):
@@ -110,12 +110,12 @@ class SimpleSpread(Scenario):
     def _landmark_min_dist(self, w: WorldState) -> torch.Tensor:
         """[B, L]: distance from each landmark to its nearest agent (mpe2: sqrt(sum(square(a.p - lm.p))))."""
         sq = (w.pos[:, :, None, :] - w.landmark_pos[:, None, :, :]).square()  # [B, A, L, 2]
-        return (sq[..., 0] + sq[..., 1]).sqrt().amin(dim=1)
+        return sqrt(sq[..., 0] + sq[..., 1]).amin(dim=1)
 
     def _contacts(self, w: WorldState) -> torch.Tensor:
         """[B, A, A] bool: agents i != j overlap (mpe2 is_collision: dist < size_i + size_j)."""
         sq = (w.pos[:, :, None, :] - w.pos[:, None, :, :]).square()
-        dist = (sq[..., 0] + sq[..., 1]).sqrt()
+        dist = sqrt(sq[..., 0] + sq[..., 1])
         eye = torch.eye(self.n_agents, dtype=torch.bool, device=w.pos.device)
         return (dist < 2 * AGENT_SIZE) & ~eye
 
