@@ -223,3 +223,31 @@ def make_bundle(out: Path, scenario: str = "simple_spread", seed: int = 0, hidde
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def make_seeker_bundle(out: Path, damping: float = 0.5) -> Path:
+    """A hand-written policy that reaches landmarks without training: agent i steers at landmark i.
+
+    One linear layer on simple_spread's observation: the logit of a move is the component, along that move,
+    of ``(landmark_i - self) - damping * velocity``; no-op wins when that vector is short. It stands in for
+    a trained bundle wherever a test needs a team that actually covers the landmarks.
+    """
+    bundle = make_bundle(out, seed=0)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    from kdmarl_student.manifest import dump_manifest
+
+    for i, entry in enumerate(manifest["agents"]):
+        layout = entry["observation"]["layout"]
+        w = np.zeros((entry["observation"]["source_dim"], 5))
+        vx, vy = layout["self_vel"][0], layout["self_vel"][0] + 1
+        lx, ly = layout["landmarks"][0] + 2 * i, layout["landmarks"][0] + 2 * i + 1
+        for row, sign in ((lx, 1.0), (vx, -damping)):
+            w[row, 1], w[row, 2] = -sign, sign
+        for row, sign in ((ly, 1.0), (vy, -damping)):
+            w[row, 3], w[row, 4] = -sign, sign
+        bias = np.array([0.05, 0.0, 0.0, 0.0, 0.0])
+        data = _mlp_onnx([(w, bias)], "observation", "logits")
+        (bundle / entry["model"]["file"]).write_bytes(data)
+        entry["model"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (bundle / "manifest.json").write_bytes(dump_manifest(manifest, bundle / "manifest.json"))
+    return bundle
