@@ -60,7 +60,7 @@ def retention(student: float | None, teacher: float | None, random: float | None
     return (student - random) / (teacher - random)
 
 
-def _task_metrics(scenario: str, world: Any) -> dict[str, float]:
+def task_metrics(scenario: str, world: Any) -> dict[str, float]:
     """Figures of the current world state (called after every step; 'collisions' is summed by the caller)."""
     if scenario == "simple_spread":
         agents = np.array([a.state.p_pos for a in world.agents])
@@ -152,7 +152,7 @@ def evaluate_bundle(
             observations, rewards, terminations, truncations, _ = env.step(actions)
             for i, name in enumerate(names):
                 returns[e, i] += float(rewards.get(name, 0.0))
-            last = _task_metrics(spec.name, env.unwrapped.world)
+            last = task_metrics(spec.name, env.unwrapped.world)
             collisions += last.get("collisions", 0.0)
             if all(terminations.get(n, False) or truncations.get(n, False) for n in actions):
                 break
@@ -169,3 +169,6 @@ def evaluate_bundle(
         agent_returns=returns,
         metrics={k: np.asarray(v) for k, v in metrics.items()},
     )
+
+
+_task_metrics = task_metrics  # the sim bridge imported the private name first; kept as an alias

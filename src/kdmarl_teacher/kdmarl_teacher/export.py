@@ -1,0 +1,516 @@
+"""``kdmarl export runs/NAME --out bundles/NAME``: the team's deployable bundle.
+
+A bundle is a directory with one ONNX model per agent, the teacher's shared actor as ONNX (for comparison
+and benchmarks, never run by a node) and ``manifest.json``, the collaboration profile validated by
+``kdmarl_student.manifest`` (schema 1.0, see docs/ARCHITECTURE.md). What the exporter guarantees:
+
+- every model is ``onnx.checker``-clean, opset 18, one float input ``observation`` ``[batch, input_dim]``
+  (dynamic batch) and one output ``logits`` ``[batch, n_actions]``;
+- ONNX and torch agree to ``--tolerance`` (1e-5) on at least 10 000 observations per agent, random and
+  recorded from rollouts of the real mpe2 environment, or the export fails (the figure goes in the
+  manifest);
+- the manifest lists sha256, parameters, FLOPs, memory, latency measured here, the hardware budget and
+  whether it is met, and the team's teacher / student / random returns on the evaluation seeds, measured
+  *from the staged bundle itself* with ``kdmarl_student.bundle_eval.evaluate_bundle``;
+- the bundle appears atomically: everything is written into a temporary sibling directory, the manifest
+  last, which is renamed into place only when complete. An interrupted export leaves at most a hidden
+  ``.NAME.tmp-*`` directory, never a directory named like the bundle.
+
+What is exported is a list of :class:`ExportAgent` (per agent: a torch module mapping the agent's *sensed*
+observation ``[B, input_dim]`` to logits ``[B, n_actions]``, its sensing profile, its hardware budget).
+Distilled students come from ``runs/NAME/students.pt``; until they exist, every agent gets the teacher's
+shared actor with its one-hot baked in as a constant, so the ONNX input is exactly its own observation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.metadata
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from kdmarl_student.bundle_eval import evaluate_bundle, retention
+from kdmarl_student.manifest import (
+    CONVENTIONS,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    build_agent_entry,
+    dump_manifest,
+    load_manifest,
+    sha256_file,
+)
+from kdmarl_student.scenarios import ScenarioSpec, make_mpe2_env
+from kdmarl_student.sensing import apply_sensing, sensed_dim
+from torch import nn
+
+LOGGER = logging.getLogger("kdmarl.export")
+
+OPSET = 18
+INPUT_NAME = "observation"
+OUTPUT_NAME = "logits"
+TEACHER_FILE = "teacher_actor.onnx"
+DEFAULT_CONTROL_RATE_HZ = 10.0  # MPE: dt = 0.1 s per step
+STUDENTS_FORMAT = "kdmarl_students"
+
+
+@dataclass
+class ExportAgent:
+    """One agent's deployable policy, as the exporter needs it.
+
+    Attributes:
+        name: mpe2 agent name (``agent_0``, ``speaker_0``, ...).
+        module: torch module, sensed observation ``[B, input_dim]`` -> logits ``[B, n_actions]``; it must
+            be exportable by ``torch.onnx.export`` (plain MLPs are).
+        sensing: the agent's sensing profile (``kdmarl_student.sensing`` vocabulary); ``{"slices": "all"}``
+            for the full observation.
+        kind: ``"student"`` (distilled) or ``"teacher_actor"`` (the teacher's actor standing in).
+        budget: the hardware profile the model was built for (``name``, ``max_flops``, ``max_params``,
+            ``max_memory_bytes``, ``max_latency_ms``, ``control_rate_hz``) or ``None``.
+        resources: ``{"params", "flops_per_decision", "memory_bytes"}``; computed from the module's
+            ``nn.Linear`` chain (``kdmarl_teacher.resources``) when ``None``.
+        architecture: a short human description for the manifest (``"mlp[32, 32] tanh"``).
+    """
+
+    name: str
+    module: nn.Module
+    sensing: dict[str, Any] = field(default_factory=lambda: {"slices": "all"})
+    kind: str = "student"
+    budget: dict[str, Any] | None = None
+    resources: dict[str, int] | None = None
+    architecture: str = ""
+
+
+# -------------------------------------------------------------------------------------------- agents
+class TeacherAgentActor(nn.Module):
+    """The teacher's shared actor seen from one agent: own observation in, own logits out.
+
+    Pads the observation to ``obs_dim_max``, appends the agent's one-hot as a constant buffer and keeps the
+    agent's first ``n_actions`` logits (the others are masked for this agent anyway). The exported graph
+    therefore needs nothing but the observation the environment publishes for this agent.
+    """
+
+    def __init__(self, actor: nn.Module, agent_index: int, obs_dim: int, n_actions: int) -> None:
+        super().__init__()
+        self.actor = actor
+        self.obs_dim = int(obs_dim)
+        self.n_actions = int(n_actions)
+        self.pad = int(actor.obs_dim_max) - self.obs_dim
+        onehot = torch.zeros(1, int(actor.n_agents))
+        onehot[0, agent_index] = 1.0
+        self.register_buffer("onehot", onehot)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        batch = obs.shape[0]
+        parts = [obs]
+        if self.pad:
+            parts.append(obs.new_zeros(batch, self.pad))
+        parts.append(self.onehot.expand(batch, -1))
+        return self.actor(torch.cat(parts, dim=-1))[:, : self.n_actions]
+
+
+def linear_chain_resources(module: nn.Module) -> dict[str, int]:
+    """FLOPs / params / memory of a module's ``nn.Linear`` layers, per ``kdmarl_teacher.resources``.
+
+    Uses the shared accounting (Linear chain: 2 x MACs, weights + activation buffers); a module whose
+    Linear layers do not form one chain (e.g. a recurrent actor) is counted layer by layer instead.
+    """
+    from kdmarl_teacher.resources import module_resources  # noqa: PLC0415 (keeps the import graph lazy)
+
+    target = module.actor if isinstance(module, TeacherAgentActor) else module
+    try:
+        res = module_resources(target)
+        return {"params": res.params, "flops_per_decision": res.flops, "memory_bytes": res.memory_bytes}
+    except ValueError:
+        linears = [m for m in target.modules() if isinstance(m, nn.Linear)]
+        macs = sum(m.in_features * m.out_features for m in linears)
+        params = sum(p.numel() for p in target.parameters())
+        activations = sum(m.out_features for m in linears) + (linears[0].in_features if linears else 0)
+        return {"params": params, "flops_per_decision": 2 * macs, "memory_bytes": 4 * (params + activations)}
+
+
+def teacher_export_agents(teacher: Any) -> list[ExportAgent]:
+    """Every agent gets the teacher's shared actor (one-hot baked in): a bundle before students exist."""
+    spec: ScenarioSpec = teacher.spec
+    hidden = [m.out_features for m in teacher.actor.modules() if isinstance(m, nn.Linear)][:-1]
+    agents = []
+    for i, agent in enumerate(spec.agents):
+        module = TeacherAgentActor(teacher.actor, i, agent.obs_dim, agent.n_actions).eval()
+        agents.append(ExportAgent(name=agent.name, module=module, sensing={"slices": "all"}, kind="teacher_actor",
+                                  architecture=f"teacher actor mlp{hidden} (shared, one-hot {i})"))
+    return agents
+
+
+def load_student_agents(path: str | Path) -> list[ExportAgent]:
+    """Distilled students from ``students.pt`` (format in docs/ARCHITECTURE.md, "Students file").
+
+    ``{"format": "kdmarl_students", "version": 1, "agents": [{"name", "arch": StudentMLP.arch(),
+    "state_dict", "sensing", "hardware": profile dict or None}, ...]}``.
+    """
+    from kdmarl_teacher.students import build_student  # noqa: PLC0415
+
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, Mapping) or payload.get("format") != STUDENTS_FORMAT:
+        raise ValueError(f"{path}: not a students file (format {STUDENTS_FORMAT!r} expected)")
+    agents = []
+    for entry in payload["agents"]:
+        module = build_student(entry["arch"])
+        module.load_state_dict(entry["state_dict"])
+        module.eval()
+        arch = entry["arch"]
+        agents.append(ExportAgent(
+            name=entry["name"], module=module, sensing=dict(entry.get("sensing") or {"slices": "all"}),
+            kind="student", budget=dict(entry["hardware"]) if entry.get("hardware") else None,
+            architecture=f"mlp{list(arch['hidden'])} {arch.get('activation', 'tanh')}",
+        ))
+    return agents
+
+
+# ---------------------------------------------------------------------------------------- onnx steps
+def export_onnx(module: nn.Module, path: Path, input_dim: int, *, opset: int = OPSET, dynamo: bool = True) -> None:
+    """Export ``module`` with a dynamic batch axis and check the result with ``onnx.checker``.
+
+    ``dynamo=True`` uses torch's current exporter (``torch.export`` + onnxscript); ``False`` the legacy
+    TorchScript one, kept for speed in tests and as a fallback. Both give the same graph for MLPs.
+    """
+    module = module.eval()
+    example = (torch.zeros(2, input_dim),)
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            onnx_program = torch.onnx.export(
+                module, example, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False,
+            )
+            onnx_program.save(str(path))
+        else:
+            torch.onnx.export(
+                module, example, str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                opset_version=opset, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, dynamo=False,
+            )
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 2 or not dims[0].dim_param or dims[1].dim_value != input_dim:
+        raise ValueError(f"{path}: exported input is not [batch, {input_dim}] with a dynamic batch axis")
+
+
+def cpu_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def parity_max_abs_diff(module: nn.Module, path: Path, inputs: np.ndarray, chunk: int = 4096) -> float:
+    """Largest |torch - ONNX Runtime| over all logits of ``inputs`` (model inputs, already sensed)."""
+    session = cpu_session(path, threads=max(1, min(2, os.cpu_count() or 1)))
+    worst = 0.0
+    with torch.no_grad():
+        for start in range(0, len(inputs), chunk):
+            x = np.ascontiguousarray(inputs[start : start + chunk], dtype=np.float32)
+            (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
+            torch_out = module(torch.from_numpy(x)).numpy()
+            worst = max(worst, float(np.max(np.abs(onnx_out - torch_out))))
+    return worst
+
+
+def record_observations(spec: ScenarioSpec, agents: Sequence[ExportAgent], steps: int, seed: int,
+                        epsilon: float = 0.2) -> dict[str, np.ndarray]:
+    """Full observations per agent from rollouts of the real mpe2 env, so parity covers visited states.
+
+    Agents act greedily with their own module, with probability ``epsilon`` uniformly at random (seeded)
+    so the record is not a handful of repeated trajectories.
+    """
+    env = make_mpe2_env(spec)
+    rng = np.random.default_rng(seed)
+    by_name = {a.name: a for a in agents}
+    layouts = {a.name: a.layout for a in spec.agents}
+    n_actions = {a.name: a.n_actions for a in spec.agents}
+    record: dict[str, list[np.ndarray]] = {name: [] for name in by_name}
+    episode = 0
+    while min((len(v) for v in record.values()), default=steps) < steps:
+        obs, _ = env.reset(seed=seed + episode)
+        episode += 1
+        while env.agents:
+            actions = {}
+            for name in env.agents:
+                record[name].append(np.asarray(obs[name], dtype=np.float32))
+                if rng.random() < epsilon:
+                    actions[name] = int(rng.integers(n_actions[name]))
+                    continue
+                x = apply_sensing(obs[name][None].astype(np.float32), layouts[name], by_name[name].sensing)
+                with torch.no_grad():
+                    actions[name] = int(by_name[name].module(torch.from_numpy(x)).argmax(-1))
+            obs, _, _, _, _ = env.step(actions)
+    env.close()
+    return {name: np.stack(rows[:steps]) for name, rows in record.items()}
+
+
+def random_observations(n: int, dim: int, seed: int) -> np.ndarray:
+    """Random observations at MPE scales and beyond (positions of a few units, some large outliers)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.5, (n, dim))
+    x[: n // 10] *= 10.0
+    return x.astype(np.float32)
+
+
+def measure_latency(path: Path, input_dim: int, calls: int, warmup: int = 200) -> dict[str, Any]:
+    """Batch-1, warm, single-thread ONNX Runtime latency of one session.run (DESIGN.md §5)."""
+    session = cpu_session(path, threads=1)
+    x = np.zeros((1, input_dim), dtype=np.float32)
+    feed = {INPUT_NAME: x}
+    for _ in range(warmup):
+        session.run([OUTPUT_NAME], feed)
+    times = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter()
+        session.run([OUTPUT_NAME], feed)
+        times[i] = time.perf_counter() - t0
+    ms = times * 1e3
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 5),
+        "p99_ms": round(float(np.percentile(ms, 99)), 5),
+        "max_ms": round(float(ms.max()), 5),
+        "calls": calls,
+        "machine": machine_name(),
+        "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider, 1 thread",
+    }
+
+
+def machine_name() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{platform.node()} ({cpu}, {os.cpu_count()} cores)"
+
+
+# ---------------------------------------------------------------------------------------- the bundle
+def _versions() -> dict[str, str]:
+    out = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        out["mpe2"] = importlib.metadata.version("mpe2")
+    return out
+
+
+def _return_stat(result: Any) -> dict[str, Any]:
+    summary = result.summary()
+    return {"mean": round(summary["mean"], 6), "ci95": round(summary["ci95"], 6), "episodes": summary["episodes"],
+            "metrics": {k: round(v, 6) for k, v in summary["metrics"].items()}}
+
+
+def export_bundle(
+    *,
+    spec: ScenarioSpec,
+    agents: Sequence[ExportAgent],
+    teacher_actor: nn.Module | None,
+    out_dir: str | Path,
+    source: str = "",
+    control_rate_hz: float | None = None,
+    eval_seeds: Sequence[int] = tuple(range(1000, 1100)),
+    parity_random: int = 10_000,
+    parity_recorded: int = 5_000,
+    tolerance: float = 1e-5,
+    latency_calls: int = 2_000,
+    opset: int = OPSET,
+    dynamo: bool = True,
+    overwrite: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write a complete bundle to ``out_dir`` atomically and return its path.
+
+    Raises ``FileExistsError`` if ``out_dir`` exists and ``overwrite`` is false, ``ValueError`` if an agent
+    does not fit the scenario or ONNX parity exceeds ``tolerance``. ``eval_seeds`` empty leaves the team
+    figures null (not measured).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists (use --force to replace it)")
+    by_name = {a.name: a for a in agents}
+    if sorted(by_name) != sorted(spec.agent_names):
+        raise ValueError(f"agents {sorted(by_name)} do not match the scenario's {sorted(spec.agent_names)}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        recorded = record_observations(spec, agents, parity_recorded, seed=seed + 7919) if parity_recorded else {}
+        entries = []
+        for index, agent_spec in enumerate(spec.agents):
+            agent = by_name[agent_spec.name]
+            input_dim = sensed_dim(agent_spec.layout, agent.sensing)
+            with torch.no_grad():
+                probe = agent.module(torch.zeros(1, input_dim))
+            if tuple(probe.shape) != (1, agent_spec.n_actions):
+                raise ValueError(f"{agent.name}: module maps [1, {input_dim}] to {tuple(probe.shape)}, expected "
+                                 f"[1, {agent_spec.n_actions}]")
+            model_file = f"{agent.name}.onnx"
+            path = stage / model_file
+            export_onnx(agent.module, path, input_dim, opset=opset, dynamo=dynamo)
+            full = random_observations(parity_random, agent_spec.obs_dim, seed + index)
+            if agent.name in recorded:
+                full = np.concatenate([full, recorded[agent.name]])
+            inputs = apply_sensing(full, agent_spec.layout, agent.sensing)
+            diff = parity_max_abs_diff(agent.module, path, inputs)
+            if not diff <= tolerance:
+                raise ValueError(f"{agent.name}: ONNX and torch logits differ by {diff:.3g} > {tolerance:g}")
+            budget = dict(agent.budget) if agent.budget else None
+            rate = control_rate_hz or (budget or {}).get("control_rate_hz") or DEFAULT_CONTROL_RATE_HZ
+            entries.append(build_agent_entry(
+                name=agent.name, role=agent_spec.role, source_dim=agent_spec.obs_dim, layout=agent_spec.layout,
+                sensing=agent.sensing, action_meanings=agent_spec.action_meanings, model_file=model_file,
+                model_sha256=sha256_file(path), kind=agent.kind,
+                resources=agent.resources or linear_chain_resources(agent.module), control_rate_hz=float(rate),
+                opset=opset, budget=budget,
+                latency=measure_latency(path, input_dim, latency_calls) if latency_calls else None,
+                parity={"max_abs_diff": diff, "n_observations": len(inputs), "tolerance": tolerance},
+                input_name=INPUT_NAME, output_name=OUTPUT_NAME, architecture=agent.architecture,
+                model_bytes=path.stat().st_size,
+            ))
+            LOGGER.info("%s: exported (parity %.2g on %d observations)", agent.name, diff, len(inputs))
+        teacher_entry = None
+        if teacher_actor is not None:
+            teacher_in = int(teacher_actor.in_dim)
+            path = stage / TEACHER_FILE
+            export_onnx(teacher_actor, path, teacher_in, opset=opset, dynamo=dynamo)
+            diff = parity_max_abs_diff(teacher_actor, path, random_observations(2_000, teacher_in, seed + 99))
+            if not diff <= tolerance:
+                raise ValueError(f"teacher actor: ONNX and torch logits differ by {diff:.3g} > {tolerance:g}")
+            teacher_entry = {
+                "file": TEACHER_FILE, "sha256": sha256_file(path), "input_dim": teacher_in,
+                "n_actions": int(teacher_actor.n_actions_max), "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+                "opset": opset, "resources": linear_chain_resources(teacher_actor),
+                "latency": measure_latency(path, teacher_in, latency_calls) if latency_calls else None,
+            }
+        kinds = {a.kind for a in agents}
+        manifest: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "format": "kdmarl-bundle",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "producer": {"tool": "kdmarl export", "source": source,
+                         "students": "teacher_actor" if kinds == {"teacher_actor"} else "distilled",
+                         "versions": _versions()},
+            "scenario": {"name": spec.name, "mpe2_module": spec.mpe2_module, "params": dict(spec.params),
+                         "max_cycles": spec.max_cycles},
+            "conventions": dict(CONVENTIONS),
+            "agents": entries,
+            "teacher": teacher_entry,
+            "team": {"eval_seeds": [int(s) for s in eval_seeds], "teacher_return": None, "student_return": None,
+                     "random_return": None, "retention": None},
+        }
+        manifest_path = stage / MANIFEST_FILE
+        manifest_path.write_bytes(dump_manifest(manifest, manifest_path))
+        if eval_seeds:
+            team = manifest["team"]
+            team["student_return"] = _return_stat(evaluate_bundle(stage, eval_seeds, actor="student"))
+            team["random_return"] = _return_stat(evaluate_bundle(stage, eval_seeds, actor="random"))
+            if teacher_entry is not None:
+                team["teacher_return"] = _return_stat(evaluate_bundle(stage, eval_seeds, actor="teacher"))
+                team["retention"] = retention(team["student_return"]["mean"], team["teacher_return"]["mean"],
+                                              team["random_return"]["mean"])
+            manifest_path.write_bytes(dump_manifest(manifest, manifest_path))
+        load_manifest(stage)  # the runtime's own check of what is about to be published
+        for item in stage.iterdir():
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+        _publish(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _publish(stage: Path, out_dir: Path) -> None:
+    """Rename the finished staging directory into place; an old bundle is moved aside first, then removed."""
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        old.rmdir()
+        os.replace(out_dir, old)
+        os.replace(stage, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, out_dir)
+    with contextlib.suppress(OSError):  # make the rename durable where the filesystem allows it
+        fd = os.open(out_dir.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, help="run directory (teacher.pt, optionally students.pt)")
+    parser.add_argument("--out", type=Path, required=True, help="bundle directory to create (bundles/NAME)")
+    parser.add_argument("--students", type=Path, default=None,
+                        help="students file (default: RUN/students.pt if it exists, else the teacher's actor)")
+    parser.add_argument("--from-teacher", action="store_true",
+                        help="export the teacher's actor for every agent even if students exist")
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle (atomically)")
+    parser.add_argument("--eval-episodes", type=int, default=100,
+                        help="episodes for the team figures, seeds --eval-seed.. (0: leave them null)")
+    parser.add_argument("--eval-seed", type=int, default=1000, help="first evaluation seed")
+    parser.add_argument("--control-rate", type=float, default=None,
+                        help="control rate in Hz (default: the hardware profile's, else 10 Hz, MPE's dt)")
+    parser.add_argument("--parity-random", type=int, default=10_000, help="random observations per agent")
+    parser.add_argument("--parity-recorded", type=int, default=5_000, help="rollout observations per agent")
+    parser.add_argument("--latency-calls", type=int, default=2_000, help="batch-1 calls timed per model")
+    parser.add_argument("--legacy-exporter", action="store_true", help="use torch's TorchScript ONNX exporter")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
+
+    teacher = load_teacher(args.run)
+    students_path = args.students or (args.run / "students.pt")
+    if not args.from_teacher and students_path.is_file():
+        agents = load_student_agents(students_path)
+        what = f"students from {students_path}"
+    else:
+        if args.students is not None and not args.from_teacher:
+            raise FileNotFoundError(f"{args.students} does not exist")
+        agents = teacher_export_agents(teacher)
+        what = "the teacher's actor (no students yet)"
+    seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
+    out = export_bundle(
+        spec=teacher.spec, agents=agents, teacher_actor=teacher.actor, out_dir=args.out, source=str(args.run),
+        control_rate_hz=args.control_rate, eval_seeds=seeds, parity_random=args.parity_random,
+        parity_recorded=args.parity_recorded, latency_calls=args.latency_calls, dynamo=not args.legacy_exporter,
+        overwrite=args.force,
+    )
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    print(f"kdmarl export: {out} ({what})")
+    print(f"{'agent':<12} {'input':>5} {'params':>8} {'FLOPs':>9} {'p50 ms':>8} {'p99 ms':>8} {'parity':>9}  budget")
+    for entry in manifest["agents"]:
+        lat = entry["latency"] or {}
+        print(f"{entry['name']:<12} {entry['observation']['input_dim']:>5} {entry['resources']['params']:>8} "
+              f"{entry['resources']['flops_per_decision']:>9} {lat.get('p50_ms', float('nan')):>8.4f} "
+              f"{lat.get('p99_ms', float('nan')):>8.4f} {entry['parity']['max_abs_diff']:>9.2e}  "
+              f"{entry['budget']['profile'] or '-'} met={entry['budget']['met']}")
+    team = manifest["team"]
+    for key in ("teacher_return", "student_return", "random_return"):
+        stat = team[key]
+        if stat:
+            print(f"{key:<15} {stat['mean']:8.3f} ± {stat['ci95']:.3f} ({stat['episodes']} episodes)")
+    if team["retention"] is not None:
+        print(f"retention       {team['retention']:.3f}")
+    return 0
