@@ -100,6 +100,12 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-4" (no dot) as a string
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{source}: config key '{key}' expects a number, got {value!r}") from None
+        value = number
     if isinstance(default, int) and isinstance(value, float) and value.is_integer():
         return int(value)
     if type(default) is not type(value) and not (default is None or value is None):

@@ -16,6 +16,7 @@ holds whole episodes; otherwise the cut episodes are bootstrapped with the criti
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import time
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, spec_to_dict
-from kdmarl_teacher.config import TeacherConfig, save_config
+from kdmarl_teacher.config import TeacherConfig, default_config_path, load_config, save_config
 from kdmarl_teacher.networks import Actor, Critic, actor_inputs_all, critic_inputs_all
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
@@ -138,7 +139,7 @@ class MetricsLog:
             with self.path.open(newline="") as fh:
                 reader = csv.DictReader(fh)
                 self.fields = list(reader.fieldnames or [])
-                rows = [r for r in reader if int(r["iteration"]) < resume_iteration]
+                rows = [r for r in reader if int(r["iteration"]) <= resume_iteration]
             with self.path.open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=self.fields)
                 writer.writeheader()
@@ -381,3 +382,41 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
         bar.close()
     log.close()
     return teacher_path
+
+
+# ---- `kdmarl train` ---------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", help="scenario name or PettingZoo import path (default: the config's)")
+    parser.add_argument("--out", required=True, help="run directory, e.g. runs/spread")
+    parser.add_argument("--config", help="YAML config (default: the shipped config/mappo_<scenario>.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (YAML value), repeatable: --set lr=3e-4 --set env_params.N=4")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
+    parser.add_argument("--device", help="cpu (default) or cuda")
+    parser.add_argument("--seed", type=int, help="override the config's seed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_config(args: argparse.Namespace) -> TeacherConfig:
+    """--resume without --config: the run's own config.yaml. Otherwise --config, else the shipped YAML of the
+    scenario. Then --scenario/--seed/--device, then --set (last wins)."""
+    overrides = list(args.overrides)
+    if args.scenario:
+        overrides.insert(0, f"scenario={args.scenario}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    path = args.config
+    if path is None and args.resume and (Path(args.out) / "config.yaml").exists():
+        path = Path(args.out) / "config.yaml"
+    if path is None:
+        path = default_config_path(args.scenario or TeacherConfig.scenario)
+    return load_config(path, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    teacher = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"wrote {teacher}")
+    return 0

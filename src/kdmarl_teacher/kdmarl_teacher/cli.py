@@ -1,0 +1,58 @@
+"""`kdmarl`: one console script, one module per subcommand.
+
+A thin dispatcher on purpose: each subcommand lives in its own module exposing `add_arguments(parser)` and
+`run(args) -> int`, imported only when that subcommand runs (so `kdmarl --help` and `kdmarl report` do not
+pay torch's import time, and a colleague's module that is missing or broken affects only its subcommand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("kdmarl_teacher.mappo", "train a MAPPO teacher (writes runs/NAME/teacher.pt)"),
+    "evaluate": ("kdmarl_teacher.evaluate", "evaluate a teacher on fixed mpe2 seeds vs random"),
+    "report": ("kdmarl_teacher.report", "draw the learning curve PNG from metrics.csv"),
+    "distill": ("kdmarl_teacher.distill", "distill a teacher into per-agent students"),
+    "export": ("kdmarl_teacher.export", "export students to an ONNX bundle"),
+    "sign": ("kdmarl_teacher.sign", "sign a bundle manifest"),
+}
+
+
+def _load(command: str) -> ModuleType:
+    module_name = COMMANDS[command][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise SystemExit(f"kdmarl {command}: not available yet (module {module_name} is missing)") from exc
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="kdmarl", description="kdmarl: KD-MARL teacher, students and bundles")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND",
+                        help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    head = parser.parse_args(argv[:1])
+    module = _load(head.command)
+    sub = argparse.ArgumentParser(prog=f"kdmarl {head.command}", description=COMMANDS[head.command][1])
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"kdmarl {head.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

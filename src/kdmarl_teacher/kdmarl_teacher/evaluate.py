@@ -1,0 +1,218 @@
+"""`kdmarl evaluate runs/NAME`: the teacher on fixed seeds with the metric definitions of DESIGN.md §5.
+
+- Team return of an episode = mean over agents of each agent's summed reward; reported as the mean over the
+  episodes with a 95 % confidence interval (Student t, n-1 degrees of freedom).
+- The same seeds for every policy: deterministic (argmax), stochastic (sampled, fixed generator seed) and
+  uniformly random actions (over each agent's valid actions), so differences are not seed luck.
+- Seed s means the start state mpe2 gives for `reset(seed=s)`: the batched port's `reset_from_mpe2_seeds`
+  rebuilds those worlds exactly. The port runs in float64 here (it matches mpe2 to ~1e-14; float32 is for
+  training), so these figures are the ones an mpe2 rollout of the same policy would give.
+- Task figures next to the return (landmarks covered / collisions for simple_spread, goal distance for
+  speaker-listener), averaged over the same episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdmarl_teacher.checkpoint import Teacher, load_teacher
+from kdmarl_teacher.networks import actor_inputs_all
+
+# DESIGN.md §5: mpe2 simple_spread_v3, N=3, 25 steps, seeds 1000-1199, our team-return scale.
+SPREAD_REFERENCES = {"random": -26.9, "velocity_controller": -8.05, "model_based_planner": -7.05}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory (holding teacher.pt) or a teacher.pt file")
+    parser.add_argument("--episodes", type=int, default=200, help="episodes = seeds (default 200, use >= 100)")
+    parser.add_argument("--seed-start", type=int, default=1000, help="first mpe2 seed (default 1000)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="also headline the stochastic policy (both are always computed)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--render", metavar="GIF", help="save a GIF of the first episode (deterministic)")
+    parser.add_argument("--json", metavar="FILE", help="write the results here (default RUN/eval.json)")
+
+
+def mean_ci(x: torch.Tensor) -> dict[str, float]:
+    """Mean, sample std and 95 % CI half-width (Student t) of a 1-D sample."""
+    x = x.double().cpu()
+    n = x.numel()
+    mean = float(x.mean())
+    std = float(x.std()) if n > 1 else 0.0
+    try:
+        from scipy.stats import t as student_t  # noqa: PLC0415
+
+        q = float(student_t.ppf(0.975, n - 1)) if n > 1 else float("nan")
+    except ImportError:  # pragma: no cover - scipy is installed here; normal approximation otherwise
+        q = 1.959964
+    half = q * std / math.sqrt(n) if n > 1 else float("nan")
+    return {"mean": mean, "ci95": half, "low": mean - half, "high": mean + half, "std": std, "n": n}
+
+
+def make_eval_env(teacher: Teacher, episodes: int, device: str | torch.device, dtype: torch.dtype = torch.float64
+                  ) -> Any:
+    from kdmarl_teacher.envs import make_env  # noqa: PLC0415
+
+    params = dict(teacher.config.get("env_params", {}))
+    return make_env(teacher.config["scenario"], num_envs=episodes, seed=0, device=device, dtype=dtype, **params)
+
+
+@torch.no_grad()
+def run_episodes(env: Any, policy: str, seeds: list[int], teacher: Teacher | None, generator: torch.Generator
+                 ) -> dict[str, Any]:
+    """One episode per environment from the mpe2 seeds; policy in {"deterministic", "stochastic", "random"}.
+
+    Returns team returns [E], per-agent returns [E, N] and the task metrics [E] of the episodes.
+    """
+    obs, _state = env.reset_from_mpe2_seeds(seeds)  # obs [E, N, obs_dim_max]
+    E, N = env.num_envs, env.n_agents
+    n_actions = torch.tensor(env.n_actions, device=obs.device)  # [N]
+    while True:
+        if policy == "random":
+            u = torch.rand(E, N, generator=generator, device=obs.device)
+            actions = (u * n_actions).long().clamp(max=n_actions - 1)  # uniform over each agent's valid actions
+        else:
+            actions = teacher.act(obs.float(), deterministic=policy == "deterministic", generator=generator)
+        obs, _state, _rewards, dones, info = env.step(actions)
+        if bool(dones.all()):
+            break
+        if bool(dones.any()):
+            raise RuntimeError("environments of one evaluation batch ended at different steps")
+    per_agent = info["episode_returns"].double()  # [E, N]
+    return {"team": per_agent.mean(-1), "per_agent": per_agent,
+            "metrics": {k: v.double() for k, v in info.get("metrics", {}).items()}}
+
+
+def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, device: str = "cpu") -> dict[str, Any]:
+    """All three policies on seeds seed_start .. seed_start+episodes-1; a JSON-ready dict."""
+    seeds = list(range(seed_start, seed_start + episodes))
+    env = make_eval_env(teacher, episodes, device)
+    results: dict[str, Any] = {}
+    team: dict[str, torch.Tensor] = {}
+    for policy in ("deterministic", "stochastic", "random"):
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed_start)
+        out = run_episodes(env, policy, seeds, teacher, gen)
+        team[policy] = out["team"]
+        results[policy] = {
+            "team_return": mean_ci(out["team"]),
+            "agent_returns": {name: float(out["per_agent"][:, i].mean())
+                              for i, name in enumerate(env.spec.agent_names)},
+            "metrics": {k: mean_ci(v) for k, v in out["metrics"].items()},
+            "episode_team_returns": [round(float(r), 6) for r in out["team"]],
+        }
+    for policy in ("deterministic", "stochastic"):
+        diff = team[policy] - team["random"]
+        results[policy]["improvement_over_random"] = mean_ci(diff)  # paired on the same seeds
+    report: dict[str, Any] = {
+        "scenario": env.spec.to_dict(),
+        "episodes": episodes,
+        "seeds": [seeds[0], seeds[-1]],
+        "seeding": "mpe2 reset(seed=s) worlds via reset_from_mpe2_seeds; env port in float64",
+        "team_return_definition": "per episode, mean over agents of each agent's summed reward (DESIGN.md §5)",
+        "teacher_global_step": teacher.global_step,
+        "results": results,
+    }
+    if env.spec.name == "simple_spread" and env.spec.params.get("N") == 3 and env.spec.max_cycles == 25:
+        report["references"] = {**SPREAD_REFERENCES, "note": "DESIGN.md §5, seeds 1000-1199, 200 episodes"}
+    return report
+
+
+def print_table(report: dict[str, Any], run: str) -> None:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    res = report["results"]
+    metric_names = sorted({k for r in res.values() for k in r["metrics"]})
+    table = Table(title=f"{run}: {report['scenario']['name']}, {report['episodes']} episodes, "
+                        f"mpe2 seeds {report['seeds'][0]}-{report['seeds'][1]}")
+    table.add_column("policy")
+    table.add_column("team return (95% CI)", justify="right")
+    for m in metric_names:
+        table.add_column(m, justify="right")
+    for policy, r in res.items():
+        tr = r["team_return"]
+        cells = [f"{tr['mean']:.3f} ± {tr['ci95']:.3f}"]
+        cells += [f"{r['metrics'][m]['mean']:.3f}" if m in r["metrics"] else "-" for m in metric_names]
+        table.add_row(policy, *cells)
+    for name, value in report.get("references", {}).items():
+        if isinstance(value, float):
+            table.add_row(f"[dim]ref: {name}[/dim]", f"[dim]{value:.2f}[/dim]", *["" for _ in metric_names])
+    Console().print(table)
+
+
+def render_episode(teacher: Teacher, seed: int, path: str | Path, fps: int = 10) -> float:
+    """Roll the deterministic teacher in the REAL mpe2 env from reset(seed) and save a GIF (matplotlib frames,
+    no display). Returns the episode's team return in mpe2 (a cross-check of the port's figure)."""
+    import imageio.v2 as imageio  # noqa: PLC0415
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    from kdmarl_student.scenarios import make_mpe2_env  # noqa: PLC0415
+
+    spec = teacher.spec
+    env = make_mpe2_env(spec)
+    obs, _ = env.reset(seed=seed)
+    world = env.unwrapped.world
+    device = teacher.actor.valid_actions.device
+    names = spec.agent_names
+    total = np.zeros(len(names))
+    frames = []
+
+    def frame(t: int) -> np.ndarray:
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+        for lm in world.landmarks:
+            ax.add_patch(plt.Circle(lm.state.p_pos, lm.size, color=lm.color, alpha=0.8))
+        for ag in world.agents:
+            ax.add_patch(plt.Circle(ag.state.p_pos, ag.size, color=ag.color, ec="k"))
+        ax.set_xlim(-2, 2)
+        ax.set_ylim(-2, 2)
+        ax.set_aspect("equal")
+        ax.set_title(f"{spec.name} seed {seed} step {t} return {total.mean():.2f}", fontsize=8)
+        fig.canvas.draw()
+        img = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        plt.close(fig)
+        return img
+
+    frames.append(frame(0))
+    for t in range(spec.max_cycles):
+        padded = torch.zeros(1, len(names), spec.obs_dim_max, device=device)
+        for i, n in enumerate(names):
+            padded[0, i, : len(obs[n])] = torch.as_tensor(obs[n], dtype=torch.float32)
+        logits = teacher.actor(actor_inputs_all(padded))
+        actions = logits.argmax(-1)[0].tolist()
+        obs, rewards, _term, _trunc, _ = env.step({n: int(a) for n, a in zip(names, actions, strict=True)})
+        total += [rewards[n] for n in names]
+        frames.append(frame(t + 1))
+        if not obs:
+            break
+    env.close()
+    imageio.mimsave(str(path), frames, duration=1.0 / fps, loop=0)
+    return float(total.mean())
+
+
+def run(args: argparse.Namespace) -> int:
+    teacher = load_teacher(args.run, args.device)
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    report = evaluate(teacher, episodes=args.episodes, seed_start=args.seed_start, device=args.device)
+    report["headline_policy"] = "stochastic" if args.stochastic else "deterministic"
+    run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    print_table(report, str(args.run))
+    if args.render:
+        ret = render_episode(teacher, args.seed_start, args.render)
+        report["render"] = {"path": str(args.render), "seed": args.seed_start, "mpe2_team_return": ret}
+        print(f"wrote {args.render} (seed {args.seed_start}, mpe2 team return {ret:.3f})")
+    out = Path(args.json) if args.json else run_dir / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
