@@ -449,7 +449,7 @@ def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executo
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if on_shutdown is not None and rclpy.ok():
+        if on_shutdown is not None:
             try:
                 on_shutdown()
             except Exception as err:  # shutdown must complete

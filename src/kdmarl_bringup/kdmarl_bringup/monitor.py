@@ -1,0 +1,292 @@
+"""Resource monitor: every student's ResourceUsage, /diagnostics and the episode summaries, live and on disk.
+
+It finds ``ResourceUsage`` topics by type (``kdmarl_msgs/msg/ResourceUsage``, any namespace) every
+``discovery_period_s``, so it needs no list of robots and sees students that start late. While running it
+shows a live table (rich) of each node's latency, CPU, RSS, FLOPs against budget, counters and misses
+(when stdout is a terminal, or ``live: true``) and appends CSV rows. At shutdown it prints a summary,
+writes ``summary.json`` and a PNG of per-node latency and CPU over time. With ``record_mcap`` it records
+everything it receives to ``run.mcap`` (ros2msg schemas, CDR payloads: what rosbag2's MCAP storage writes),
+which Foxglove and ``ros2 bag`` open.
+
+It is not on the control path: the swarm runs the same without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from kdmarl_student.student_node import REPORT_QOS, descriptor, init_ros, spin_node, steady_clock
+from rclpy.node import Node
+from rclpy.serialization import serialize_message
+
+from kdmarl_bringup.sim_bridge import EPISODE_QOS
+from kdmarl_msgs.msg import EpisodeSummary, ResourceUsage
+
+USAGE_TYPE = "kdmarl_msgs/msg/ResourceUsage"
+LEVELS = {DiagnosticStatus.OK: "OK", DiagnosticStatus.WARN: "WARN", DiagnosticStatus.ERROR: "ERROR",
+          DiagnosticStatus.STALE: "STALE"}
+USAGE_FIELDS = ("latency_p50_ms", "latency_p99_ms", "latency_max_ms", "cpu_percent", "rss_bytes",
+                "flops_per_decision", "params", "budget_name", "budget_flops", "budget_met", "actions",
+                "safe_actions", "invalid_observations", "stale_observations")
+_BUILTIN = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+            "int64", "uint64", "string", "wstring"}
+
+
+def ros2msg_definition(type_name: str) -> str:
+    """Full ros2msg text of ``pkg/msg/Name`` with every dependency appended (the MCAP ros2msg schema format)."""
+    from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415  only for MCAP
+
+    def read(pkg: str, name: str) -> str:
+        return (Path(get_package_share_directory(pkg)) / "msg" / f"{name}.msg").read_text()
+
+    pkg, _, name = type_name.split("/")
+    main = read(pkg, name)
+    seen: list[tuple[str, str]] = []
+    queue = [(pkg, main)]
+    while queue:
+        current_pkg, text = queue.pop(0)
+        for raw in text.splitlines():
+            tokens = raw.split("#", 1)[0].split()
+            if len(tokens) < 2:
+                continue
+            field_type = re.sub(r"<=\d+$", "", re.sub(r"\[.*\]$", "", tokens[0]))
+            if field_type in _BUILTIN:  # constants are always of builtin types
+                continue
+            if "/" in field_type:
+                key = (field_type.split("/")[0], field_type.split("/")[-1])
+            elif field_type == "Header":
+                key = ("std_msgs", "Header")
+            else:
+                key = (current_pkg, field_type)
+            if key not in seen:
+                seen.append(key)
+                queue.append((key[0], read(*key)))
+    parts = [main]
+    for dep_pkg, dep_name in seen:
+        parts.append("=" * 80 + f"\nMSG: {dep_pkg}/{dep_name}\n" + read(dep_pkg, dep_name))
+    return "\n".join(parts)
+
+
+class McapRecorder:
+    """Raw MCAP writer: one ros2msg schema and cdr channel per topic, payloads from rclpy's serializer."""
+
+    def __init__(self, path: Path) -> None:
+        from mcap.writer import Writer  # noqa: PLC0415  optional dependency (mcap-ros2-support)
+
+        self._file = path.open("wb")
+        self._writer = Writer(self._file)
+        self._writer.start(profile="ros2", library="kdmarl monitor")
+        self._schemas: dict[str, int] = {}
+        self._channels: dict[str, int] = {}
+
+    def write(self, topic: str, type_name: str, msg: Any) -> None:
+        if type_name not in self._schemas:
+            self._schemas[type_name] = self._writer.register_schema(
+                name=type_name, encoding="ros2msg", data=ros2msg_definition(type_name).encode())
+        if topic not in self._channels:
+            self._channels[topic] = self._writer.register_channel(
+                topic=topic, message_encoding="cdr", schema_id=self._schemas[type_name])
+        now = time.time_ns()
+        self._writer.add_message(self._channels[topic], log_time=now, data=serialize_message(msg),
+                                 publish_time=now)
+
+    def close(self) -> None:
+        self._writer.finish()
+        self._file.close()
+
+
+class Monitor(Node):
+    """Collects, shows and records the swarm's health and resources."""
+
+    def __init__(self) -> None:
+        super().__init__("monitor")
+        self.declare_parameter("log_dir", "log/swarm", descriptor(
+            "Directory for resource_usage.csv, episodes.csv, summary.json, resources.png, run.mcap.",
+            read_only=True))
+        self.declare_parameter("live", "auto", descriptor(
+            "Live rich table: auto (when stdout is a terminal), true, false.", read_only=True))
+        self.declare_parameter("record_mcap", False, descriptor("Record everything received to run.mcap.",
+                                                                read_only=True))
+        self.declare_parameter("discovery_period_s", 1.0, descriptor(
+            "How often to look for new ResourceUsage topics.", read_only=True, float_range=(0.1, 60.0)))
+        self.log_dir = Path(str(self.get_parameter("log_dir").value))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        self.usage: dict[str, list[tuple[float, ResourceUsage]]] = {}
+        self.episodes: list[EpisodeSummary] = []
+        self.diagnostics: dict[str, DiagnosticStatus] = {}
+        self.diag_counts: dict[str, dict[str, int]] = {}
+        self.usage_subs: dict[str, Any] = {}
+        self.recorder = McapRecorder(self.log_dir / "run.mcap") if self.get_parameter("record_mcap").value else None
+        self._usage_csv = (self.log_dir / "resource_usage.csv").open("w", newline="")
+        self._usage_writer = csv.writer(self._usage_csv)
+        self._usage_writer.writerow(["time_s", "topic", "agent", "node", *USAGE_FIELDS])
+        self._episode_csv = (self.log_dir / "episodes.csv").open("w", newline="")
+        self._episode_writer = csv.writer(self._episode_csv)
+        self._episode_writer.writerow(["time_s", "episode", "seed", "steps", "team_return", "agent_returns",
+                                       "missed_actions", "metrics"])
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, REPORT_QOS)
+        self.create_subscription(EpisodeSummary, "/kdmarl/episode", self._on_episode, EPISODE_QOS)
+        self.create_timer(float(self.get_parameter("discovery_period_s").value), self._discover,
+                          clock=steady_clock())
+        live = str(self.get_parameter("live").value).lower()
+        self.live = None
+        if live == "true" or (live == "auto" and sys.stdout.isatty()):
+            from rich.live import Live  # noqa: PLC0415  only for terminals
+
+            self.live = Live(self.table(), refresh_per_second=2, transient=False)
+            self.live.start()
+            self.create_timer(0.5, lambda: self.live.update(self.table()), clock=steady_clock())
+
+    # ---- input -------------------------------------------------------------------------------------
+    def _discover(self) -> None:
+        for topic, types in self.get_topic_names_and_types():
+            if USAGE_TYPE in types and topic not in self.usage_subs:
+                self.usage_subs[topic] = self.create_subscription(
+                    ResourceUsage, topic, lambda m, t=topic: self._on_usage(t, m), REPORT_QOS)
+
+    def _on_usage(self, topic: str, msg: ResourceUsage) -> None:
+        t = time.time() - self.started
+        self.usage.setdefault(topic, []).append((t, msg))
+        self._usage_writer.writerow([f"{t:.3f}", topic, msg.agent, msg.node_name,
+                                     *(getattr(msg, f) for f in USAGE_FIELDS)])
+        self._usage_csv.flush()
+        if self.recorder is not None:
+            self.recorder.write(topic, USAGE_TYPE, msg)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = status
+            counts = self.diag_counts.setdefault(status.name, {})
+            level = LEVELS.get(status.level, str(status.level))
+            counts[level] = counts.get(level, 0) + 1
+        if self.recorder is not None:
+            self.recorder.write("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", msg)
+
+    def _on_episode(self, msg: EpisodeSummary) -> None:
+        self.episodes.append(msg)
+        metrics = dict(zip(msg.metric_names, msg.metric_values, strict=False))
+        self._episode_writer.writerow([f"{time.time() - self.started:.3f}", msg.episode, msg.seed, msg.steps,
+                                       repr(msg.team_return), json.dumps(list(msg.agent_returns)),
+                                       json.dumps(list(msg.missed_actions)), json.dumps(metrics)])
+        self._episode_csv.flush()
+        if self.recorder is not None:
+            self.recorder.write("/kdmarl/episode", "kdmarl_msgs/msg/EpisodeSummary", msg)
+
+    # ---- output ------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        nodes = {}
+        for topic, series in sorted(self.usage.items()):
+            last = series[-1][1]
+            cpu = [m.cpu_percent for _, m in series]
+            nodes[topic] = {
+                "agent": last.agent, "node": last.node_name, "reports": len(series),
+                "latency_p50_ms": last.latency_p50_ms, "latency_p99_ms": last.latency_p99_ms,
+                "cpu_percent_mean": float(np.mean(cpu)), "rss_mb_max": max(m.rss_bytes for _, m in series) / 2**20,
+                "flops_per_decision": last.flops_per_decision, "budget": last.budget_name,
+                "budget_flops": last.budget_flops, "budget_met": last.budget_met, "actions": last.actions,
+                "safe_actions": last.safe_actions, "invalid_observations": last.invalid_observations,
+                "stale_observations": last.stale_observations,
+            }
+        returns = [e.team_return for e in self.episodes]
+        return {
+            "duration_s": time.time() - self.started,
+            "nodes": nodes,
+            "episodes": {
+                "count": len(self.episodes),
+                "mean_team_return": float(np.mean(returns)) if returns else None,
+                "team_returns": returns,
+                "seeds": [e.seed for e in self.episodes],
+                "missed_actions": int(sum(sum(e.missed_actions) for e in self.episodes)),
+            },
+            "diagnostics": {name: {"last": LEVELS.get(s.level, str(s.level)), "message": s.message,
+                                   "counts": self.diag_counts.get(name, {})}
+                            for name, s in sorted(self.diagnostics.items())},
+        }
+
+    def table(self) -> Any:
+        from rich.table import Table  # noqa: PLC0415
+
+        table = Table(title=f"kdmarl swarm — {len(self.episodes)} episodes")
+        for col in ("node", "p50 ms", "p99 ms", "CPU %", "RSS MB", "FLOPs / budget", "actions", "safe",
+                    "invalid", "stale", "health"):
+            table.add_column(col, justify="right" if col != "node" else "left")
+        for topic, series in sorted(self.usage.items()):
+            m = series[-1][1]
+            health = next((LEVELS.get(s.level, "?") for name, s in self.diagnostics.items()
+                           if name.endswith(m.node_name)), "")
+            budget = f"{m.flops_per_decision} / {m.budget_flops or '-'}" + ("" if m.budget_met else " OVER")
+            table.add_row(topic.rsplit("/", 1)[0] or "/", f"{m.latency_p50_ms:.3f}", f"{m.latency_p99_ms:.3f}",
+                          f"{m.cpu_percent:.1f}", f"{m.rss_bytes / 2**20:.1f}", budget, str(m.actions),
+                          str(m.safe_actions), str(m.invalid_observations), str(m.stale_observations), health)
+        if self.episodes:
+            last = self.episodes[-1]
+            table.caption = (f"last episode {last.episode} (seed {last.seed}): team return {last.team_return:.3f}, "
+                             f"missed {sum(last.missed_actions)}")
+        return table
+
+    def plot(self, path: Path) -> None:
+        import matplotlib  # noqa: PLC0415  only at shutdown
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        fig, (ax_lat, ax_cpu) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        for topic, series in sorted(self.usage.items()):
+            t = [s for s, _ in series]
+            ax_lat.plot(t, [m.latency_p50_ms for _, m in series], label=f"{topic} p50")
+            ax_lat.plot(t, [m.latency_p99_ms for _, m in series], linestyle="--", label=f"{topic} p99")
+            ax_cpu.plot(t, [m.cpu_percent for _, m in series], label=topic)
+        ax_lat.set_ylabel("inference latency (ms)")
+        ax_cpu.set_ylabel("CPU (% of one core)")
+        ax_cpu.set_xlabel("time since monitor start (s)")
+        for ax in (ax_lat, ax_cpu):
+            ax.grid(alpha=0.3)
+            if self.usage:
+                ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+    def finish(self) -> None:
+        """Summary to stdout and summary.json, PNG, close CSV and MCAP."""
+        if self.live is not None:
+            self.live.stop()
+        summary = self.summary()
+        (self.log_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        try:
+            self.plot(self.log_dir / "resources.png")
+        except Exception as err:  # a plotting problem must not lose the summary
+            self.get_logger().warning(f"could not draw resources.png: {err}")
+        from rich.console import Console  # noqa: PLC0415
+
+        Console().print(self.table())
+        eps = summary["episodes"]
+        if eps["count"]:
+            print(f"episodes: {eps['count']}, mean team return {eps['mean_team_return']:.4f}, "
+                  f"missed actions {eps['missed_actions']}")
+        for name, diag in summary["diagnostics"].items():
+            print(f"{diag['last']:5s} {name}: {diag['message']}")
+        print(f"monitor wrote {self.log_dir}/summary.json, resources.png, resource_usage.csv, episodes.csv")
+        self._usage_csv.close()
+        self._episode_csv.close()
+        if self.recorder is not None:
+            self.recorder.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    init_ros(sys.argv if argv is None else argv)
+    node = Monitor()
+    spin_node(node, on_shutdown=node.finish)
+
+
+if __name__ == "__main__":
+    main()
