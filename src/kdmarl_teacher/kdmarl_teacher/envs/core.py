@@ -59,10 +59,40 @@ class WorldState:
     landmark_pos: torch.Tensor  # [B, L, 2] (landmarks never move in these scenarios)
     goal: torch.Tensor  # [B, A] long
 
+    def __post_init__(self) -> None:
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget the cached geometry; call after any change of positions."""
+        self._pairs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._landmarks: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def agent_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """rel [B, A, A, 2] with rel[b, i, j] = p_j - p_i, and dist [B, A, A] = |p_i - p_j|, cached.
+
+        One computation serves the observation, the collision test of the reward and the next step's contact
+        forces (the positions are the same). mpe2 computes |p_i - p_j| as sqrt(sum(square(p_i - p_j)));
+        negating a difference is exact, so the squares and hence the distances are bitwise the same.
+        """
+        if self._pairs is None:
+            rel = self.pos[:, None, :, :] - self.pos[:, :, None, :]
+            sq = rel.square()
+            self._pairs = rel, sqrt(sq[..., 0] + sq[..., 1])  # np.sum of two squares
+        return self._pairs
+
+    def landmark_offsets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """rel [B, A, L, 2] with rel[b, i, l] = landmark_l - p_i, and dist [B, A, L], cached."""
+        if self._landmarks is None:
+            rel = self.landmark_pos[:, None, :, :] - self.pos[:, :, None, :]
+            sq = rel.square()
+            self._landmarks = rel, sqrt(sq[..., 0] + sq[..., 1])
+        return self._landmarks
+
     def assign(self, index: torch.Tensor, other: WorldState) -> None:
         """Overwrite worlds ``index`` [K] with the K worlds of ``other``."""
         for f in fields(self):
             getattr(self, f.name)[index] = getattr(other, f.name).to(getattr(self, f.name).dtype)
+        self.invalidate()
 
 
 class Scenario:
@@ -142,13 +172,17 @@ class BatchedMPEEnv:
         self._n_actions_t = torch.tensor(self.n_actions, device=dev)  # [A]
         self._movable = torch.tensor(scenario.movable, device=dev)  # [A] bool
         self._silent = torch.tensor(scenario.silent, device=dev)  # [A] bool
-        self._move_dirs = torch.tensor(MOVE_DIRECTIONS, device=dev, dtype=dtype)  # [5, 2]
+        self._all_movable, self._all_silent = all(scenario.movable), all(scenario.silent)
+        self._all_collide = all(scenario.collide)
+        # _set_action: u[axis] = +-1.0, then u *= sensitivity; the products are exact (0, +-5)
+        self._move_forces = torch.tensor(MOVE_DIRECTIONS, device=dev, dtype=dtype) * SENSITIVITY  # [5, 2]
         size = torch.tensor(scenario.agent_size, device=dev, dtype=dtype)
         self._dist_min = size[:, None] + size[None, :]  # [A, A], mpe2: entity_a.size + entity_b.size
         collide = torch.tensor(scenario.collide, device=dev)
-        self._contact_mask = collide[:, None] & collide[None, :] & ~torch.eye(A, dtype=torch.bool, device=dev)
+        self._contact_mask_f = (collide[:, None] & collide[None, :]).to(dtype)  # [A, A]
         self._any_contact = sum(scenario.collide) >= 2  # no colliding pair: skip the contact forces
         self._eye = torch.eye(A, dtype=torch.bool, device=dev)
+        self._zero = torch.zeros((), dtype=dtype, device=dev)
         self._comm_eye = torch.eye(scenario.dim_c, device=dev, dtype=dtype)  # one-hot rows
 
         self._gen = torch.Generator(device=dev)
@@ -270,38 +304,47 @@ class BatchedMPEEnv:
     def _physics(self, actions: torch.Tensor) -> None:
         """mpe2 World.step for B worlds, after SimpleEnv._execute_world_step has decoded the actions."""
         scen, world = self.scenario, self.world
+        B, A = actions.shape
         # Decode: a movable agent's move is action % 5 and the rest (action // 5) is its utterance.
-        move = torch.where(self._movable, actions % N_MOVES, 0)  # [B, A]
-        say = torch.where(self._movable, actions // N_MOVES, actions)  # [B, A]
+        if self._all_movable and self._all_silent:
+            move, say = actions, None  # [B, A] (actions < 5 was checked)
+        else:
+            move = torch.where(self._movable, actions % N_MOVES, 0)  # [B, A]
+            say = torch.where(self._movable, actions // N_MOVES, actions)  # [B, A]
         # _set_action: u[axis] = +-1.0, then u *= sensitivity (exact in any order: 0, +-5).
-        force = self._move_dirs[move] * SENSITIVITY  # [B, A, 2]; apply_action_force: u + 0.0 noise
+        # apply_action_force: p_force = u + 0.0 (no motor noise).
+        force = self._move_forces.index_select(0, move.reshape(-1)).view(B, A, 2)  # [B, A, 2]
 
         if self._any_contact:
-            # apply_environment_force: pairs (a, b>a) in entity order; agent i receives its contact forces
-            # summed in ascending order of the other agent j, each computed as
-            # contact_force * delta / dist * penetration with delta = p_i - p_j (the pair's force negated
-            # for the second entity, which is exact in IEEE arithmetic).
-            delta = world.pos[:, :, None, :] - world.pos[:, None, :, :]  # [B, A, A, 2], p_i - p_j
-            sq = delta.square()
-            dist = sqrt(sq[..., 0] + sq[..., 1])  # [B, A, A]; np.sum of 2 squares
-            dist = torch.where(self._eye, 1.0, dist)  # the diagonal is masked below; avoid 0/0
+            # apply_environment_force visits pairs (a, b > a) in entity order, so agent i receives its contact
+            # forces summed in ascending order of the other agent j; each is
+            # contact_force * (p_i - p_j) / dist * penetration. With rel = p_j - p_i we compute the negated
+            # force and subtract it: both steps are exact in IEEE arithmetic, so the sums are bitwise mpe2's.
+            rel, dist = world.agent_pairs()  # [B, A, A, 2], [B, A, A]
+            dist = dist.masked_fill(self._eye, 1.0)  # diagonal: rel is 0 there, avoid 0/0
             k = CONTACT_MARGIN
-            x = -(dist - self._dist_min) / k
-            penetration = torch.logaddexp(torch.zeros_like(x), x) * k  # np.logaddexp(0, x) * k
-            pair_force = CONTACT_FORCE * delta / dist[..., None] * penetration[..., None]  # [B, A, A, 2]
-            pair_force = torch.where(self._contact_mask[:, :, None], pair_force, 0.0)
-            for j in range(self.n_agents):  # keep mpe2's summation order (bitwise parity in float64)
-                force = force + pair_force[:, :, j]
+            x = (self._dist_min - dist) / k  # == -(dist - dist_min) / k exactly
+            penetration = torch.logaddexp(self._zero, x) * k  # np.logaddexp(0, x) * k
+            neg_force = CONTACT_FORCE * rel / dist[..., None] * penetration[..., None]  # [B, A, A, 2]
+            if not self._all_collide:
+                neg_force = neg_force * self._contact_mask_f[:, :, None]  # exact: x * 1 or 0
+            for j in range(A):  # mpe2's summation order, for bitwise parity in float64
+                force = force - neg_force[:, :, j]
 
         # integrate_state (mass 1, no max_speed in these scenarios); only movable entities move.
-        movable = self._movable[None, :, None]
         new_pos = world.pos + world.vel * DT
-        new_vel = world.vel * (1 - DAMPING)
-        new_vel = new_vel + (force / 1.0) * DT
-        world.pos = torch.where(movable, new_pos, world.pos)
-        world.vel = torch.where(movable, new_vel, world.vel)
-        # update_agent_state: silent agents say zeros, others the one-hot of their utterance.
-        world.comm = torch.where(self._silent[None, :, None], 0.0, self._comm_eye[say.clamp(max=scen.dim_c - 1)])
+        new_vel = world.vel * (1 - DAMPING) + force * DT  # v *= 0.75; v += (F / 1.0) * dt
+        if self._all_movable:
+            world.pos, world.vel = new_pos, new_vel
+        else:
+            movable = self._movable[None, :, None]
+            world.pos = torch.where(movable, new_pos, world.pos)
+            world.vel = torch.where(movable, new_vel, world.vel)
+        world.invalidate()
+        # update_agent_state: silent agents say zeros (already), the others the one-hot of their utterance.
+        if say is not None:
+            said = self._comm_eye.index_select(0, say.clamp(max=scen.dim_c - 1).reshape(-1)).view(B, A, -1)
+            world.comm = torch.where(self._silent[None, :, None], 0.0, said)
 
     def step(
         self, actions: torch.Tensor

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import ScenarioSpec
 
-from .core import Scenario, WorldState, sqrt
+from .core import Scenario, WorldState
 
 AGENT_SIZE = 0.15
 OCCUPANCY_DISTANCE = 0.1  # mpe2 benchmark_data / CAPTURE_RADIUS
@@ -44,9 +44,8 @@ class SimpleSpread(Scenario):
         self.k_agents: int | None = spec.params["num_agent_neighbors"]
         # others[i] = the other agents of agent i in mpe2's order (ascending index, self skipped)
         others = [[j for j in range(n) if j != i] for i in range(n)]
-        self._rows = torch.tensor([[i] * (n - 1) for i in range(n)], dtype=torch.long)  # [A, A-1]
-        self._others = torch.tensor(others, dtype=torch.long).reshape(n, n - 1)  # [A, A-1]
-        self._pair_upper = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)  # [A, A]
+        self._others_flat = torch.tensor([i * n + j for i in range(n) for j in others[i]], dtype=torch.long)
+        self._not_self = ~torch.eye(n, dtype=torch.bool)  # [A, A]
 
     # ------------------------------------------------------------------ resets
     def sample_reset(self, n: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> WorldState:
@@ -75,17 +74,16 @@ class SimpleSpread(Scenario):
 
     # ------------------------------------------------------------------ observations
     @staticmethod
-    def _nearest(rel: torch.Tensor, k: int, *payloads: torch.Tensor) -> list[torch.Tensor]:
-        """mpe2 partial observability: the k nearest entities (by distance, nearest first, zero-padded to k).
+    def _nearest(dist: torch.Tensor, k: int, *items: torch.Tensor) -> list[torch.Tensor]:
+        """mpe2 partial observability: the k nearest entities, nearest first, zero-padded to k slots.
 
-        rel [B, A, M, 2] relative positions; payloads [B, A, M, X] ride along (e.g. utterances).
-        Returns the selected rel [B, A, k, 2] and payloads [B, A, k, X].
+        dist [B, A, M] orders the entities (np.argsort, which is stable for so few entries);
+        items [B, A, M, X] are selected alike. Returns each item as [B, A, k, X].
         """
-        B, A, M, _ = rel.shape
-        dist = sqrt(rel.square().sum(-1))  # [B, A, M], np.linalg.norm (only orders the slots)
-        order = torch.argsort(dist, dim=-1, stable=True)[..., :k]  # np.argsort (stable for small M)
+        B, A, M = dist.shape
+        order = torch.argsort(dist, dim=-1, stable=True)[..., :k]  # [B, A, min(k, M)]
         out = []
-        for x in (rel, *payloads):
+        for x in items:
             sel = torch.gather(x, 2, order[..., None].expand(-1, -1, -1, x.shape[-1]))
             if k > M:
                 sel = torch.cat([sel, sel.new_zeros(B, A, k - M, x.shape[-1])], dim=2)
@@ -95,41 +93,32 @@ class SimpleSpread(Scenario):
     def observe(self, w: WorldState) -> torch.Tensor:
         B, A = w.pos.shape[:2]
         # [self_vel, self_pos, landmark_rel_positions, other_agent_rel_positions, communication]
-        landmarks = w.landmark_pos[:, None, :, :] - w.pos[:, :, None, :]  # [B, A, L, 2], lm.p - agent.p
-        rel = w.pos[:, None, :, :] - w.pos[:, :, None, :]  # [B, A, A, 2], [b, i, j] = p_j - p_i
-        others = rel[:, self._rows, self._others]  # [B, A, A-1, 2]
-        comm = w.comm[:, self._others]  # [B, A, A-1, C]
+        landmarks, landmark_dist = w.landmark_offsets()  # [B, A, L, 2] (lm.p - agent.p), [B, A, L]
+        rel, dist = w.agent_pairs()  # [B, A, A, 2] (p_j - p_i), [B, A, A]
+        others_flat = self._others_flat.to(w.pos.device)
+        others = rel.reshape(B, A * A, 2).index_select(1, others_flat).view(B, A, A - 1, 2)  # other agents
         if self.k_landmarks is not None:
-            (landmarks,) = self._nearest(landmarks, self.k_landmarks)
+            (landmarks,) = self._nearest(landmark_dist, self.k_landmarks, landmarks)
         if self.k_agents is not None:
-            others, comm = self._nearest(others, self.k_agents, comm)
-        parts = [w.vel, w.pos, landmarks.reshape(B, A, -1), others.reshape(B, A, -1), comm.reshape(B, A, -1)]
-        return torch.cat(parts, dim=2)  # [B, A, obs_dim]
+            other_dist = dist.reshape(B, A * A).index_select(1, others_flat).view(B, A, A - 1)
+            (others,) = self._nearest(other_dist, self.k_agents, others)
+        # every agent is silent: the utterances it observes are always zeros (dim_c per other-agent slot)
+        comm = w.pos.new_zeros(B, A, others.shape[2] * self.dim_c)
+        return torch.cat([w.vel, w.pos, landmarks.reshape(B, A, -1), others.reshape(B, A, -1), comm], dim=2)
 
     # ------------------------------------------------------------------ rewards and metrics
-    def _landmark_min_dist(self, w: WorldState) -> torch.Tensor:
-        """[B, L]: distance from each landmark to its nearest agent (mpe2: sqrt(sum(square(a.p - lm.p))))."""
-        sq = (w.pos[:, :, None, :] - w.landmark_pos[:, None, :, :]).square()  # [B, A, L, 2]
-        return sqrt(sq[..., 0] + sq[..., 1]).amin(dim=1)
-
-    def _contacts(self, w: WorldState) -> torch.Tensor:
-        """[B, A, A] bool: agents i != j overlap (mpe2 is_collision: dist < size_i + size_j)."""
-        sq = (w.pos[:, :, None, :] - w.pos[:, None, :, :]).square()
-        dist = sqrt(sq[..., 0] + sq[..., 1])
-        eye = torch.eye(self.n_agents, dtype=torch.bool, device=w.pos.device)
-        return (dist < 2 * AGENT_SIZE) & ~eye
-
     def reward(self, w: WorldState) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        min_dist = self._landmark_min_dist(w)  # [B, L]
+        min_dist = w.landmark_offsets()[1].amin(dim=1)  # [B, L], nearest agent per landmark
         glob = -min_dist[:, 0]
         for lm in range(1, self.n_landmarks):  # mpe2 subtracts landmark by landmark: keep the order
             glob = glob - min_dist[:, lm]
-        contacts = self._contacts(w)  # [B, A, A]
-        local = -contacts.sum(dim=2).to(w.pos.dtype)  # [B, A], -1 per overlapping other agent
-        rewards = glob[:, None] * (1 - self.local_ratio) + local * self.local_ratio
-        pairs = (contacts & self._pair_upper.to(contacts.device)).sum(dim=(1, 2)).to(w.pos.dtype)  # [B]
+        # is_collision: |p_i - p_j| < size_i + size_j, for every other agent j
+        contacts = (w.agent_pairs()[1] < 2 * AGENT_SIZE) & self._not_self.to(w.pos.device)  # [B, A, A]
+        n_contacts = contacts.sum(dim=2).to(w.pos.dtype)  # [B, A]
+        rewards = glob[:, None] * (1 - self.local_ratio) - n_contacts * self.local_ratio  # local = -n_contacts
+        pairs = n_contacts.sum(dim=1) / 2  # [B], each unordered pair counted once
         return rewards, {"collisions": pairs}
 
     def last_step_metrics(self, w: WorldState) -> dict[str, torch.Tensor]:
-        covered = (self._landmark_min_dist(w) < OCCUPANCY_DISTANCE).sum(dim=1).to(w.pos.dtype)  # [B]
+        covered = (w.landmark_offsets()[1].amin(dim=1) < OCCUPANCY_DISTANCE).sum(dim=1).to(w.pos.dtype)  # [B]
         return {"landmarks_covered": covered}
