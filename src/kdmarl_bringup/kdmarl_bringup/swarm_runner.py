@@ -91,6 +91,23 @@ class Swarm:
             time.sleep(0.2)
         return True
 
+    def drain(self, timeout: float) -> None:
+        """Give the monitor time to have heard every student's ResourceUsage (it reports at 1 Hz and finds
+        topics by discovery), so a short run still ends with a complete summary."""
+        csv_path = self.log_dir / "resource_usage.csv"
+        wanted = {f"{s.fqn.rsplit('/', 1)[0]}/resource_usage" for s, p in self.procs
+                  if s.role == "student" and p.poll() is None}
+        if not any(s.role == "monitor" for s, _ in self.procs):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping:
+            seen = set()
+            if csv_path.is_file():
+                seen = {line.split(",")[1] for line in csv_path.read_text().splitlines()[1:] if "," in line}
+            if wanted <= seen:
+                return
+            time.sleep(0.2)
+
     def stop(self, grace: float) -> None:
         for role in STOP_ORDER:
             group = [p for s, p in self.procs if s.role == role and p.poll() is None]
@@ -170,6 +187,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for every node.")
     parser.add_argument("--timeout", type=float, default=0.0, help="Give up after this many seconds (0 = never).")
     parser.add_argument("--grace", type=float, default=10.0, help="Seconds a node gets to exit after SIGINT.")
+    parser.add_argument("--drain", type=float, default=10.0,
+                        help="At the end, wait up to this long for the monitor to hear every student.")
     parser.add_argument("--no-compare-offline", action="store_true",
                         help="Do not run evaluate_bundle on the same seeds for comparison.")
     parser.add_argument("--expect-equal", action="store_true",
@@ -199,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     swarm.start()
     ok = swarm.wait(ns.timeout)
+    swarm.drain(ns.drain)
     swarm.stop(ns.grace)
     failures = swarm.failures()
     for failure in failures:

@@ -1,0 +1,185 @@
+"""The launch logic without launch_ros: launch arguments + manifest (+ fleet) -> node specs, and the runner's
+translation of those specs into processes; the real LaunchDescription where launch_ros exists."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, fresh_domain_id, make_bundle, read_json, ros_env
+from kdmarl_bringup.swarm_runner import node_command, write_overrides
+from kdmarl_bringup.swarm_spec import build, load_fleet, parse_args, read_manifest, swarm_nodes
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "swarm.launch.py"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("spec") / "bundle", seed=1)
+
+
+def _by_role(specs: list) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for s in specs:
+        out.setdefault(s.role, []).append(s)
+    return out
+
+
+def test_mpe_backend_is_bridge_plus_one_student_per_agent(bundle: Path) -> None:
+    args, specs, params_file = build({"bundle": str(bundle), "episodes": "3", "rate": "20"})
+    roles = _by_role(specs)
+    assert [s.namespace for s in roles["student"]] == ["agent_0", "agent_1", "agent_2"]
+    assert [s.parameters["agent"] for s in roles["student"]] == ["agent_0", "agent_1", "agent_2"]
+    assert all(s.parameters["use_sim_time"] is True and s.parameters["mode"] == "lockstep" for s in roles["student"])
+    (bridge,) = roles["bridge"]
+    assert bridge.parameters["episodes"] == 3 and bridge.parameters["publish_clock"] is True
+    assert bridge.parameters["use_sim_time"] is False  # the bridge is the clock source
+    assert "adapter" not in roles and len(roles["monitor"]) == 1
+    assert specs[0].role == "monitor" and specs[-1].role == "bridge"  # start order
+    assert Path(params_file) == CONFIG / "swarm.yaml"
+    assert args.rate == 20.0
+
+
+def test_robot_backends_have_adapters_with_peers_in_agent_order(bundle: Path, tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump({"robots": [
+        {"name": "r2", "agent": "agent_2"}, {"name": "r0", "agent": "agent_0"},
+        {"name": "r1", "agent": "agent_1", "enabled": False}]}))
+    _, specs, _ = build({"bundle": str(bundle), "backend": "isaac", "mode": "realtime", "fleet": str(fleet),
+                         "monitor": "false"})
+    roles = _by_role(specs)
+    assert sorted(roles) == ["adapter", "student"]  # no bridge, no fake robots, no monitor
+    assert [s.namespace for s in roles["student"]] == ["r2", "r0"]  # r1 disabled
+    adapters = {s.namespace: s.parameters for s in roles["adapter"]}
+    assert adapters["r2"]["peers"] == ["r0", "r1"] and adapters["r0"]["peers"] == ["r1", "r2"]
+    assert all(s.parameters["use_sim_time"] for s in specs)  # Isaac Sim publishes /clock
+    _, real, _ = build({"bundle": str(bundle), "backend": "real", "mode": "realtime"})
+    assert not any(s.parameters.get("use_sim_time") for s in real)
+    _, fake, _ = build({"bundle": str(bundle), "backend": "fake", "mode": "realtime", "fleet": str(fleet)})
+    assert {s.namespace for s in _by_role(fake)["robot"]} == {"r2", "r0"}
+
+
+@pytest.mark.parametrize(("values", "match"), [
+    ({}, "bundle"),
+    ({"backend": "gazebo"}, "backend"),
+    ({"mode": "fast"}, "mode"),
+    ({"backend": "real"}, "lockstep"),
+    ({"rate": "0"}, "rate"),
+    ({"episodes": "-1"}, "episodes"),
+    ({"monitor": "maybe"}, "monitor"),
+    ({"colour": "red"}, "unknown"),
+])
+def test_bad_launch_arguments_are_named(values: dict[str, str], match: str, bundle: Path) -> None:
+    full = {"bundle": str(bundle), **values} if match != "bundle" else values
+    with pytest.raises(ValueError, match=match):
+        parse_args(full)
+
+
+def test_bad_fleets_are_refused(bundle: Path, tmp_path: Path) -> None:
+    agents = ["agent_0", "agent_1", "agent_2"]
+    cases = {
+        "not in the bundle": {"robots": [{"name": "a", "agent": "agent_9"}]},
+        "must be unique": {"robots": [{"name": "a", "agent": "agent_0"}, {"name": "a", "agent": "agent_1"}]},
+        "non-empty list": {"robots": []},
+    }
+    for match, data in cases.items():
+        path = tmp_path / "fleet.yaml"
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(ValueError, match=match):
+            load_fleet(path, agents)
+    all_off = [r.__class__(r.name, r.agent, False) for r in load_fleet(CONFIG / "fleet.example.yaml", agents)]
+    with pytest.raises(ValueError, match="no enabled robot"):
+        swarm_nodes(parse_args({"bundle": str(bundle)}), read_manifest(bundle), all_off)
+
+
+def test_params_yaml_has_wildcard_and_node_sections() -> None:
+    params = yaml.safe_load((CONFIG / "swarm.yaml").read_text())
+    assert "/**" in params and "/**/student" in params and "/sim_bridge" in params
+    for section in params.values():
+        for key, value in section["ros__parameters"].items():
+            assert not (key.endswith("_s") and isinstance(value, int)), f"{key} must be written as a float"
+
+
+def test_runner_command_carries_namespace_params_file_and_overrides(bundle: Path, tmp_path: Path) -> None:
+    _, specs, params_file = build({"bundle": str(bundle)})
+    student = next(s for s in specs if s.role == "student")
+    overrides = write_overrides(student, tmp_path)
+    cmd = node_command(student, params_file, overrides, python="python3")
+    assert cmd[:3] == ["python3", "-m", "kdmarl_student.student_node"]
+    assert cmd[cmd.index("--ros-args") + 1:] == ["-r", "__node:=student", "-r", "__ns:=/agent_0", "--params-file",
+                                                 params_file, "--params-file", str(overrides)]
+    data = yaml.safe_load(overrides.read_text())
+    assert data["/agent_0/student"]["ros__parameters"]["agent"] == "agent_0"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
+                    reason="launch_ros is not installable here (no wheel); runs on a real ROS 2 install")
+def test_launch_file_builds_a_launch_description(bundle: Path) -> None:  # pragma: no cover - needs launch_ros
+    from launch import LaunchContext
+    from launch.actions import GroupAction
+
+    spec = importlib.util.spec_from_file_location("swarm_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    context = LaunchContext()
+    context.launch_configurations.update({"bundle": str(bundle)})
+    for entity in description.entities:
+        entity.visit(context)
+    opaque = description.entities[-1]
+    actions = opaque.execute(context)
+    groups = [a for a in actions if isinstance(a, GroupAction)]
+    assert len(groups) == 3  # one namespace per agent
+
+
+def test_runner_runs_episodes_and_shuts_down_on_sigint(bundle: Path, tmp_path: Path) -> None:
+    """kdmarl-swarm end to end: N episodes -> summary + equal returns; then a forever run stopped by SIGINT."""
+    env = ros_env(fresh_domain_id())
+    log_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "kdmarl_bringup.swarm_runner", "--bundle", str(bundle), "--episodes", "2",
+         "--log-dir", str(log_dir), "--record-mcap", "true", "--timeout", "240", "--expect-equal"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "monitor summary" in result.stdout and "yes" in result.stdout
+    summary = read_json(log_dir / "summary.json")
+    assert summary["episodes"]["count"] == 2 and summary["episodes"]["missed_actions"] == 0
+    assert len(summary["nodes"]) == 3
+    for name in ("resources.png", "resource_usage.csv", "episodes.csv", "run.mcap"):
+        assert (log_dir / name).stat().st_size > 0, name
+    from mcap_ros2.reader import read_ros2_messages
+
+    topics = {m.channel.topic for m in read_ros2_messages(str(log_dir / "run.mcap"))}
+    assert "/kdmarl/episode" in topics and "/diagnostics" in topics
+
+    # Unbounded run: SIGINT to the runner stops every node cleanly.
+    forever = tmp_path / "forever"
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "kdmarl_bringup.swarm_runner", "--bundle", str(bundle), "--log-dir", str(forever)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        csv = forever / "episodes.csv"
+        while time.monotonic() < deadline and not (csv.is_file() and len(csv.read_text().splitlines()) >= 2):
+            assert runner.poll() is None, runner.stdout.read() if runner.stdout else ""
+            time.sleep(0.5)
+        os.kill(runner.pid, signal.SIGINT)
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    assert runner.returncode == 0, out
+    pids = [int(line.rsplit("pid ", 1)[1].rstrip(")")) for line in out.splitlines() if line.startswith("started ")]
+    assert len(pids) == 5
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert (forever / "summary.json").is_file()
