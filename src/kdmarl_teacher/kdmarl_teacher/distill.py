@@ -1,0 +1,630 @@
+"""`kdmarl distill`: KD-MARL — distill a frozen MAPPO teacher into budget-sized, critic-free students.
+
+One readable loop (CleanRL style). Per iteration:
+1. **Rollout**: the *students* act in B batched environments for T steps (their own mistakes are visited); each
+   student sees only its sensing profile's slices of its observation. The frozen teacher labels every visited
+   state: logits and last-hidden embedding per agent (full observation), value per agent (global state).
+2. **Teacher-guided advantages**: GAE on the students' rewards with the teacher critic's values. No student critic.
+3. **Update** for E epochs over minibatches of (t, b) samples — all agents of a sample together, because the
+   structural-relation term compares agents of the same timestep. Terms (each weighted, each switchable):
+   clipped PG, T²-KL(teacher‖student), CE on teacher argmax, N×N relation, role alignment (see ``losses.py``).
+4. Every ``checkpoint_every`` iterations: atomic ``checkpoint.pt`` (``--resume``) and ``students.pt``.
+At the end: greedy evaluation of teacher, students and uniform random on the same mpe2 seeds, retention
+(DESIGN.md §5), FLOPs reduction per agent -> ``distill_report.json``.
+
+Resource-aware option (``resource_aware: true``): each student starts ``ra_width_mult``× wider than its ladder
+rung; a group-lasso penalty on hidden units (incoming + outgoing weights), weighted by each unit's FLOPs cost,
+pushes units to zero; at ``ra_prune_at`` of the budget the weakest units are pruned until the student fits its
+hardware budget, and the rest of the budget fine-tunes the pruned student.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from kdmarl_teacher.checkpoint import Teacher, atomic_save, load_teacher, spec_to_dict
+from kdmarl_teacher.losses import (
+    argmax_ce_loss,
+    clipped_pg_loss,
+    entropy,
+    gae,
+    kd_kl_loss,
+    relation_loss,
+    relation_matrix,
+    role_loss,
+)
+from kdmarl_teacher.networks import actor_inputs_all
+from kdmarl_teacher.profiles import CONFIG_DIR, TeamConfig, apply_sensing_torch, load_team
+from kdmarl_teacher.resources import module_resources
+from kdmarl_teacher.roles import AuxHeads, assign_roles, fit_roles
+from kdmarl_teacher.students import StudentMLP, budget_violations, build_student
+
+FORMAT = "kdmarl_students"
+VERSION = 1
+SEED_STRIDE = 1_000_003
+TERMS = ("pg", "kl", "ce", "relation", "role")
+
+
+@dataclass
+class DistillConfig:
+    """Hyper-parameters of `kdmarl distill` (YAML: config/distill.yaml; `--set key=value` overrides)."""
+
+    team: str = "spread3_full"  # config/teams/NAME.yaml or a path
+    seed: int = 1
+    device: str = "cpu"
+    torch_threads: int = 1
+    num_envs: int = 128  # B
+    num_steps: int = 25  # T per iteration (= max_cycles: one whole episode per env, reset with a fresh seed)
+    total_steps: int = 1_500_000  # joint env steps of student rollouts
+    time_limit_minutes: float = 0.0  # > 0: stop after this wall time too
+    lr: float = 3e-3
+    anneal_lr: bool = True
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    max_grad_norm: float = 1.0
+    # --- loss terms: weight and switch -------------------------------------------------------------------
+    use_pg: bool = True
+    w_pg: float = 0.1
+    use_kl: bool = True
+    w_kl: float = 1.0
+    use_ce: bool = True
+    w_ce: float = 0.1
+    use_relation: bool = True
+    w_relation: float = 0.5
+    use_role: bool = True
+    w_role: float = 0.1
+    temperature: float = 2.0  # softening of the KL term (scaled by T²)
+    clip_coef: float = 0.2
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    norm_adv: bool = True
+    ent_coef: float = 0.0
+    n_roles: int = 4  # k of the k-means on teacher embeddings
+    rel_dim: int = 32  # common width of the students' relation projections
+    # --- resource-aware option (group lasso + prune + fine-tune) ---------------------------------------------
+    resource_aware: bool = False
+    ra_width_mult: float = 2.0
+    ra_lambda: float = 1e-3
+    ra_prune_at: float = 0.6  # fraction of total_steps
+    # --- evaluation and bookkeeping ----------------------------------------------------------------------
+    eval_episodes: int = 200
+    eval_seed: int = 1000  # mpe2 seeds eval_seed ... eval_seed + eval_episodes - 1 (DESIGN.md §5)
+    checkpoint_every: int = 20
+    log_every: int = 1
+
+    def validate(self) -> None:
+        for key in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches", "n_roles",
+                    "rel_dim", "eval_episodes", "checkpoint_every", "log_every", "torch_threads"):
+            if int(getattr(self, key)) <= 0:
+                raise ValueError(f"distill config key '{key}' must be > 0, got {getattr(self, key)!r}")
+        if self.num_envs * self.num_steps % self.num_minibatches:
+            raise ValueError("distill config key 'num_minibatches' must divide num_envs * num_steps")
+        if self.temperature <= 0:
+            raise ValueError("distill config key 'temperature' must be > 0")
+
+    def terms(self) -> dict[str, float]:
+        """Active terms and weights."""
+        return {t: float(getattr(self, f"w_{t}")) for t in TERMS if getattr(self, f"use_{t}")}
+
+
+def load_distill_config(path: str | Path | None, overrides: list[str] | None = None) -> DistillConfig:
+    """Defaults <- YAML <- `--set key=value` (YAML-parsed values); unknown keys raise ValueError naming the source."""
+    cfg = DistillConfig()
+    names = {f.name for f in dataclasses.fields(DistillConfig)}
+
+    def apply(values: dict, source: str) -> None:
+        for key, value in values.items():
+            if key not in names:
+                raise ValueError(f"{source}: unknown distill config key {key!r}")
+            setattr(cfg, key, value)
+
+    if path is not None:
+        apply(yaml.safe_load(Path(path).read_text()) or {}, str(path))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        apply({key.strip(): yaml.safe_load(value)}, "--set")
+    cfg.validate()
+    return cfg
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sample_gumbel(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Categorical sample with our own generator (resume-exact); logits [M, A] -> long [M]."""
+    u = torch.rand(logits.shape, generator=gen, dtype=logits.dtype, device=logits.device)
+    return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
+
+
+# ------------------------------------------------------------------------------------------- policies
+class StudentTeam:
+    """The N students with their sensing transforms: observations [B, N, D_max] -> per-agent inputs/logits."""
+
+    def __init__(self, team: TeamConfig, students: list[StudentMLP]) -> None:
+        self.team, self.students = team, students
+
+    def inputs(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        """obs [..., N, D_max] -> list of N tensors [..., in_dim_i] (each agent's sensed observation)."""
+        agents = self.team.agents
+        return [apply_sensing_torch(obs[..., i, : a.obs_dim], a.layout, a.sensing) for i, a in enumerate(agents)]
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Greedy joint action long [B, N]."""
+        return torch.stack([s(x).argmax(-1) for s, x in zip(self.students, self.inputs(obs), strict=True)], dim=-1)
+
+
+@torch.no_grad()
+def evaluate(act_fn: Any, spec: Any, episodes: int, seed: int, device: str = "cpu") -> dict[str, Any]:
+    """Team return (mean over agents of each agent's episode sum) on mpe2 seeds [seed, seed + episodes), 95 % CI.
+
+    act_fn(obs [B, N, D_max], gen) -> actions long [B, N]. One episode per seed, all run as one batch.
+    """
+    from kdmarl_teacher.envs import make_env  # noqa: PLC0415 (the envs package imports mpe2 lazily)
+
+    env = make_env(spec.name, num_envs=episodes, seed=seed, device=device, **spec.params)
+    obs, _ = env.reset_from_mpe2_seeds(list(range(seed, seed + episodes)))
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for _ in range(spec.max_cycles):
+        obs, _, _, dones, info = env.step(act_fn(obs, gen))
+    if not bool(dones.all()):
+        raise RuntimeError("evaluation episodes did not end together after max_cycles steps")
+    team = info["episode_returns"].mean(dim=1).double()  # [E]
+    out = {"team_return": float(team.mean()), "ci95": float(1.96 * team.std() / math.sqrt(episodes)),
+           "episodes": episodes, "seeds": [seed, seed + episodes - 1]}
+    out.update({k: float(v.double().mean()) for k, v in info["metrics"].items()})
+    return out
+
+
+def random_act_fn(n_actions: tuple[int, ...]) -> Any:
+    def act(obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        B = obs.shape[0]
+        return torch.stack([torch.randint(n, (B,), generator=gen, device=obs.device) for n in n_actions], dim=-1)
+
+    return act
+
+
+# ------------------------------------------------------------------------------- resource-aware option
+def unit_groups(student: StudentMLP) -> list[tuple[torch.Tensor, float]]:
+    """Per hidden layer: (L2 norm of each unit's group [H_l], FLOPs cost of one unit). A unit's group is its
+    incoming weights + bias and its outgoing weights; its cost is the 2·(fan_in + fan_out) FLOPs it adds."""
+    linears = [m for m in student.body if isinstance(m, torch.nn.Linear)] + [student.head]
+    out = []
+    for layer, nxt in itertools.pairwise(linears):
+        sq = layer.weight.pow(2).sum(1) + layer.bias.pow(2) + nxt.weight.pow(2).sum(0)  # [H_l]
+        out.append((sq.clamp_min(1e-12).sqrt(), 2.0 * (layer.in_features + nxt.out_features)))
+    return out
+
+
+def group_lasso_penalty(student: StudentMLP) -> torch.Tensor:
+    """Σ_units cost_unit · ‖group_unit‖₂, costs normalized by the student's total FLOPs."""
+    total = float(student.resources().flops)
+    return sum(cost / total * norms.sum() for norms, cost in unit_groups(student))
+
+
+@torch.no_grad()
+def prune_to_budget(student: StudentMLP, budget: dict) -> StudentMLP:
+    """Remove the hidden units with the smallest group norm per FLOP until the student fits ``budget``."""
+    keep = [torch.ones(h, dtype=torch.bool) for h in student.hidden]
+    scores = [norms / cost for norms, cost in unit_groups(student)]
+
+    def current() -> StudentMLP:
+        return StudentMLP(student.in_dim, [int(k.sum()) for k in keep], student.n_actions, student.activation)
+
+    while budget_violations(current().resources(), budget):
+        best = None
+        for layer, (k, s) in enumerate(zip(keep, scores, strict=True)):
+            if int(k.sum()) <= 1:
+                continue
+            masked = torch.where(k, s, torch.full_like(s, float("inf")))
+            j = int(masked.argmin())
+            if best is None or masked[j] < best[0]:
+                best = (masked[j], layer, j)
+        if best is None:
+            break
+        keep[best[1]][best[2]] = False
+    small = current()
+    linears = [m for m in student.body if isinstance(m, torch.nn.Linear)] + [student.head]
+    new_linears = [m for m in small.body if isinstance(m, torch.nn.Linear)] + [small.head]
+    prev = torch.ones(student.in_dim, dtype=torch.bool)
+    for layer, new, k in zip(linears, new_linears, [*keep, torch.ones(student.n_actions, dtype=torch.bool)],
+                             strict=True):
+        new.weight.copy_(layer.weight[k][:, prev])
+        new.bias.copy_(layer.bias[k])
+        prev = k
+    return small
+
+
+# --------------------------------------------------------------------------------------------- the run
+def students_payload(team: TeamConfig, students: list[StudentMLP], teacher_info: dict, cfg: DistillConfig,
+                     *, step: int, extra: dict | None = None) -> dict:
+    """students.pt: every student with its profile, architecture and resources, and the teacher's hash."""
+    agents = []
+    for a, s in zip(team.agents, students, strict=True):
+        agents.append({
+            "name": a.name, "role": a.role, "obs_dim": a.obs_dim, "n_actions": a.n_actions,
+            "layout": {k: list(v) for k, v in a.layout.items()}, "sensing": a.sensing, "input_dim": a.input_dim,
+            "hardware": a.hardware, "rung": a.rung.to_dict(), "arch": s.arch(),
+            "resources": s.resources().to_dict(),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in s.state_dict().items()},
+        })
+    return {"format": FORMAT, "version": VERSION,
+            "scenario": {"name": team.spec.name, "params": dict(team.spec.params), "spec": spec_to_dict(team.spec)},
+            "team": {"name": team.name, "source_file": team.source_file},
+            "teacher": teacher_info, "config": dataclasses.asdict(cfg), "global_step": step, "agents": agents,
+            **(extra or {})}
+
+
+def load_students(path: str | Path, device: str = "cpu") -> tuple[list[StudentMLP], dict]:
+    """Read students.pt -> (students in agent order, eval mode, the payload dict)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "students.pt"
+    payload = torch.load(path, map_location=device, weights_only=True)
+    if payload.get("format") != FORMAT or payload.get("version") != VERSION:
+        raise ValueError(f"{path}: not a kdmarl students file v{VERSION} (format={payload.get('format')!r})")
+    students = []
+    for a in payload["agents"]:
+        s = build_student(a["arch"])
+        s.load_state_dict(a["state_dict"])
+        students.append(s.eval())
+    return students, payload
+
+
+def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teacher_path: str | Path | None = None,
+            resume: bool = False, progress: bool = True, team: TeamConfig | None = None) -> dict:
+    """Run KD-MARL distillation; returns the report dict (also written to out_dir/distill_report.json)."""
+    cfg.validate()
+    out = Path(out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    if not resume and ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a distillation (checkpoint.pt); use --resume or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.torch_threads)
+    device = torch.device(cfg.device)
+    t_start = time.time()
+
+    # ---- teacher, team, students -------------------------------------------------------------------------------
+    teacher_actor_res = module_resources(teacher.actor)
+    team = team or load_team(cfg.team, max_flops=teacher_actor_res.flops)
+    spec = teacher.spec
+    if team.spec.name != spec.name or team.spec.agent_names != spec.agent_names or team.spec.obs_dims != spec.obs_dims:
+        raise ValueError(f"{team.source_file}: field 'scenario': team is for {team.spec.name} "
+                         f"{list(team.spec.agent_names)}, the teacher for {spec.name} {list(spec.agent_names)}")
+    teacher_info = {"path": str(teacher_path) if teacher_path else None,
+                    "sha256": file_sha256(teacher_path) if teacher_path else None,
+                    "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step}
+    N = spec.n_agents
+    torch.manual_seed(cfg.seed)
+    widths = [list(a.rung.hidden) for a in team.agents]
+    if cfg.resource_aware:
+        widths = [[max(1, round(h * cfg.ra_width_mult)) for h in w] for w in widths]
+    students = [StudentMLP(a.input_dim, w, a.n_actions).to(device) for a, w in zip(team.agents, widths, strict=True)]
+    print(f"KD-MARL distill: team {team.name} ({team.source_file}); teacher actor {teacher_actor_res.flops} FLOPs, "
+          f"{teacher_actor_res.params} params")
+    for line in team.summary_lines():
+        print("  " + line)
+    aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
+
+    def make_optimizer() -> torch.optim.Optimizer:
+        return torch.optim.Adam([*(p for s in students for p in s.parameters()), *aux.parameters()], lr=cfg.lr,
+                                eps=1e-5)
+
+    optimizer = make_optimizer()
+    sensing = StudentTeam(team, students)
+    from kdmarl_teacher.envs import make_env  # noqa: PLC0415
+
+    env = make_env(spec.name, num_envs=cfg.num_envs, seed=cfg.seed, device=device, **spec.params)
+    B, T = cfg.num_envs, cfg.num_steps
+    n_iters = max(1, cfg.total_steps // (B * T))
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    start_iter, global_step, wall_before, pruned = 0, 0, 0.0, False
+    centroids = None
+    if resume:
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck.get("pruned"):
+            students[:] = [build_student(a).to(device) for a in ck["archs"]]
+            aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
+            optimizer = make_optimizer()
+            sensing = StudentTeam(team, students)
+        for s, sd in zip(students, ck["students"], strict=True):
+            s.load_state_dict(sd)
+        aux.load_state_dict(ck["aux"])
+        optimizer.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["gen_state"])
+        torch.set_rng_state(ck["torch_rng"])
+        start_iter, global_step, wall_before = ck["iteration"], ck["global_step"], ck["wall_time"]
+        centroids, pruned = ck["centroids"].to(device), ck.get("pruned", False)
+        print(f"resumed from {ckpt_path} at iteration {start_iter} ({global_step} steps)")
+
+    # ---- roles: k-means on teacher embeddings of states the teacher itself visits ---------------------------------
+    h0 = teacher.actor.initial_state(B * N)
+    if centroids is None:
+        obs, _ = env.reset(seed=cfg.seed * SEED_STRIDE - 1)
+        embs, h = [], h0
+        with torch.no_grad():
+            for _ in range(T):
+                logits, z, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
+                embs.append(z)
+                obs, _, _, dones, _ = env.step(sample_gumbel(logits, gen).reshape(B, N))
+                h = h * (~dones).repeat_interleave(N).unsqueeze(1).to(h.dtype)
+        centroids = fit_roles(torch.cat(embs), cfg.n_roles, seed=cfg.seed)
+
+    # ---- logging -------------------------------------------------------------------------------------------------
+    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only for real runs)
+
+    writer = SummaryWriter(str(out / "tb"))
+    csv_path = out / "metrics.csv"
+    csv_file = csv_path.open("a" if resume else "w", newline="")
+    csv_writer: csv.DictWriter | None = None
+    bar = None
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=n_iters, initial=start_iter, desc="distill", unit="it", dynamic_ncols=True)
+
+    def save_all(iteration: int, final: bool = False) -> None:
+        atomic_save({"iteration": iteration, "global_step": global_step, "wall_time": wall_before + time.time() - t0,
+                     "students": [s.state_dict() for s in students], "archs": [s.arch() for s in students],
+                     "aux": aux.state_dict(), "optimizer": optimizer.state_dict(), "gen_state": gen.get_state(),
+                     "torch_rng": torch.get_rng_state(), "centroids": centroids.cpu(), "pruned": pruned,
+                     "config": dataclasses.asdict(cfg)}, ckpt_path)
+        atomic_save(students_payload(team, students, teacher_info, cfg, step=global_step,
+                                     extra={"final": final, "role_centroids": centroids.cpu()}), out / "students.pt")
+
+    t0 = time.time()
+    terms = cfg.terms()
+    prune_iter = int(cfg.ra_prune_at * n_iters) if cfg.resource_aware else -1
+    iteration = start_iter
+    for iteration in range(start_iter, n_iters):
+        if cfg.time_limit_minutes > 0 and wall_before + time.time() - t0 > 60 * cfg.time_limit_minutes:
+            print(f"time limit of {cfg.time_limit_minutes} min reached at iteration {iteration}")
+            break
+        if iteration == prune_iter and not pruned:
+            students[:] = [prune_to_budget(s, a.hardware).to(device)
+                           for s, a in zip(students, team.agents, strict=True)]
+            aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
+            optimizer, sensing, pruned = make_optimizer(), StudentTeam(team, students), True
+            print("resource-aware: pruned to " + ", ".join(f"{list(s.hidden)}" for s in students))
+        if cfg.anneal_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * (1.0 - iteration / n_iters)
+
+        # ---- 1. rollout: students act, the frozen teacher labels --------------------------------------------------
+        obs, state = env.reset(seed=cfg.seed * SEED_STRIDE + iteration)  # obs [B, N, D], state [B, S]
+        X = [torch.zeros(T, B, s.in_dim, device=device) for s in students]  # per agent [T, B, in_i]
+        actions = torch.zeros(T, B, N, dtype=torch.long, device=device)
+        logp = torch.zeros(T, B, N, device=device)
+        rewards = torch.zeros(T, B, N, device=device)
+        dones = torch.zeros(T, B, dtype=torch.bool, device=device)
+        t_logits = torch.zeros(T, B, N, teacher.actor.n_actions_max, device=device)
+        t_emb = torch.zeros(T, B, N, teacher.actor.embed_dim, device=device)
+        values = torch.zeros(T, B, N, device=device)
+        h = h0
+        ep_returns, ep_metrics = [], {}
+        with torch.no_grad():
+            for t in range(T):
+                xs = sensing.inputs(obs)
+                for i, (s, x) in enumerate(zip(students, xs, strict=True)):
+                    logits_i = s(x)  # [B, A_i]
+                    a_i = sample_gumbel(logits_i, gen)
+                    X[i][t], actions[t, :, i] = x, a_i
+                    logp[t, :, i] = F.log_softmax(logits_i, -1).gather(-1, a_i[:, None]).squeeze(-1)
+                tl, tz, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
+                t_logits[t], t_emb[t] = tl.reshape(B, N, -1), tz.reshape(B, N, -1)
+                values[t] = teacher.value(state)
+                obs, state, rewards[t], dones[t], info = env.step(actions[t])
+                h = h * (~dones[t]).repeat_interleave(N).unsqueeze(1).to(h.dtype)
+                if bool(dones[t].any()):
+                    ep_returns.append(info["episode_returns"][dones[t]].mean(1))
+                    for k, v in info["metrics"].items():
+                        ep_metrics.setdefault(k, []).append(v[dones[t]].float())
+            next_value = teacher.value(state)
+        global_step += B * T
+
+        # ---- 2. teacher-guided advantages ---------------------------------------------------------------------
+        adv, _ = gae(rewards, values, next_value, dones, gamma=cfg.gamma, lam=cfg.gae_lambda)  # [T, B, N]
+        roles = assign_roles(t_emb, centroids)  # [T, B, N]
+
+        # ---- 3. update ---------------------------------------------------------------------------------------
+        M = T * B
+        flat = {"adv": adv.reshape(M, N), "logp": logp.reshape(M, N), "act": actions.reshape(M, N),
+                "tl": t_logits.reshape(M, N, -1), "tz": t_emb.reshape(M, N, -1), "roles": roles.reshape(M, N)}
+        Xf = [x.reshape(M, -1) for x in X]
+        stats: dict[str, float] = {}
+        n_mb = 0
+        for _ in range(cfg.update_epochs):
+            perm = torch.randperm(M, device=device)
+            for idx in perm.chunk(cfg.num_minibatches):
+                parts: dict[str, torch.Tensor] = {k: torch.zeros((), device=device) for k in (*TERMS, "ent")}
+                projected = []
+                agree = 0.0
+                for i, (s, a) in enumerate(zip(students, team.agents, strict=True)):
+                    z = s.embed(Xf[i][idx])  # [m, H_i]
+                    logits = s.head(z)  # [m, A_i]
+                    tl = flat["tl"][idx, i, : a.n_actions]  # [m, A_i]: the teacher's valid actions only
+                    agree += float((logits.argmax(-1) == tl.argmax(-1)).float().mean()) / N
+                    if "pg" in terms:
+                        new_logp = F.log_softmax(logits, -1).gather(-1, flat["act"][idx, i, None]).squeeze(-1)
+                        a_adv = flat["adv"][idx, i]
+                        if cfg.norm_adv:
+                            a_adv = (a_adv - a_adv.mean()) / (a_adv.std() + 1e-8)
+                        pg = clipped_pg_loss(new_logp, flat["logp"][idx, i], a_adv, cfg.clip_coef)
+                        parts["pg"] = parts["pg"] + pg
+                    if "kl" in terms:
+                        parts["kl"] = parts["kl"] + kd_kl_loss(tl, logits, cfg.temperature)
+                    if "ce" in terms:
+                        parts["ce"] = parts["ce"] + argmax_ce_loss(tl, logits)
+                    if "role" in terms:
+                        parts["role"] = parts["role"] + role_loss(aux.role[i](z), flat["roles"][idx, i])
+                    if "relation" in terms:
+                        projected.append(aux.relation[i](z))
+                    parts["ent"] = parts["ent"] + entropy(logits)
+                if "relation" in terms and N > 1:
+                    parts["relation"] = relation_loss(relation_matrix(flat["tz"][idx]), relation_matrix(projected))
+                loss = sum(w * parts[t] for t, w in terms.items()) - cfg.ent_coef * parts["ent"]
+                if cfg.resource_aware and not pruned:
+                    parts["lasso"] = sum(group_lasso_penalty(s) for s in students)
+                    loss = loss + cfg.ra_lambda * parts["lasso"]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+                optimizer.step()
+                for k, v in {**parts, "loss": loss, "grad_norm": grad_norm}.items():
+                    stats[k] = stats.get(k, 0.0) + float(v.detach())
+                stats["agreement"] = stats.get("agreement", 0.0) + agree
+                n_mb += 1
+
+        # ---- 4. log, checkpoint ----------------------------------------------------------------------------------
+        wall = wall_before + time.time() - t0
+        row: dict[str, Any] = {"iteration": iteration + 1, "global_step": global_step, "wall_time": round(wall, 3),
+                               "sps": round(global_step / max(wall, 1e-9), 1)}
+        row.update({f"loss/{k}": v / n_mb for k, v in stats.items()})
+        if ep_returns:
+            row["train_team_return"] = float(torch.cat(ep_returns).mean())
+            row.update({f"task/{k}": float(torch.cat(v).mean()) for k, v in ep_metrics.items()})
+        if (iteration + 1) % cfg.log_every == 0:
+            if csv_writer is None:
+                csv_writer = csv.DictWriter(csv_file, fieldnames=list(row), extrasaction="ignore")
+                if not resume:
+                    csv_writer.writeheader()
+            csv_writer.writerow(row)
+            csv_file.flush()
+            for k, v in row.items():
+                if k != "iteration":
+                    writer.add_scalar(k, v, global_step)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(ret=f"{row.get('train_team_return', float('nan')):.2f}",
+                            agree=f"{row.get('loss/agreement', 0.0):.3f}")
+        if (iteration + 1) % cfg.checkpoint_every == 0:
+            save_all(iteration + 1)
+    else:
+        iteration = n_iters
+    if bar is not None:
+        bar.close()
+    wall = wall_before + time.time() - t0
+    save_all(iteration, final=True)
+    writer.close()
+    csv_file.close()
+
+    # ---- 5. evaluation and report ------------------------------------------------------------------------------
+    for s in students:
+        s.eval()
+    ev_teacher = evaluate(lambda o, g: teacher.act(o, deterministic=True), spec, cfg.eval_episodes, cfg.eval_seed,
+                          cfg.device)
+    ev_students = evaluate(lambda o, g: sensing.act(o), spec, cfg.eval_episodes, cfg.eval_seed, cfg.device)
+    ev_random = evaluate(random_act_fn(spec.n_actions), spec, cfg.eval_episodes, cfg.eval_seed, cfg.device)
+    gap = ev_teacher["team_return"] - ev_random["team_return"]
+    retention = (ev_students["team_return"] - ev_random["team_return"]) / gap if abs(gap) > 1e-9 else float("nan")
+    agents_report = []
+    for a, s in zip(team.agents, students, strict=True):
+        res = s.resources()
+        agents_report.append({"name": a.name, "sensing": a.sensing, "input_dim": a.input_dim,
+                              "hardware": a.hardware["name"], "hidden": list(s.hidden),
+                              "ladder_rung": list(a.rung.hidden), "ladder_margins": a.rung.margins,
+                              "flops": res.flops, "params": res.params, "memory_bytes": res.memory_bytes,
+                              "flops_reduction": teacher_actor_res.flops / res.flops,
+                              "fits_budget": not budget_violations(res, a.hardware)})
+    report = {
+        "team": team.name, "scenario": spec.name, "params": dict(spec.params), "teacher": teacher_info,
+        "terms": terms, "resource_aware": cfg.resource_aware, "global_step": global_step,
+        "wall_time_s": round(wall, 1), "total_time_s": round(time.time() - t_start, 1),
+        "eval_mode": "greedy (argmax) for teacher and students; uniform random baseline",
+        "teacher_eval": ev_teacher, "students_eval": ev_students, "random_eval": ev_random,
+        "retention": retention, "agents": agents_report,
+        "min_flops_reduction": min(a["flops_reduction"] for a in agents_report),
+        "config": dataclasses.asdict(cfg), "command": " ".join(sys.argv),
+        "flops_note": "FLOPs = 2 x MACs of the Linear layers at batch 1 (activations, LayerNorm, masking not counted)",
+    }
+    (out / "distill_report.json").write_text(json.dumps(report, indent=2))
+    print(f"teacher {ev_teacher['team_return']:.2f} ± {ev_teacher['ci95']:.2f} | students "
+          f"{ev_students['team_return']:.2f} ± {ev_students['ci95']:.2f} | random {ev_random['team_return']:.2f} "
+          f"| retention {retention:.3f} | min FLOPs reduction {report['min_flops_reduction']:.1f}x | "
+          f"{wall:.0f} s training")
+    return report
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher", required=True, help="teacher.pt or a run directory holding one")
+    parser.add_argument("--out", required=True, help="output run directory, e.g. runs/spread_students")
+    parser.add_argument("--team", help="team config name (config/teams/NAME.yaml) or path; default: the config's")
+    parser.add_argument("--config", help=f"distill YAML (default: {CONFIG_DIR / 'distill.yaml'})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a distill config key, repeatable: --set w_kl=0.5")
+    for term in TERMS:
+        parser.add_argument(f"--no-{term}", action="store_true", help=f"switch the {term} loss term off (ablation)")
+    parser.add_argument("--resource-aware", action="store_true", help="group-lasso + prune + fine-tune option")
+    parser.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def resolve_config(args: argparse.Namespace) -> DistillConfig:
+    path = args.config
+    if path is None and args.resume and (Path(args.out) / "distill_config.yaml").exists():
+        path = Path(args.out) / "distill_config.yaml"
+    if path is None and (CONFIG_DIR / "distill.yaml").exists():
+        path = CONFIG_DIR / "distill.yaml"
+    overrides = list(args.overrides)
+    if args.team:
+        overrides.append(f"team={args.team}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    overrides += [f"use_{t}=false" for t in TERMS if getattr(args, f"no_{t}", False)]
+    if args.resource_aware:
+        overrides.append("resource_aware=true")
+    return load_distill_config(path, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    teacher_path = Path(args.teacher)
+    if teacher_path.is_dir():
+        teacher_path = teacher_path / "teacher.pt"
+    teacher = load_teacher(teacher_path, cfg.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distill_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    distill(cfg, teacher, out, teacher_path=teacher_path, resume=args.resume, progress=not args.no_progress)
+    print(f"wrote {out / 'students.pt'} and {out / 'distill_report.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kdmarl distill", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
