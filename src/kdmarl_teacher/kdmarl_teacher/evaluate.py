@@ -70,13 +70,26 @@ def run_episodes(env: Any, policy: str, seeds: list[int], teacher: Teacher | Non
 
     Returns team returns [E], per-agent returns [E, N] and the task metrics [E] of the episodes.
     """
-    obs, _state = env.reset_from_mpe2_seeds(seeds)  # obs [E, N, obs_dim_max]
+    if hasattr(env, "reset_from_mpe2_seeds"):
+        obs, _state = env.reset_from_mpe2_seeds(seeds)  # obs [E, N, obs_dim_max]
+    else:  # an env without mpe2 seeding (e.g. the PettingZoo adapter): reproducible, but not mpe2's worlds
+        obs, _state = env.reset(seed=seeds[0])
     E, N = env.num_envs, env.n_agents
     n_actions = torch.tensor(env.n_actions, device=obs.device)  # [N]
+    recurrent = teacher is not None and teacher.actor.recurrent
+    h = teacher.actor.initial_state(E * N) if recurrent else None
     while True:
         if policy == "random":
             u = torch.rand(E, N, generator=generator, device=obs.device)
             actions = (u * n_actions).long().clamp(max=n_actions - 1)  # uniform over each agent's valid actions
+        elif recurrent:  # carry the GRU state through the episode (all E episodes start and end together)
+            logits, _, h = teacher.actor.step(actor_inputs_all(obs.float()).reshape(E * N, -1), h)
+            logits = logits.view(E, N, -1)
+            if policy == "deterministic":
+                actions = logits.argmax(-1)
+            else:
+                u = torch.rand(logits.shape, generator=generator, device=logits.device)
+                actions = (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
         else:
             actions = teacher.act(obs.float(), deterministic=policy == "deterministic", generator=generator)
         obs, _state, _rewards, dones, info = env.step(actions)
@@ -114,7 +127,8 @@ def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, devi
         "scenario": env.spec.to_dict(),
         "episodes": episodes,
         "seeds": [seeds[0], seeds[-1]],
-        "seeding": "mpe2 reset(seed=s) worlds via reset_from_mpe2_seeds; env port in float64",
+        "seeding": ("mpe2 reset(seed=s) worlds via reset_from_mpe2_seeds; env port in float64"
+                    if hasattr(env, "reset_from_mpe2_seeds") else f"env.reset(seed={seed_start}) (no mpe2 seeding)"),
         "team_return_definition": "per episode, mean over agents of each agent's summed reward (DESIGN.md §5)",
         "teacher_global_step": teacher.global_step,
         "results": results,
@@ -170,9 +184,9 @@ def render_episode(teacher: Teacher, seed: int, path: str | Path, fps: int = 10)
     def frame(t: int) -> np.ndarray:
         fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
         for lm in world.landmarks:
-            ax.add_patch(plt.Circle(lm.state.p_pos, lm.size, color=lm.color, alpha=0.8))
+            ax.add_patch(plt.Circle(lm.state.p_pos, lm.size, color=np.clip(lm.color, 0, 1), alpha=0.8))
         for ag in world.agents:
-            ax.add_patch(plt.Circle(ag.state.p_pos, ag.size, color=ag.color, ec="k"))
+            ax.add_patch(plt.Circle(ag.state.p_pos, ag.size, color=np.clip(ag.color, 0, 1), ec="k"))
         ax.set_xlim(-2, 2)
         ax.set_ylim(-2, 2)
         ax.set_aspect("equal")
@@ -183,12 +197,13 @@ def render_episode(teacher: Teacher, seed: int, path: str | Path, fps: int = 10)
         return img
 
     frames.append(frame(0))
+    h = teacher.actor.initial_state(len(names))
     for t in range(spec.max_cycles):
         padded = torch.zeros(1, len(names), spec.obs_dim_max, device=device)
         for i, n in enumerate(names):
             padded[0, i, : len(obs[n])] = torch.as_tensor(obs[n], dtype=torch.float32)
-        logits = teacher.actor(actor_inputs_all(padded))
-        actions = logits.argmax(-1)[0].tolist()
+        logits, _, h = teacher.actor.step(actor_inputs_all(padded)[0], h)  # [N, A]
+        actions = logits.argmax(-1).tolist()
         obs, rewards, _term, _trunc, _ = env.step({n: int(a) for n, a in zip(names, actions, strict=True)})
         total += [rewards[n] for n in names]
         frames.append(frame(t + 1))

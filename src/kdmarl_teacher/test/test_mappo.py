@@ -112,3 +112,12 @@ def test_speaker_listener_gru_short_run(tmp_path: Path) -> None:
     assert teacher.actor.recurrent and teacher.spec.n_actions == (3, 5)
     actions = teacher.act(torch.randn(64, 2, 11), deterministic=False, generator=torch.Generator().manual_seed(0))
     assert int(actions[:, 0].max()) <= 2  # the speaker never picks a listener-only action
+
+    from kdmarl_teacher.evaluate import evaluate, render_episode
+
+    report = evaluate(teacher, episodes=10, seed_start=1000)
+    det = report["results"]["deterministic"]
+    assert "goal_distance" in det["metrics"] and "references" not in report
+    # the GRU state is carried through the episode identically in the port (float64) and in real mpe2
+    ret = render_episode(teacher, 1000, tmp_path / "sl.gif")
+    assert abs(ret - det["episode_team_returns"][0]) < 1e-4
