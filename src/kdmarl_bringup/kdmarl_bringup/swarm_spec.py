@@ -263,16 +263,16 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
 
 
 def default_params_file() -> str:
-    """config/swarm.yaml from the installed share directory, else from the source tree."""
+    """config/swarm.yaml next to this module when running from the source tree, else the installed share."""
+    source = Path(__file__).resolve().parents[1] / "config" / "swarm.yaml"
+    if source.is_file():
+        return str(source)
     try:
         from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415  optional
 
-        path = Path(get_package_share_directory("kdmarl_bringup")) / "config" / "swarm.yaml"
-        if path.is_file():
-            return str(path)
+        return str(Path(get_package_share_directory("kdmarl_bringup")) / "config" / "swarm.yaml")
     except (ImportError, LookupError, ValueError):
-        pass
-    return str(Path(__file__).resolve().parents[1] / "config" / "swarm.yaml")
+        return str(source)
 
 
 def build(values: dict[str, str]) -> tuple[SwarmArgs, list[NodeSpec], str]:
