@@ -26,14 +26,17 @@ def random_policy(n_actions: tuple[int, ...]) -> Policy:
 
 
 def pile_up_policy(mpe2_envs: list, rng: np.random.Generator) -> np.ndarray:
-    """Drive every agent toward the agents' centroid (sustained pile-up), with 10 % random moves."""
+    """Drive every agent toward the origin (a sustained pile-up), with 5 % random moves.
+
+    The contact force is a stiff spring integrated explicitly (contact_force * dt^2 = 1), so agents pushed
+    together bounce: about half of the env-steps have overlapping agents, the regime where float32 diverges.
+    """
     actions = []
     for e in mpe2_envs:
-        pos = np.stack([a.state.p_pos for a in e.unwrapped.world.agents])  # [A, 2]
-        to_center = pos.mean(axis=0) - pos
         row = []
-        for dx, dy in to_center:
-            if rng.random() < 0.1:
+        for agent in e.unwrapped.world.agents:
+            dx, dy = -agent.state.p_pos
+            if rng.random() < 0.05:
                 row.append(int(rng.integers(0, 5)))
             elif abs(dx) >= abs(dy):
                 row.append(2 if dx > 0 else 1)
@@ -101,8 +104,10 @@ def run_parity(
         assert_same_world(env, mpe2_envs, info["final_obs"], info["final_state"], check_world=not dones.any())
         if not dones.any():
             assert torch.equal(obs, info["final_obs"])
-        if name == "simple_spread":
-            contact_steps += int((info["metrics"]["collisions"] > 0).sum())
+        if name == "simple_spread":  # env-steps in which some pair of agents overlaps (mpe2's own test)
+            for e in mpe2_envs:
+                agents, scenario = e.unwrapped.world.agents, e.unwrapped.scenario
+                contact_steps += any(scenario.is_collision(a, o) for a in agents for o in agents if a is not o)
         if dones.any():
             episodes += 1
             obs, state = reset_both()
@@ -130,10 +135,10 @@ def test_random_actions_match_mpe2(name: str, params: dict) -> None:
 def test_pile_up_matches_mpe2() -> None:
     """Agents driven into each other for hundreds of steps: the stiff contact forces must still agree."""
     figures = run_parity(
-        "simple_spread", {"N": 4, "max_cycles": 300}, num_envs=2, steps=600, policy=pile_up_policy, seed=3
+        "simple_spread", {"N": 5, "max_cycles": 300}, num_envs=2, steps=600, policy=pile_up_policy, seed=3
     )
     assert figures["episodes"] == 2
-    assert figures["contact_steps"] > 800, figures  # most env-steps had agents in contact
+    assert figures["contact_steps"] > 0.4 * 2 * 600, figures  # agents overlapped in much of the run
 
 
 def test_set_world_from_mpe2_mid_episode() -> None:
