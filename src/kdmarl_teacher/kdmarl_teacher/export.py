@@ -429,6 +429,7 @@ def export_bundle(
                                               team["random_return"]["mean"])
             manifest_path.write_bytes(dump_manifest(manifest, manifest_path))
         load_manifest(stage)  # the runtime's own check of what is about to be published
+        stage.chmod(0o755)  # mkdtemp makes it 0700; robots often run the node as another user
         for item in stage.iterdir():
             with open(item, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -459,10 +460,12 @@ def _publish(stage: Path, out_dir: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", type=Path, help="run directory (teacher.pt, optionally students.pt)")
+    parser.add_argument("run", type=Path, help="run directory (teacher.pt and/or students.pt)")
     parser.add_argument("--out", type=Path, required=True, help="bundle directory to create (bundles/NAME)")
     parser.add_argument("--students", type=Path, default=None,
                         help="students file (default: RUN/students.pt if it exists, else the teacher's actor)")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="teacher.pt (default: RUN/teacher.pt, else the teacher recorded in the students file)")
     parser.add_argument("--from-teacher", action="store_true",
                         help="export the teacher's actor for every agent even if students exist")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle (atomically)")
@@ -477,19 +480,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--legacy-exporter", action="store_true", help="use torch's TorchScript ONNX exporter")
 
 
+def resolve_sources(run_dir: Path, students: Path | None, teacher: Path | None,
+                    from_teacher: bool) -> tuple[Path, Path | None]:
+    """Find teacher.pt and students.pt for a run directory.
+
+    A distillation run keeps ``students.pt`` in its own directory and records the teacher's path and
+    sha256 in it; a teacher run has ``teacher.pt``. So: ``--teacher`` if given, else ``RUN/teacher.pt``, else
+    the teacher recorded in the students file (its sha256 must still match, or the students would be
+    compared with a different teacher than the one they were distilled from).
+    """
+    students_path = None if from_teacher else (students or run_dir / "students.pt")
+    if students is not None and not from_teacher and not students.is_file():
+        raise FileNotFoundError(f"{students} does not exist")
+    if students_path is not None and not students_path.is_file():
+        students_path = None
+    teacher_path = teacher or run_dir / "teacher.pt"
+    if not teacher_path.is_file() and teacher is None and students_path is not None:
+        info = torch.load(students_path, map_location="cpu", weights_only=True).get("teacher") or {}
+        if info.get("path"):
+            teacher_path = Path(info["path"])
+            if info.get("sha256") and teacher_path.is_file() and sha256_file(teacher_path) != info["sha256"]:
+                raise ValueError(f"{teacher_path} changed since {students_path} was distilled from it (sha256)")
+    if not teacher_path.is_file():
+        raise FileNotFoundError(f"no teacher checkpoint: {teacher_path} (give --teacher PATH)")
+    return teacher_path, students_path
+
+
 def run(args: argparse.Namespace) -> int:
     from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
 
-    teacher = load_teacher(args.run)
-    students_path = args.students or (args.run / "students.pt")
-    if not args.from_teacher and students_path.is_file():
+    teacher_path, students_path = resolve_sources(args.run, args.students, args.teacher, args.from_teacher)
+    teacher = load_teacher(teacher_path)
+    if students_path is not None:
         agents = load_student_agents(students_path)
-        what = f"students from {students_path}"
+        what = f"students from {students_path}, teacher {teacher_path}"
     else:
-        if args.students is not None and not args.from_teacher:
-            raise FileNotFoundError(f"{args.students} does not exist")
         agents = teacher_export_agents(teacher)
-        what = "the teacher's actor (no students yet)"
+        what = f"the teacher's actor from {teacher_path} (no students)"
     seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
     out = export_bundle(
         spec=teacher.spec, agents=agents, teacher_actor=teacher.actor, out_dir=args.out, source=str(args.run),

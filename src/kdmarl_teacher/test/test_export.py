@@ -235,3 +235,22 @@ def test_failed_replacement_keeps_the_old_bundle(tmp_path: Path, monkeypatch: py
     monkeypatch.undo()
     assert export_mod.run(cli_args(run, out, force=True, **fast)) == 0  # --force replaces atomically
     assert json.loads((out / "manifest.json").read_text())["created"]
+
+
+def test_teacher_is_found_through_the_students_file(tmp_path: Path) -> None:
+    """A distillation run has students.pt only; it records the teacher's path and sha256."""
+    teacher_run = write_teacher(tmp_path / "runs" / "teacher", hidden=(16,))
+    distill_run = tmp_path / "runs" / "distill"
+    distill_run.mkdir()
+    students = _students_file(distill_run)
+    payload = torch.load(students, weights_only=True)
+    payload["teacher"] = {"path": str(teacher_run / "teacher.pt"), "sha256": sha256_file(teacher_run / "teacher.pt")}
+    torch.save(payload, students)
+    assert export_mod.resolve_sources(distill_run, None, None, False) == (teacher_run / "teacher.pt", students)
+    assert export_mod.resolve_sources(teacher_run, None, None, False) == (teacher_run / "teacher.pt", None)
+    payload["teacher"]["sha256"] = "0" * 64  # the teacher was retrained since: refuse to mix them
+    torch.save(payload, students)
+    with pytest.raises(ValueError, match="changed"):
+        export_mod.resolve_sources(distill_run, None, None, False)
+    with pytest.raises(FileNotFoundError):
+        export_mod.resolve_sources(distill_run, tmp_path / "nope.pt", None, False)
