@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -177,33 +176,36 @@ class StudentTeam:
 
 
 @torch.no_grad()
-def evaluate(act_fn: Any, spec: Any, episodes: int, seed: int, device: str = "cpu") -> dict[str, Any]:
-    """Team return (mean over agents of each agent's episode sum) on mpe2 seeds [seed, seed + episodes), 95 % CI.
+def evaluate_all(teacher: Teacher, students: StudentTeam, spec: Any, *, episodes: int, seed: int,
+                 device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Greedy teacher, greedy students and uniform random on the same mpe2 seeds [seed, seed + episodes).
 
-    act_fn(obs [B, N, D_max], gen) -> actions long [B, N]. One episode per seed, all run as one batch.
+    Same environment (float64 port, worlds from mpe2's seeds) and the same teacher/random episodes as
+    ``kdmarl evaluate`` (its ``run_episodes`` is reused), so the figures agree with it. Team return = mean over
+    agents of each agent's episode sum (DESIGN.md §5), with a 95 % CI.
     """
-    from kdmarl_teacher.envs import make_env  # noqa: PLC0415 (the envs package imports mpe2 lazily)
+    from kdmarl_teacher.envs import make_env  # noqa: PLC0415 (imported where needed, like mappo.py)
+    from kdmarl_teacher.evaluate import mean_ci, run_episodes  # noqa: PLC0415
 
-    env = make_env(spec.name, num_envs=episodes, seed=seed, device=device, **spec.params)
-    obs, _ = env.reset_from_mpe2_seeds(list(range(seed, seed + episodes)))
+    env = make_env(spec.name, num_envs=episodes, seed=0, device=device, dtype=torch.float64, **spec.params)
+    seeds = list(range(seed, seed + episodes))
     gen = torch.Generator(device=device).manual_seed(seed)
+    runs = {"teacher": run_episodes(env, "deterministic", seeds, teacher, gen),
+            "random": run_episodes(env, "random", seeds, None, gen)}
+    obs, _ = env.reset_from_mpe2_seeds(seeds)
     for _ in range(spec.max_cycles):
-        obs, _, _, dones, info = env.step(act_fn(obs, gen))
+        obs, _, _, dones, info = env.step(students.act(obs.float()))
     if not bool(dones.all()):
         raise RuntimeError("evaluation episodes did not end together after max_cycles steps")
-    team = info["episode_returns"].mean(dim=1).double()  # [E]
-    out = {"team_return": float(team.mean()), "ci95": float(1.96 * team.std() / math.sqrt(episodes)),
-           "episodes": episodes, "seeds": [seed, seed + episodes - 1]}
-    out.update({k: float(v.double().mean()) for k, v in info["metrics"].items()})
+    runs["students"] = {"team": info["episode_returns"].double().mean(-1),
+                        "metrics": {k: v.double() for k, v in info["metrics"].items()}}
+    out = {}
+    for name, r in runs.items():
+        stats = mean_ci(r["team"])
+        out[name] = {"team_return": stats["mean"], "ci95": stats["ci95"], "episodes": episodes,
+                     "seeds": [seed, seed + episodes - 1],
+                     **{k: float(v.mean()) for k, v in r["metrics"].items()}}
     return out
-
-
-def random_act_fn(n_actions: tuple[int, ...]) -> Any:
-    def act(obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        B = obs.shape[0]
-        return torch.stack([torch.randint(n, (B,), generator=gen, device=obs.device) for n in n_actions], dim=-1)
-
-    return act
 
 
 # ------------------------------------------------------------------------------- resource-aware option
@@ -536,10 +538,8 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     # ---- 5. evaluation and report ------------------------------------------------------------------------------
     for s in students:
         s.eval()
-    ev_teacher = evaluate(lambda o, g: teacher.act(o, deterministic=True), spec, cfg.eval_episodes, cfg.eval_seed,
-                          cfg.device)
-    ev_students = evaluate(lambda o, g: sensing.act(o), spec, cfg.eval_episodes, cfg.eval_seed, cfg.device)
-    ev_random = evaluate(random_act_fn(spec.n_actions), spec, cfg.eval_episodes, cfg.eval_seed, cfg.device)
+    ev = evaluate_all(teacher, sensing, spec, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
+    ev_teacher, ev_students, ev_random = ev["teacher"], ev["students"], ev["random"]
     gap = ev_teacher["team_return"] - ev_random["team_return"]
     retention = (ev_students["team_return"] - ev_random["team_return"]) / gap if abs(gap) > 1e-9 else float("nan")
     agents_report = []
