@@ -248,5 +248,8 @@ def test_pettingzoo_adapter_matches_port() -> None:
             assert torch.equal(p_done, a_done)
             if t == 24:
                 torch.testing.assert_close(p_info["episode_returns"], a_info["episode_returns"], rtol=0, atol=1e-9)
+                assert set(a_info["metrics"]) == set(p_info["metrics"])
+                for key, value in p_info["metrics"].items():
+                    torch.testing.assert_close(value, a_info["metrics"][key], rtol=0, atol=1e-9)
                 port.set_world_from_mpe2(list(range(3)), adapter.envs)
                 assert port.t.tolist() == [0, 0, 0]

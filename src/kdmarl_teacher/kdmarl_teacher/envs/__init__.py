@@ -14,15 +14,7 @@ from kdmarl_student.scenarios import scenario_spec
 
 from .core import BatchedMPEEnv, Scenario, WorldState
 from .pettingzoo_adapter import PettingZooBatchedEnv
-from .simple_reference import SimpleReference
-from .simple_speaker_listener import SimpleSpeakerListener
-from .simple_spread import SimpleSpread
-
-SCENARIO_CLASSES: dict[str, type[Scenario]] = {
-    "simple_spread": SimpleSpread,
-    "simple_speaker_listener": SimpleSpeakerListener,
-    "simple_reference": SimpleReference,
-}
+from .registry import SCENARIO_CLASSES
 
 
 def make_env(

@@ -134,6 +134,37 @@ class Scenario:
         return {}
 
 
+def read_mpe2_world(scenario: Scenario, env: Any) -> dict[str, np.ndarray]:
+    """The state of a real mpe2 env's world (parallel or AEC) as numpy arrays, in WorldState's layout."""
+    world = env.unwrapped.world
+    names = tuple(a.name for a in world.agents)
+    if names != scenario.spec.agent_names or len(world.landmarks) != scenario.n_landmarks:
+        raise ValueError(f"mpe2 world has agents {list(names)} and {len(world.landmarks)} landmarks, expected "
+                         f"{list(scenario.spec.agent_names)} and {scenario.n_landmarks}")
+    return {
+        "pos": np.stack([a.state.p_pos for a in world.agents]),
+        "vel": np.stack([a.state.p_vel for a in world.agents]),
+        "comm": np.stack([np.asarray(a.state.c, dtype=np.float64).reshape(scenario.dim_c) for a in world.agents]),
+        "landmark_pos": np.stack([lm.state.p_pos for lm in world.landmarks]),
+        "goal": scenario.read_goals(world),
+    }
+
+
+def stack_worlds(worlds: list[dict[str, np.ndarray]], device: torch.device, dtype: torch.dtype) -> WorldState:
+    """K numpy worlds (``numpy_reset`` / ``read_mpe2_world``) as one WorldState of K worlds."""
+
+    def stack(key: str, kind: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(np.stack([w[key] for w in worlds]), dtype=kind, device=device)
+
+    return WorldState(
+        pos=stack("pos", dtype),
+        vel=stack("vel", dtype),
+        comm=stack("comm", dtype),
+        landmark_pos=stack("landmark_pos", dtype),
+        goal=stack("goal", torch.long),
+    )
+
+
 class BatchedMPEEnv:
     """B copies of one MPE scenario stepped as tensors, with auto-reset. See docs/ARCHITECTURE.md.
 
@@ -246,23 +277,8 @@ class BatchedMPEEnv:
         """
         if len(env_ids) != len(mpe2_envs):
             raise ValueError(f"expected one mpe2 env per env id, got {len(env_ids)} ids and {len(mpe2_envs)} envs")
-        worlds, steps = [], []
-        for e in mpe2_envs:
-            raw = e.unwrapped
-            world = raw.world
-            names = [a.name for a in world.agents]
-            if tuple(names) != self.agent_names or len(world.landmarks) != self.scenario.n_landmarks:
-                raise ValueError(f"mpe2 world has agents {names} and {len(world.landmarks)} landmarks, expected "
-                                 f"{list(self.agent_names)} and {self.scenario.n_landmarks}")
-            worlds.append({
-                "pos": np.stack([a.state.p_pos for a in world.agents]),
-                "vel": np.stack([a.state.p_vel for a in world.agents]),
-                "comm": np.stack([np.asarray(a.state.c, dtype=np.float64).reshape(self.scenario.dim_c)
-                                  for a in world.agents]),
-                "landmark_pos": np.stack([lm.state.p_pos for lm in world.landmarks]),
-                "goal": self.scenario.read_goals(world),
-            })
-            steps.append(int(raw.steps))
+        worlds = [read_mpe2_world(self.scenario, e) for e in mpe2_envs]
+        steps = [int(e.unwrapped.steps) for e in mpe2_envs]
         index = torch.as_tensor(list(env_ids), dtype=torch.long, device=self.device)
         self._load_numpy_worlds(index, worlds)
         self._reset_bookkeeping(index)
@@ -270,17 +286,7 @@ class BatchedMPEEnv:
         return self._observe()
 
     def _load_numpy_worlds(self, index: torch.Tensor, worlds: list[dict[str, np.ndarray]]) -> None:
-        def stack(key: str, dtype: torch.dtype) -> torch.Tensor:
-            return torch.as_tensor(np.stack([w[key] for w in worlds]), dtype=dtype, device=self.device)
-
-        new = WorldState(
-            pos=stack("pos", self.dtype),
-            vel=stack("vel", self.dtype),
-            comm=stack("comm", self.dtype),
-            landmark_pos=stack("landmark_pos", self.dtype),
-            goal=stack("goal", torch.long),
-        )
-        self.world.assign(index, new)
+        self.world.assign(index, stack_worlds(worlds, self.device, self.dtype))
 
     # ------------------------------------------------------------------ stepping
     def _check_actions(self, actions: Any) -> torch.Tensor:

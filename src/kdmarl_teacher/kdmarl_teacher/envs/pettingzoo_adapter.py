@@ -5,9 +5,10 @@ discrete-action ParallelEnv given as an import path (``mpe2.simple_spread_v3``, 
 can be trained on. The module must have ``parallel_env(**params)``.
 
 Differences from the port, by necessity: ``reset(seed=s)`` resets copy b with ``seed=s + b`` (PettingZoo
-seeds per env), later episodes continue each copy's own RNG, and ``info["metrics"]`` is empty (task
-figures are scenario-specific; the port computes them). Agents that leave mid-episode observe zeros and
-get reward 0 until every agent is done.
+seeds per env) and later episodes continue each copy's own RNG. ``info["metrics"]`` has the port's task
+figures for the scenarios the port knows (read from the mpe2 worlds with the port's own definitions) and
+is empty for other envs. Agents that leave mid-episode observe zeros and get reward 0 until every agent
+is done.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 from kdmarl_student.scenarios import SCENARIOS, AgentSpec, ScenarioSpec, scenario_spec
+
+from .core import Scenario, read_mpe2_world, stack_worlds
+from .registry import SCENARIO_CLASSES
 
 
 def _generic_spec(path: str, params: dict[str, Any], env: Any) -> ScenarioSpec:
@@ -56,10 +60,12 @@ class PettingZooBatchedEnv:
         if not hasattr(module, "parallel_env"):
             raise ValueError(f"module {path!r} has no parallel_env(): expected a PettingZoo environment module")
         known = path in {scenario_spec(name).mpe2_module for name in SCENARIOS}
+        self._scenario: Scenario | None = None
         if known:
             # Validate and resolve the parameters exactly as the port does, and always use discrete actions.
             self.spec = scenario_spec(path, **params)
             kwargs = {**self.spec.params, "continuous_actions": False}
+            self._scenario = SCENARIO_CLASSES[self.spec.name](self.spec)  # for info["metrics"]
         else:
             kwargs = dict(params)
         self.envs = [module.parallel_env(**kwargs) for _ in range(num_envs)]
@@ -79,6 +85,8 @@ class PettingZooBatchedEnv:
         self.t = np.zeros(num_envs, dtype=np.int64)
         self.episode_returns = np.zeros((num_envs, self.n_agents))
         self._obs = np.zeros((num_envs, self.n_agents, self.obs_dim_max))  # float64 until returned
+        names = self._scenario.accumulated_metrics if self._scenario is not None else ()
+        self._acc = {k: torch.zeros(num_envs, dtype=torch.float64) for k in names}  # per-episode metric sums
         self.reset(seed=seed)
 
     def _store_obs(self, b: int, obs: dict[str, np.ndarray]) -> None:
@@ -102,6 +110,8 @@ class PettingZooBatchedEnv:
             self._store_obs(b, obs)
         self.t[:] = 0
         self.episode_returns[:] = 0
+        for v in self._acc.values():
+            v.zero_()
         return self._out(self._obs)
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,6 +136,18 @@ class PettingZooBatchedEnv:
                              f"expected 0 <= action < {self.n_actions[i]}")
         return a
 
+    def _metrics(self) -> dict[str, torch.Tensor]:
+        """The port's task figures [B], measured on the copies' current (pre-reset) mpe2 worlds."""
+        if self._scenario is None:
+            return {}
+        world = stack_worlds([read_mpe2_world(self._scenario, e) for e in self.envs], torch.device("cpu"),
+                             torch.float64)
+        _, step_figures = self._scenario.reward(world)
+        for k, v in step_figures.items():
+            self._acc[k] += v
+        metrics = {**self._scenario.last_step_metrics(world), **{k: v.clone() for k, v in self._acc.items()}}
+        return {k: v.to(device=self.device, dtype=self.dtype) for k, v in metrics.items()}
+
     def step(
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -146,7 +168,7 @@ class PettingZooBatchedEnv:
         final_obs, final_state = self._out(self._obs)
         info: dict[str, Any] = {
             "episode_returns": torch.tensor(self.episode_returns, dtype=self.dtype, device=self.device),
-            "metrics": {},
+            "metrics": self._metrics(),
             "final_obs": final_obs,
             "final_state": final_state,
         }
@@ -155,6 +177,8 @@ class PettingZooBatchedEnv:
             self._store_obs(b, obs)
             self.t[b] = 0
             self.episode_returns[b] = 0
+            for v in self._acc.values():
+                v[b] = 0
         obs_t, state_t = self._out(self._obs)
         rewards_t = torch.as_tensor(rewards, dtype=self.dtype, device=self.device)
         return obs_t, state_t, rewards_t, torch.as_tensor(dones, device=self.device), info
