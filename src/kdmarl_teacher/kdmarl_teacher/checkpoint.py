@@ -98,9 +98,20 @@ class Teacher:
         return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
 
     @torch.no_grad()
-    def value(self, state: torch.Tensor) -> torch.Tensor:
-        """state [B, state_dim] -> denormalized values [B, N] (one per agent)."""
-        return self.value_normalizer.denormalize(self.critic(critic_inputs_all(state, self.n_agents)))
+    def value(self, state: torch.Tensor, t: torch.Tensor | int | None = None) -> torch.Tensor:
+        """state [B, state_dim] -> denormalized values [B, N] (one per agent).
+
+        A time-aware critic (`critic.time_feature`, the default) also needs `t`, the number of steps already
+        taken in each environment's episode (long [B] or an int; the batched env's `env.t` after step/reset).
+        """
+        time_frac = None
+        if self.critic.time_feature:
+            if t is None:
+                raise ValueError("this teacher's critic is time-aware (config critic_time): pass t, the steps taken "
+                                 "in the current episode ([B] or int), e.g. teacher.value(state, env.t)")
+            t = torch.as_tensor(t, device=state.device).expand(state.shape[0])
+            time_frac = t.to(state.dtype) / float(self.spec.max_cycles)
+        return self.value_normalizer.denormalize(self.critic(critic_inputs_all(state, self.n_agents, time_frac)))
 
 
 def build_teacher(payload: dict, device: str | torch.device = "cpu") -> Teacher:

@@ -55,13 +55,19 @@ class TeacherConfig:
     norm_adv: bool = True  # normalize advantages per minibatch
     value_norm: bool = True  # running mean/std normalization of value targets (MAPPO ValueNorm)
     huber_delta: float = 10.0  # Huber loss threshold on normalized values (MAPPO); <= 0 means plain MSE
+    team_reward: bool = False  # train every agent on the team's mean reward (as MAPPO's share_reward); measured
+    #                            worse than per-agent rewards on simple_spread (-19.7 vs -17.5 after 1.4M steps)
 
     # --- networks ----------------------------------------------------------------------------------------
     actor_hidden: list = field(default_factory=lambda: [128, 128])  # hidden widths of the shared actor MLP
     critic_hidden: list = field(default_factory=lambda: [128, 128])  # hidden widths of the centralized critic
     activation: str = "relu"  # "relu" | "tanh"
-    input_norm: bool = True  # LayerNorm on the network input (MAPPO's use_feature_normalization)
+    input_norm: bool = False  # LayerNorm on the input (MAPPO's use_feature_normalization); it erases the scale
+    #                           of MPE's relative positions, so it is off by default
     layer_norm: bool = False  # LayerNorm after every hidden layer (MAPPO's MLPLayer does this)
+    critic_time: bool = True  # append t / max_cycles to the critic input: MPE episodes end by a time limit, and a
+    #                           time-blind critic cannot tell 20 steps left from 2 (measured: -13.6 vs -17.5
+    #                           deterministic return after 1.4M steps on simple_spread)
     use_gru: bool = False  # a GRU after the MLP trunk for actor and critic (MAPPO's recurrent policy)
     gru_hidden: int = 64  # GRU width when use_gru
 

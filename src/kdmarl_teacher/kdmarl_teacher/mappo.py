@@ -93,7 +93,7 @@ def build_networks(cfg: TeacherConfig, env: Any) -> tuple[dict, dict]:
     actor_kwargs = {"obs_dim_max": int(env.obs_dim_max), "n_agents": int(env.n_agents),
                     "n_actions": [int(a) for a in env.n_actions], "hidden": list(cfg.actor_hidden), **common}
     critic_kwargs = {"state_dim": int(env.state_dim), "n_agents": int(env.n_agents),
-                     "hidden": list(cfg.critic_hidden), **common}
+                     "hidden": list(cfg.critic_hidden), "time_feature": bool(cfg.critic_time), **common}
     return actor_kwargs, critic_kwargs
 
 
@@ -261,12 +261,14 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
         h_a = actor.initial_state(B * N)
         h_c = critic.initial_state(B * N)
         starting = torch.ones(B, dtype=torch.bool, device=device)
+        ep_t = torch.zeros(B, device=device)  # steps taken in each environment's current episode
+        max_cycles = float(env.spec.max_cycles)
         ep_returns: list[torch.Tensor] = []  # team return per finished episode
         ep_metrics: dict[str, list[torch.Tensor]] = {}
         with torch.no_grad():
             for t in range(T):
                 x = actor_inputs_all(obs.float())  # [B, N, Da]
-                c = critic_inputs_all(state.float(), N)  # [B, N, Dc]
+                c = critic_inputs_all(state.float(), N, ep_t / max_cycles if cfg.critic_time else None)  # [B, N, Dc]
                 if recurrent:
                     keep = (~starting).repeat_interleave(N).float().unsqueeze(-1)  # [B*N, 1]
                     h_a, h_c = h_a * keep, h_c * keep
@@ -277,17 +279,22 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
                 x_buf[t], c_buf[t], start_buf[t] = x, c, starting
                 act_buf[t], logp_buf[t], val_buf[t] = action.view(B, N), logp.view(B, N), value.view(B, N)
                 obs, state, reward, done, info = env.step(action.view(B, N))
-                rew_buf[t], done_buf[t] = reward.float(), done
+                reward = reward.float()  # [B, N]
+                if cfg.team_reward:
+                    reward = reward.mean(-1, keepdim=True).expand(B, N)
+                rew_buf[t], done_buf[t] = reward, done
                 if bool(done.any()):
                     ep_returns.append(info["episode_returns"][done].float().mean(-1))  # [n_done]
                     for key, v in info.get("metrics", {}).items():
                         ep_metrics.setdefault(key, []).append(v[done].float())
                 starting = done
+                ep_t = torch.where(done, 0.0, ep_t + 1.0)
             # bootstrap value of the observation after the last step (only used where the episode was cut)
             if recurrent:
                 keep = (~starting).repeat_interleave(N).float().unsqueeze(-1)
                 h_c = h_c * keep
-            next_v, _ = critic.step(critic_inputs_all(state.float(), N).reshape(B * N, Dc), h_c)
+            c_next = critic_inputs_all(state.float(), N, ep_t / max_cycles if cfg.critic_time else None)
+            next_v, _ = critic.step(c_next.reshape(B * N, Dc), h_c)
             values = norm.denormalize(val_buf)  # [T, B, N]
             advantages, returns = compute_gae(rew_buf, values, done_buf, norm.denormalize(next_v.view(B, N)),
                                               gamma=cfg.gamma, gae_lambda=cfg.gae_lambda)

@@ -124,11 +124,12 @@ class Critic(nn.Module):
 
     def __init__(self, state_dim: int, n_agents: int, hidden: Sequence[int], *, activation: str = "relu",
                  input_norm: bool = True, layer_norm: bool = False, use_gru: bool = False,
-                 gru_hidden: int = 64) -> None:
+                 gru_hidden: int = 64, time_feature: bool = False) -> None:
         super().__init__()
         self.state_dim = state_dim
         self.n_agents = n_agents
-        self.in_dim = state_dim + n_agents
+        self.time_feature = time_feature  # input ends with t / max_cycles (the episode's remaining horizon)
+        self.in_dim = state_dim + n_agents + int(time_feature)
         self.trunk = mlp(self.in_dim, hidden, activation, input_norm, layer_norm)
         self.rnn = _Recurrent(hidden[-1], gru_hidden) if use_gru else None
         self.head = layer_init(nn.Linear(gru_hidden if use_gru else hidden[-1], 1), std=1.0)
@@ -170,8 +171,12 @@ def actor_inputs_all(obs: torch.Tensor) -> torch.Tensor:
     return torch.cat([obs, eye], dim=-1)
 
 
-def critic_inputs_all(state: torch.Tensor, n_agents: int) -> torch.Tensor:
-    """state [B, state_dim] -> [B, N, state_dim + N]: the same global state once per agent, + its one-hot."""
+def critic_inputs_all(state: torch.Tensor, n_agents: int, time_frac: torch.Tensor | None = None) -> torch.Tensor:
+    """state [B, state_dim] -> [B, N, state_dim + N (+1)]: the same global state once per agent, + its one-hot,
+    + (for a time-aware critic) the fraction of the episode elapsed, time_frac [B] = t / max_cycles."""
     B, S = state.shape
     eye = torch.eye(n_agents, dtype=state.dtype, device=state.device).expand(B, n_agents, n_agents)
-    return torch.cat([state.unsqueeze(1).expand(B, n_agents, S), eye], dim=-1)
+    parts = [state.unsqueeze(1).expand(B, n_agents, S), eye]
+    if time_frac is not None:
+        parts.append(time_frac.to(state.dtype).view(B, 1, 1).expand(B, n_agents, 1))
+    return torch.cat(parts, dim=-1)

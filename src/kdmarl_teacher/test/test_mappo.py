@@ -56,7 +56,13 @@ def test_short_run_writes_every_output(tmp_path: Path) -> None:
     assert teacher.act(obs).shape == (5, 3)
     x = teacher.actor_input(obs[:, 0], torch.zeros(5, dtype=torch.long))
     assert teacher.actor(x).shape == (5, 5) and teacher.actor.embed(x).shape == (5, 16)
-    assert teacher.value(torch.randn(5, teacher.spec.state_dim)).shape == (5, 3)
+    state = torch.randn(5, teacher.spec.state_dim)
+    assert teacher.critic.time_feature  # default: time-aware critic
+    assert teacher.value(state, 3).shape == (5, 3)
+    assert torch.equal(teacher.value(state, torch.full((5,), 3)), teacher.value(state, 3))
+    assert not torch.equal(teacher.value(state, 0), teacher.value(state, 20))
+    with pytest.raises(ValueError, match="pass t"):
+        teacher.value(state)
     assert not any(p.requires_grad for p in teacher.actor.parameters())
     # teacher.pt loads with weights_only (plain containers + tensors) and has no training state
     assert "train_state" not in torch.load(out / "teacher.pt", weights_only=True)

@@ -17,6 +17,10 @@ def test_actor_critic_shapes_mlp() -> None:
     c = critic_inputs_all(torch.randn(7, 54), 3)
     assert c.shape == (7, 3, 57)
     assert critic(c).shape == (7, 3)
+    timed = Critic(54, 3, [32, 32], time_feature=True)
+    ct = critic_inputs_all(torch.randn(7, 54), 3, torch.full((7,), 0.5))
+    assert ct.shape == (7, 3, 58) and torch.all(ct[..., -1] == 0.5)
+    assert timed(ct).shape == (7, 3)
     # actor_input for explicit agent ids == the batched helper
     ids = torch.tensor([0, 1, 2])
     assert torch.equal(actor_input(obs[0], ids, 3), x[0])
