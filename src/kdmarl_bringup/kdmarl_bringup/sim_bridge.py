@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import rclpy.duration
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from kdmarl_student.bundle_eval import _task_metrics as task_metrics
@@ -99,6 +100,9 @@ class SimBridge(Node):
             "Namespace per entry of 'agents' (default: the agent's name).", read_only=True))
         self.declare_parameter("publish_clock", False, descriptor(
             "Publish /clock (simulated time) for nodes with use_sim_time.", read_only=True))
+        self.declare_parameter("episode_subscribers", 0, descriptor(
+            "Start only once this many /kdmarl/episode subscribers (monitor, test, runner) are matched, so a "
+            "short run cannot finish before they hear it.", read_only=True, int_range=(0, 1000)))
         self.declare_parameter("results_file", "", descriptor(
             "Write every episode summary and the bridge's statistics as JSON here on exit.", read_only=True))
 
@@ -144,7 +148,8 @@ class SimBridge(Node):
         self.step_index = 0
         self.answers: dict[str, int] = {}
         self.latest: dict[str, tuple[int, int, int, float]] = {}  # agent -> (episode, step, action, steady t)
-        self.sent_at: dict[tuple[int, int], float] = {}
+        self.sent_at: dict[tuple[int, int], float] = {}  # first publish time of recent steps (steady)
+        self.timed: set[tuple[tuple[int, int], str]] = set()
         self.latencies_ms: list[float] = []
         self.summaries: list[dict[str, Any]] = []
         self.total_steps = 0
@@ -158,11 +163,13 @@ class SimBridge(Node):
     def _on_action(self, agent: str, msg: AgentAction) -> None:
         now = time.perf_counter()
         self.latest[agent] = (msg.episode, msg.step, int(msg.action), now)
+        key = (msg.episode, msg.step)
+        sent = self.sent_at.get(key)
+        if sent is not None and (key, agent) not in self.timed:  # late answers count too: honest percentiles
+            self.timed.add((key, agent))
+            self.latencies_ms.append((now - sent) * 1e3)
         if msg.episode == self.episode and msg.step == self.step_index and agent not in self.answers:
             self.answers[agent] = int(msg.action)
-            sent = self.sent_at.get((msg.episode, msg.step))
-            if sent is not None:
-                self.latencies_ms.append((now - sent) * 1e3)
 
     # ---- helpers -----------------------------------------------------------------------------------
     def _sim_stamp(self) -> Time:
@@ -177,6 +184,13 @@ class SimBridge(Node):
             msg.data = array.array("f", np.asarray(obs[agent], dtype=np.float32).tobytes())
             self.obs_pubs[agent].publish(msg)
 
+    def _forget_old_steps(self, keep: int = 50) -> None:
+        """Keep publish times of the last ``keep`` steps, so late answers are still timed, memory bounded."""
+        while len(self.sent_at) > keep:
+            oldest = next(iter(self.sent_at))
+            del self.sent_at[oldest]
+            self.timed = {k for k in self.timed if k[0] != oldest}
+
     def _spin_for(self, seconds: float) -> None:
         self.executor_.spin_once(timeout_sec=max(0.0, seconds))
 
@@ -188,6 +202,8 @@ class SimBridge(Node):
             missing = [a for a in self.agents
                        if self.obs_pubs[a].get_subscription_count() < 1
                        or self.count_publishers(f"{self.topics[a]}/action") < 1]
+            if self.episode_pub.get_subscription_count() < int(self.get_parameter("episode_subscribers").value):
+                missing.append("/kdmarl/episode subscribers")
             if not missing:
                 return
             if deadline is not None and time.perf_counter() > deadline:
@@ -292,7 +308,7 @@ class SimBridge(Node):
                 if a not in self.answers:
                     misses[self.all_agents.index(a)] += 1
             self.total_misses += len(missed) + len(set(self.all_agents) - set(self.agents))
-            self.sent_at.pop((self.episode, t), None)
+            self._forget_old_steps()
             obs, rewards, done = self._step_env(actions)
             if not (first and t == 0):  # the handshake step is start-up, not throughput
                 self.stepping_time += time.perf_counter() - loop_start
@@ -332,7 +348,7 @@ class SimBridge(Node):
                 if a not in self.answers:  # no answer to this tick's observation before the deadline
                     misses[i] += 1
                     self.total_misses += 1
-            self.sent_at.pop((self.episode, t), None)
+            self._forget_old_steps()
             obs, rewards, done = self._step_env(actions)
             returns += np.array([rewards.get(a, 0.0) for a in self.all_agents], dtype=np.float64)
             collisions += episode_metrics(self.env, self.spec.name).get("collisions", 0.0)
@@ -373,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         node = SimBridge()
         node.run()
         # Let reliable subscribers (monitor, runner) receive the last summaries before the process goes.
+        node.episode_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
         end = time.perf_counter() + 0.5
         while rclpy.ok() and time.perf_counter() < end:
             node.executor_.spin_once(timeout_sec=0.05)

@@ -256,6 +256,7 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
             {"bundle": bundle, "mode": args.mode, "rate_hz": args.rate, "episodes": args.episodes,
              "seed": args.seed, "agents": [r.agent for r in enabled],
              "namespaces": [r.name for r in enabled], "publish_clock": args.sim_time,
+             "episode_subscribers": 1 if args.monitor else 0,
              "use_sim_time": False},
             role="bridge",
         ))

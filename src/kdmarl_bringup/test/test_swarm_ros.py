@@ -39,7 +39,7 @@ def test_ros_returns_equal_offline_returns(processes: Processes, ros_node, tmp_p
     results = tmp_path / "bridge.json"
     processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
         "bundle": str(bundle), "episodes": len(seeds), "seed": seeds[0], "results_file": str(results),
-        "action_timeout_s": 30.0})
+        "action_timeout_s": 30.0, "episode_subscribers": 1})
     assert spin_until(ros_node, lambda: len(summaries) >= len(seeds), 240.0, processes,
                       alive=tuple(f"student_{a}" for a in AGENTS)), processes.logs()
     assert processes.procs["bridge"].wait(60) == 0, processes.logs()
@@ -68,7 +68,8 @@ def test_killed_student_costs_only_its_own_actions(processes: Processes, ros_nod
     ros_node.create_subscription(EpisodeSummary, "/kdmarl/episode", summaries.append, EPISODE_QOS)
     _start_students(processes, bundle)
     processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
-        "bundle": str(bundle), "episodes": 0, "action_timeout_s": 0.3, "republish_period_s": 0.1})
+        "bundle": str(bundle), "episodes": 0, "action_timeout_s": 0.3, "republish_period_s": 0.1,
+        "episode_subscribers": 1})
     assert spin_until(ros_node, lambda: min(actions.values()) >= 10, 180.0, processes,
                       alive=("bridge",)), processes.logs()
     processes.kill("student_agent_0")
