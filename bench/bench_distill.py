@@ -22,10 +22,12 @@ Writes bench/results/distill.json (main table + targets) and bench/results/disti
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +52,7 @@ def train_teacher(scenario: str, minutes: float, out: Path, quick: bool) -> Path
     return train(cfg, out, progress=sys.stderr.isatty())
 
 
-def distill_run(name: str, teacher_path: Path, team: str, out: Path, *, steps: int, episodes: int,
-                overrides: dict[str, Any]) -> dict[str, Any]:
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.distill import DistillConfig, distill  # noqa: PLC0415
-
-    cfg = DistillConfig(team=team, total_steps=steps, eval_episodes=episodes, **overrides)
-    t0 = time.time()
-    rep = distill(cfg, load_teacher(teacher_path), out / name, teacher_path=teacher_path,
-                  progress=sys.stderr.isatty())
+def row_from_report(name: str, team: str, rep: dict[str, Any]) -> dict[str, Any]:
     return {
         "variant": name, "team": team, "retention": round(rep["retention"], 4),
         "student_return": round(rep["students_eval"]["team_return"], 3),
@@ -70,10 +64,35 @@ def distill_run(name: str, teacher_path: Path, team: str, out: Path, *, steps: i
         "student_flops": [a["flops"] for a in rep["agents"]],
         "teacher_flops": rep["teacher"]["actor_resources"]["flops"],
         "env_steps": rep["global_step"], "train_minutes": round(rep["wall_time_s"] / 60, 2),
-        "total_minutes": round((time.time() - t0) / 60, 2), "terms": rep["terms"],
+        "total_minutes": round(rep["total_time_s"] / 60, 2), "terms": rep["terms"],
         **{f"student_{k}": round(v, 3) for k, v in rep["students_eval"].items() if k in ("landmarks_covered",
                                                                                           "collisions")},
     }
+
+
+def distill_run(name: str, teacher_path: Path, team: str, out: Path, *, steps: int, episodes: int,
+                overrides: dict[str, Any], reuse: bool = False) -> dict[str, Any]:
+    """One distillation; with ``reuse`` an existing finished run directory is read instead of rerun."""
+    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.distill import DistillConfig, distill  # noqa: PLC0415
+
+    report_path = out / name / "distill_report.json"
+    if reuse and report_path.is_file():
+        print(f"reusing {report_path}")
+        return row_from_report(name, team, json.loads(report_path.read_text()))
+    cfg = DistillConfig(team=team, total_steps=steps, eval_episodes=episodes, **overrides)
+    rep = distill(cfg, load_teacher(teacher_path), out / name, teacher_path=teacher_path,
+                  progress=sys.stderr.isatty())
+    return row_from_report(name, team, rep)
+
+
+def guarded(fn: Any, variant: str, team: str, **kwargs: Any) -> dict[str, Any]:
+    """Run one benchmark entry; a failure becomes an error row instead of losing every other result."""
+    try:
+        return fn(**kwargs)
+    except Exception as err:
+        traceback.print_exc()
+        return {"variant": variant, "team": team, "error": f"{type(err).__name__}: {err}"}
 
 
 def mappo_scratch_run(teacher_path: Path, out: Path, *, steps: int, episodes: int, hidden: list[int],
@@ -122,6 +141,8 @@ def main() -> int:
     parser.add_argument("--only", default="main,ablation", help="comma list of: main, ablation")
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny teachers and budgets")
     parser.add_argument("--keep", help="keep run directories under this path (default: temporary)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep: read finished runs (distill_report.json) instead of rerunning them")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.episodes = 64 * 25 * 8, 20
@@ -131,31 +152,36 @@ def main() -> int:
     common: dict[str, Any] = {"num_envs": 64} if args.quick else {}
     main_rows: list[dict[str, Any]] = []
     abl_rows: list[dict[str, Any]] = []
+    reuse = args.reuse
     try:
         t_spread = Path(args.teacher_spread) if args.teacher_spread else train_teacher(
             "simple_spread", args.teacher_minutes, root / "teacher_spread", args.quick)
-        full = distill_run("kdmarl_full", t_spread, "spread3_full", root, steps=args.steps, episodes=args.episodes,
-                           overrides=common)
+        spread = {"teacher_path": t_spread, "team": "spread3_full", "out": root, "steps": args.steps,
+                  "episodes": args.episodes, "reuse": reuse}
+        full = guarded(distill_run, "kdmarl_full", "spread3_full", name="kdmarl_full", **spread, overrides=common)
         main_rows.append(full)
         if "main" in parts:
-            main_rows.append(distill_run("kdmarl_full", t_spread, "spread3_hetero", root / "hetero", steps=args.steps,
-                                         episodes=args.episodes, overrides=common))
+            main_rows.append(guarded(distill_run, "kdmarl_full", "spread3_hetero", name="kdmarl_full",
+                                     **{**spread, "team": "spread3_hetero", "out": root / "hetero"}, overrides=common))
             t_sl = Path(args.teacher_sl) if args.teacher_sl else train_teacher(
                 "simple_speaker_listener", args.teacher_minutes, root / "teacher_sl", args.quick)
-            main_rows.append(distill_run("kdmarl_full", t_sl, "speaker_listener", root / "sl", steps=args.steps,
-                                         episodes=args.episodes, overrides=common))
+            main_rows.append(guarded(distill_run, "kdmarl_full", "speaker_listener", name="kdmarl_full",
+                                     **{**spread, "teacher_path": t_sl, "team": "speaker_listener", "out": root / "sl"},
+                                     overrides=common))
         if "ablation" in parts:
             abl_rows.append(full)
             kl_only = {f"use_{t}": t == "kl" for t in TERMS}
-            abl_rows.append(distill_run("kl_only", t_spread, "spread3_full", root, steps=args.steps,
-                                        episodes=args.episodes, overrides={**common, **kl_only}))
+            abl_rows.append(guarded(distill_run, "kl_only", "spread3_full", name="kl_only", **spread,
+                                    overrides={**common, **kl_only}))
             for term in TERMS if not args.quick else ("pg",):
-                abl_rows.append(distill_run(f"minus_{term}", t_spread, "spread3_full", root, steps=args.steps,
-                                            episodes=args.episodes, overrides={**common, f"use_{term}": False}))
-            abl_rows.append(distill_run("resource_aware", t_spread, "spread3_full", root, steps=args.steps,
-                                        episodes=args.episodes, overrides={**common, "resource_aware": True}))
-            abl_rows.append(mappo_scratch_run(t_spread, root, steps=args.steps, episodes=args.episodes,
-                                              hidden=list(full["student_hidden"][0]), ref=full))
+                abl_rows.append(guarded(distill_run, f"minus_{term}", "spread3_full", name=f"minus_{term}", **spread,
+                                        overrides={**common, f"use_{term}": False}))
+            abl_rows.append(guarded(distill_run, "resource_aware", "spread3_full", name="resource_aware", **spread,
+                                    overrides={**common, "resource_aware": True}))
+            if "error" not in full:
+                abl_rows.append(guarded(mappo_scratch_run, "mappo_scratch", "spread3_full", teacher_path=t_spread,
+                                        out=root, steps=args.steps, episodes=args.episodes,
+                                        hidden=list(full["student_hidden"][0]), ref=full))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -168,7 +194,7 @@ def main() -> int:
              f"env-step budget per method: {args.steps}; one distillation seed (seed 1)"]
     if args.quick:
         notes.insert(0, "QUICK smoke run: tiny teachers and budgets; figures are not the benchmark")
-    by_team = {r["team"]: r for r in main_rows}
+    by_team = {r["team"]: r for r in main_rows if "error" not in r}
     targets = []
     if "spread3_full" in by_team:
         r = by_team["spread3_full"]
@@ -182,9 +208,10 @@ def main() -> int:
             targets.append({"what": f"{label}: retention", "target": ">= 0.90",
                             "reached": str(by_team[team]["retention"]),
                             "met": bool(by_team[team]["retention"] >= 0.90)})
-    if abl_rows:
-        best_baseline = max((r for r in abl_rows if r["variant"] in ("kl_only", "mappo_scratch")),
-                            key=lambda r: r["retention"])
+    full = by_team.get("spread3_full")
+    baselines = [r for r in abl_rows if r["variant"] in ("kl_only", "mappo_scratch") and "error" not in r]
+    best_baseline = max(baselines, key=lambda r: r["retention"]) if baselines else None
+    if full is not None and best_baseline is not None:
         targets.append({"what": "KD-MARL full loss vs the better baseline at equal size",
                         "target": f">= {best_baseline['variant']}",
                         "reached": f"{full['retention']} vs {best_baseline['retention']}",

@@ -438,14 +438,14 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                     logp[t, :, i] = F.log_softmax(logits_i, -1).gather(-1, a_i[:, None]).squeeze(-1)
                 tl, tz, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
                 t_logits[t], t_emb[t] = tl.reshape(B, N, -1), tz.reshape(B, N, -1)
-                values[t] = teacher.value(state)
+                values[t] = teacher.value(state, getattr(env, "t", None))  # time-aware critics need the step count
                 obs, state, rewards[t], dones[t], info = env.step(actions[t])
                 h = h * (~dones[t]).repeat_interleave(N).unsqueeze(1).to(h.dtype)
                 if bool(dones[t].any()):
                     ep_returns.append(info["episode_returns"][dones[t]].mean(1))
                     for k, v in info["metrics"].items():
                         ep_metrics.setdefault(k, []).append(v[dones[t]].float())
-            next_value = teacher.value(state)
+            next_value = teacher.value(state, getattr(env, "t", None))
         global_step += B * T
 
         # ---- 2. teacher-guided advantages ---------------------------------------------------------------------
