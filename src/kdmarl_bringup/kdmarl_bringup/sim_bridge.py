@@ -35,7 +35,7 @@ import rclpy
 import rclpy.duration
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from kdmarl_student.bundle_eval import _task_metrics as task_metrics
+from kdmarl_student.bundle_eval import task_metrics
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
 from kdmarl_student.student_node import (
     ACTION_QOS,

@@ -171,4 +171,3 @@ def evaluate_bundle(
     )
 
 
-_task_metrics = task_metrics  # the sim bridge imported the private name first; kept as an alias
