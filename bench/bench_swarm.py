@@ -65,6 +65,7 @@ class Sampler(threading.Thread):
         self.cpu: list[list[float]] = [[] for _ in pids]
         self.rss: list[float] = [0.0] * len(pids)
         self.uss: list[float] = [0.0] * len(pids)
+        self.pss: list[float] = [0.0] * len(pids)
         self.running = True
         self.measuring = False
 
@@ -83,6 +84,7 @@ class Sampler(threading.Thread):
                     self.cpu[i].append(cpu)
                 self.rss[i] = max(self.rss[i], mem.rss / 2**20)
                 self.uss[i] = max(self.uss[i], mem.uss / 2**20)
+                self.pss[i] = max(self.pss[i], mem.pss / 2**20)
 
 
 def run_swarm(n: int, mode: str, *, episodes: int, rate: float, work: Path, domain: int) -> dict[str, Any]:
@@ -123,6 +125,7 @@ def run_swarm(n: int, mode: str, *, episodes: int, rate: float, work: Path, doma
         "cpu_pct_per_node": float(np.mean(cpu)),
         "rss_mb_per_node_max": float(max(sampler.rss)),
         "uss_mb_per_node_max": float(max(sampler.uss)),
+        "pss_mb_per_node_max": float(max(sampler.pss)),
         "lockstep_steps_per_s": stats.get("lockstep_steps_per_s"),
     }
 
@@ -158,7 +161,7 @@ def main() -> None:
         "swarm",
         title="ROS 2 swarm: student processes over Fast DDS (realtime 10 Hz; lockstep 3 agents)",
         columns=["nodes", "mode", "decisions", "missed", "latency_p50_ms", "latency_p99_ms", "cpu_pct_per_node",
-                 "rss_mb_per_node_max", "uss_mb_per_node_max", "lockstep_steps_per_s"],
+                 "rss_mb_per_node_max", "pss_mb_per_node_max", "uss_mb_per_node_max", "lockstep_steps_per_s"],
         rows=rows,
         targets=targets,
         notes=[
@@ -167,7 +170,9 @@ def main() -> None:
             "missed: realtime, the action for tick t had not arrived when tick t+1 fired (the agent kept its "
             "previous action); lockstep: no action within the timeout",
             "CPU: mean percent of one core per student process while the bridge ran; RSS includes shared libraries "
-            "(rclpy, Fast DDS, onnxruntime, numpy) mapped once for all processes; USS is each node's own memory",
+            "(rclpy, Fast DDS, onnxruntime, numpy) mapped once for all processes; PSS splits those shared pages "
+            "between the processes mapping them (the fair per-node share); USS is each node's own memory; "
+            "bench/bench_node_memory.py breaks one node's memory down (docs/ARCHITECTURE.md, memory)",
             "students: random-weight MLP (1 hidden layer of 64), one process each, rmw_fastrtps_cpp, 1 ORT thread",
         ],
     )

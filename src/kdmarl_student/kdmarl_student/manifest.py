@@ -12,7 +12,9 @@ A robot trusts nothing in a bundle until it has checked it, in this order:
 6. per agent on demand: the model path stays inside the bundle and the file's sha256 matches.
 
 Every failure is a :class:`~kdmarl_student.errors.BundleError` naming the file and the field.
-Only numpy, jsonschema and cryptography (for signatures) are imported: this runs on robots.
+Only numpy, jsonschema and cryptography (for signatures) are imported: this runs on robots. Both are imported
+when first needed, not at import: jsonschema by the first validation (every load validates), cryptography
+only when a signature is verified (docs/ARCHITECTURE.md, "memory").
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-import jsonschema
 
 from kdmarl_student.errors import BundleError
 from kdmarl_student.metering import check_budget
@@ -53,6 +53,14 @@ __all__ = [
 def manifest_schema() -> dict[str, Any]:
     """The JSON Schema every manifest is validated against (read once per process)."""
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _schema_validator() -> Any:
+    """The draft 2020-12 validator of :func:`manifest_schema`, built once per process (imports jsonschema)."""
+    import jsonschema  # noqa: PLC0415  lazy: a process that never validates a manifest never maps it
+
+    return jsonschema.Draft202012Validator(manifest_schema())
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -236,8 +244,9 @@ def validate_manifest_data(data: Any, manifest_path: Path) -> None:
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         raise BundleError(manifest_path, "schema_version",
                           f"one of {list(SUPPORTED_SCHEMA_VERSIONS)} (this runtime's); got {version!r}")
-    validator = jsonschema.Draft202012Validator(manifest_schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    from jsonschema.exceptions import best_match  # noqa: PLC0415  (imported by _schema_validator already)
+
+    error = best_match(_schema_validator().iter_errors(data))
     if error is not None:
         raise BundleError(manifest_path, _field_name(error.absolute_path) or "(root)", f"schema: {error.message}")
     names = [agent["name"] for agent in data["agents"]]

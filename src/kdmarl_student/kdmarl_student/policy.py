@@ -10,7 +10,8 @@ Runtime choices follow rl_sar and NVIDIA's Isaac Sim policy node: ONNX Runtime w
 accelerator (TensorRT, CUDA) only after a dummy inference proved it works on this device —
 ``get_available_providers()`` lists what was compiled in, not what runs.
 
-Imports: numpy, onnxruntime, psutil, jsonschema, cryptography. Never torch, never kdmarl_teacher.
+Imports: numpy, onnxruntime, psutil, jsonschema (on load), cryptography (only to verify a signature). Never torch,
+never kdmarl_teacher.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ signature is detached (``manifest.sig`` next to the manifest) so signing never r
 and a bundle can be re-signed by another key without a new export.
 
 Key files are standard PEM: the private key PKCS#8 (optionally encrypted with a passphrase), the public
-key SubjectPublicKeyInfo, readable by ``openssl pkey``. Only ``cryptography`` is needed.
+key SubjectPublicKeyInfo, readable by ``openssl pkey``. Only ``cryptography`` is needed, and it is imported
+only when a key is generated, loaded or used (not at import): a node that verifies no signature never maps its
+~6 MB of OpenSSL/Rust code (docs/ARCHITECTURE.md, "memory").
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from kdmarl_student.errors import BundleError, SignatureError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
@@ -35,6 +37,8 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
     Stored in the signature file so an operator sees *which* key signed a bundle without trying all.
     """
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415  lazy: see module docstring
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -45,6 +49,9 @@ def generate_keypair(private_path: str | Path, public_path: str | Path, passphra
     Returns the key id. Raises ``FileExistsError`` rather than replacing an existing key: losing a
     signing key silently would orphan every bundle signed with it.
     """
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
     private_path, public_path = Path(private_path), Path(public_path)
     for path in (private_path, public_path):
         if path.exists():
@@ -68,6 +75,9 @@ def generate_keypair(private_path: str | Path, public_path: str | Path, passphra
 
 def load_private_key(path: str | Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
     """Read a PEM private key and insist that it is ed25519 (errors name the file)."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
     path = Path(path)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
@@ -80,6 +90,9 @@ def load_private_key(path: str | Path, passphrase: bytes | None = None) -> Ed255
 
 def load_public_key(source: str | Path | bytes | Ed25519PublicKey) -> Ed25519PublicKey:
     """Accept a key object, PEM bytes, or a path to a PEM public key file."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: PLC0415
+
     if isinstance(source, Ed25519PublicKey):
         return source
     label: str | Path = "<public key bytes>"
@@ -138,6 +151,8 @@ def verify_bundle_signature(bundle_dir: str | Path, public_key: Ed25519PublicKey
     ``payload`` lets the caller pass the manifest bytes it already read, so the bytes verified are the
     bytes parsed (no window for the file to change in between).
     """
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+
     bundle_dir = Path(bundle_dir)
     sig_path = bundle_dir / SIGNATURE_FILE
     if payload is None:
