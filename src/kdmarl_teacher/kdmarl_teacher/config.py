@@ -46,7 +46,7 @@ class TeacherConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     update_epochs: int = 4  # PPO epochs over each rollout
-    num_minibatches: int = 4  # minibatches per epoch (split over environments)
+    num_minibatches: int = 8  # minibatches per epoch (split over environments)
     clip_coef: float = 0.2  # PPO ratio clip
     clip_vloss: bool = True  # clip the value prediction around the old one (MAPPO's use_clipped_value_loss)
     vf_coef: float = 1.0  # value loss weight (loss is in normalized value units)
