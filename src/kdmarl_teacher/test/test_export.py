@@ -226,7 +226,7 @@ def test_failed_replacement_keeps_the_old_bundle(tmp_path: Path, monkeypatch: py
     fast = {"legacy_exporter": True, "parity_random": 100, "parity_recorded": 0, "eval_episodes": 0}
     assert export_mod.run(cli_args(run, out, **fast)) == 0
     before = (out / "manifest.json").read_bytes()
-    monkeypatch.setattr(export_mod, "parity_max_abs_diff", lambda *a, **k: 1.0)  # parity failure
+    monkeypatch.setattr(export_mod, "parity_error", lambda *a, **k: (1.0, 1.0))  # parity failure
     with pytest.raises(ValueError, match="differ"):
         export_mod.run(cli_args(run, out, force=True, **fast))
     assert (out / "manifest.json").read_bytes() == before

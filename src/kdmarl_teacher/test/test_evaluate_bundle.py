@@ -1,0 +1,69 @@
+"""`kdmarl evaluate --bundle`: the bundle alone gives exactly the returns of the torch students and teacher."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
+from kdmarl_teacher.checkpoint import load_teacher
+from kdmarl_teacher.distill import load_students
+from kdmarl_teacher.profiles import apply_sensing_torch
+from test_export import SEEDS, _students_file, _teacher_torch_returns, cli_args, write_teacher
+
+from kdmarl_teacher import evaluate as evaluate_mod
+from kdmarl_teacher import export as export_mod
+
+
+def _students_torch_returns(students_file: Path, seeds: list[int]) -> np.ndarray:
+    """Torch students (their own sensing, greedy) on the real mpe2 env: the reference for the bundle."""
+    students, payload = load_students(students_file)
+    spec = scenario_spec("simple_spread")
+    env = make_mpe2_env(spec)
+    out = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        totals = dict.fromkeys(env.possible_agents, 0.0)
+        while env.agents:
+            actions = {}
+            for agent, student, entry in zip(spec.agents, students, payload["agents"], strict=True):
+                x = apply_sensing_torch(torch.from_numpy(obs[agent.name]).float()[None], agent.layout, entry["sensing"])
+                with torch.no_grad():
+                    actions[agent.name] = int(student(x).argmax(-1))
+            obs, rewards, _, _, _ = env.step(actions)
+            for name, r in rewards.items():
+                totals[name] += r
+        out.append(np.mean(list(totals.values())))
+    return np.array(out)
+
+
+def test_bundle_evaluation_equals_torch_students_and_teacher(tmp_path: Path) -> None:
+    run = write_teacher(tmp_path / "runs" / "s")
+    students_file = _students_file(run)
+    bundle = tmp_path / "bundles" / "s"
+    assert export_mod.run(cli_args(run, bundle, legacy_exporter=True, eval_episodes=0, parity_random=1000)) == 0
+
+    parser = argparse.ArgumentParser()
+    evaluate_mod.add_arguments(parser)
+    out = tmp_path / "eval.json"
+    args = parser.parse_args(["--bundle", str(bundle), "--episodes", str(len(SEEDS)), "--seed-start", str(SEEDS[0]),
+                              "--json", str(out)])
+    assert evaluate_mod.run(args) == 0
+    report = json.loads(out.read_text())
+
+    students = np.array(report["results"]["students (ONNX)"]["episode_team_returns"])
+    teacher = np.array(report["results"]["teacher (ONNX)"]["episode_team_returns"])
+    np.testing.assert_allclose(students, _students_torch_returns(students_file, SEEDS), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(teacher, _teacher_torch_returns(load_teacher(run), SEEDS), rtol=0, atol=1e-6)
+    r = {k: v["team_return"]["mean"] for k, v in report["results"].items()}
+    expected = (r["students (ONNX)"] - r["random"]) / (r["teacher (ONNX)"] - r["random"])
+    assert report["retention"] == pytest.approx(expected, rel=1e-12)
+    teacher_flops = report["teacher_flops"]
+    for agent in report["agents"]:
+        assert agent["flops_reduction"] == pytest.approx(teacher_flops / agent["flops"], rel=1e-12)
+
+
