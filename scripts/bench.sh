@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# make bench: every benchmark in dependency order, then the README tables from bench/results/*.json.
+# About 45 minutes on a quiet 2-core machine. Run on a quiet machine: the figures are wall-clock bound.
+#   envs     batched MPE port vs the mpe2 loop                         -> bench/results/envs.json
+#   teacher  MAPPO: return after 10 minutes, throughput (+ speaker-listener 5 min) -> teacher.json
+#   distill  KD-MARL targets, baselines, ablations on those teachers   -> distill.json, distill_ablation.json
+#   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
+#   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
+#   memory   one student node, stage by stage                           -> node_memory.json
+# Runs are kept under $KDMARL_BENCH_RUNS (default runs/bench) for inspection; KDMARL_BENCH_ONLY="envs swarm"
+# runs a subset (later stages need the runs of earlier ones).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${KDMARL_BENCH_RUNS:-runs/bench}
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill runtime swarm memory} "
+want() { [[ "$only" == *" $1 "* ]]; }
+banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
+
+if want envs; then banner envs; python bench/bench_envs.py; fi
+if want teacher; then
+  banner "teacher (10 min simple_spread + 5 min speaker-listener)"
+  rm -rf "$runs/teacher"
+  python bench/bench_teacher.py --keep "$runs/teacher" --speaker-listener 5
+fi
+if want distill; then
+  banner "distill (targets, baselines, ablations)"
+  rm -rf "$runs/distill"
+  python bench/bench_distill.py --teacher-spread "$runs/teacher/spread" --teacher-sl "$runs/teacher/sl" \
+    --keep "$runs/distill"
+fi
+if want runtime; then
+  banner "runtime (bundle of the distilled spread team)"
+  kdmarl export "$runs/distill/kdmarl_full" --out "$runs/bundle" --force --eval-episodes 0
+  python bench/bench_runtime.py --run "$runs/teacher/spread" --bundle "$runs/bundle"
+fi
+if want swarm; then banner swarm; python bench/bench_swarm.py; fi
+if want memory; then banner "student node memory"; python bench/bench_node_memory.py; fi
+python scripts/bench_table.py
