@@ -317,7 +317,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     if team.spec.name != spec.name or team.spec.agent_names != spec.agent_names or team.spec.obs_dims != spec.obs_dims:
         raise ValueError(f"{team.source_file}: field 'scenario': team is for {team.spec.name} "
                          f"{list(team.spec.agent_names)}, the teacher for {spec.name} {list(spec.agent_names)}")
-    teacher_info = {"path": str(teacher_path) if teacher_path else None,
+    teacher_info = {"path": str(Path(teacher_path).resolve()) if teacher_path else None,
                     "sha256": file_sha256(teacher_path) if teacher_path else None,
                     "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step}
     N = spec.n_agents
