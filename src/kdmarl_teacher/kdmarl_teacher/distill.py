@@ -317,6 +317,8 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     if team.spec.name != spec.name or team.spec.agent_names != spec.agent_names or team.spec.obs_dims != spec.obs_dims:
         raise ValueError(f"{team.source_file}: field 'scenario': team is for {team.spec.name} "
                          f"{list(team.spec.agent_names)}, the teacher for {spec.name} {list(spec.agent_names)}")
+    if teacher_path is not None and Path(teacher_path).is_dir():
+        teacher_path = Path(teacher_path) / "teacher.pt"
     teacher_info = {"path": str(Path(teacher_path).resolve()) if teacher_path else None,
                     "sha256": file_sha256(teacher_path) if teacher_path else None,
                     "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step}
