@@ -86,13 +86,13 @@ def distill_run(name: str, teacher_path: Path, team: str, out: Path, *, steps: i
     return row_from_report(name, team, rep)
 
 
-def guarded(fn: Any, variant: str, team: str, **kwargs: Any) -> dict[str, Any]:
+def guarded(fn: Any, label: tuple[str, str], **kwargs: Any) -> dict[str, Any]:
     """Run one benchmark entry; a failure becomes an error row instead of losing every other result."""
     try:
         return fn(**kwargs)
     except Exception as err:
         traceback.print_exc()
-        return {"variant": variant, "team": team, "error": f"{type(err).__name__}: {err}"}
+        return {"variant": label[0], "team": label[1], "error": f"{type(err).__name__}: {err}"}
 
 
 def mappo_scratch_run(teacher_path: Path, out: Path, *, steps: int, episodes: int, hidden: list[int],
@@ -158,28 +158,28 @@ def main() -> int:
             "simple_spread", args.teacher_minutes, root / "teacher_spread", args.quick)
         spread = {"teacher_path": t_spread, "team": "spread3_full", "out": root, "steps": args.steps,
                   "episodes": args.episodes, "reuse": reuse}
-        full = guarded(distill_run, "kdmarl_full", "spread3_full", name="kdmarl_full", **spread, overrides=common)
+        full = guarded(distill_run, ("kdmarl_full", "spread3_full"), name="kdmarl_full", **spread, overrides=common)
         main_rows.append(full)
         if "main" in parts:
-            main_rows.append(guarded(distill_run, "kdmarl_full", "spread3_hetero", name="kdmarl_full",
+            main_rows.append(guarded(distill_run, ("kdmarl_full", "spread3_hetero"), name="kdmarl_full",
                                      **{**spread, "team": "spread3_hetero", "out": root / "hetero"}, overrides=common))
             t_sl = Path(args.teacher_sl) if args.teacher_sl else train_teacher(
                 "simple_speaker_listener", args.teacher_minutes, root / "teacher_sl", args.quick)
-            main_rows.append(guarded(distill_run, "kdmarl_full", "speaker_listener", name="kdmarl_full",
+            main_rows.append(guarded(distill_run, ("kdmarl_full", "speaker_listener"), name="kdmarl_full",
                                      **{**spread, "teacher_path": t_sl, "team": "speaker_listener", "out": root / "sl"},
                                      overrides=common))
         if "ablation" in parts:
             abl_rows.append(full)
             kl_only = {f"use_{t}": t == "kl" for t in TERMS}
-            abl_rows.append(guarded(distill_run, "kl_only", "spread3_full", name="kl_only", **spread,
+            abl_rows.append(guarded(distill_run, ("kl_only", "spread3_full"), name="kl_only", **spread,
                                     overrides={**common, **kl_only}))
             for term in TERMS if not args.quick else ("pg",):
-                abl_rows.append(guarded(distill_run, f"minus_{term}", "spread3_full", name=f"minus_{term}", **spread,
+                abl_rows.append(guarded(distill_run, (f"minus_{term}", "spread3_full"), name=f"minus_{term}", **spread,
                                         overrides={**common, f"use_{term}": False}))
-            abl_rows.append(guarded(distill_run, "resource_aware", "spread3_full", name="resource_aware", **spread,
+            abl_rows.append(guarded(distill_run, ("resource_aware", "spread3_full"), name="resource_aware", **spread,
                                     overrides={**common, "resource_aware": True}))
             if "error" not in full:
-                abl_rows.append(guarded(mappo_scratch_run, "mappo_scratch", "spread3_full", teacher_path=t_spread,
+                abl_rows.append(guarded(mappo_scratch_run, ("mappo_scratch", "spread3_full"), teacher_path=t_spread,
                                         out=root, steps=args.steps, episodes=args.episodes,
                                         hidden=list(full["student_hidden"][0]), ref=full))
     finally:
