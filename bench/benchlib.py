@@ -16,9 +16,10 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from kdmarl_student.atomic import atomic_file
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -79,10 +80,7 @@ def write_result(
         **(extra or {}),
     }
     path = RESULTS_DIR / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, prefix=f".{name}.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as handle:
+        handle.write((json.dumps(payload, indent=2) + "\n").encode())
     print(f"wrote {path}")
     return path

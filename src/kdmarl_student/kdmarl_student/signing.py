@@ -18,10 +18,10 @@ import binascii
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kdmarl_student.atomic import atomic_file
 from kdmarl_student.errors import BundleError, SignatureError
 
 if TYPE_CHECKING:
@@ -111,20 +111,6 @@ def load_public_key(source: str | Path | bytes | Ed25519PublicKey) -> Ed25519Pub
     return key
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write next to the target then rename, so a reader never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def sign_bundle(bundle_dir: str | Path, private_key: Ed25519PrivateKey) -> Path:
     """Sign the exact bytes of ``manifest.json`` and write ``manifest.sig``; returns its path."""
     bundle_dir = Path(bundle_dir)
@@ -141,7 +127,8 @@ def sign_bundle(bundle_dir: str | Path, private_key: Ed25519PrivateKey) -> Path:
         "signature": base64.b64encode(signature).decode("ascii"),
     }
     sig_path = bundle_dir / SIGNATURE_FILE
-    _atomic_write(sig_path, (json.dumps(document, indent=2) + "\n").encode())
+    with atomic_file(sig_path) as handle:
+        handle.write((json.dumps(document, indent=2) + "\n").encode())
     return sig_path
 
 

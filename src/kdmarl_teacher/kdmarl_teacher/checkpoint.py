@@ -19,13 +19,12 @@ temporary file in the same directory, fsync'ed, then `os.replace`d over the old 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from kdmarl_student.atomic import atomic_file
 
 from kdmarl_teacher.networks import Actor, Critic, actor_input, actor_inputs_all, critic_inputs_all
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
@@ -36,18 +35,8 @@ VERSION = 1
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file next to `path`, fsync, then os.replace (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        torch.save(obj, handle)
 
 
 def spec_to_dict(spec: Any) -> dict:
