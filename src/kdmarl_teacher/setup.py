@@ -14,6 +14,7 @@ setup(
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/config", glob(f"{package_name}/config/*.yaml")),
         (f"share/{package_name}/config/hardware", glob(f"{package_name}/config/hardware/*.yaml")),
+        (f"share/{package_name}/config/teams", glob(f"{package_name}/config/teams/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,
