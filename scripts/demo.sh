@@ -23,8 +23,10 @@ banner() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 resume_flag() { [ -f "$1/checkpoint.pt" ] && echo --resume || true; }
 
 banner "1/5 MAPPO teacher on simple_spread ($teacher_steps env steps)"
+# One torch thread: on 2 cores, two intra-op threads collapse as soon as anything else runs (measured: 26k
+# steps/s quiet, under 1k with one busy neighbour); one thread holds 15-20k either way.
 kdmarl train --scenario simple_spread --out "$runs/teacher" --set total_steps="$teacher_steps" \
-  $(resume_flag "$runs/teacher")
+  --set torch_threads=1 $(resume_flag "$runs/teacher")
 kdmarl evaluate "$runs/teacher" --episodes 200
 kdmarl report "$runs/teacher"
 
