@@ -117,8 +117,6 @@ def test_fake_robots_reach_landmarks_far_better_than_random(processes: Processes
     assert students < 0.5 * random, (students, random)
 
 
-@pytest.mark.skipif(not (TRAINED_BUNDLE / "manifest.json").is_file(),
-                    reason=f"no trained reference bundle at {TRAINED_BUNDLE} yet (the lead commits it)")
 def test_trained_students_drive_fake_robots_to_landmarks(processes: Processes, ros_node) -> None:
     """Three fake robots driven by the trained spread3 students cover the landmarks far better than random."""
     students, random = _coverage_vs_random(processes, ros_node, TRAINED_BUNDLE)
