@@ -31,11 +31,11 @@ def render(result: dict) -> str:
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join("---" for _ in cols) + "|")
     lines += ["| " + " | ".join(fmt(row.get(c)) for c in cols) + " |" for row in result["rows"]]
-    for t in result.get("targets", []):
-        mark = "met" if t.get("met") else "**missed**"
-        lines.append(f"\n- Target {t['what']}: {t['target']} — reached {t['reached']} ({mark})")
-    for note in result.get("notes", []):
-        lines.append(f"- {note}")
+    bullets = [f"- Target {t['what']}: {t['target']} — reached {t['reached']} "
+               f"({'met' if t.get('met') else '**missed**'})" for t in result.get("targets", [])]
+    bullets += [f"- {note}" for note in result.get("notes", [])]
+    if bullets:
+        lines += ["", *bullets]
     lines.append(
         f"\n<sub>`{result['command']}` · {m.get('cpu')}, {m.get('cores')} cores · {result['date'][:10]}</sub>\n"
     )
