@@ -1,0 +1,147 @@
+"""`kdmarl report` on distillation runs and on the benchmark results: real inputs in, valid PNGs out.
+
+The run figures come from a real (tiny) teacher and a real very short `distill(...)` of a heterogeneous team; the
+benchmark figures from JSON files written by `bench/benchlib.py:write_result` itself, so a format drift between
+the benchmarks and the report shows up here. Bad or missing inputs must name the file (exit code 2, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdmarl_teacher import cli
+
+ROOT = Path(__file__).resolve().parents[3]
+DPI = 110  # report._save
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk; asserts the PNG signature first."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert head[12:16] == b"IHDR"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.fixture(scope="module")
+def distill_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real distillation run directory (distill_report.json, metrics.csv, students.pt) in a few seconds."""
+    from kdmarl_teacher.checkpoint import load_teacher
+    from kdmarl_teacher.config import default_config_path, load_config
+    from kdmarl_teacher.distill import DistillConfig, distill
+    from kdmarl_teacher.mappo import train
+
+    root = tmp_path_factory.mktemp("report")
+    cfg = load_config(default_config_path("simple_spread"), [
+        "num_envs=8", "total_steps=400", "actor_hidden=[8]", "critic_hidden=[8]", "torch_threads=1"])
+    teacher_path = train(cfg, root / "teacher", progress=False)
+    dcfg = DistillConfig(team="spread3_hetero", num_envs=16, num_steps=25, total_steps=16 * 25 * 3, eval_episodes=4,
+                         torch_threads=1, checkpoint_every=10)
+    distill(dcfg, load_teacher(teacher_path), root / "distill", teacher_path=teacher_path, progress=False)
+    return root / "distill"
+
+
+def test_distill_run_figures(distill_run: Path, tmp_path: Path) -> None:
+    assert cli.main(["report", str(distill_run), "--out-dir", str(tmp_path)]) == 0
+    assert png_size(tmp_path / "distill_agents.png") == (13 * DPI, round(4.8 * DPI))
+    assert png_size(tmp_path / "distill_curves.png") == (12 * DPI, round(7.5 * DPI))
+    # default: next to the run's own files
+    assert cli.main(["report", str(distill_run)]) == 0
+    assert png_size(distill_run / "distill_curves.png")[0] == 12 * DPI
+
+
+def test_distill_run_bad_inputs_name_the_file(distill_run: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "distill_report.json").write_text("{not json")
+    assert cli.main(["report", str(broken)]) == 2
+    assert f"{broken / 'distill_report.json'}: not valid JSON" in capsys.readouterr().err
+
+    report = json.loads((distill_run / "distill_report.json").read_text())
+    (broken / "distill_report.json").write_text(json.dumps(report))  # valid report, metrics.csv missing
+    assert cli.main(["report", str(broken)]) == 2
+    assert str(broken / "metrics.csv") in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "nope")]) == 2
+    assert str(tmp_path / "nope") in capsys.readouterr().err
+
+
+def _bench_row(hidden: list[int], flops: int, retention: float) -> dict:
+    return {"hidden": hidden, "flops": flops, "params": flops // 2, "flops_reduction": round(39424 / flops, 2),
+            "retention": retention, "student_return": -8.0 - (1 - retention) * 18, "ci95": 0.5,
+            "teacher_return": -8.11, "random_return": -26.47, "env_steps": 1_500_000, "train_minutes": 1.0}
+
+
+def _ablation_row(variant: str, retention: float) -> dict:
+    return {"variant": variant, "team": "spread3_full", "retention": retention, "student_return": -9.0,
+            "student_ci95": 0.55, "teacher_return": -8.11, "random_return": -26.47, "min_flops_reduction": 31.59,
+            "student_hidden": [[16, 16]] * 3, "env_steps": 1_500_000, "train_minutes": 1.0}
+
+
+@pytest.fixture()
+def bench_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Small result files written by the real write_result, redirected to a temporary directory."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import benchlib
+
+    out = tmp_path / "results"
+    monkeypatch.setattr(benchlib, "RESULTS_DIR", out)
+    monkeypatch.setattr(sys, "argv", ["bench_test.py"])
+    benchlib.write_result("distill_ladder", title="ladder", columns=["hidden"], rows=[
+        _bench_row([4], 184, 0.77), _bench_row([16, 16], 1248, 0.96), _bench_row([128, 128], 38656, 0.99),
+        {"hidden": [8, 8], "error": "RuntimeError: boom"}])
+    variants = [("kdmarl_full", 0.96), ("kl_only", 0.957), ("minus_pg", 0.958), ("resource_aware", 0.89)]
+    benchlib.write_result("distill_ablation", title="ablation", columns=["variant"],
+                          rows=[_ablation_row(v, r) for v, r in variants] + [
+                              {"variant": "minus_kl", "team": "spread3_full", "error": "ValueError: x"}])
+    # a baseline present only in distill.json is merged in; its kdmarl_full row does not replace the ablation's
+    benchlib.write_result("distill", title="main", columns=["variant"],
+                          rows=[_ablation_row("kdmarl_full", 0.5)],
+                          extra={"ablation_rows": [_ablation_row("mappo_scratch", 0.45)]})
+    return out
+
+
+def test_bench_figures(bench_dir: Path, tmp_path: Path) -> None:
+    from kdmarl_teacher.report import ablation_rows
+
+    out = tmp_path / "docs"
+    assert cli.main(["report", "--bench", str(bench_dir), "--out-dir", str(out)]) == 0
+    assert png_size(out / "distill_pareto.png") == (8 * DPI, 5 * DPI)
+    rows = ablation_rows(bench_dir)
+    assert [r["variant"] for r in rows] == ["kdmarl_full", "kl_only", "mappo_scratch", "minus_pg", "minus_kl",
+                                            "resource_aware"]
+    assert rows[0]["retention"] == 0.96
+    assert png_size(out / "distill_ablation.png") == (12 * DPI, round((0.45 * len(rows) + 2.2) * DPI))
+
+
+def test_bench_bad_inputs_name_the_file(bench_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ladder = bench_dir / "distill_ladder.json"
+    data = json.loads(ladder.read_text())
+    del data["rows"][1]["retention"]
+    ladder.write_text(json.dumps(data))
+    assert cli.main(["report", "--bench", str(bench_dir), "--out-dir", str(tmp_path)]) == 2
+    assert f"{ladder}: rows[1] has no field 'retention'" in capsys.readouterr().err
+
+    ladder.unlink()
+    assert cli.main(["report", "--bench", str(bench_dir), "--out-dir", str(tmp_path)]) == 2
+    assert f"{ladder}: no such file" in capsys.readouterr().err
+    assert cli.main(["report"]) == 2
+    assert "give a run directory or --bench" in capsys.readouterr().err
+
+
+def test_bench_ladder_forces_each_rung(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_ladder's inline budgets make load_team (as distill calls it) pick exactly the requested rung."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from bench_ladder import DEFAULT_RUNGS, write_rung_team
+    from kdmarl_teacher.profiles import load_team
+
+    for hidden in DEFAULT_RUNGS:
+        team = load_team(write_rung_team(hidden, tmp_path), max_flops=39424)  # the -8.11 teacher's actor FLOPs
+        assert {tuple(a.rung.hidden) for a in team.agents} == {hidden}
+    with pytest.raises(ValueError, match="not a rung"):
+        write_rung_team((5, 5), tmp_path)
