@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make bench: every benchmark in dependency order, then the README tables from bench/results/*.json.
-# About 45 minutes on a quiet 2-core machine. Run on a quiet machine: the figures are wall-clock bound.
+# About 55 minutes on a quiet 2-core machine. Run on a quiet machine: the figures are wall-clock bound.
 #   envs     batched MPE port vs the mpe2 loop                         -> bench/results/envs.json
 #   teacher  MAPPO: return after 10 minutes, throughput (+ speaker-listener 5 min) -> teacher.json
 #   distill  KD-MARL targets, baselines, ablations on those teachers   -> distill.json, distill_ablation.json
+#   ladder   retention vs FLOPs reduction over the student ladder       -> distill_ladder.json
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
 #   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
 #   memory   one student node, stage by stage                           -> node_memory.json
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${KDMARL_BENCH_RUNS:-runs/bench}
-only=" ${KDMARL_BENCH_ONLY:-envs teacher distill runtime swarm memory} "
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder runtime swarm memory} "
 want() { [[ "$only" == *" $1 "* ]]; }
 banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
 
@@ -28,6 +29,11 @@ if want distill; then
   python bench/bench_distill.py --teacher-spread "$runs/teacher/spread" --teacher-sl "$runs/teacher/sl" \
     --keep "$runs/distill"
 fi
+if want ladder; then
+  banner "ladder (retention vs FLOPs reduction)"
+  rm -rf "$runs/ladder"
+  python bench/bench_ladder.py --teacher "$runs/teacher/spread" --keep "$runs/ladder"
+fi
 if want runtime; then
   banner "runtime (bundle of the distilled spread team)"
   kdmarl export "$runs/distill/kdmarl_full" --out "$runs/bundle" --force --eval-episodes 0
@@ -35,4 +41,5 @@ if want runtime; then
 fi
 if want swarm; then banner swarm; python bench/bench_swarm.py; fi
 if want memory; then banner "student node memory"; python bench/bench_node_memory.py; fi
+kdmarl report --bench bench/results --out-dir docs     # docs/distill_pareto.png, docs/distill_ablation.png
 python scripts/bench_table.py
