@@ -118,7 +118,7 @@ def main() -> int:
             f"torch intra-op threads: {args.threads}; mpe2 parallel_env copies stepped one after another in Python.",
             "Random actions drawn in advance; auto-reset (port) and reset() (mpe2) included.",
             "float64 is the parity mode (bitwise mpe2 physics, correctly rounded sqrt); float32 is for training.",
-            "Shared machine: other jobs were running, so absolute figures are noisy; the ratio is the figure.",
+            "Absolute figures move with the load on the machine; the ratio is the figure.",
         ],
         extra={"seconds_per_figure": seconds, "torch_version": torch.__version__, "torch_threads": args.threads},
     )
