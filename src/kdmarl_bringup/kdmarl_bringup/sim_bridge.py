@@ -27,6 +27,7 @@ import array
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ import rclpy
 import rclpy.duration
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from kdmarl_student.atomic import atomic_file
 from kdmarl_student.bundle_eval import task_metrics
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
 from kdmarl_student.student_node import (
@@ -58,6 +60,20 @@ EPISODE_QOS = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+@dataclass
+class EpisodeTally:
+    """What the bridge accumulates over one episode: the figures of its EpisodeSummary."""
+
+    returns: np.ndarray  # [N] summed reward per agent
+    misses: np.ndarray  # [N] steps where the agent's action did not arrive in time
+    collisions: float = 0.0
+    steps: int = 0
+
+    @classmethod
+    def start(cls, n_agents: int) -> EpisodeTally:
+        return cls(np.zeros(n_agents), np.zeros(n_agents, dtype=np.int64))
 
 
 def episode_metrics(env: Any, scenario: str) -> dict[str, float]:
@@ -245,11 +261,11 @@ class SimBridge(Node):
             self._publish_diagnostics()
         return [a for a in self.agents if a not in self.answers]
 
-    def _finish_episode(self, seed: int, steps: int, returns: np.ndarray, misses: np.ndarray,
-                        collisions: float) -> None:
+    def _finish_episode(self, seed: int, tally: EpisodeTally) -> None:
         metrics = episode_metrics(self.env, self.spec.name)
         if "collisions" in metrics:
-            metrics["collisions"] = float(collisions)
+            metrics["collisions"] = float(tally.collisions)
+        steps, returns, misses = tally.steps, tally.returns, tally.misses
         team = float(np.mean(returns))
         msg = EpisodeSummary(scenario=self.spec.name, episode=self.episode, seed=seed, steps=steps,
                              agents=self.all_agents, agent_returns=[float(r) for r in returns],
@@ -278,22 +294,25 @@ class SimBridge(Node):
             k += 1
         self._publish_diagnostics(force=True)
 
-    def _step_env(self, actions: dict[str, int]) -> tuple[dict[str, np.ndarray], dict[str, float], bool]:
+    def _advance(self, actions: dict[str, int], tally: EpisodeTally) -> tuple[dict[str, np.ndarray], bool]:
+        """Step the env with one action per agent, account the step in ``tally``; (observations, done)."""
+        self._forget_old_steps()
         obs, rewards, terms, truncs, _ = self.env.step(actions)
         self.total_steps += 1
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=self._sim_stamp()))
-        done = all(terms.get(a, True) or truncs.get(a, True) for a in self.all_agents)
-        return obs, rewards, done
+        tally.returns += np.array([rewards.get(a, 0.0) for a in self.all_agents], dtype=np.float64)
+        tally.collisions += episode_metrics(self.env, self.spec.name).get("collisions", 0.0)
+        tally.steps += 1
+        self._publish_diagnostics()
+        return obs, all(terms.get(a, True) or truncs.get(a, True) for a in self.all_agents)
 
     def _run_lockstep_episode(self, seed: int, first: bool) -> None:
         obs, _ = self.env.reset(seed=seed)
-        n = len(self.all_agents)
-        returns, misses, collisions = np.zeros(n), np.zeros(n, dtype=np.int64), 0.0
+        tally = EpisodeTally.start(len(self.all_agents))
         timeout = float(self.get_parameter("action_timeout_s").value)
         republish = float(self.get_parameter("republish_period_s").value)
         handshake = float(self.get_parameter("wait_for_students_s").value)
-        steps = 0
         for t in range(self.spec.max_cycles):
             self.step_index, self.answers = t, {}
             loop_start = time.perf_counter()
@@ -304,30 +323,23 @@ class SimBridge(Node):
             if not rclpy.ok():
                 return
             actions = {a: self.answers.get(a, self.noop[a]) for a in self.all_agents}
-            for a in self.all_agents:
+            for i, a in enumerate(self.all_agents):
                 if a not in self.answers:
-                    misses[self.all_agents.index(a)] += 1
+                    tally.misses[i] += 1
             self.total_misses += len(missed) + len(set(self.all_agents) - set(self.agents))
-            self._forget_old_steps()
-            obs, rewards, done = self._step_env(actions)
+            obs, done = self._advance(actions, tally)
             if not (first and t == 0):  # the handshake step is start-up, not throughput
                 self.stepping_time += time.perf_counter() - loop_start
                 self.timed_steps += 1
-            returns += np.array([rewards.get(a, 0.0) for a in self.all_agents], dtype=np.float64)
-            collisions += episode_metrics(self.env, self.spec.name).get("collisions", 0.0)
-            steps = t + 1
-            self._publish_diagnostics()
             if done:
                 break
-        self._finish_episode(seed, steps, returns, misses, collisions)
+        self._finish_episode(seed, tally)
 
     def _run_realtime_episode(self, seed: int) -> None:
         obs, _ = self.env.reset(seed=seed)
-        n = len(self.all_agents)
-        returns, misses, collisions = np.zeros(n), np.zeros(n, dtype=np.int64), 0.0
+        tally = EpisodeTally.start(len(self.all_agents))
         period = 1.0 / float(self.get_parameter("rate_hz").value)
         timeout = float(self.get_parameter("action_timeout_s").value)
-        steps = 0
         self.step_index, self.answers = 0, {}
         next_tick = time.perf_counter()
         for t in range(self.spec.max_cycles):
@@ -346,17 +358,12 @@ class SimBridge(Node):
                 fresh = latest is not None and now - latest[3] <= timeout
                 actions[a] = latest[2] if fresh else self.noop[a]
                 if a not in self.answers:  # no answer to this tick's observation before the deadline
-                    misses[i] += 1
+                    tally.misses[i] += 1
                     self.total_misses += 1
-            self._forget_old_steps()
-            obs, rewards, done = self._step_env(actions)
-            returns += np.array([rewards.get(a, 0.0) for a in self.all_agents], dtype=np.float64)
-            collisions += episode_metrics(self.env, self.spec.name).get("collisions", 0.0)
-            steps = t + 1
-            self._publish_diagnostics()
+            obs, done = self._advance(actions, tally)
             if done:
                 break
-        self._finish_episode(seed, steps, returns, misses, collisions)
+        self._finish_episode(seed, tally)
 
     def statistics(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(0)
@@ -376,10 +383,8 @@ class SimBridge(Node):
     def write_results(self) -> None:
         path = str(self.get_parameter("results_file").value)
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(path + ".tmp")
-            tmp.write_text(json.dumps(self.statistics(), indent=2))
-            tmp.replace(path)
+            with atomic_file(path) as handle:
+                handle.write(json.dumps(self.statistics(), indent=2).encode())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
+from kdmarl_student.scenarios import scenario_spec
 from kdmarl_teacher.checkpoint import load_teacher
 from kdmarl_teacher.distill import load_students
 from kdmarl_teacher.profiles import apply_sensing_torch
-from test_export import SEEDS, _students_file, _teacher_torch_returns, cli_args, write_teacher
+from test_export import SEEDS, _students_file, _teacher_torch_returns, cli_args, mpe2_returns, write_teacher
 
 from kdmarl_teacher import evaluate as evaluate_mod
 from kdmarl_teacher import export as export_mod
@@ -23,22 +23,16 @@ def _students_torch_returns(students_file: Path, seeds: list[int]) -> np.ndarray
     """Torch students (their own sensing, greedy) on the real mpe2 env: the reference for the bundle."""
     students, payload = load_students(students_file)
     spec = scenario_spec("simple_spread")
-    env = make_mpe2_env(spec)
-    out = []
-    for seed in seeds:
-        obs, _ = env.reset(seed=seed)
-        totals = dict.fromkeys(env.possible_agents, 0.0)
-        while env.agents:
-            actions = {}
-            for agent, student, entry in zip(spec.agents, students, payload["agents"], strict=True):
-                x = apply_sensing_torch(torch.from_numpy(obs[agent.name]).float()[None], agent.layout, entry["sensing"])
-                with torch.no_grad():
-                    actions[agent.name] = int(student(x).argmax(-1))
-            obs, rewards, _, _, _ = env.step(actions)
-            for name, r in rewards.items():
-                totals[name] += r
-        out.append(np.mean(list(totals.values())))
-    return np.array(out)
+
+    @torch.no_grad()
+    def act(obs: dict) -> dict:
+        actions = {}
+        for agent, student, entry in zip(spec.agents, students, payload["agents"], strict=True):
+            x = apply_sensing_torch(torch.from_numpy(obs[agent.name]).float()[None], agent.layout, entry["sensing"])
+            actions[agent.name] = int(student(x).argmax(-1))
+        return actions
+
+    return mpe2_returns(spec, act, seeds)
 
 
 def test_bundle_evaluation_equals_torch_students_and_teacher(tmp_path: Path) -> None:

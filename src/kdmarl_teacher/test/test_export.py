@@ -105,24 +105,33 @@ def test_manifest_is_the_collaboration_profile(teacher_bundle: tuple[Path, Path]
     assert set(team["random_return"]["metrics"]) == {"landmarks_covered", "collisions"}
 
 
-def _teacher_torch_returns(teacher, seeds: list[int]) -> np.ndarray:
-    """The torch teacher on the real mpe2 env: the reference the bundle must reproduce exactly."""
-    spec = teacher.spec
+def mpe2_returns(spec, act, seeds: list[int]) -> np.ndarray:
+    """Team return per seed of ``act({agent: observation}) -> {agent: action}`` on the real mpe2 env."""
     env = make_mpe2_env(spec)
     out = []
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
         totals = dict.fromkeys(env.possible_agents, 0.0)
         while env.agents:
-            padded = torch.zeros(1, spec.n_agents, spec.obs_dim_max)
-            for i, name in enumerate(spec.agent_names):
-                padded[0, i, : len(obs[name])] = torch.from_numpy(obs[name])
-            actions = teacher.act(padded)[0]
-            obs, rewards, _, _, _ = env.step({name: int(actions[i]) for i, name in enumerate(spec.agent_names)})
+            obs, rewards, _, _, _ = env.step(act(obs))
             for name, r in rewards.items():
                 totals[name] += r
         out.append(np.mean(list(totals.values())))
     return np.array(out)
+
+
+def _teacher_torch_returns(teacher, seeds: list[int]) -> np.ndarray:
+    """The torch teacher on the real mpe2 env: the reference the bundle must reproduce exactly."""
+    spec = teacher.spec
+
+    def act(obs: dict) -> dict:
+        padded = torch.zeros(1, spec.n_agents, spec.obs_dim_max)
+        for i, name in enumerate(spec.agent_names):
+            padded[0, i, : len(obs[name])] = torch.from_numpy(obs[name])
+        actions = teacher.act(padded)[0]
+        return {name: int(actions[i]) for i, name in enumerate(spec.agent_names)}
+
+    return mpe2_returns(spec, act, seeds)
 
 
 def test_bundle_evaluation_equals_torch_evaluation(teacher_bundle: tuple[Path, Path]) -> None:
