@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +145,14 @@ def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, devi
     return report
 
 
-def print_table(report: dict[str, Any], run: str) -> None:
+def console() -> Any:
+    """A rich console; piped output (logs, `make demo`) gets 120 columns instead of rich's 80."""
     from rich.console import Console  # noqa: PLC0415
+
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
+def print_table(report: dict[str, Any], run: str) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     res = report["results"]
@@ -164,7 +171,7 @@ def print_table(report: dict[str, Any], run: str) -> None:
     for name, value in report.get("references", {}).items():
         if isinstance(value, float):
             table.add_row(f"[dim]ref: {name}[/dim]", f"[dim]{value:.2f}[/dim]", *["" for _ in metric_names])
-    Console().print(table)
+    console().print(table)
 
 
 def render_episode(teacher: Teacher, seed: int, path: str | Path, fps: int = 10) -> float:
@@ -266,7 +273,6 @@ def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: 
 
 
 def print_bundle_agents(report: dict[str, Any]) -> None:
-    from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     ret = report["retention"]
@@ -280,7 +286,7 @@ def print_bundle_agents(report: dict[str, Any]) -> None:
         reduction = f"{a['flops_reduction']:.1f}x" if a["flops_reduction"] else "-"
         table.add_row(a["agent"], str(a["input_dim"]), str(a["architecture"]), f"{a['params']:,}",
                       f"{a['flops']:,}", reduction, budget)
-    Console().print(table)
+    console().print(table)
 
 
 def run(args: argparse.Namespace) -> int:
