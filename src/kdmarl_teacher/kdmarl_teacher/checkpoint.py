@@ -39,6 +39,19 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, handle)
 
 
+def prepare_run_dir(out_dir: str | Path, resume: bool, what: str = "run") -> Path:
+    """Create ``out_dir`` and return its ``checkpoint.pt`` path, refusing to start a second run over an
+    existing one (nothing is lost) and to ``--resume`` a directory that holds no checkpoint."""
+    out = Path(out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    if not resume and ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a {what} (checkpoint.pt); use --resume or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return ckpt_path
+
+
 def spec_to_dict(spec: Any) -> dict:
     """ScenarioSpec -> plain dict (tuples kept), for the checkpoint and JSON reports."""
     return dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else dict(spec)

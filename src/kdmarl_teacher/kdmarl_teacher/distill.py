@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from kdmarl_teacher.checkpoint import Teacher, atomic_save, load_teacher, spec_to_dict
+from kdmarl_teacher.checkpoint import Teacher, atomic_save, load_teacher, prepare_run_dir, spec_to_dict
 from kdmarl_teacher.losses import (
     argmax_ce_loss,
     clipped_pg_loss,
@@ -300,12 +300,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     """Run KD-MARL distillation; returns the report dict (also written to out_dir/distill_report.json)."""
     cfg.validate()
     out = Path(out_dir)
-    ckpt_path = out / "checkpoint.pt"
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-    if not resume and ckpt_path.exists():
-        raise FileExistsError(f"{out} already holds a distillation (checkpoint.pt); use --resume or another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = prepare_run_dir(out, resume, what="distillation")
     torch.set_num_threads(cfg.torch_threads)
     device = torch.device(cfg.device)
     t_start = time.time()

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, spec_to_dict
+from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, prepare_run_dir, spec_to_dict
 from kdmarl_teacher.config import TeacherConfig, default_config_path, load_config, save_config
 from kdmarl_teacher.networks import Actor, Critic, actor_inputs_all, critic_inputs_all
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
@@ -174,12 +174,7 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     """
     cfg.validate()
     out = Path(out_dir)
-    ckpt_path, teacher_path = out / "checkpoint.pt", out / "teacher.pt"
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-    if not resume and ckpt_path.exists():
-        raise FileExistsError(f"{out} already holds a run (checkpoint.pt); use --resume or another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, teacher_path = prepare_run_dir(out, resume), out / "teacher.pt"
 
     torch.set_num_threads(cfg.torch_threads)
     device = torch.device(cfg.device)
