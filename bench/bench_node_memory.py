@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -107,6 +106,7 @@ def run_node(bundle: Path, env: dict[str, str], seconds: float, rate: float, log
     import numpy as np  # noqa: PLC0415
     import psutil  # noqa: PLC0415
     import rclpy  # noqa: PLC0415
+    from kdmarl_bringup.swarm_runner import stop_process_groups  # noqa: PLC0415
     from kdmarl_student.student_node import ACTION_QOS, OBSERVATION_QOS  # noqa: PLC0415
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
@@ -159,12 +159,7 @@ def run_node(bundle: Path, env: dict[str, str], seconds: float, rate: float, log
             raise RuntimeError(f"the student never answered; see {log}")
         threads = proc.num_threads()
     finally:
-        os.killpg(student.pid, signal.SIGINT)
-        try:
-            student.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(student.pid, signal.SIGKILL)
-            student.wait()
+        stop_process_groups([student], grace=15.0)
         node.destroy_node()
         rclpy.try_shutdown()
     lat = np.array(latencies)

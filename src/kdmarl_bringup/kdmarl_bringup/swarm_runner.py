@@ -110,19 +110,7 @@ class Swarm:
 
     def stop(self, grace: float) -> None:
         for role in STOP_ORDER:
-            group = [p for s, p in self.procs if s.role == role and p.poll() is None]
-            for proc in group:
-                _signal(proc, signal.SIGINT)
-            for proc in group:
-                try:
-                    proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    _signal(proc, signal.SIGTERM)
-                    try:
-                        proc.wait(2.0)
-                    except subprocess.TimeoutExpired:
-                        _signal(proc, signal.SIGKILL)
-                        proc.wait()
+            stop_process_groups([p for s, p in self.procs if s.role == role], grace)
 
     def failures(self) -> list[str]:
         return [f"{s.fqn} exited with {p.returncode}" for s, p in self.procs if p.returncode not in (0, None)]
@@ -131,6 +119,25 @@ class Swarm:
 def _signal(proc: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+
+
+def stop_process_groups(procs: list[subprocess.Popen], grace: float, term_wait: float = 2.0) -> None:
+    """Stop processes started with ``start_new_session=True`` the way a ROS node wants to be stopped:
+    SIGINT to every group at once (so they shut down in parallel), then per process SIGTERM after ``grace``
+    seconds and SIGKILL after ``term_wait`` more. Used by the runner, the ROS tests and the benchmarks."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        _signal(proc, signal.SIGINT)
+    for proc in running:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal(proc, signal.SIGTERM)
+            try:
+                proc.wait(term_wait)
+            except subprocess.TimeoutExpired:
+                _signal(proc, signal.SIGKILL)
+                proc.wait()
 
 
 def report(args: SwarmArgs, log_dir: Path, compare_offline: bool) -> bool | None:

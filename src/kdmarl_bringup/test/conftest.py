@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kdmarl_bringup.swarm_runner import stop_process_groups
 from kdmarl_bringup.testing import make_bundle, make_seeker_bundle
 
 REPO = Path(__file__).resolve().parents[3]
@@ -79,13 +80,7 @@ class Processes:
 
     def stop(self, name: str, timeout: float = 15.0) -> int:
         proc = self.procs[name]
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups([proc], timeout)
         return proc.returncode
 
     def stop_all(self) -> None:

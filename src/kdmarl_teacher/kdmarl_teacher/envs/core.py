@@ -165,6 +165,14 @@ def stack_worlds(worlds: list[dict[str, np.ndarray]], device: torch.device, dtyp
     )
 
 
+def check_batch_args(num_envs: int, dtype: torch.dtype) -> None:
+    """The arguments every batched env takes, checked once for the port and the PettingZoo adapter."""
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+
+
 class BatchedMPEEnv:
     """B copies of one MPE scenario stepped as tensors, with auto-reset. See docs/ARCHITECTURE.md.
 
@@ -182,10 +190,7 @@ class BatchedMPEEnv:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        check_batch_args(num_envs, dtype)
         self.scenario = scenario
         self.spec: ScenarioSpec = scenario.spec
         self.num_envs = num_envs

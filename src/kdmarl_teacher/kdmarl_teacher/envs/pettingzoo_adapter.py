@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import SCENARIOS, AgentSpec, ScenarioSpec, scenario_spec
 
-from .core import Scenario, read_mpe2_world, stack_worlds
+from .core import Scenario, check_batch_args, read_mpe2_world, stack_worlds
 from .registry import SCENARIO_CLASSES
 
 
@@ -50,8 +50,7 @@ class PettingZooBatchedEnv:
         dtype: torch.dtype = torch.float32,
         **params: Any,
     ) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        check_batch_args(num_envs, dtype)
         try:
             module = importlib.import_module(path)
         except ImportError as exc:
