@@ -46,3 +46,21 @@ class ObservationError(ValueError):
         self.agent = agent
         self.reason = reason
         super().__init__(f"observation for '{agent}' rejected ({reason}): {detail}")
+
+
+class PolicyOutputError(RuntimeError):
+    """The policy produced an output the robot must not act on (NaN or Inf logits from a broken graph).
+
+    Raised by ``StudentPolicy.act`` after the inference; the node answers with the safe action, counts it
+    under ``reason`` (``"non_finite_logits"``) and reports it on ``/diagnostics``. A ``RuntimeError`` rather
+    than a ``ValueError``: the input was fine, the model is at fault.
+
+    Attributes:
+        agent: the agent whose policy misbehaved.
+        reason: a short machine-readable cause (``"non_finite_logits"``).
+    """
+
+    def __init__(self, agent: str, reason: str, detail: str) -> None:
+        self.agent = agent
+        self.reason = reason
+        super().__init__(f"policy output for '{agent}' unusable ({reason}): {detail}")
