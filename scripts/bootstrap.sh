@@ -8,6 +8,11 @@
 # mends the wheels' two quirks (DESIGN.md section 6). With ROS 2 sourced it reuses that install: the venv
 # then sees the system site-packages (rclpy and the message packages) and only the Python deps are added.
 # A second run with unchanged requirements only re-checks a stamp and takes about a second.
+#
+# The wheels have no launch, launch_ros, launch_testing or ros2 CLI. Where their upstream sources are present
+# (KDMARL_ROS2_SOURCES, default ../shared/ros2 beside the checkout), the bootstrap builds them once as a colcon
+# overlay in .venv/ros2_overlay (about 70 s) and the environment script sources it, so `ros2 launch`,
+# `ros2 topic/param/lifecycle` and `launch_test` work. With a sourced ROS 2 its own tools are used.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,8 +33,23 @@ pick_python() {
 mode="wheels"
 [ -n "${ROS_DISTRO:-}" ] && mode="system-ros-$ROS_DISTRO"
 
+# The launch/ros2cli sources for the overlay (wheels mode only): an explicit path, else ../shared/ros2.
+ros2_sources="${KDMARL_ROS2_SOURCES:-}"
+if [ -z "$ros2_sources" ] && [ -f "$root/../shared/ros2/build_overlay.sh" ]; then
+  ros2_sources="$(cd "$root/../shared/ros2" && pwd)"
+fi
+overlay="$venv/ros2_overlay"
+overlay_want="none"
+if [ "$mode" = "wheels" ] && [ -n "$ros2_sources" ]; then
+  [ -f "$ros2_sources/build_overlay.sh" ] || { log "KDMARL_ROS2_SOURCES=$ros2_sources has no build_overlay.sh"; exit 1; }
+  # Content hash of the sources (names and bytes), so a changed upstream snapshot rebuilds the overlay.
+  overlay_want="$(cd "$ros2_sources" && find . -type f -not -name '*.pyc' -print0 | LC_ALL=C sort -z \
+    | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+fi
+
 stamp="$venv/.kdmarl-bootstrap"
 want="$(cat "$root/scripts/bootstrap.sh" "$root/requirements/"*.txt | sha256sum | cut -d' ' -f1) $mode $torch_spec"
+want="$want overlay:$overlay_want"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$venv/kdmarl_env.sh" ]; then
   log "up to date ($venv, $mode)"
   exit 0
@@ -101,6 +121,10 @@ env_sh="$venv/kdmarl_env.sh"
     echo "export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1"
     echo "export RMW_IMPLEMENTATION=\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
   fi
+  echo "# The upstream launch/ros2cli overlay (ros2 launch, ros2 topic/param/lifecycle), when the bootstrap built it."
+  echo "if [ -f '$overlay/install/local_setup.bash' ] && [ -n \"\${BASH_VERSION:-}\" ]; then"
+  echo "  . '$overlay/install/local_setup.bash'"
+  echo "fi"
   echo "# The workspace overlay, once colcon has built it. \`kdmarl\` (kdmarl_teacher) installs to bin/; the"
   echo "# swarm runner lives with the nodes in lib/kdmarl_bringup (\`ros2 run kdmarl_bringup kdmarl-swarm\`)."
   echo "if [ -f '$root/install/local_setup.bash' ] && [ -n \"\${BASH_VERSION:-}\" ]; then"
@@ -109,6 +133,22 @@ env_sh="$venv/kdmarl_env.sh"
   echo "fi"
 } > "$env_sh.tmp"
 mv "$env_sh.tmp" "$env_sh"
+
+if [ "$overlay_want" != "none" ]; then
+  overlay_stamp="$overlay/.kdmarl-overlay"
+  if [ -f "$overlay_stamp" ] && [ "$(cat "$overlay_stamp")" = "$overlay_want" ] \
+     && [ -f "$overlay/install/local_setup.bash" ]; then
+    log "launch/ros2cli overlay up to date ($overlay)"
+  else
+    log "building the launch/ros2cli overlay from $ros2_sources (about 70 s)"
+    rm -rf "$overlay"
+    # In a subshell with the environment just written (the overlay is not built yet, so it is not sourced).
+    ( set +u; . "$env_sh"; bash "$ros2_sources/build_overlay.sh" "$overlay" >"$venv/ros2_overlay.log" 2>&1 ) \
+      || { log "overlay build failed; see $venv/ros2_overlay.log"; tail -20 "$venv/ros2_overlay.log" >&2; exit 1; }
+    echo "$overlay_want" > "$overlay_stamp"
+    log "overlay ready: ros2 launch, ros2 topic/node/param/lifecycle, launch_test"
+  fi
+fi
 
 echo "$want" > "$stamp"
 log "done: source $env_sh"
