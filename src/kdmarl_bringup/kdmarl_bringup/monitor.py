@@ -3,7 +3,10 @@
 It finds ``ResourceUsage`` topics by type (``kdmarl_msgs/msg/ResourceUsage``, any namespace) every
 ``discovery_period_s``, so it needs no list of robots and sees students that start late. While running it
 shows a live table (rich) of each node's latency, CPU, RSS, FLOPs against budget, counters and misses
-(when stdout is a terminal, or ``live: true``) and appends CSV rows. At shutdown it prints a summary,
+(``live: true``, or ``auto`` when stdout is a terminal; the swarm launch file and runner set ``false``, since a
+redrawn table floods a launch log) and otherwise logs one status line every ``status_period_s``; it appends
+CSV rows either way. A node that stops reporting for ``stale_after_s`` turns STALE (its last figures are
+kept but no longer shown as current health), and is logged once. At shutdown it prints a summary,
 writes ``summary.json`` and a PNG of per-node latency and CPU over time. With ``record_mcap`` it records
 everything it receives to ``run.mcap`` (ros2msg schemas, CDR payloads: what rosbag2's MCAP storage writes),
 which Foxglove and ``ros2 bag`` open.
@@ -34,8 +37,8 @@ USAGE_TYPE = "kdmarl_msgs/msg/ResourceUsage"
 LEVELS = {DiagnosticStatus.OK: "OK", DiagnosticStatus.WARN: "WARN", DiagnosticStatus.ERROR: "ERROR",
           DiagnosticStatus.STALE: "STALE"}
 USAGE_FIELDS = ("latency_p50_ms", "latency_p99_ms", "latency_max_ms", "cpu_percent", "rss_bytes",
-                "flops_per_decision", "params", "budget_name", "budget_flops", "budget_met", "actions",
-                "safe_actions", "invalid_observations", "stale_observations")
+                "flops_per_decision", "params", "budget_name", "budget_flops", "budget_met", "budget_exceeded",
+                "actions", "safe_actions", "invalid_observations", "stale_observations", "non_finite_outputs")
 _BUILTIN = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
             "int64", "uint64", "string", "wstring"}
 
@@ -73,6 +76,18 @@ def ros2msg_definition(type_name: str) -> str:
     for dep_pkg, dep_name in seen:
         parts.append("=" * 80 + f"\nMSG: {dep_pkg}/{dep_name}\n" + read(dep_pkg, dep_name))
     return "\n".join(parts)
+
+
+def budget_verdict(msg: ResourceUsage) -> str:
+    """`` OVER latency`` (naming each exceeded field) or ``""``: FLOPs that fit must not read as OVER."""
+    if msg.budget_met:
+        return ""
+    return " OVER " + ",".join(msg.budget_exceeded) if msg.budget_exceeded else " OVER"
+
+
+def _csv(value: Any) -> Any:
+    """CSV cell of a message field: sequences (budget_exceeded) as ``a;b``."""
+    return ";".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 class McapRecorder:
@@ -117,10 +132,18 @@ class Monitor(Node):
                                                                 read_only=True))
         self.declare_parameter("discovery_period_s", 1.0, descriptor(
             "How often to look for new ResourceUsage topics.", read_only=True, float_range=(0.1, 60.0)))
+        self.declare_parameter("stale_after_s", 3.0, descriptor(
+            "A node (ResourceUsage topic or /diagnostics status) silent for this long is STALE.",
+            float_range=(0.1, 3600.0)))
+        self.declare_parameter("status_period_s", 10.0, descriptor(
+            "Without the live table: log one status line this often (0 = never).", float_range=(0.0, 3600.0)))
         self.log_dir = Path(str(self.get_parameter("log_dir").value))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.started = time.time()
         self.usage: dict[str, list[tuple[float, ResourceUsage]]] = {}
+        self._steady = steady_clock()
+        self.heard: dict[str, float] = {}  # topic or diagnostic name -> steady seconds of the last message
+        self.stale: set[str] = set()
         self.episodes: list[EpisodeSummary] = []
         self.diagnostics: dict[str, DiagnosticStatus] = {}
         self.diag_counts: dict[str, dict[str, int]] = {}
@@ -137,14 +160,18 @@ class Monitor(Node):
         self.create_subscription(EpisodeSummary, "/kdmarl/episode", self._on_episode, EPISODE_QOS)
         self.create_timer(float(self.get_parameter("discovery_period_s").value), self._discover,
                           clock=steady_clock())
+        self.create_timer(1.0, self._check_stale, clock=self._steady)
         live = str(self.get_parameter("live").value).lower()
         self.live = None
+        status_period = float(self.get_parameter("status_period_s").value)
         if live == "true" or (live == "auto" and sys.stdout.isatty()):
             from rich.live import Live  # noqa: PLC0415  only for terminals
 
             self.live = Live(self.table(), refresh_per_second=2, transient=False)
             self.live.start()
             self.create_timer(0.5, lambda: self.live.update(self.table()), clock=steady_clock())
+        elif status_period > 0:
+            self.create_timer(status_period, self._log_status, clock=steady_clock())
 
     # ---- input -------------------------------------------------------------------------------------
     def _discover(self) -> None:
@@ -153,17 +180,56 @@ class Monitor(Node):
                 self.usage_subs[topic] = self.create_subscription(
                     ResourceUsage, topic, lambda m, t=topic: self._on_usage(t, m), REPORT_QOS)
 
+    def _now(self) -> float:
+        return self._steady.now().nanoseconds / 1e9
+
+    def _heard(self, key: str) -> None:
+        self.heard[key] = self._now()
+        if key in self.stale:
+            self.stale.discard(key)
+            self.get_logger().info(f"{key}: reporting again")
+
+    def _check_stale(self) -> None:
+        """Mark every topic or diagnostic that went silent for ``stale_after_s`` STALE (logged once)."""
+        limit, now = float(self.get_parameter("stale_after_s").value), self._now()
+        for key, last in self.heard.items():
+            if key not in self.stale and now - last > limit:
+                self.stale.add(key)
+                self.get_logger().warning(f"{key}: silent for {now - last:.1f} s, STALE (node dead or hung?)")
+
+    def health(self, topic: str) -> str:
+        """OK / WARN / ERROR from the node's last diagnostic, STALE when it (or its reports) went silent."""
+        node = self.usage[topic][-1][1].node_name if self.usage.get(topic) else topic.rsplit("/", 1)[0]
+        name = next((n for n in self.diagnostics if n.endswith(node)), None)
+        if topic in self.stale or (name is not None and name in self.stale):
+            return "STALE"
+        return "" if name is None else LEVELS.get(self.diagnostics[name].level, "?")
+
+    def _log_status(self) -> None:
+        counts: dict[str, int] = {}
+        for topic in self.usage:
+            level = self.health(topic) or "?"
+            counts[level] = counts.get(level, 0) + 1
+        health = ", ".join(f"{n} {level}" for level, n in sorted(counts.items())) or "none heard yet"
+        line = f"{len(self.usage)} students ({health}); {len(self.episodes)} episodes"
+        if self.episodes:
+            last = self.episodes[-1]
+            line += f", last team return {last.team_return:.3f}, missed {int(sum(last.missed_actions))}"
+        self.get_logger().info(line)
+
     def _on_usage(self, topic: str, msg: ResourceUsage) -> None:
         t = time.time() - self.started
+        self._heard(topic)
         self.usage.setdefault(topic, []).append((t, msg))
         self._usage_writer.writerow([f"{t:.3f}", topic, msg.agent, msg.node_name,
-                                     *(getattr(msg, f) for f in USAGE_FIELDS)])
+                                     *(_csv(getattr(msg, f)) for f in USAGE_FIELDS)])
         self._usage_csv.flush()
         if self.recorder is not None:
             self.recorder.write(topic, USAGE_TYPE, msg)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
+            self._heard(status.name)
             self.diagnostics[status.name] = status
             counts = self.diag_counts.setdefault(status.name, {})
             level = LEVELS.get(status.level, str(status.level))
@@ -192,9 +258,12 @@ class Monitor(Node):
                 "latency_p50_ms": last.latency_p50_ms, "latency_p99_ms": last.latency_p99_ms,
                 "cpu_percent_mean": float(np.mean(cpu)), "rss_mb_max": max(m.rss_bytes for _, m in series) / 2**20,
                 "flops_per_decision": last.flops_per_decision, "budget": last.budget_name,
-                "budget_flops": last.budget_flops, "budget_met": last.budget_met, "actions": last.actions,
+                "budget_flops": last.budget_flops, "budget_met": last.budget_met,
+                "budget_exceeded": list(last.budget_exceeded), "actions": last.actions,
                 "safe_actions": last.safe_actions, "invalid_observations": last.invalid_observations,
-                "stale_observations": last.stale_observations,
+                "stale_observations": last.stale_observations, "non_finite_outputs": last.non_finite_outputs,
+                "health": self.health(topic),
+                "last_report_age_s": self._now() - self.heard[topic] if topic in self.heard else None,
             }
         returns = [e.team_return for e in self.episodes]
         return {
@@ -207,8 +276,8 @@ class Monitor(Node):
                 "seeds": [e.seed for e in self.episodes],
                 "missed_actions": int(sum(sum(e.missed_actions) for e in self.episodes)),
             },
-            "diagnostics": {name: {"last": LEVELS.get(s.level, str(s.level)), "message": s.message,
-                                   "counts": self.diag_counts.get(name, {})}
+            "diagnostics": {name: {"last": "STALE" if name in self.stale else LEVELS.get(s.level, str(s.level)),
+                                   "message": s.message, "counts": self.diag_counts.get(name, {})}
                             for name, s in sorted(self.diagnostics.items())},
         }
 
@@ -221,12 +290,11 @@ class Monitor(Node):
             table.add_column(col, justify="right" if col != "node" else "left")
         for topic, series in sorted(self.usage.items()):
             m = series[-1][1]
-            health = next((LEVELS.get(s.level, "?") for name, s in self.diagnostics.items()
-                           if name.endswith(m.node_name)), "")
-            budget = f"{m.flops_per_decision} / {m.budget_flops or '-'}" + ("" if m.budget_met else " OVER")
+            budget = f"{m.flops_per_decision} / {m.budget_flops or '-'}" + budget_verdict(m)
             table.add_row(topic.rsplit("/", 1)[0] or "/", f"{m.latency_p50_ms:.3f}", f"{m.latency_p99_ms:.3f}",
                           f"{m.cpu_percent:.1f}", f"{m.rss_bytes / 2**20:.1f}", budget, str(m.actions),
-                          str(m.safe_actions), str(m.invalid_observations), str(m.stale_observations), health)
+                          str(m.safe_actions), str(m.invalid_observations), str(m.stale_observations),
+                          self.health(topic))
         if self.episodes:
             last = self.episodes[-1]
             table.caption = (f"last episode {last.episode} (seed {last.seed}): team return {last.team_return:.3f}, "
@@ -268,7 +336,8 @@ class Monitor(Node):
             self.get_logger().warning(f"could not draw resources.png: {err}")
         from rich.console import Console  # noqa: PLC0415
 
-        Console().print(self.table())
+        # 120 columns when not a terminal (a launch log, a pipe): rich's 80-column default truncates every cell.
+        (Console() if sys.stdout.isatty() else Console(width=120)).print(self.table())
         eps = summary["episodes"]
         if eps["count"]:
             print(f"episodes: {eps['count']}, mean team return {eps['mean_team_return']:.4f}, "

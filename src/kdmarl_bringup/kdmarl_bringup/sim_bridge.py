@@ -16,6 +16,12 @@ Realtime mode (robots' semantics): a fixed-rate loop on the steady clock; at eac
 action wins (no-op if it has none younger than ``action_timeout_s``); an agent whose answer to the previous
 observation did not arrive before the tick has missed its deadline (counted).
 
+Exactly one student per agent: two nodes publishing one agent's ``action`` topic would both answer and
+corrupt every episode, so the bridge refuses to start (and stops) when it sees that, naming the nodes.
+It exits 0 after its episodes or when stopped (SIGINT/SIGTERM), 1 on an error (bad parameters, a second
+decider); ``results_file`` says how many episodes ran, which is how the launch file and the runner tell a
+finished run from an interrupted one (``swarm_spec.bridge_problem``).
+
 Each episode ends with a ``kdmarl_msgs/EpisodeSummary`` on ``/kdmarl/episode`` (reliable, transient local so
 a late monitor still gets them). With ``publish_clock`` the bridge is the ``/clock`` source for nodes that
 run with ``use_sim_time`` (simulated time = steps x dt, monotonic across episodes).
@@ -38,6 +44,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from kdmarl_student.atomic import atomic_file
 from kdmarl_student.bundle_eval import task_metrics
+from kdmarl_student.lifetime import shutdown_requested
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
 from kdmarl_student.student_node import (
     ACTION_QOS,
@@ -60,6 +67,15 @@ EPISODE_QOS = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+class SecondDeciderError(RuntimeError):
+    """Two nodes publish one agent's action topic: the bridge cannot know whose actions to step with."""
+
+
+def running() -> bool:
+    """The bridge's loops go on while the context lives and no stop was requested."""
+    return rclpy.ok() and not shutdown_requested()
 
 
 @dataclass
@@ -214,19 +230,30 @@ class SimBridge(Node):
         """Block until every student's subscription and publisher are matched (or the handshake timeout)."""
         limit = float(self.get_parameter("wait_for_students_s").value)
         deadline = None if limit <= 0 else time.perf_counter() + limit
-        while rclpy.ok():
+        while running():
             missing = [a for a in self.agents
                        if self.obs_pubs[a].get_subscription_count() < 1
                        or self.count_publishers(f"{self.topics[a]}/action") < 1]
             if self.episode_pub.get_subscription_count() < int(self.get_parameter("episode_subscribers").value):
                 missing.append("/kdmarl/episode subscribers")
             if not missing:
+                self._check_single_deciders()
                 return
             if deadline is not None and time.perf_counter() > deadline:
                 self.get_logger().warning(f"students not found for {missing}; starting anyway (they will miss)")
                 return
             self.get_logger().info(f"waiting for students of {missing}", throttle_duration_sec=5.0)
             self._spin_for(0.1)
+
+    def _check_single_deciders(self) -> None:
+        """Raise :class:`SecondDeciderError` when any agent's action topic has more than one publisher."""
+        for agent in self.agents:
+            topic = f"{self.topics[agent]}/action"
+            infos = self.get_publishers_info_by_topic(topic)
+            if len(infos) > 1:
+                nodes = sorted(f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos)
+                raise SecondDeciderError(f"{len(infos)} nodes publish {topic} ({', '.join(nodes)}): one student "
+                                         f"per agent, refusing to step {agent} with two deciders")
 
     def _publish_diagnostics(self, force: bool = False) -> None:
         now = time.perf_counter()
@@ -249,7 +276,7 @@ class SimBridge(Node):
     def _collect_actions(self, deadline: float, republish: float, obs: dict[str, np.ndarray]) -> list[str]:
         """Lockstep: spin until every agent answered the current step or the deadline; return who missed."""
         next_send = time.perf_counter() + republish
-        while rclpy.ok():
+        while running():
             pending = [a for a in self.agents if a not in self.answers]
             now = time.perf_counter()
             if not pending or now >= deadline:
@@ -285,8 +312,9 @@ class SimBridge(Node):
         seed0 = int(self.get_parameter("seed").value)
         self._wait_for_discovery()
         k = 0
-        while rclpy.ok() and (episodes == 0 or k < episodes):
+        while running() and (episodes == 0 or k < episodes):
             self.episode = k
+            self._check_single_deciders()
             if self.mode == "lockstep":
                 self._run_lockstep_episode(seed0 + k, first=(k == 0))
             else:
@@ -320,7 +348,7 @@ class SimBridge(Node):
             self._publish_observations(obs, self.agents)
             wait = (handshake if handshake > 0 else 1e9) if first and t == 0 else timeout
             missed = self._collect_actions(loop_start + wait, republish, obs)
-            if not rclpy.ok():
+            if not running():
                 return
             actions = {a: self.answers.get(a, self.noop[a]) for a in self.all_agents}
             for i, a in enumerate(self.all_agents):
@@ -347,9 +375,9 @@ class SimBridge(Node):
             self.sent_at[(self.episode, t)] = time.perf_counter()
             self._publish_observations(obs, self.agents)
             next_tick += period
-            while rclpy.ok() and time.perf_counter() < next_tick:
+            while running() and time.perf_counter() < next_tick:
                 self._spin_for(next_tick - time.perf_counter())
-            if not rclpy.ok():
+            if not running():
                 return
             now = time.perf_counter()
             actions = {}
@@ -387,25 +415,28 @@ class SimBridge(Node):
                 handle.write(json.dumps(self.statistics(), indent=2).encode())
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     init_ros(sys.argv if argv is None else argv)
-    node = None
+    node, code = None, 0
     try:
         node = SimBridge()
         node.run()
-        # Let reliable subscribers (monitor, runner) receive the last summaries before the process goes.
-        node.episode_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
-        end = time.perf_counter() + 0.5
-        while rclpy.ok() and time.perf_counter() < end:
-            node.executor_.spin_once(timeout_sec=0.05)
-    except KeyboardInterrupt:
-        pass
+        if not shutdown_requested():
+            # Let reliable subscribers (monitor, runner) receive the last summaries before the process goes.
+            node.episode_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
+            end = time.perf_counter() + 0.5
+            while running() and time.perf_counter() < end:
+                node.executor_.spin_once(timeout_sec=0.05)
+    except (ValueError, OSError, SecondDeciderError) as err:  # bad parameters/bundle, two deciders: exit 1
+        (node.get_logger() if node is not None else rclpy.logging.get_logger("sim_bridge")).error(str(err))
+        code = 1
     finally:
         if node is not None:
             node.write_results()
             node.destroy_node()
         rclpy.try_shutdown()
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

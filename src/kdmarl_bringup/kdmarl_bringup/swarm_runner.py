@@ -10,6 +10,11 @@ file plus a generated per-node overrides file, in its own process group, logging
 - Otherwise it runs until SIGINT/SIGTERM, which it forwards: the bridge stops first, then students,
   adapters and robots (adapters send a zero Twist), the monitor last so it records everything; a node
   that ignores SIGINT for ``--grace`` seconds gets SIGTERM, then SIGKILL.
+- The bridge's exit ends the run whenever it happens; it is judged like the launch file judges it
+  (``swarm_spec.bridge_problem``): fewer episodes than asked, a non-zero exit, or any exit with
+  ``--episodes 0`` is a failure (exit 1), with the bridge's last error line. A node that dies is reported
+  when it dies. Every node is tied to the runner (``kdmarl_student.lifetime.die_with_parent``), so even
+  ``kill -9`` of the runner leaves no node behind.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kdmarl_student.lifetime import die_with_parent
 
-from kdmarl_bringup.swarm_spec import LAUNCH_ARGUMENTS, NodeSpec, SwarmArgs, build
+from kdmarl_bringup.swarm_spec import LAUNCH_ARGUMENTS, NodeSpec, SwarmArgs, bridge_problem, build
 
 STOP_ORDER = ("bridge", "student", "adapter", "robot", "monitor")
 
@@ -55,6 +61,7 @@ class Swarm:
         self.args, self.specs, self.params_file, self.log_dir = args, specs, params_file, log_dir
         self.procs: list[tuple[NodeSpec, subprocess.Popen]] = []
         self.stopping = False
+        self.reported_dead: set[int] = set()
 
     def start(self) -> None:
         logs = self.log_dir / "logs"
@@ -62,34 +69,44 @@ class Swarm:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         for spec in self.specs:
-            if spec.role == "monitor":
-                spec.parameters["live"] = "false"  # the runner prints the summary itself
-            if spec.role == "bridge":
-                spec.parameters["results_file"] = str(self.log_dir / "bridge_results.json")
             cmd = node_command(spec, self.params_file, write_overrides(spec, self.log_dir / "params"))
-            log = (logs / (spec.fqn.strip("/").replace("/", "__") + ".log")).open("w")
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            log = self.log_path(spec).open("w")
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=die_with_parent)  # noqa: PLW1509  the runner has one thread
             self.procs.append((spec, proc))
             print(f"started {spec.fqn} (pid {proc.pid})", flush=True)
 
     def bridge(self) -> subprocess.Popen | None:
         return next((p for s, p in self.procs if s.role == "bridge"), None)
 
+    def log_path(self, spec: NodeSpec) -> Path:
+        return self.log_dir / "logs" / (spec.fqn.strip("/").replace("/", "__") + ".log")
+
     def wait(self, timeout: float) -> bool:
-        """Until the bridge exits (finite episodes), a signal, or the timeout; False on timeout/failure."""
+        """Until the bridge exits, a signal, or the timeout; False on timeout or a failed bridge."""
         bridge = self.bridge()
         deadline = None if timeout <= 0 else time.monotonic() + timeout
         while not self.stopping:
-            if bridge is not None and self.args.episodes > 0 and bridge.poll() is not None:
-                return bridge.returncode == 0
-            if bridge is not None and bridge.poll() not in (None, 0):
-                print(f"sim_bridge exited with {bridge.returncode}", file=sys.stderr)
-                return False
+            self.report_deaths()
+            if bridge is not None and bridge.poll() is not None:
+                spec = next(s for s, p in self.procs if p is bridge)
+                problem = bridge_problem(bridge.returncode, self.args.episodes, spec.parameters["results_file"])
+                if problem:
+                    print(f"kdmarl-swarm: {problem}{last_error(self.log_path(spec))}", file=sys.stderr)
+                return not problem
             if deadline is not None and time.monotonic() > deadline:
                 print(f"timeout after {timeout} s", file=sys.stderr)
                 return False
             time.sleep(0.2)
         return True
+
+    def report_deaths(self) -> None:
+        """Say so, once, when a node other than the bridge exits while the swarm should be running."""
+        for spec, proc in self.procs:
+            if spec.role != "bridge" and proc.poll() is not None and proc.pid not in self.reported_dead:
+                self.reported_dead.add(proc.pid)
+                print(f"kdmarl-swarm: {spec.fqn} exited with {proc.returncode} while running"
+                      f"{last_error(self.log_path(spec))}", file=sys.stderr, flush=True)
 
     def drain(self, timeout: float) -> None:
         """Give the monitor time to have heard every student's ResourceUsage (it reports at 1 Hz and finds
@@ -113,7 +130,17 @@ class Swarm:
             stop_process_groups([p for s, p in self.procs if s.role == role], grace)
 
     def failures(self) -> list[str]:
+        """Nodes that exited with a non-zero code (a node stopped by the runner exits 0)."""
         return [f"{s.fqn} exited with {p.returncode}" for s, p in self.procs if p.returncode not in (0, None)]
+
+
+def last_error(log: Path) -> str:
+    """``": <last ERROR line>"`` of a node's log, or ``""``: the reason, next to the exit code."""
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+    except OSError:
+        return ""
+    return f": {lines[-1].strip()}" if lines else ""
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:

@@ -229,7 +229,9 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
     if args.monitor:
         specs.append(NodeSpec(
             "kdmarl_bringup", "monitor", "kdmarl_bringup.monitor", "monitor", "",
-            {"log_dir": str(Path(args.log_dir).resolve()), "record_mcap": args.record_mcap,
+            # live: false: a redrawn table floods a launch log (8 749 of 8 776 lines of one run); the monitor
+            # logs a status line instead and prints its table once, at the end.
+            {"log_dir": str(Path(args.log_dir).resolve()), "record_mcap": args.record_mcap, "live": "false",
              "use_sim_time": args.sim_time},
             role="monitor",
         ))
@@ -257,10 +259,30 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
              "seed": args.seed, "agents": [r.agent for r in enabled],
              "namespaces": [r.name for r in enabled], "publish_clock": args.sim_time,
              "episode_subscribers": 1 if args.monitor else 0,
+             "results_file": str(Path(args.log_dir).resolve() / "bridge_results.json"),
              "use_sim_time": False},
             role="bridge",
         ))
     return specs
+
+
+def bridge_problem(returncode: int | None, episodes: int, results_file: str | Path) -> str:
+    """Why a bridge's exit is a failure ("" when it ran every episode asked of it and exited 0).
+
+    Shared by ``swarm.launch.py`` and the ``kdmarl-swarm`` runner, so both judge a run the same way: a bridge
+    that exits early exits 0 too when it was only stopped, so the episodes in its results file decide.
+    """
+    if returncode != 0:
+        return f"sim_bridge exited with code {returncode} (see its log)"
+    if episodes == 0:
+        return "sim_bridge exited although episodes:=0 asks it to run until shut down"
+    try:
+        done = len(json.loads(Path(results_file).read_text())["episodes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"sim_bridge exited without a readable results file {results_file}"
+    if done < episodes:
+        return f"sim_bridge stopped after {done} of {episodes} episodes"
+    return ""
 
 
 def default_params_file() -> str:

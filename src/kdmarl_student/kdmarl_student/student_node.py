@@ -21,16 +21,31 @@ Topics (relative, so a namespace per robot gives ``/<robot>/observation`` etc.; 
                                                     every lifecycle state
 =================  ===============================  =====================================================
 
-Bad input never kills the node: an observation of the wrong length, with NaN/Inf, or for another agent
-gives the safe action, is counted, and logs a throttled warning; in realtime mode a watchdog publishes
-the safe action whenever no observation arrived within ``observation_timeout_s``. Health and resource
-timers run on the steady clock: they measure the machine, and sim time may stop or jump back on reset.
-It needs only its own observation topic: there is no central node on the control path.
+Bad input never kills the node, and is never acted on. Every refusal is counted (per reason, in
+``/diagnostics``) and logged with a throttled warning:
+
+- an observation of the wrong length, with NaN/Inf, addressed to another agent or to no agent at all gets
+  the safe action (``invalid_observations``, reasons ``shape``, ``non_finite``, ``agent``);
+- a policy output with NaN/Inf logits (a broken graph) gets the safe action (``non_finite_outputs``);
+- in realtime mode, a stamp older than ``observation_timeout_s`` or more than ``max_clock_skew_s`` in the
+  future (1970, 2100, a wrong clock) gets the safe action (``stale_observations`` / reason ``stamp``); in
+  lockstep the bridge's step counter is the clock, so stamps are only reported;
+- the same step again (a republish) is answered with the action already decided for it, without a second
+  inference (``duplicate_observations``); an older step of the current episode is dropped (reason
+  ``out_of_order``). A new episode counter, or a step counter that restarts with a newer stamp (a restarted
+  simulator or adapter), starts a new sequence and is logged;
+- in realtime mode a watchdog publishes the safe action whenever no observation arrived within
+  ``observation_timeout_s``.
+
+A second node publishing this agent's ``action`` topic (two students for one agent) turns the node to
+ERROR and it stops acting until the other one is gone: two deciders corrupt every episode silently.
+Health and resource timers run on the steady clock: they measure the machine, and sim time may stop or
+jump back on reset. It needs only its own observation topic: there is no central node on the control path.
+Stopping (SIGINT, SIGTERM, the parent exiting) follows :mod:`kdmarl_student.lifetime`.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections import deque
@@ -51,6 +66,8 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage
+from kdmarl_student.errors import PolicyOutputError
+from kdmarl_student.lifetime import die_with_parent, install_stop_handlers, received_signals, shutdown_requested
 
 # QoS per topic; the bridge, adapter and monitor import these so both ends always agree.
 OBSERVATION_QOS: QoSProfile = qos_profile_sensor_data
@@ -63,6 +80,9 @@ REPORT_QOS = QoSProfile(
     durability=DurabilityPolicy.VOLATILE,
 )
 MODES = ("lockstep", "realtime")
+# How far back a step counter may jump within one episode and still be a late (reordered) message rather
+# than a restarted source, when stamps cannot tell (unstamped observations).
+REORDER_WINDOW = 10
 
 
 def descriptor(
@@ -166,7 +186,8 @@ class StudentNode(LifecycleNode):
             "Bundle agent this node runs; empty = the last component of the node's namespace.", read_only=True))
         self.declare_parameter("mode", "lockstep", descriptor(
             "lockstep: answer every observation (evaluation). realtime: also publish the safe action when no "
-            "observation arrived within observation_timeout_s.", additional_constraints="lockstep | realtime"))
+            "observation arrived within observation_timeout_s, and refuse stale or future stamps. Takes effect "
+            "at the next activate.", additional_constraints="lockstep | realtime"))
         self.declare_parameter("control_rate_hz", 10.0, descriptor(
             "Rate of the realtime watchdog that checks for stale observations.", float_range=(0.1, 1000.0)))
         self.declare_parameter("observation_timeout_s", 0.5, descriptor(
@@ -192,6 +213,9 @@ class StudentNode(LifecycleNode):
             "Period of ResourceUsage and /diagnostics (steady clock).", read_only=True, float_range=(0.05, 60.0)))
         self.declare_parameter("warn_throttle_s", 5.0, descriptor(
             "Minimum interval between repeated warnings about bad or stale input.", float_range=(0.0, 3600.0)))
+        self.declare_parameter("max_clock_skew_s", 0.5, descriptor(
+            "Realtime: an observation stamped more than this far in the future (node clock) is refused.",
+            float_range=(0.0, 3600.0)))
 
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for p in params:
@@ -210,13 +234,17 @@ class StudentNode(LifecycleNode):
 
     def _reset_counters(self) -> None:
         self._counts = {"actions": 0, "safe_actions": 0, "invalid_observations": 0, "stale_observations": 0,
-                        "inference_errors": 0}
+                        "duplicate_observations": 0, "non_finite_outputs": 0, "inference_errors": 0}
         self._counts_at_report = dict(self._counts)
         self._invalid_reasons: dict[str, int] = {}
-        self._last_obs_time: float | None = None  # steady seconds
+        self._last_obs_time: float | None = None  # steady seconds of the last accepted observation
         self._last_obs: tuple[int, int, Any] = (0, 0, None)
+        # (episode, step, stamp ns, action, safe) of the last observation answered: orders the next one and
+        # answers its republish without a second inference.
+        self._last_decision: tuple[int, int, int, int, bool] | None = None
         self._obs_rate = RateMeter()
         self._obs_delay_ms: float | None = None
+        self._duplicate_publishers = ""  # non-empty: another node publishes our action topic
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -283,42 +311,121 @@ class StudentNode(LifecycleNode):
         self._policy = None
 
     # ---- the control path --------------------------------------------------------------------------
+    def _warn(self, text: str) -> None:
+        self.get_logger().warning(text, throttle_duration_sec=float(self._param("warn_throttle_s")))
+
+    def _sequence(self, episode: int, step: int, stamp_ns: int) -> str:
+        """Where an observation stands against the last one answered: new | duplicate | out_of_order.
+
+        A different episode counter (either way: a simulator restarts at 0) or a step counter that goes
+        back with a newer stamp, or further back than :data:`REORDER_WINDOW` steps, is a new sequence.
+        """
+        last = self._last_decision
+        if last is None or episode != last[0] or step > last[1]:
+            if last is not None and episode < last[0]:
+                self.get_logger().info(f"episode counter went back from {last[0]} to {episode}: new sequence "
+                                       "(simulator restarted?)")
+            return "new"
+        if step == last[1] and stamp_ns == last[2]:
+            return "duplicate"
+        if stamp_ns > last[2] or last[1] - step > REORDER_WINDOW:
+            self.get_logger().info(f"step counter of episode {episode} went back from {last[1]} to {step} with a "
+                                   "newer stamp: new sequence (source restarted?)")
+            return "new"
+        return "out_of_order"
+
+    def _stamp_problem(self, stamp_ns: int) -> tuple[str, str] | None:
+        """Realtime only: (counter, detail) when the stamp is too old or in the future on this node's clock."""
+        if self._param("mode") != "realtime":
+            return None
+        now_ns = self.get_clock().now().nanoseconds
+        if now_ns <= 0:  # use_sim_time before the first /clock: nothing to compare with
+            return None
+        age_s = (now_ns - stamp_ns) / 1e9
+        if age_s > float(self._param("observation_timeout_s")):
+            return "stale", f"observation stamped {age_s:.3g} s ago (observation_timeout_s)"
+        if -age_s > float(self._param("max_clock_skew_s")):
+            return "stamp", f"observation stamped {-age_s:.3g} s in the future (max_clock_skew_s)"
+        return None
+
     def _on_observation(self, msg: AgentObservation) -> None:
+        if not self._active or self._policy is None or self._duplicate_publishers:
+            return
+        if self._admit(msg):
+            self._decide(msg)
+
+    def _admit(self, msg: AgentObservation) -> bool:
+        """Address, order and stamp checks; False when the observation was answered or dropped here."""
         now = time.perf_counter()
+        stamp, episode, step = msg.header.stamp, int(msg.episode), int(msg.step)
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        if msg.agent != self._agent:
+            self._answer_safe(msg, "agent", f"observation addressed to {msg.agent!r}, this node runs "
+                              f"{self._agent!r}" if msg.agent else "observation without an agent name")
+            return False
+        order = self._sequence(episode, step, stamp_ns)
+        if order == "out_of_order":
+            self._count_invalid("out_of_order")
+            self._warn(f"dropped observation: step {step} of episode {episode} arrived after step "
+                       f"{self._last_decision[1] if self._last_decision else '?'}")
+            return False
+        if order == "duplicate":  # a republish: the decision already taken for this step, no new inference
+            assert self._last_decision is not None
+            self._counts["duplicate_observations"] += 1
+            _, _, _, action, safe = self._last_decision
+            self._publish(episode, step, stamp, action, safe=safe, count=False)
+            return False
         self._last_obs_time = now
-        self._last_obs = (msg.episode, msg.step, msg.header.stamp)
+        self._last_obs = (episode, step, stamp)
         self._obs_rate.tick(now)
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        if stamp_ns > 0:
-            self._obs_delay_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
-        if not self._active or self._policy is None:
-            return
-        if msg.agent and msg.agent != self._agent:
-            self._reject("agent", f"observation addressed to {msg.agent!r}, this node runs {self._agent!r}")
-            self._publish(msg.episode, msg.step, msg.header.stamp, self._safe_action, safe=True)
-            return
+        self._obs_delay_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 if stamp_ns > 0 else None
+        problem = self._stamp_problem(stamp_ns)
+        if problem is None:
+            return True
+        counter, detail = problem
+        if counter == "stale":
+            self._counts["stale_observations"] += 1
+            self._warn(f"stale observation, safe action: {detail}")
+            self._publish_safe(msg)
+        else:
+            self._answer_safe(msg, counter, detail)
+        return False
+
+    def _decide(self, msg: AgentObservation) -> None:
+        """Run the policy on an admitted observation; every failure is answered with the safe action."""
         observation = np.frombuffer(msg.data, dtype=np.float32) if len(msg.data) else np.zeros(0, np.float32)
         start = time.perf_counter()
         try:
             action = int(self._policy.act(observation))
         except ValueError as err:  # ObservationError: wrong length, NaN/Inf, not numeric
-            self._reject(getattr(err, "reason", "invalid"), str(err))
-            self._publish(msg.episode, msg.step, msg.header.stamp, self._safe_action, safe=True)
+            self._answer_safe(msg, getattr(err, "reason", "invalid"), str(err))
+            return
+        except PolicyOutputError as err:  # NaN/Inf logits: the model is broken, never act on argmax(NaN)
+            self._counts["non_finite_outputs"] += 1
+            self._warn(f"policy output not finite, safe action: {err}")
+            self._publish_safe(msg)
             return
         except Exception as err:  # an inference failure must not kill a robot's process either
             self._counts["inference_errors"] += 1
-            self.get_logger().warning(f"inference failed, safe action: {err}",
-                                      throttle_duration_sec=float(self._param("warn_throttle_s")))
-            self._publish(msg.episode, msg.step, msg.header.stamp, self._safe_action, safe=True)
+            self._warn(f"inference failed, safe action: {err}")
+            self._publish_safe(msg)
             return
         inference_ms = (time.perf_counter() - start) * 1e3
-        self._publish(msg.episode, msg.step, msg.header.stamp, action, safe=False, inference_ms=inference_ms)
+        self._publish(int(msg.episode), int(msg.step), msg.header.stamp, action, safe=False,
+                      inference_ms=inference_ms)
 
-    def _reject(self, reason: str, detail: str) -> None:
+    def _count_invalid(self, reason: str) -> None:
         self._counts["invalid_observations"] += 1
         self._invalid_reasons[reason] = self._invalid_reasons.get(reason, 0) + 1
-        self.get_logger().warning(f"invalid observation, safe action: {detail}",
-                                  throttle_duration_sec=float(self._param("warn_throttle_s")))
+
+    def _answer_safe(self, msg: AgentObservation, reason: str, detail: str) -> None:
+        """An invalid observation: counted under ``reason``, a throttled warning, the safe action."""
+        self._count_invalid(reason)
+        self._warn(f"invalid observation, safe action: {detail}")
+        self._publish_safe(msg)
+
+    def _publish_safe(self, msg: AgentObservation) -> None:
+        self._publish(int(msg.episode), int(msg.step), msg.header.stamp, self._safe_action, safe=True)
 
     def _check_stale(self) -> None:
         """Realtime watchdog: no fresh observation -> the safe action (the robot stops)."""
@@ -329,14 +436,16 @@ class StudentNode(LifecycleNode):
             return
         self._counts["stale_observations"] += 1
         episode, step, stamp = self._last_obs
-        self.get_logger().warning(
-            "no observation yet, safe action" if age is None else f"observation stale ({age:.2f} s), safe action",
-            throttle_duration_sec=float(self._param("warn_throttle_s")))
-        self._publish(episode, step, stamp, self._safe_action, safe=True)
+        self._warn("no observation yet, safe action" if age is None else
+                   f"observation stale ({age:.2f} s), safe action")
+        self._publish(episode, step, stamp, self._safe_action, safe=True, count=False)
+        self._counts["actions"] += 1
+        self._counts["safe_actions"] += 1
 
     def _publish(self, episode: int, step: int, stamp: Any, action: int, *, safe: bool,
-                 inference_ms: float = 0.0) -> None:
-        if self._action_pub is None:
+                 inference_ms: float = 0.0, count: bool = True) -> None:
+        """Publish one decision; ``count`` also makes it the decision of (episode, step) for ordering."""
+        if self._action_pub is None or self._duplicate_publishers:
             return
         msg = AgentAction(agent=self._agent, episode=episode, step=step, action=action, is_safe_action=safe,
                           inference_ms=inference_ms)
@@ -344,9 +453,13 @@ class StudentNode(LifecycleNode):
         if stamp is not None:
             msg.observation_stamp = stamp
         self._action_pub.publish(msg)
+        if not count:
+            return
         self._counts["actions"] += 1
         if safe:
             self._counts["safe_actions"] += 1
+        stamp_ns = 0 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
+        self._last_decision = (episode, step, stamp_ns, action, safe)
 
     # ---- reports -----------------------------------------------------------------------------------
     def _snapshot(self) -> Any | None:
@@ -354,7 +467,25 @@ class StudentNode(LifecycleNode):
             return None
         return self._policy.snapshot()
 
+    def _check_duplicate_publishers(self) -> None:
+        """ERROR and no actions while another node also publishes this agent's action topic."""
+        if self._action_pub is None:
+            self._duplicate_publishers = ""
+            return
+        topic = self._action_pub.topic_name
+        infos = self.get_publishers_info_by_topic(topic)
+        if len(infos) > 1:
+            nodes = sorted(f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos)
+            text = f"{len(infos)} nodes publish {topic} ({', '.join(nodes)}): two deciders for one agent"
+            if text != self._duplicate_publishers:
+                self.get_logger().error(f"refusing to act: {text}")
+            self._duplicate_publishers = text
+        elif self._duplicate_publishers:
+            self.get_logger().info(f"{topic} has one publisher again: acting")
+            self._duplicate_publishers = ""
+
     def _report(self) -> None:
+        self._check_duplicate_publishers()
         snap = self._snapshot()
         if self._active and snap is not None and self._usage_pub is not None:
             self._usage_pub.publish(self._usage_message(snap))
@@ -380,6 +511,8 @@ class StudentNode(LifecycleNode):
             budget_memory_bytes=int(budget.get("max_memory_bytes") or 0),
             budget_latency_ms=float(budget.get("max_latency_ms") or 0.0),
             budget_met=snap.budget_met is not False,
+            budget_exceeded=sorted(k for k, ok in (snap.budget_checks or {}).items() if not ok),
+            non_finite_outputs=self._counts["non_finite_outputs"],
             actions=self._counts["actions"], safe_actions=self._counts["safe_actions"],
             invalid_observations=self._counts["invalid_observations"],
             stale_observations=self._counts["stale_observations"],
@@ -407,6 +540,8 @@ class StudentNode(LifecycleNode):
         problems = []
         if self._error:
             level, message = DiagnosticStatus.ERROR, f"bundle unusable, not acting: {self._error}"
+        elif self._duplicate_publishers:
+            level, message = DiagnosticStatus.ERROR, f"not acting: {self._duplicate_publishers}"
         else:
             if not self._active:
                 problems.append("not active")
@@ -416,8 +551,11 @@ class StudentNode(LifecycleNode):
                 problems.append(f"{new['stale_observations']} stale observations")
             if new["inference_errors"]:
                 problems.append(f"{new['inference_errors']} inference errors")
+            if new["non_finite_outputs"]:
+                problems.append(f"{new['non_finite_outputs']} non-finite policy outputs")
             if snap is not None and snap.budget_met is False:
-                problems.append("over budget")
+                over = sorted(k for k, ok in (snap.budget_checks or {}).items() if not ok)
+                problems.append(f"over budget ({', '.join(over)})")
             level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
             message = "; ".join(problems) if problems else "ok"
         name = f"kdmarl_student: {self.get_fully_qualified_name()}"
@@ -434,21 +572,25 @@ class StudentNode(LifecycleNode):
 
 
 def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executor: Any | None = None) -> None:
-    """Spin until SIGINT/SIGTERM or context shutdown, then run ``on_shutdown`` while publishing still works.
+    """Spin until a stop is requested (SIGINT/SIGTERM, see :mod:`kdmarl_student.lifetime`) or the context
+    shuts down, then run ``on_shutdown`` while publishing still works, then destroy the node.
 
     rclpy's own signal handler shuts the context down before user code can react, so a robot could not
     send its final zero ``Twist``; nodes therefore start with ``SignalHandlerOptions.NO`` (see
-    :func:`init_ros`) and turn SIGTERM into KeyboardInterrupt. Spinning in short slices lets Python
-    deliver the signal promptly even while the wait set is idle.
+    :func:`init_ros`), whose handlers only set a flag. Spinning in short slices lets the loop see the flag
+    promptly while the wait set is idle; further signals during shutdown change nothing.
     """
     executor = executor or SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while rclpy.ok():
+        while rclpy.ok() and not shutdown_requested():
             executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
+        signals = received_signals()
+        if signals:
+            node.get_logger().info(f"shutting down ({signals[0]})")
         if on_shutdown is not None:
             try:
                 on_shutdown()
@@ -459,15 +601,11 @@ def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executo
         rclpy.try_shutdown()
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def init_ros(argv: list[str] | None) -> None:
-    """rclpy.init without rclpy's signal handlers; SIGINT and SIGTERM raise KeyboardInterrupt instead."""
+    """rclpy.init without rclpy's signal handlers; SIGINT/SIGTERM request a stop, the parent's exit sends SIGTERM."""
+    install_stop_handlers()
+    die_with_parent()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
 
 
 def main(argv: list[str] | None = None) -> None:

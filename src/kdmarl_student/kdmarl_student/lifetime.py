@@ -1,0 +1,79 @@
+"""How long a node process lives: until SIGINT/SIGTERM, and never longer than the process that started it.
+
+Two rules every kdmarl node follows (DESIGN.md section 7, issue 9's measured shutdown defects):
+
+- **Signals only set a flag.** A terminal's Ctrl-C reaches the whole process group, and ``ros2 launch``
+  forwards its own SIGINT a moment later, so a node sees two or more signals. A handler that raises
+  ``KeyboardInterrupt`` stays armed while the node destroys its entities and the second signal lands inside
+  ``destroy_node`` or inside rclpy's ``take_message`` (observed as tracebacks on 3 of 3 Ctrl-C runs). Here the
+  handler records the request and returns; loops poll :func:`shutdown_requested` between short waits.
+- **A node dies with its parent.** ``ros2 launch`` answers SIGTERM by cancelling itself without stopping its
+  children, and ``kill -9`` of a runner cannot forward anything: orphaned students would keep acting with
+  nobody supervising them. ``PR_SET_PDEATHSIG`` (Linux) asks the kernel to send SIGTERM to the node when
+  its parent exits, which the node then handles like any other stop request (a robot adapter sends its
+  zero ``Twist``). :func:`die_with_parent` is also the ``preexec_fn`` of the ``kdmarl-swarm`` runner, so the
+  tie holds from the first instruction of the child.
+
+Imports only the standard library: the runner (no rclpy) uses it too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_requested = threading.Event()
+_signals: list[str] = []
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _signals.append(signal.Signals(signum).name)
+    _requested.set()
+
+
+def install_stop_handlers() -> None:
+    """SIGINT and SIGTERM (any number, in any order) request a stop; nothing is raised."""
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+
+def shutdown_requested() -> bool:
+    """True once a stop signal arrived (or :func:`request_shutdown` was called)."""
+    return _requested.is_set()
+
+
+def request_shutdown() -> None:
+    """Ask the process's loops to stop, as a signal would (e.g. a bridge that finished its episodes)."""
+    _requested.set()
+
+
+def received_signals() -> tuple[str, ...]:
+    """Names of the stop signals received so far, for the shutdown log line."""
+    return tuple(_signals)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Have the kernel send ``sig`` to this process when its parent exits; False where unsupported.
+
+    Usable as a ``subprocess.Popen(preexec_fn=...)`` (libc is loaded at import, so the child only makes one
+    system call) and at the start of a node. If the parent exits between reading its pid and the tie (the
+    one race the kernel cannot close for us), the signal is sent right away.
+    """
+    if _LIBC is None:
+        return False
+    parent = os.getppid()
+    if _LIBC.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != parent:  # orphaned before the tie existed
+        os.kill(os.getpid(), sig)
+    return True
+
+
+__all__ = ["die_with_parent", "install_stop_handlers", "received_signals", "request_shutdown",
+           "shutdown_requested"]
