@@ -13,12 +13,18 @@ holding everything needed to rebuild the teacher without the training code's sta
 `checkpoint.pt` (for `--resume`) is the same dict plus "train_state" (optimizer, RNG states, wall time, ...).
 
 Why atomic: a run killed while writing must leave the previous checkpoint intact, so the file is written to a
-temporary file in the same directory, fsync'ed, then `os.replace`d over the old one.
+temporary file in the same directory, fsync'ed, then `os.replace`d over the old one. A failed write (disk full)
+raises `errors.OutputFileError` naming the file, and a truncated or corrupt file read back raises
+`errors.InputFileError` naming it, so `kdmarl` reports either in one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import math
+import pickle
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,8 @@ from typing import Any
 import torch
 from kdmarl_student.atomic import atomic_file
 
+from kdmarl_teacher.config import check_device
+from kdmarl_teacher.errors import InputFileError, NonFiniteError, writing
 from kdmarl_teacher.networks import Actor, Critic, actor_input, actor_inputs_all, critic_inputs_all
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
@@ -34,9 +42,45 @@ VERSION = 1
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file next to `path`, fsync, then os.replace (atomic on POSIX)."""
-    with atomic_file(path) as handle:
-        torch.save(obj, handle)
+    """torch.save to a temp file next to `path`, fsync, then os.replace (atomic on POSIX).
+
+    Serialized in memory first: torch.save streaming into a file that hits a full disk reports a bare
+    RuntimeError ("unexpected pos"), while a plain write reports the OS error, which `writing` names the file in.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with writing(path), atomic_file(path) as handle:
+        handle.write(buffer.getbuffer())
+
+
+def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an Inf (a state_dict's items, named_parameters())."""
+    return [name for name, t in named if torch.is_tensor(t) and t.is_floating_point() and not bool(t.isfinite().all())]
+
+
+def divergence_error(iteration: int, values: Mapping[str, float], modules: Mapping[str, torch.nn.Module],
+                     ckpt_path: Path, last_checkpoint: int | None) -> NonFiniteError:
+    """The one-line stop of a diverged run: which iteration, which losses / grad norm (`values`) and which weights
+    of `modules` are NaN/Inf, and which checkpoint is kept (the run stops before writing a bad one)."""
+    losses = ", ".join(f"{k}={v:g}" for k, v in values.items() if not math.isfinite(v))
+    parts = [losses] if losses else []
+    weights = [f"{name}.{t}" for name, m in modules.items() for t in nonfinite_tensors(m.state_dict().items())]
+    if weights:
+        more = f" (+{len(weights) - 4} more)" if len(weights) > 4 else ""
+        parts.append(f"weights {', '.join(weights[:4])}{more}")
+    kept = (f"{ckpt_path} keeps iteration {last_checkpoint}" if last_checkpoint is not None
+            else "no checkpoint was written")
+    return NonFiniteError(f"iteration {iteration}: non-finite {'; '.join(parts)}; stopped ({kept}): lower lr or "
+                          "max_grad_norm, or check the inputs")
+
+
+def check_resume_config(saved: Mapping[str, Any], now: Mapping[str, Any], ignore: Iterable[str]) -> None:
+    """`--resume` continues THE run in the directory: refuse a config that differs from the checkpoint's in any key
+    but `ignore` (keys that do not change what is computed, e.g. device, time limit), naming the keys."""
+    skip = set(ignore)
+    diff = sorted(k for k in {*saved, *now} - skip if saved.get(k) != now.get(k))
+    if diff:
+        raise ValueError(f"--resume: config differs from the checkpoint's in {diff}")
 
 
 def prepare_run_dir(out_dir: str | Path, resume: bool, what: str = "run") -> Path:
@@ -138,7 +182,21 @@ def build_teacher(payload: dict, device: str | torch.device = "cpu") -> Teacher:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    return torch.load(Path(path), map_location=device, weights_only=True)
+    """torch.load (weights_only) of checkpoint.pt, teacher.pt or students.pt; a truncated or corrupt file raises
+    InputFileError naming it (torch reports EOFError, OSError or RuntimeError, none of which names the file)."""
+    path = Path(path)
+    check_device(device)  # else torch's "cannot deserialize on CUDA" would read as a corrupt file below
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (EOFError, OSError, RuntimeError, pickle.UnpicklingError) as err:
+        detail = " ".join(str(err).split(". ")[0].split()) or type(err).__name__
+        raise InputFileError(path, f"expected a complete torch.save checkpoint; the file is truncated or corrupt "
+                             f"({detail})") from err
+    if not isinstance(payload, dict):
+        raise InputFileError(path, f"expected a checkpoint dict, got {type(payload).__name__}")
+    return payload
 
 
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Teacher:

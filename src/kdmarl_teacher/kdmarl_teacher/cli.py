@@ -3,6 +3,10 @@
 A thin dispatcher on purpose: each subcommand lives in its own module exposing `add_arguments(parser)` and
 `run(args) -> int`, imported only when that subcommand runs (so `kdmarl --help` and `kdmarl report` do not
 pay torch's import time, and a colleague's module that is missing or broken affects only its subcommand).
+
+Failures the user can fix (bad config value, YAML syntax error, truncated checkpoint, full disk, a diverged run:
+the typed errors of `kdmarl_teacher.errors`, `ValueError`, `OSError`) are printed here, and only here, as ONE line
+on stderr naming the file or key at fault, with exit code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+
+from kdmarl_teacher.errors import NonFiniteError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,8 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = sub.parse_args(argv[1:])
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"kdmarl {head.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, NonFiniteError) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the message (YAML and torch errors span lines)
+        print(f"kdmarl {head.command}: error: {message}", file=sys.stderr)
         return 2
 
 

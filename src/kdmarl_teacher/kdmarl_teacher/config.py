@@ -4,17 +4,24 @@ Why flat: every hyper-parameter is one `key: value` line in the run's `config.ya
 the command line and one attribute in the training loop, so an ablation is always a single edit. Only
 `env_params` is a mapping (it is forwarded verbatim to the scenario, e.g. `N`, `local_ratio`); its entries are
 overridden as `--set env_params.N=4`. Unknown keys raise `ValueError` naming the file (or `--set`) and the key,
-so a typo never silently trains with a default.
+so a typo never silently trains with a default; so do values outside a key's allowed range (`RANGES`, below the
+dataclass: e.g. `lr=1e9` or `gamma=1.5` would train to NaN or to nonsense instead of failing), and a YAML syntax
+error names the file and the line (`errors.InputFileError`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from kdmarl_student.atomic import atomic_file
+
+from kdmarl_teacher.errors import InputFileError, writing
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
@@ -71,13 +78,12 @@ class TeacherConfig:
     use_gru: bool = False  # a GRU after the MLP trunk for actor and critic (MAPPO's recurrent policy)
     gru_hidden: int = 64  # GRU width when use_gru
 
-    def validate(self) -> None:
-        """Fail early with a message naming the bad key."""
-        positive = ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches", "checkpoint_every",
-                    "log_every", "torch_threads", "gru_hidden")
-        for key in positive:
-            if int(getattr(self, key)) <= 0:
-                raise ValueError(f"config key '{key}' must be > 0, got {getattr(self, key)!r}")
+    def validate(self, origins: Mapping[str, str] | None = None) -> None:
+        """Fail early with a message naming the bad key (and, via `origins`, the file or `--set` it came from)."""
+        check_ranges(self.to_dict(), RANGES, origins or {}, "config key")
+        check_ranges({f"env_params.{k}": v for k, v in self.env_params.items()} if isinstance(self.env_params, dict)
+                     else {}, ENV_PARAM_RANGES, origins or {}, "config key")
+        check_device(self.device, (origins or {}).get("device"))
         if self.num_envs % self.num_minibatches != 0:
             raise ValueError(f"config key 'num_minibatches' ({self.num_minibatches}) must divide "
                              f"'num_envs' ({self.num_envs}): minibatches are split over environments")
@@ -85,8 +91,10 @@ class TeacherConfig:
             raise ValueError(f"config key 'activation' must be 'relu' or 'tanh', got {self.activation!r}")
         for key in ("actor_hidden", "critic_hidden"):
             widths = getattr(self, key)
-            if not isinstance(widths, list) or not widths or not all(isinstance(w, int) and w > 0 for w in widths):
-                raise ValueError(f"config key '{key}' must be a non-empty list of positive ints, got {widths!r}")
+            if not isinstance(widths, list) or not widths or not all(
+                    isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths):
+                raise ValueError(f"config key '{key}' must be a non-empty list of ints in [1, {MAX_WIDTH}], "
+                                 f"got {widths!r}")
         if not isinstance(self.env_params, dict):
             raise ValueError(f"config key 'env_params' must be a mapping, got {self.env_params!r}")
 
@@ -97,12 +105,132 @@ class TeacherConfig:
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TeacherConfig))
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
+@dataclass(frozen=True)
+class Range:
+    """The allowed interval of a numeric config key; `None` is unbounded, `*_open` excludes the bound itself."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if math.isnan(value):  # NaN is in no range
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self, key: str) -> str:
+        """`0 < lr <= 1`, `num_envs >= 1`: the range as the error message states it."""
+
+        def num(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+        if self.high is None and self.low is not None:
+            return f"{key} {'>' if self.low_open else '>='} {num(self.low)}"
+        low = "" if self.low is None else f"{num(self.low)} {'<' if self.low_open else '<='} "
+        high = "" if self.high is None else f" {'<' if self.high_open else '<='} {num(self.high)}"
+        return f"{low}{key}{high}"
+
+
+# Allowed ranges, checked at load. Why these bounds: outside them a run diverges (lr > 1 with Adam moves every weight
+# by up to lr per step), is meaningless (gamma or lambda > 1 sum returns that grow with the horizon; a negative loss
+# coefficient maximises its loss) or exhausts memory (rollout buffers are num_envs x num_steps x N x input width).
+MAX_WIDTH = 4096  # widest hidden layer accepted (actor_hidden, critic_hidden, gru_hidden)
+RANGES: dict[str, Range] = {
+    "num_envs": Range(1, 65_536),
+    "num_steps": Range(1, 100_000),
+    "seed": Range(0, 2**32 - 1),
+    "torch_threads": Range(1, 1024),
+    "total_steps": Range(1),
+    "time_limit_minutes": Range(0),
+    "checkpoint_every": Range(1),
+    "log_every": Range(1),
+    "lr": Range(0, 1, low_open=True),  # 0 would not learn (and hides a typo)
+    "adam_eps": Range(0, 1, low_open=True),
+    "gamma": Range(0, 1),
+    "gae_lambda": Range(0, 1),
+    "update_epochs": Range(1, 1000),
+    "num_minibatches": Range(1),  # and it must divide num_envs
+    "clip_coef": Range(0, 1, low_open=True),
+    "vf_coef": Range(0, 100),
+    "ent_coef": Range(0, 1),
+    "max_grad_norm": Range(0, low_open=True),
+    "gru_hidden": Range(1, MAX_WIDTH),
+}
+# Scenario parameters with a range when present in env_params (the scenario checks which ones it accepts): a
+# batched env allocates [num_envs, N, obs_dim(N)] tensors, so N = 100 000 would exhaust memory instead of failing.
+ENV_PARAM_RANGES: dict[str, Range] = {
+    "env_params.N": Range(1, 16),
+    "env_params.local_ratio": Range(0, 1),  # a proportion (mpe2 asserts the same)
+    "env_params.max_cycles": Range(1, 10_000),
+}
+
+
+def check_ranges(values: Mapping[str, Any], ranges: Mapping[str, Range], origins: Mapping[str, str],
+                 what: str) -> None:
+    """Raise ValueError for the first key of `ranges` whose value in `values` is not a number in its range;
+    the message names the origin (`origins[key]`: a file or `--set`, when known), the key, value and range."""
+    for key, allowed in ranges.items():
+        if key not in values:
+            continue
+        value = values[key]
+        prefix = f"{origins[key]}: " if key in origins else ""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{prefix}{what} '{key}' expects a number in {allowed.describe(key)}, got {value!r}")
+        if value not in allowed:
+            raise ValueError(f"{prefix}{what} '{key}' = {value!r} is out of range: expected {allowed.describe(key)}")
+
+
+def check_device(device: Any, origin: str | None = None) -> None:
+    """`cpu`, or `cuda` / `cuda:K` on a machine where torch sees that GPU (torch is imported only for cuda)."""
+    prefix = f"{origin}: " if origin else ""
+    name = str(device)
+    if name == "cpu":
+        return
+    kind, _, index = name.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"{prefix}config key 'device' = {device!r} is not a device: expected cpu, cuda or cuda:K")
+    import torch  # noqa: PLC0415 (config stays torch-free for CPU runs and tools that only read configs)
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(index or 0) >= count:
+        seen = f"{count} CUDA device(s)" if count else "no usable CUDA device (torch.cuda.is_available() is False)"
+        raise ValueError(f"{prefix}device {device!r} (config key 'device' or --device): this machine has {seen}; "
+                         "expected 'cpu' (--device cpu) or an existing cuda:K")
+
+
+def load_yaml(path: str | Path) -> Any:
+    """`yaml.safe_load` of a file; a syntax error becomes `InputFileError` naming the file and the line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise InputFileError(path, f"expected a UTF-8 YAML file ({err.reason})") from err
+    return parse_yaml(text, str(path), expected="`key: value` lines of valid YAML", in_file=True)
+
+
+def parse_yaml(text: str, source: str, expected: str = "a YAML value (number, true/false, [list], ...)",
+               in_file: bool = False) -> Any:
+    """`yaml.safe_load(text)`; an error names `source` (a file, with the line, or `--set KEY`) and `expected`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        if not in_file:
+            raise InputFileError(source, f"invalid YAML {text!r} ({problem}); expected {expected}") from err
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        raise InputFileError(source, f"invalid YAML ({problem}{where}); expected {expected}",
+                             line=mark.line + 1 if mark is not None else None) from err
+
+
+def coerce(key: str, value: Any, default: Any, source: str, what: str = "config key") -> Any:
     """Check a value against the default's type (YAML gives ints for floats like `1`, accept those)."""
-    default = getattr(TeacherConfig(), key)
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{source}: config key '{key}' expects true/false, got {value!r}")
+            raise ValueError(f"{source}: {what} '{key}' expects true/false, got {value!r}")
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -110,27 +238,34 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         try:  # YAML 1.1 reads "3e-4" (no dot) as a string
             number = float(value)
         except ValueError:
-            raise ValueError(f"{source}: config key '{key}' expects a number, got {value!r}") from None
+            raise ValueError(f"{source}: {what} '{key}' expects a number, got {value!r}") from None
         value = number
     if isinstance(default, int) and isinstance(value, float) and value.is_integer():
         return int(value)
     if type(default) is not type(value) and not (default is None or value is None):
-        raise ValueError(f"{source}: config key '{key}' expects {type(default).__name__}, got {value!r}")
+        raise ValueError(f"{source}: {what} '{key}' expects {type(default).__name__}, got {value!r}")
     return value
 
 
-def apply_overrides(cfg: TeacherConfig, values: dict[str, Any], source: str) -> TeacherConfig:
-    """Return a copy of `cfg` with `values` applied; `source` (a file name or '--set') goes into errors."""
+def apply_overrides(cfg: TeacherConfig, values: dict[str, Any], source: str,
+                    origins: dict[str, str] | None = None) -> TeacherConfig:
+    """Return a copy of `cfg` with `values` applied; `source` (a file name or '--set') goes into errors and, per
+    key, into `origins` (so a range error found later by `validate` still names where the value came from)."""
     if not isinstance(values, dict):
         raise ValueError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
+    origins = {} if origins is None else origins
     data = cfg.to_dict()
     for key, value in values.items():
         if key.startswith("env_params."):
             data["env_params"] = {**data["env_params"], key.split(".", 1)[1]: value}
+            origins[key] = source
             continue
         if key not in FIELD_NAMES:
             raise ValueError(f"{source}: unknown config key '{key}' (known keys: {', '.join(FIELD_NAMES)})")
-        data[key] = _coerce(key, value, source)
+        data[key] = coerce(key, value, getattr(TeacherConfig(), key), source)
+        origins[key] = source
+        if key == "env_params" and isinstance(value, dict):
+            origins.update({f"env_params.{k}": source for k in value})
     out = TeacherConfig(**data)
     return out
 
@@ -142,21 +277,19 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"--set: expected key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
+        out[key.strip()] = parse_yaml(raw, f"--set {key.strip()}")
     return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: TeacherConfig | None = None) -> TeacherConfig:
-    """Defaults <- YAML file <- `--set` overrides, then validate."""
+    """Defaults <- YAML file <- `--set` overrides, then validate (types, ranges, device)."""
     cfg = base if base is not None else TeacherConfig()
+    origins: dict[str, str] = {}
     if path is not None:
-        path = Path(path)
-        with path.open() as fh:
-            values = yaml.safe_load(fh) or {}
-        cfg = apply_overrides(cfg, values, str(path))
-    cfg = apply_overrides(cfg, parse_set(overrides), "--set")
-    cfg.validate()
+        cfg = apply_overrides(cfg, load_yaml(path) or {}, str(path), origins)
+    cfg = apply_overrides(cfg, parse_set(overrides), "--set", origins)
+    cfg.validate(origins)
     return cfg
 
 
@@ -167,5 +300,6 @@ def default_config_path(scenario: str) -> Path | None:
 
 
 def save_config(cfg: TeacherConfig, path: str | Path) -> None:
-    with Path(path).open("w") as fh:
-        yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
+    """The run's resolved config.yaml, written atomically (a write error names the file)."""
+    with writing(path), atomic_file(path) as fh:
+        fh.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())

@@ -21,11 +21,11 @@ hardware budget, and the rest of the budget fine-tunes the pruned student.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -35,8 +35,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import yaml
+from kdmarl_student.atomic import atomic_file
 
-from kdmarl_teacher.checkpoint import Teacher, atomic_save, load_teacher, prepare_run_dir, spec_to_dict
+from kdmarl_teacher.checkpoint import (
+    Teacher,
+    atomic_save,
+    check_resume_config,
+    divergence_error,
+    load_checkpoint,
+    load_teacher,
+    nonfinite_tensors,
+    prepare_run_dir,
+    spec_to_dict,
+)
+from kdmarl_teacher.config import Range, check_device, check_ranges, coerce, load_yaml, parse_set
+from kdmarl_teacher.errors import NonFiniteError, writing
 from kdmarl_teacher.losses import (
     argmax_ce_loss,
     clipped_pg_loss,
@@ -47,6 +60,7 @@ from kdmarl_teacher.losses import (
     relation_matrix,
     role_loss,
 )
+from kdmarl_teacher.mappo import MetricsLog
 from kdmarl_teacher.networks import actor_inputs_all
 from kdmarl_teacher.profiles import CONFIG_DIR, TeamConfig, apply_sensing_torch, load_team
 from kdmarl_teacher.resources import module_resources
@@ -61,7 +75,8 @@ TERMS = ("pg", "kl", "ce", "relation", "role")
 
 @dataclass
 class DistillConfig:
-    """Hyper-parameters of `kdmarl distill` (YAML: config/distill.yaml; `--set key=value` overrides)."""
+    """Hyper-parameters of `kdmarl distill` (YAML: config/distill.yaml; `--set key=value` overrides). Allowed
+    ranges: `DISTILL_RANGES` below the class; values outside them are refused at load."""
 
     team: str = "spread3_full"  # config/teams/NAME.yaml or a path
     seed: int = 1
@@ -106,40 +121,70 @@ class DistillConfig:
     checkpoint_every: int = 20
     log_every: int = 1
 
-    def validate(self) -> None:
-        for key in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches", "n_roles",
-                    "rel_dim", "eval_episodes", "checkpoint_every", "log_every", "torch_threads"):
-            if int(getattr(self, key)) <= 0:
-                raise ValueError(f"distill config key '{key}' must be > 0, got {getattr(self, key)!r}")
+    def validate(self, origins: dict[str, str] | None = None) -> None:
+        """Types and ranges (`DISTILL_RANGES`), naming the key and, via `origins`, the file or `--set`."""
+        check_ranges(dataclasses.asdict(self), DISTILL_RANGES, origins or {}, "distill config key")
+        check_device(self.device, (origins or {}).get("device"))
         if self.num_envs * self.num_steps % self.num_minibatches:
             raise ValueError("distill config key 'num_minibatches' must divide num_envs * num_steps")
-        if self.temperature <= 0:
-            raise ValueError("distill config key 'temperature' must be > 0")
 
     def terms(self) -> dict[str, float]:
         """Active terms and weights."""
         return {t: float(getattr(self, f"w_{t}")) for t in TERMS if getattr(self, f"use_{t}")}
 
 
-def load_distill_config(path: str | Path | None, overrides: list[str] | None = None) -> DistillConfig:
-    """Defaults <- YAML <- `--set key=value` (YAML-parsed values); unknown keys raise ValueError naming the source."""
-    cfg = DistillConfig()
-    names = {f.name for f in dataclasses.fields(DistillConfig)}
+# Allowed ranges, checked at load (as kdmarl_teacher.config.RANGES for the teacher): outside them a run diverges
+# (lr > 1), means nothing (gamma, lambda > 1; a negative loss weight maximises its loss) or exhausts memory.
+DISTILL_RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1),
+    "torch_threads": Range(1, 1024),
+    "num_envs": Range(1, 65_536),
+    "num_steps": Range(1, 100_000),
+    "total_steps": Range(1),
+    "time_limit_minutes": Range(0),
+    "lr": Range(0, 1, low_open=True),
+    "update_epochs": Range(1, 1000),
+    "num_minibatches": Range(1),  # and it must divide num_envs * num_steps
+    "max_grad_norm": Range(0, low_open=True),
+    **{f"w_{t}": Range(0, 100) for t in TERMS},  # loss weights; switch a term off with use_<term>: false
+    "temperature": Range(0, 100, low_open=True),
+    "clip_coef": Range(0, 1, low_open=True),
+    "gamma": Range(0, 1),
+    "gae_lambda": Range(0, 1),
+    "ent_coef": Range(0, 1),
+    "n_roles": Range(1, 64),
+    "rel_dim": Range(1, 4096),
+    "ra_width_mult": Range(1, 16),
+    "ra_lambda": Range(0, 1),
+    "ra_prune_at": Range(0, 1, high_open=True),  # at 1 the prune point is never reached
+    "eval_episodes": Range(1, 100_000),
+    "eval_seed": Range(0, 2**32 - 1),
+    "checkpoint_every": Range(1),
+    "log_every": Range(1),
+}
+RESUME_MAY_CHANGE = ("device", "time_limit_minutes", "total_steps")  # a --resume may extend the run
 
-    def apply(values: dict, source: str) -> None:
+
+def load_distill_config(path: str | Path | None, overrides: list[str] | None = None) -> DistillConfig:
+    """Defaults <- YAML <- `--set key=value` (YAML-parsed values); unknown keys, wrong types and values out of
+    range raise ValueError naming the source (the file or `--set`) and the key."""
+    cfg = DistillConfig()
+    defaults = dataclasses.asdict(cfg)
+    origins: dict[str, str] = {}
+
+    def apply(values: Any, source: str) -> None:
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a mapping of distill config keys, got {type(values).__name__}")
         for key, value in values.items():
-            if key not in names:
+            if key not in defaults:
                 raise ValueError(f"{source}: unknown distill config key {key!r}")
-            setattr(cfg, key, value)
+            setattr(cfg, key, coerce(key, value, defaults[key], source, what="distill config key"))
+            origins[key] = source
 
     if path is not None:
-        apply(yaml.safe_load(Path(path).read_text()) or {}, str(path))
-    for item in overrides or []:
-        if "=" not in item:
-            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        apply({key.strip(): yaml.safe_load(value)}, "--set")
-    cfg.validate()
+        apply(load_yaml(path) or {}, str(path))
+    apply(parse_set(overrides), "--set")
+    cfg.validate(origins)
     return cfg
 
 
@@ -284,7 +329,7 @@ def load_students(path: str | Path, device: str = "cpu") -> tuple[list[StudentML
     path = Path(path)
     if path.is_dir():
         path = path / "students.pt"
-    payload = torch.load(path, map_location=device, weights_only=True)
+    payload = load_checkpoint(path, device)
     if payload.get("format") != FORMAT or payload.get("version") != VERSION:
         raise ValueError(f"{path}: not a kdmarl students file v{VERSION} (format={payload.get('format')!r})")
     students = []
@@ -344,7 +389,8 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     start_iter, global_step, wall_before, pruned = 0, 0, 0.0, False
     centroids = None
     if resume:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(ckpt_path, device)
+        check_resume_config(ck["config"], dataclasses.asdict(cfg), RESUME_MAY_CHANGE)
         if ck.get("pruned"):
             students[:] = [build_student(a).to(device) for a in ck["archs"]]
             aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
@@ -373,13 +419,12 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                 h = h * (~dones).repeat_interleave(N).unsqueeze(1).to(h.dtype)
         centroids = fit_roles(torch.cat(embs), cfg.n_roles, seed=cfg.seed)
 
-    # ---- logging -------------------------------------------------------------------------------------------------
-    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only for real runs)
-
-    writer = SummaryWriter(str(out / "tb"))
-    csv_path = out / "metrics.csv"
-    csv_file = csv_path.open("a" if resume else "w", newline="")
-    csv_writer: csv.DictWriter | None = None
+    # ---- logging (after the run-directory guard and the resume check: a refused run leaves the first one intact) ----
+    config_path = out / "distill_config.yaml"
+    with writing(config_path), atomic_file(config_path) as fh:
+        fh.write(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False).encode())
+    log = MetricsLog(out, start_iter if resume else None, global_step)
+    last_checkpoint = start_iter if resume else None  # the iteration checkpoint.pt holds
     bar = None
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
@@ -387,6 +432,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         bar = tqdm(total=n_iters, initial=start_iter, desc="distill", unit="it", dynamic_ncols=True)
 
     def save_all(iteration: int, final: bool = False) -> None:
+        nonlocal last_checkpoint
         atomic_save({"iteration": iteration, "global_step": global_step, "wall_time": wall_before + time.time() - t0,
                      "students": [s.state_dict() for s in students], "archs": [s.arch() for s in students],
                      "aux": aux.state_dict(), "optimizer": optimizer.state_dict(), "gen_state": gen.get_state(),
@@ -394,6 +440,14 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                      "config": dataclasses.asdict(cfg)}, ckpt_path)
         atomic_save(students_payload(team, students, teacher_info, cfg, step=global_step,
                                      extra={"final": final, "role_centroids": centroids.cpu()}), out / "students.pt")
+        last_checkpoint = iteration
+
+    def diverged(iteration_number: int, values: dict[str, float]) -> NonFiniteError:
+        if bar is not None:
+            bar.close()
+        log.close()
+        modules = {**{f"student_{a.name}": s for a, s in zip(team.agents, students, strict=True)}, "aux": aux}
+        return divergence_error(iteration_number, values, modules, ckpt_path, last_checkpoint)
 
     t0 = time.time()
     terms = cfg.terms()
@@ -493,11 +547,18 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+                values = {f"loss/{k}": float(v.detach()) for k, v in {**parts, "loss": loss}.items()}
+                values["grad_norm"] = float(grad_norm)
+                if not all(map(math.isfinite, values.values())):  # stop before the step spreads NaN into the weights
+                    raise diverged(iteration + 1, values)
                 optimizer.step()
                 for k, v in {**parts, "loss": loss, "grad_norm": grad_norm}.items():
                     stats[k] = stats.get(k, 0.0) + float(v.detach())
                 stats["agreement"] = stats.get("agreement", 0.0) + agree
                 n_mb += 1
+
+        if nonfinite_tensors(t for m in (*students, aux) for t in m.state_dict().items()):
+            raise diverged(iteration + 1, {})
 
         # ---- 4. log, checkpoint ----------------------------------------------------------------------------------
         wall = wall_before + time.time() - t0
@@ -508,15 +569,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
             row["train_team_return"] = float(torch.cat(ep_returns).mean())
             row.update({f"task/{k}": float(torch.cat(v).mean()) for k, v in ep_metrics.items()})
         if (iteration + 1) % cfg.log_every == 0:
-            if csv_writer is None:
-                csv_writer = csv.DictWriter(csv_file, fieldnames=list(row), extrasaction="ignore")
-                if not resume:
-                    csv_writer.writeheader()
-            csv_writer.writerow(row)
-            csv_file.flush()
-            for k, v in row.items():
-                if k != "iteration":
-                    writer.add_scalar(k, v, global_step)
+            log.write(row)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(ret=f"{row.get('train_team_return', float('nan')):.2f}",
@@ -529,8 +582,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         bar.close()
     wall = wall_before + time.time() - t0
     save_all(iteration, final=True)
-    writer.close()
-    csv_file.close()
+    log.close()
 
     # ---- 5. evaluation and report ------------------------------------------------------------------------------
     for s in students:
@@ -559,7 +611,9 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         "config": dataclasses.asdict(cfg), "command": " ".join(sys.argv),
         "flops_note": "FLOPs = 2 x MACs of the Linear layers at batch 1 (activations, LayerNorm, masking not counted)",
     }
-    (out / "distill_report.json").write_text(json.dumps(report, indent=2))
+    report_path = out / "distill_report.json"
+    with writing(report_path), atomic_file(report_path) as fh:
+        fh.write(json.dumps(report, indent=2).encode())
     print(f"teacher {ev_teacher['team_return']:.2f} ± {ev_teacher['ci95']:.2f} | students "
           f"{ev_students['team_return']:.2f} ± {ev_students['ci95']:.2f} | random {ev_random['team_return']:.2f} "
           f"| retention {retention:.3f} | min FLOPs reduction {report['min_flops_reduction']:.1f}x | "
@@ -610,8 +664,6 @@ def run(args: argparse.Namespace) -> int:
         teacher_path = teacher_path / "teacher.pt"
     teacher = load_teacher(teacher_path, cfg.device)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "distill_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     distill(cfg, teacher, out, teacher_path=teacher_path, resume=args.resume, progress=not args.no_progress)
     print(f"wrote {out / 'students.pt'} and {out / 'distill_report.json'}")
     return 0

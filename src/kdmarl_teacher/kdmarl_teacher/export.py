@@ -163,9 +163,10 @@ def load_student_agents(path: str | Path) -> list[ExportAgent]:
     ``{"format": "kdmarl_students", "version": 1, "agents": [{"name", "arch": StudentMLP.arch(),
     "state_dict", "sensing", "hardware": profile dict or None}, ...]}``.
     """
+    from kdmarl_teacher.checkpoint import load_checkpoint  # noqa: PLC0415
     from kdmarl_teacher.students import build_student  # noqa: PLC0415
 
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    payload = load_checkpoint(path)  # a truncated file: InputFileError naming it
     if not isinstance(payload, Mapping) or payload.get("format") != STUDENTS_FORMAT:
         raise ValueError(f"{path}: not a students file (format {STUDENTS_FORMAT!r} expected)")
     agents = []
@@ -237,11 +238,30 @@ def parity_error(module: nn.Module, path: Path, inputs: np.ndarray, chunk: int =
             x = np.ascontiguousarray(inputs[start : start + chunk], dtype=np.float32)
             (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
             torch_out = module(torch.from_numpy(x)).numpy()
-            diff = np.abs(onnx_out - torch_out)
+            # a NaN/Inf logit on either side is an infinite difference: NaN compares False, so max() would skip it
+            # and a NaN model would read as parity 0.00
+            finite = np.isfinite(onnx_out) & np.isfinite(torch_out)
+            diff = np.full(onnx_out.shape, np.inf)
+            diff[finite] = np.abs(onnx_out[finite] - torch_out[finite])
             worst_abs = max(worst_abs, float(diff.max()))
-            scale = np.maximum(1.0, np.abs(torch_out).max(axis=-1, keepdims=True))  # [chunk, 1]
+            scale = np.maximum(1.0, np.abs(np.where(finite, torch_out, 0.0)).max(axis=-1, keepdims=True))  # [chunk, 1]
             worst_scaled = max(worst_scaled, float((diff / scale).max()))
     return worst_abs, worst_scaled
+
+
+def refuse_nonfinite_weights(agents: Sequence[ExportAgent], teacher_actor: nn.Module | None) -> None:
+    """Refuse to export a model holding NaN/Inf weights (a diverged training run): its logits are NaN for every
+    observation, which a robot must never get. NonFiniteError names the agent (or teacher actor) and parameters."""
+    from kdmarl_teacher.checkpoint import nonfinite_tensors  # noqa: PLC0415
+    from kdmarl_teacher.errors import NonFiniteError  # noqa: PLC0415
+
+    models = [(f"agent {a.name} ({a.kind})", a.module) for a in agents]
+    models += [("teacher actor", teacher_actor)] if teacher_actor is not None else []
+    for what, module in models:
+        bad = nonfinite_tensors(module.state_dict().items())
+        if bad:
+            raise NonFiniteError(f"{what}: non-finite (NaN/Inf) weights in {', '.join(bad)}: refusing to export; "
+                                 "expected the finite weights of a run that did not diverge")
 
 
 def record_observations(spec: ScenarioSpec, agents: Sequence[ExportAgent], steps: int, seed: int,
@@ -361,6 +381,7 @@ def export_bundle(
     by_name = {a.name: a for a in agents}
     if sorted(by_name) != sorted(spec.agent_names):
         raise ValueError(f"agents {sorted(by_name)} do not match the scenario's {sorted(spec.agent_names)}")
+    refuse_nonfinite_weights(agents, teacher_actor)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -510,7 +531,9 @@ def resolve_sources(run_dir: Path, students: Path | None, teacher: Path | None,
         students_path = None
     teacher_path = teacher or run_dir / "teacher.pt"
     if not teacher_path.is_file() and teacher is None and students_path is not None:
-        info = torch.load(students_path, map_location="cpu", weights_only=True).get("teacher") or {}
+        from kdmarl_teacher.checkpoint import load_checkpoint  # noqa: PLC0415
+
+        info = load_checkpoint(students_path).get("teacher") or {}
         if info.get("path"):
             teacher_path = Path(info["path"])
             if info.get("sha256") and teacher_path.is_file() and sha256_file(teacher_path) != info["sha256"]:

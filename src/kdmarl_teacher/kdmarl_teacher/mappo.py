@@ -12,6 +12,10 @@ optimizer, value normalizer, generator state and iteration counter, and `checkpo
 an interrupted-and-resumed run reproduces the uninterrupted one bit for bit. (Resetting per iteration costs
 nothing on MPE: episodes have a fixed length, so with `num_steps` a multiple of `max_cycles` every iteration
 holds whole episodes; otherwise the cut episodes are bootstrapped with the critic, i.e. treated as truncated.)
+
+Divergence: every minibatch's losses and gradient norm are checked before the optimizer step, and all weights after
+each iteration; the first NaN/Inf stops the run with `errors.NonFiniteError` naming the iteration and what went
+non-finite, BEFORE anything is checkpointed, so checkpoint.pt and teacher.pt keep the last good iteration.
 """
 
 from __future__ import annotations
@@ -26,12 +30,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, prepare_run_dir, spec_to_dict
+from kdmarl_teacher.checkpoint import (
+    FORMAT,
+    VERSION,
+    atomic_save,
+    check_resume_config,
+    divergence_error,
+    load_checkpoint,
+    nonfinite_tensors,
+    prepare_run_dir,
+    spec_to_dict,
+)
 from kdmarl_teacher.config import TeacherConfig, default_config_path, load_config, save_config
+from kdmarl_teacher.errors import NonFiniteError, writing
 from kdmarl_teacher.networks import Actor, Critic, actor_inputs_all, critic_inputs_all
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
 SEED_STRIDE = 1_000_003  # iteration seeds: seed * SEED_STRIDE + iteration (distinct runs never share rollouts)
+RESUME_MAY_CHANGE = ("device", "time_limit_minutes")  # config keys a --resume may change (same computation)
 
 
 def make_env(cfg: TeacherConfig, device: torch.device, num_envs: int | None = None, seed: int | None = None) -> Any:
@@ -127,10 +143,13 @@ def _optimizer_to_cpu(state: dict) -> dict:
 
 
 class MetricsLog:
-    """metrics.csv (one row per logged iteration) + TensorBoard scalars. On resume the CSV is cut back to the
-    checkpoint's iteration so rows written after the last checkpoint (then lost) are not duplicated."""
+    """metrics.csv (one row per logged iteration) + TensorBoard scalars, for `kdmarl train` and `kdmarl distill`.
 
-    def __init__(self, out: Path, resume_iteration: int | None) -> None:
+    On resume from a checkpoint taken after `resume_iteration` iterations (at TensorBoard step `resume_step`),
+    the CSV is cut back to that iteration and TensorBoard purges every step after `resume_step`, so the
+    iterations run after the last checkpoint (then lost by the kill) appear once, not twice."""
+
+    def __init__(self, out: Path, resume_iteration: int | None, resume_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when training)
 
         self.path = out / "metrics.csv"
@@ -140,21 +159,24 @@ class MetricsLog:
                 reader = csv.DictReader(fh)
                 self.fields = list(reader.fieldnames or [])
                 rows = [r for r in reader if int(r["iteration"]) <= resume_iteration]
-            with self.path.open("w", newline="") as fh:
+            with writing(self.path), self.path.open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=self.fields)
                 writer.writeheader()
                 writer.writerows(rows)
         elif self.path.exists():
             self.path.unlink()
-        self.tb = SummaryWriter(str(out / "tb"))
+        # purge_step: TensorBoard drops the events of steps >= it (from earlier files too) when it reads the log
+        purge = None if resume_iteration is None or resume_step is None else resume_step + 1
+        self.tb = SummaryWriter(str(out / "tb"), purge_step=purge)
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.fields is None:
-            self.fields = list(row)
-            with self.path.open("w", newline="") as fh:
-                csv.DictWriter(fh, fieldnames=self.fields).writeheader()
-        with self.path.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(row)
+        with writing(self.path):
+            if self.fields is None:
+                self.fields = list(row)
+                with self.path.open("w", newline="") as fh:
+                    csv.DictWriter(fh, fieldnames=self.fields).writeheader()
+            with self.path.open("a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(row)
         step = int(row["global_step"])
         for key, value in row.items():
             if key not in ("global_step", "iteration") and isinstance(value, (int, float)) and math.isfinite(value):
@@ -197,11 +219,7 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     start_iteration, wall_offset = 0, 0.0
     if resume:
         ckpt = load_checkpoint(ckpt_path, "cpu")
-        saved = {k: v for k, v in ckpt["config"].items() if k not in ("device", "time_limit_minutes")}
-        now = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "time_limit_minutes")}
-        if saved != now:
-            diff = sorted(k for k in now if saved.get(k) != now[k])
-            raise ValueError(f"--resume: config differs from the checkpoint's in {diff}")
+        check_resume_config(ckpt["config"], cfg.to_dict(), RESUME_MAY_CHANGE)
         actor.load_state_dict(ckpt["actor"]["state_dict"])
         critic.load_state_dict(ckpt["critic"]["state_dict"])
         norm.load_state_dict(ckpt["value_norm"]["state_dict"])
@@ -211,7 +229,7 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
         torch.set_rng_state(ts["torch_rng"])
         start_iteration, wall_offset = int(ckpt["iteration"]), float(ts["wall_time"])
     save_config(cfg, out / "config.yaml")
-    log = MetricsLog(out, start_iteration if resume else None)
+    log = MetricsLog(out, start_iteration if resume else None, start_iteration * B * T)
 
     # ---- rollout storage ---------------------------------------------------------------------------------------
     Da, Dc = actor.in_dim, critic.in_dim
@@ -235,7 +253,10 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     time_limit = cfg.time_limit_minutes * 60.0
     last_return = float("nan")
 
+    last_checkpoint = start_iteration if resume else None  # the iteration checkpoint.pt holds
+
     def checkpoint(iteration_done: int) -> None:
+        nonlocal last_checkpoint
         payload = teacher_payload(cfg, env, actor, critic, norm, actor_kwargs=actor_kwargs,
                                   critic_kwargs=critic_kwargs, global_step=iteration_done * steps_per_iter,
                                   iteration=iteration_done)
@@ -243,6 +264,14 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
                        "torch_rng": torch.get_rng_state(), "wall_time": wall_offset + time.perf_counter() - t0}
         atomic_save({**payload, "train_state": train_state}, ckpt_path)
         atomic_save(payload, teacher_path)
+        last_checkpoint = iteration_done
+
+    def diverged(iteration_number: int, values: dict[str, float]) -> NonFiniteError:
+        if bar is not None:
+            bar.close()
+        log.close()
+        return divergence_error(iteration_number, values, {"actor": actor, "critic": critic, "value_norm": norm},
+                                ckpt_path, last_checkpoint)
 
     iteration = start_iteration
     for iteration in range(start_iteration, num_iterations):
@@ -339,9 +368,13 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
                 stats = {"pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": entropy.item(),
                          "grad_norm": grad_norm.item()}
+                if not all(map(math.isfinite, stats.values())):  # stop before the step spreads NaN into the weights
+                    raise diverged(iteration + 1, stats)
+                optimizer.step()
+        if nonfinite_tensors(p for m in (actor, critic, norm) for p in m.state_dict().items()):
+            raise diverged(iteration + 1, stats)
 
         # ---- logging ------------------------------------------------------------------------------------------
         global_step = (iteration + 1) * steps_per_iter

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
 from kdmarl_student.sensing import SLOT_DIM, _resolve, sensed_dim
 
+from kdmarl_teacher.config import load_yaml
 from kdmarl_teacher.resources import mlp_resources
 from kdmarl_teacher.students import LADDER, RungChoice, choose_rung
 
@@ -108,7 +108,7 @@ def load_hardware(name_or_path: str | Path) -> dict[str, Any]:
         path = HARDWARE_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
             raise ValueError(f"unknown hardware profile {name_or_path!r}: expected one of {list_hardware_profiles()}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a hardware profile must be a mapping")
     data.setdefault("name", path.stem)
@@ -182,8 +182,8 @@ def load_team(
     path = team_path(name_or_path)
     where = str(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
+        data = load_yaml(path) or {}  # a YAML syntax error: InputFileError naming the file and the line
+    except OSError as err:
         raise ValueError(f"{where}: cannot read team config: {err}") from err
     if not isinstance(data, dict):
         raise ValueError(f"{where}: a team config must be a mapping")

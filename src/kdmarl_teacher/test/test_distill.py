@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +31,7 @@ from kdmarl_teacher.distill import (
 )
 from kdmarl_teacher.profiles import load_team
 from kdmarl_teacher.students import StudentMLP, budget_violations
+from test_mappo import tb_steps
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +95,46 @@ def test_resume_continues(teacher_path: Path, tmp_path: Path) -> None:
                      progress=False, resume=True)
     assert report["global_step"] == 64 * 25 * 3
     assert len(list(csv.DictReader((tmp_path / "metrics.csv").open()))) == 3
+
+
+def _csv_iterations(path: Path) -> list[int]:
+    return [int(r["iteration"]) for r in csv.DictReader(path.open())]
+
+
+def test_killed_run_resumes_with_its_config_and_logs_every_iteration_once(
+        teacher_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """SIGKILL a `kdmarl distill` between checkpoints (interval 8), then: a second run over it is refused and
+    leaves its distill_config.yaml alone, a resume with another config is refused, and the resumed run's
+    metrics.csv and TensorBoard hold every iteration exactly once."""
+    from kdmarl_teacher.checkpoint import load_checkpoint
+
+    from kdmarl_teacher import cli
+
+    out, every, n = tmp_path / "s", 8, 20
+    sets = [f"--set={s}" for s in ("num_envs=32", "num_steps=25", f"total_steps={32 * 25 * n}",
+                                   f"checkpoint_every={every}", "eval_episodes=4", "torch_threads=1")]
+    args = ["distill", "--teacher", str(teacher_path), "--out", str(out), "--no-progress", *sets]
+    proc = subprocess.Popen([sys.executable, "-m", "kdmarl_teacher.cli", *args], stdout=subprocess.DEVNULL)
+    metrics, deadline = out / "metrics.csv", time.monotonic() + 300
+    while not metrics.exists() or metrics.read_text().count("\n") - 1 < every + 2:  # row 9 comes after checkpoint 8
+        assert proc.poll() is None and time.monotonic() < deadline, "distill ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    logged, kept = _csv_iterations(metrics)[-1], load_checkpoint(out / "checkpoint.pt")["iteration"]
+    assert kept % every == 0 and logged > kept  # iterations after the checkpoint were logged, then lost
+
+    config = (out / "distill_config.yaml").read_bytes()
+    capsys.readouterr()
+    assert cli.main([*args, "--seed", "7"]) == 2  # a second run over the first: refused ...
+    assert "already holds a distillation" in capsys.readouterr().err
+    assert (out / "distill_config.yaml").read_bytes() == config  # ... and the first run's config is intact
+    assert cli.main([*args, "--resume", "--set", "lr=0.02"]) == 2  # a resume must continue the same run
+    assert "--resume: config differs from the checkpoint's in ['lr']" in capsys.readouterr().err
+
+    assert cli.main([*args, "--resume"]) == 0
+    assert _csv_iterations(metrics) == list(range(1, n + 1))
+    assert tb_steps(out / "tb", "loss/kl") == [32 * 25 * i for i in range(1, n + 1)]
 
 
 def test_hidden_slices_change_the_student_input(teacher_path: Path) -> None:

@@ -263,3 +263,31 @@ def test_teacher_is_found_through_the_students_file(tmp_path: Path) -> None:
         export_mod.resolve_sources(distill_run, None, None, False)
     with pytest.raises(FileNotFoundError):
         export_mod.resolve_sources(distill_run, tmp_path / "nope.pt", None, False)
+
+
+def test_nan_weights_are_refused_and_a_nan_difference_fails_parity(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """A diverged teacher (NaN weights) is refused, naming the agent and the parameter; and parity on NaN logits
+    is an infinite difference, not the 0.00 that max() skipping NaN used to report."""
+    from kdmarl_teacher import cli
+
+    run = write_teacher(tmp_path / "runs" / "nan", hidden=(8,))
+    payload = torch.load(run / "teacher.pt", weights_only=True)
+    payload["actor"]["state_dict"]["head.bias"][1] = float("nan")
+    torch.save(payload, run / "teacher.pt")
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "b"), "--eval-episodes", "0",
+                     "--legacy-exporter"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "agent agent_0 (teacher_actor): non-finite (NaN/Inf) weights in " \
+        "actor.head.bias: refusing to export" in err, err
+    assert not (tmp_path / "b").exists()
+
+    module = StudentMLP(4, (8,), 3).eval()
+    path = tmp_path / "m.onnx"
+    export_mod.export_onnx(module, path, 4, dynamo=False)
+    inputs = export_mod.random_observations(64, 4, seed=0)
+    assert export_mod.parity_error(module, path, inputs)[1] <= 1e-5
+    with torch.no_grad():
+        module.head.bias[0] = float("nan")  # torch now disagrees with the exported (finite) graph
+    diff, scaled = export_mod.parity_error(module, path, inputs)
+    assert diff == scaled == float("inf")

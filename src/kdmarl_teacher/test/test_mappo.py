@@ -83,9 +83,19 @@ def _metric_rows(path: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k not in ("wall_time", "sps", "sps_iter")} for r in csv.DictReader(fh)]
 
 
+def tb_steps(tb_dir: Path, tag: str) -> list[int]:
+    """The steps of one scalar as TensorBoard shows them (all event files of the run, purges applied)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     """Interrupt after 2 iterations, resume for 1, lose that iteration's checkpoint (as a kill would), resume to
-    the end: parameters and metrics equal the uninterrupted run's bit for bit."""
+    the end: parameters and metrics equal the uninterrupted run's bit for bit, and TensorBoard holds iteration 3
+    once (the second resume purges what the lost iteration logged)."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     train(tiny(), full, progress=False)
 
@@ -102,6 +112,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
         assert torch.equal(a[k], b[k]), k
     assert load_checkpoint(cut / "checkpoint.pt")["iteration"] == 4
     assert _metric_rows(full / "metrics.csv") == _metric_rows(cut / "metrics.csv")
+    assert len(list((cut / "tb").glob("events.out.tfevents.*"))) == 3
+    assert tb_steps(cut / "tb", "train/pg_loss") == tb_steps(full / "tb", "train/pg_loss") == [200, 400, 600, 800]
 
 
 def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
