@@ -2,14 +2,20 @@
 
 A robot trusts nothing in a bundle until it has checked it, in this order:
 
-1. ``manifest.json`` exists and is a JSON object;
+1. ``manifest.json`` is a regular file (not a symlink, FIFO or device) of at most 1 MiB, read without
+   blocking (:mod:`kdmarl_student.bundle_files`), and strict JSON: an object, no duplicate keys, no
+   NaN/Infinity, no integer longer than 20 digits, nesting at most 32 levels;
 2. its ``schema_version`` is one this runtime understands (checked before the schema, so an old runtime
    says "unknown schema_version" instead of a confusing schema error);
 3. if a public key is configured, ``manifest.sig`` verifies over the exact bytes just read;
 4. it validates against ``schema/manifest.schema.json`` (JSON Schema draft 2020-12);
 5. cross-field rules the schema cannot express (slices inside the observation, the sensing profile fits
    the layout and gives ``input_dim``, action meanings match ``n_actions``, unique agent names);
-6. per agent on demand: the model path stays inside the bundle and the file's sha256 matches.
+6. per agent on demand (:meth:`Manifest.read_model`): the model path stays inside the bundle, the file is
+   regular, its size is ``model.bytes`` (and at most ``MAX_MODEL_BYTES``) before it is read, its sha256
+   matches, and it keeps no tensor in ONNX external data (:mod:`kdmarl_student.onnx_wire`). The bytes
+   checked are returned and are the bytes ONNX Runtime loads: the file is read once, so swapping it after
+   the check changes nothing.
 
 Every failure is a :class:`~kdmarl_student.errors.BundleError` naming the file and the field.
 Only numpy, jsonschema and cryptography (for signatures) are imported: this runs on robots. Both are imported
@@ -22,19 +28,30 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from kdmarl_student.bundle_files import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, read_bundle_file
 from kdmarl_student.errors import BundleError
 from kdmarl_student.metering import check_budget
+from kdmarl_student.onnx_wire import refuse_external_data
 from kdmarl_student.sensing import sensed_dim
-from kdmarl_student.signing import MANIFEST_FILE, SIGNATURE_FILE, load_public_key, verify_bundle_signature
+from kdmarl_student.signing import (
+    MANIFEST_FILE,
+    SIGNATURE_FILE,
+    load_public_key,
+    read_manifest_bytes,
+    verify_bundle_signature,
+)
 
 SCHEMA_VERSION = "1.0"
 SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0",)
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "manifest.schema.json"
+MAX_JSON_DEPTH = 32  # a manifest nests 6 levels deep; the limit keeps every walk over it shallow
+MAX_INT_DIGITS = 20  # int64 has 19 digits; longer integers are no count or size of this world
 
 __all__ = [
     "MANIFEST_FILE",
@@ -42,6 +59,8 @@ __all__ = [
     "SIGNATURE_FILE",
     "AgentEntry",
     "Manifest",
+    "ModelFile",
+    "decode_manifest_json",
     "load_manifest",
     "resolve_bundle_file",
     "sha256_file",
@@ -64,7 +83,8 @@ def _schema_validator() -> Any:
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (models can be large on bigger robots)."""
+    """Hex sha256 of a file, read in chunks: for writers (export) hashing files they just wrote. The runtime
+    never hashes a path: it hashes the bytes it read and then loads (:meth:`Manifest.read_model`)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
@@ -78,6 +98,78 @@ def _field_name(parts: Any) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+class _HugeInt(str):
+    """An integer literal with more than ``MAX_INT_DIGITS`` digits, kept as text until it is reported.
+
+    Parsing it as ``int`` would cost quadratic time, or raise a bare ``ValueError`` beyond Python's
+    4300-digit limit; keeping it lets :func:`_check_json_values` name the field that holds it.
+    """
+
+
+def _parse_int(text: str) -> int | _HugeInt:
+    return _HugeInt(text) if len(text.lstrip("-")) > MAX_INT_DIGITS else int(text)
+
+
+def _json_value_error(value: Any, depth: int, duplicates: Mapping[int, tuple[dict, str]]) -> tuple[str, str] | None:
+    """(relative field, what was expected) if this one JSON value breaks a strict-JSON rule, else None."""
+    if depth > MAX_JSON_DEPTH:
+        return "", f"JSON nested at most {MAX_JSON_DEPTH} levels deep"
+    if isinstance(value, _HugeInt):
+        return "", f"an integer of at most {MAX_INT_DIGITS} digits; got {len(value)} characters"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "", f"a finite number; got {value} (NaN, Infinity or out of float range)"
+    if isinstance(value, dict) and id(value) in duplicates:
+        expected = "each key once per object; this key repeats (which value counts would depend on the parser)"
+        return duplicates[id(value)][1], expected
+    return None
+
+
+def _check_json_values(data: Any, path: Path, duplicates: Mapping[int, tuple[dict, str]]) -> None:
+    """Walk the parsed document (iteratively: no recursion to exhaust) and refuse what strict JSON forbids."""
+    stack: list[tuple[Any, tuple[Any, ...], int]] = [(data, (), 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        problem = _json_value_error(value, depth, duplicates)
+        if problem is not None:
+            extra, expected = problem
+            raise BundleError(path, _field_name((*where, extra) if extra else where) or "(root)", expected)
+        if isinstance(value, dict):
+            stack.extend((v, (*where, k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*where, i), depth + 1) for i, v in enumerate(value))
+    if duplicates:  # a repeated key inside an object that was itself overwritten by a repeated key
+        raise BundleError(path, next(iter(duplicates.values()))[1], "each key once per object; this key repeats")
+
+
+def decode_manifest_json(payload: bytes, path: Path) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, finite numbers, bounded integers and nesting.
+
+    Python's ``json`` accepts duplicate keys (last wins), ``NaN`` and ``Infinity`` and overflows ``1e400``
+    to ``inf``; a signed manifest must mean one thing to every reader, so all of these are refused with a
+    ``BundleError`` naming the field. Deep nesting and memory exhaustion also become ``BundleError``.
+    """
+    duplicates: dict[int, tuple[dict, str]] = {}  # id -> (the object, kept alive so ids stay unique; the key)
+
+    def object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj and id(obj) not in duplicates:
+                duplicates[id(obj)] = (obj, key)
+            obj[key] = value
+        return obj
+
+    try:
+        data = json.loads(payload.decode("utf-8"), object_pairs_hook=object_pairs, parse_int=_parse_int)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise BundleError(path, "", f"valid UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BundleError(path, "", f"valid JSON nested at most {MAX_JSON_DEPTH} levels deep") from exc
+    except MemoryError as exc:
+        raise BundleError(path, "", "valid JSON that fits in this robot's memory once parsed") from exc
+    _check_json_values(data, path, duplicates)
+    return data
 
 
 def resolve_bundle_file(bundle_dir: Path, name: Any, manifest_path: Path, field_name: str) -> Path:
@@ -155,8 +247,16 @@ class AgentEntry:
 
 
 @dataclass(frozen=True)
+class ModelFile:
+    """A model file's bytes as checked against the manifest, and where they were read from."""
+
+    path: Path
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """A validated manifest and where it came from. Model files are checked by :meth:`model_path`."""
+    """A validated manifest and where it came from. Model files are read and checked by :meth:`read_model`."""
 
     bundle_dir: Path
     data: dict[str, Any]
@@ -183,31 +283,49 @@ class Manifest:
         raise BundleError(self.path, "agents[].name",
                           f"an agent named {name!r}; this bundle has {list(self.agent_names)}")
 
-    def model_path(self, entry: AgentEntry, verify_sha256: bool = True) -> Path:
-        """Path of the agent's model, inside the bundle, existing, with the sha256 of the manifest."""
-        field_name = f"{entry.field_prefix}.model.file"
-        path = resolve_bundle_file(self.bundle_dir, entry.model_file, self.path, field_name)
-        if not path.is_file():
-            raise BundleError(path, "", f"the model file named by {MANIFEST_FILE} {field_name}; it is missing")
-        if verify_sha256:
-            actual = sha256_file(path)
-            if actual != entry.model_sha256:
-                raise BundleError(path, f"{entry.field_prefix}.model.sha256",
-                                  f"sha256 {entry.model_sha256} as {MANIFEST_FILE} says; the file has {actual} "
-                                  "(modified or corrupted model: refused)")
-        return path
+    def read_model(self, entry: AgentEntry, verify_sha256: bool = True) -> ModelFile:
+        """The agent's model file, read once and checked: the bytes to give ONNX Runtime.
 
-    def teacher_model_path(self, verify_sha256: bool = True) -> Path:
-        """Path of the teacher actor shipped for comparison (``BundleError`` if the bundle has none)."""
+        Inside the bundle, a regular file, ``model.bytes`` long (when the manifest says) and at most
+        ``MAX_MODEL_BYTES`` (both before reading), with the manifest's sha256, and no ONNX external data.
+        Load the returned ``data``, never the path again: a file swapped after the check would otherwise
+        run unchecked (issue 9).
+        """
+        model = entry.raw["model"]
+        return self._read_model_file(entry.model_file, entry.model_sha256 if verify_sha256 else None,
+                                     model.get("bytes"), f"{entry.field_prefix}.model")
+
+    def read_teacher_model(self, verify_sha256: bool = True) -> ModelFile:
+        """The teacher actor shipped for comparison, checked like :meth:`read_model` (no ``bytes`` field)."""
         teacher = self.data.get("teacher")
         if not teacher:
             raise BundleError(self.path, "teacher", "a teacher actor entry; this bundle ships none")
-        path = resolve_bundle_file(self.bundle_dir, teacher["file"], self.path, "teacher.file")
-        if not path.is_file():
-            raise BundleError(path, "", f"the teacher model named by {MANIFEST_FILE} teacher.file; it is missing")
-        if verify_sha256 and sha256_file(path) != teacher["sha256"]:
-            raise BundleError(path, "teacher.sha256", "the sha256 the manifest lists; the file differs")
-        return path
+        return self._read_model_file(teacher["file"], teacher["sha256"] if verify_sha256 else None, None, "teacher")
+
+    def model_path(self, entry: AgentEntry, verify_sha256: bool = True) -> Path:
+        """Path of the agent's model after the checks of :meth:`read_model`; for messages, not for loading
+        (reopening the path would load whatever is there by then)."""
+        return self.read_model(entry, verify_sha256).path
+
+    def teacher_model_path(self, verify_sha256: bool = True) -> Path:
+        """Path of the teacher actor after the checks of :meth:`read_teacher_model` (same caveat as model_path)."""
+        return self.read_teacher_model(verify_sha256).path
+
+    def _read_model_file(self, name: Any, sha256: str | None, expected_size: Any, prefix: str) -> ModelFile:
+        """Resolve inside the bundle, read bounded, hash the bytes read, refuse external data."""
+        path = resolve_bundle_file(self.bundle_dir, name, self.path, f"{prefix}.file")
+        data = read_bundle_file(
+            path, what=f"the model file named by {MANIFEST_FILE} {prefix}.file", limit=MAX_MODEL_BYTES,
+            expected_size=expected_size, size_field=f"{prefix}.bytes", follow_symlinks=True,
+        )
+        if sha256 is not None:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != sha256:
+                raise BundleError(path, f"{prefix}.sha256",
+                                  f"sha256 {sha256} as {MANIFEST_FILE} says; the file has {actual} "
+                                  "(modified or corrupted model: refused)")
+        refuse_external_data(data, path)
+        return ModelFile(path=path, data=data)
 
 
 def _check_agent(manifest_path: Path, index: int, agent: Mapping[str, Any]) -> None:
@@ -236,6 +354,17 @@ def _check_agent(manifest_path: Path, index: int, agent: Mapping[str, Any]) -> N
                           f"an action index below n_actions ({action['n_actions']}); got {action['safe_action']}")
 
 
+def _schema_error_field(error: Any) -> str:
+    """The field a schema error is about; for an unknown key, the key itself (``agents[0].model.url``)."""
+    parts = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        unknown = sorted(k for k in error.instance if k not in known)
+        if unknown:
+            parts.append(unknown[0])
+    return _field_name(parts) or "(root)"
+
+
 def validate_manifest_data(data: Any, manifest_path: Path) -> None:
     """Schema version, JSON Schema, then cross-field rules; raises ``BundleError`` on the first failure."""
     if not isinstance(data, dict):
@@ -248,7 +377,7 @@ def validate_manifest_data(data: Any, manifest_path: Path) -> None:
 
     error = best_match(_schema_validator().iter_errors(data))
     if error is not None:
-        raise BundleError(manifest_path, _field_name(error.absolute_path) or "(root)", f"schema: {error.message}")
+        raise BundleError(manifest_path, _schema_error_field(error), f"schema: {error.message}")
     names = [agent["name"] for agent in data["agents"]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -280,20 +409,11 @@ def load_manifest(
         raise BundleError(manifest_path, "", "a public key to verify the required signature with (none configured)")
     if not bundle_dir.is_dir():
         raise BundleError(bundle_dir, "", "a bundle directory; it does not exist")
-    try:
-        payload = manifest_path.read_bytes()
-    except FileNotFoundError as exc:
-        raise BundleError(manifest_path, "", "a manifest; the file is missing (not a bundle, or an unfinished "
-                          "export)") from exc
-    except OSError as exc:
-        raise BundleError(manifest_path, "", f"a readable manifest: {exc}") from exc
+    payload = read_manifest_bytes(manifest_path)
     signed_by = None
     if require_signature:
         signed_by = verify_bundle_signature(bundle_dir, load_public_key(public_key), payload=payload)
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(manifest_path, "", f"valid UTF-8 JSON: {exc}") from exc
+    data = decode_manifest_json(payload, manifest_path)
     validate_manifest_data(data, manifest_path)
     agents = tuple(AgentEntry.from_dict(i, a) for i, a in enumerate(data["agents"]))
     return Manifest(bundle_dir=bundle_dir, data=data, agents=agents, signed_by=signed_by)
@@ -393,5 +513,10 @@ def dump_manifest(data: Mapping[str, Any], manifest_path: Path | str = MANIFEST_
     Writers validate with the same code readers use, so an exporter can never ship a manifest its own
     runtime would refuse.
     """
-    validate_manifest_data(json.loads(json.dumps(data)), Path(manifest_path))
-    return (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    manifest_path = Path(manifest_path)
+    validate_manifest_data(decode_manifest_json(json.dumps(data).encode("utf-8"), manifest_path), manifest_path)
+    payload = (json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
+    if len(payload) > MAX_MANIFEST_BYTES:
+        raise BundleError(manifest_path, "", f"a manifest of at most {MAX_MANIFEST_BYTES} bytes (what a robot "
+                          f"reads); this one has {len(payload)}")
+    return payload

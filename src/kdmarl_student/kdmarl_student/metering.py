@@ -110,3 +110,4 @@ class ResourceSnapshot:
     budget_checks: dict[str, bool]
     rejected_observations: int
     provider: str
+    non_finite_outputs: int = 0  # decisions refused because the model returned NaN/Inf logits

@@ -2,8 +2,13 @@
 
 Construction does every check that can fail *before* the robot moves (manifest, signature, sha256, ONNX
 inputs and outputs against the manifest, one dummy inference on the chosen execution provider), so that
-at run time the only expected failure is a bad observation, which raises a typed
-:class:`~kdmarl_student.errors.ObservationError` the node answers with the safe action.
+at run time the only expected failures are a bad observation, which raises a typed
+:class:`~kdmarl_student.errors.ObservationError`, and NaN/Inf logits from a broken graph, which raise
+:class:`~kdmarl_student.errors.PolicyOutputError`; the node answers both with the safe action.
+
+The model is read once (:meth:`~kdmarl_student.manifest.Manifest.read_model`: bounded, hashed, no ONNX
+external data) and ONNX Runtime is given those very bytes, never the path: a file swapped between the
+hash and the load cannot run (issue 9).
 
 Runtime choices follow rl_sar and NVIDIA's Isaac Sim policy node: ONNX Runtime with one intra-op thread
 (a robot runs several processes on few cores; one thread is also the fastest for batch-1 MLPs), and an
@@ -25,10 +30,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from kdmarl_student.errors import BundleError, ObservationError
+from kdmarl_student.bundle_files import MAX_MODEL_BYTES, read_bundle_file
+from kdmarl_student.errors import BundleError, ObservationError, PolicyOutputError
 from kdmarl_student.manifest import AgentEntry, Manifest, load_manifest
 from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot, check_budget
 from kdmarl_student.observation import make_selector, validate_observation
+from kdmarl_student.onnx_wire import refuse_external_data
 
 LOGGER = logging.getLogger("kdmarl_student.policy")
 
@@ -40,25 +47,50 @@ def _dim_is_dynamic(dim: Any) -> bool:
     return dim is None or isinstance(dim, str)
 
 
-def open_session(
-    model_path: Path,
-    input_name: str,
-    input_dim: int,
-    *,
-    providers: Sequence[str] | str = "auto",
-    intra_op_num_threads: int = 1,
-) -> tuple[ort.InferenceSession, str]:
-    """Open an ONNX Runtime session on the first provider that survives a dummy inference.
+def _model_bytes(model: bytes | str | Path, source: str | Path | None) -> tuple[bytes, str | Path]:
+    """The model as bytes (a path is read once, bounded) and the name errors give it."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), source or "<model bytes>"
+    path = Path(model)
+    data = read_bundle_file(path, what="an ONNX model file", limit=MAX_MODEL_BYTES, follow_symlinks=True)
+    return data, source or path
 
-    ``providers="auto"`` tries TensorRT, then CUDA (when compiled in), then CPU; an explicit list is
-    tried in order the same way. Returns the session and the provider that actually runs it. A model
-    ONNX Runtime cannot load raises ``BundleError`` naming the file.
-    """
+
+def _session_options(intra_op_num_threads: int) -> ort.SessionOptions:
+    """Single-threaded, sequential, quiet, and ONNX (protobuf) format only: the format the external-data
+    check of :mod:`kdmarl_student.onnx_wire` walks, so ORT and the check read the same fields."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(intra_op_num_threads)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # ORT's own warnings would flood a robot's log on every start
+    options.add_session_config_entry("session.load_model_format", "ONNX")
+    return options
+
+
+def open_session(
+    model: bytes | str | Path,
+    input_name: str,
+    input_dim: int,
+    *,
+    providers: Sequence[str] | str = "auto",
+    intra_op_num_threads: int = 1,
+    source: str | Path | None = None,
+) -> tuple[ort.InferenceSession, str]:
+    """Open an ONNX Runtime session on the first provider that survives a dummy inference.
+
+    ``model`` is the model's bytes (what :meth:`Manifest.read_model` checked) or a path, which is then read
+    once here; either way ONNX Runtime gets bytes, and models with ONNX external data are refused
+    (``BundleError``) before ORT sees them, since from bytes ORT would look for those files outside the
+    bundle. ``source`` names the model in errors (default: the path, or ``"<model bytes>"``).
+
+    ``providers="auto"`` tries TensorRT, then CUDA (when compiled in), then CPU; an explicit list is
+    tried in order the same way. Returns the session and the provider that actually runs it. A model
+    ONNX Runtime cannot load raises ``BundleError`` naming the file.
+    """
+    data, model_path = _model_bytes(model, source)
+    refuse_external_data(data, model_path)
+    options = _session_options(intra_op_num_threads)
     available = set(ort.get_available_providers())
     if providers == "auto":
         candidates = [p for p in ACCELERATED_PROVIDERS if p in available] + [CPU_PROVIDER]
@@ -69,7 +101,7 @@ def open_session(
     for provider in candidates:
         chain = [provider] if provider == CPU_PROVIDER else [provider, CPU_PROVIDER]
         try:
-            session = ort.InferenceSession(str(model_path), sess_options=options, providers=chain)
+            session = ort.InferenceSession(data, sess_options=options, providers=chain)
         except Exception as exc:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
             if provider == CPU_PROVIDER:
                 raise BundleError(model_path, "", f"an ONNX model ONNX Runtime can load: {exc}") from exc
@@ -128,14 +160,14 @@ class StudentPolicy:
         self.deterministic = deterministic
         self._rng = np.random.default_rng(seed)
         if model == "student":
-            model_path = self.manifest.model_path(self.spec)
+            model_file = self.manifest.read_model(self.spec)
             self._input_name, self._output_name = self.spec.input_name, self.spec.output_name
             self.input_dim = self.spec.input_dim
             self._select = make_selector(self.spec.layout, self.spec.sensing, self.spec.source_dim)
             output_width = self.spec.n_actions
             field_prefix = f"{self.spec.field_prefix}.model"
         elif model == "teacher":
-            model_path = self.manifest.teacher_model_path()
+            model_file = self.manifest.read_teacher_model()
             teacher = self.manifest.data["teacher"]
             self._input_name, self._output_name = teacher["input_name"], teacher["output_name"]
             self.input_dim = int(teacher["input_dim"])
@@ -144,10 +176,10 @@ class StudentPolicy:
             field_prefix = "teacher"
         else:
             raise ValueError(f"model must be 'student' or 'teacher', got {model!r}")
-        self.model_path = model_path
+        self.model_path = model_path = model_file.path
         self.session, self.provider = open_session(
-            model_path, self._input_name, self.input_dim, providers=providers,
-            intra_op_num_threads=intra_op_num_threads,
+            model_file.data, self._input_name, self.input_dim, providers=providers,
+            intra_op_num_threads=intra_op_num_threads, source=model_path,
         )
         self._check_io(model_path, field_prefix, output_width)
         if self.provider == CPU_PROVIDER:
@@ -158,6 +190,7 @@ class StudentPolicy:
         self.latency = LatencyMeter(latency_window)
         self.process = ProcessMeter()
         self.rejected_observations = 0
+        self.non_finite_outputs = 0  # decisions refused because the graph returned NaN/Inf logits
         self.load_seconds = time.perf_counter() - started
 
     # ----------------------------------------------------------------------------------------- checks
@@ -207,6 +240,9 @@ class StudentPolicy:
         if logits.shape != (1, output_width):
             raise BundleError(model_path, "graph.output[0].shape",
                               f"[1, {output_width}] on a batch-1 dummy inference; got {list(logits.shape)}")
+        if not np.isfinite(logits).all():
+            raise BundleError(model_path, "graph.output",
+                              f"finite logits on the all-zero dummy observation; got {logits[0].tolist()}")
         self._n_outputs = output_width
 
     # ---------------------------------------------------------------------------------------- running
@@ -221,19 +257,37 @@ class StudentPolicy:
 
     def logits(self, observations: Any) -> np.ndarray:
         """Raw logits for full observations ``[source_dim]`` -> ``[n_actions]`` or ``[B, source_dim]`` ->
-        ``[B, n_actions]``. Validates the input (``ObservationError``); not metered (offline use)."""
+        ``[B, n_actions]``. Validates the input (``ObservationError``) and the output: any NaN/Inf logit
+        raises ``PolicyOutputError`` (counted in :attr:`non_finite_outputs`); not metered (offline use)."""
         obs = validate_observation(observations, self.spec.source_dim, self.name)
         batch = obs if obs.ndim == 2 else obs[None]
+        out = self._finite_logits(batch)
+        return out if obs.ndim == 2 else out[0]
+
+    def _finite_logits(self, batch: np.ndarray) -> np.ndarray:
+        """Run the graph on validated full observations [B, source_dim]; refuse NaN/Inf before anyone acts.
+
+        A broken graph (a NaN weight, Log of a negative, 0/0) gives NaN logits, and ``argmax`` over NaN
+        is an arbitrary action: the robot must never act on it.
+        """
         (out,) = self.session.run([self._output_name], {self._input_name: self._select(batch)})
         out = out[:, : self.spec.n_actions]
-        return out if obs.ndim == 2 else out[0]
+        if not np.isfinite(out).all():
+            self.non_finite_outputs += 1
+            rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
+            raise PolicyOutputError(self.name, "non_finite_logits",
+                                    f"{rows.size} of {out.shape[0]} observation(s) gave NaN/Inf logits, first "
+                                    f"{out[rows[0]].tolist()}")
+        return out
 
     def act(self, observation: Any, deterministic: bool | None = None) -> int:
         """Action index for one full observation (the environment's or adapter's per-agent vector).
 
-        Raises ``ObservationError`` on a wrong length, non-numeric values, NaN or Inf; the caller answers
-        with :attr:`safe_action`. The recorded latency covers the whole decision (validation, sensing,
-        inference, action choice): that is what the robot pays.
+        Raises ``ObservationError`` on a wrong length, non-numeric values, NaN or Inf, and
+        ``PolicyOutputError(agent, "non_finite_logits", ...)`` when the model returns a NaN/Inf logit (checked
+        before an action is chosen; counted in :attr:`non_finite_outputs`); the caller answers both with
+        :attr:`safe_action`. The recorded latency covers the whole decision (validation, sensing,
+        inference, action choice): that is what the robot pays; refused decisions are not recorded.
         """
         started = time.perf_counter()
         try:
@@ -244,15 +298,17 @@ class StudentPolicy:
         if obs.ndim != 1:
             self.rejected_observations += 1
             raise ObservationError(self.name, "shape", f"act() takes one observation; got shape {obs.shape}")
-        (out,) = self.session.run([self._output_name], {self._input_name: self._select(obs[None])})
-        logits = out[0, : self.spec.n_actions]
+        logits = self._finite_logits(obs[None])[0]
         greedy = self.deterministic if deterministic is None else deterministic
         action = int(np.argmax(logits)) if greedy else self._sample(logits)
         self.latency.record(time.perf_counter() - started)
         return action
 
     def act_batch(self, observations: Any, deterministic: bool | None = None) -> np.ndarray:
-        """Actions [B] for full observations [B, source_dim] (offline evaluation; not metered)."""
+        """Actions [B] for full observations [B, source_dim] (offline evaluation; not metered).
+
+        Raises ``PolicyOutputError`` if any observation of the batch gives NaN/Inf logits (see :meth:`logits`).
+        """
         logits = self.logits(observations)
         logits = logits if logits.ndim == 2 else logits[None]
         greedy = self.deterministic if deterministic is None else deterministic
@@ -290,4 +346,5 @@ class StudentPolicy:
             budget_checks=checks,
             rejected_observations=self.rejected_observations,
             provider=self.provider,
+            non_finite_outputs=self.non_finite_outputs,
         )

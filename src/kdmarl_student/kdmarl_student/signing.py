@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdmarl_student.atomic import atomic_file
-from kdmarl_student.errors import BundleError, SignatureError
+from kdmarl_student.bundle_files import MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, read_bundle_file
+from kdmarl_student.errors import SignatureError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -30,6 +31,26 @@ if TYPE_CHECKING:
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 ALGORITHM = "ed25519"
+
+
+def read_manifest_bytes(manifest_path: str | Path) -> bytes:
+    """The bytes of ``manifest.json``: a regular file, not a symlink, at most ``MAX_MANIFEST_BYTES``, read
+    without blocking (:func:`kdmarl_student.bundle_files.read_bundle_file`); signer and verifier both use it."""
+    return read_bundle_file(manifest_path, what="a manifest (not a bundle, or an unfinished export?)",
+                            limit=MAX_MANIFEST_BYTES)
+
+
+def read_signature_document(sig_path: Path) -> dict:
+    """``manifest.sig`` as a JSON object: a regular file (not a symlink) of at most ``MAX_SIGNATURE_BYTES``."""
+    raw = read_bundle_file(sig_path, what="a signature file (this node requires signed bundles: kdmarl sign)",
+                           limit=MAX_SIGNATURE_BYTES, error=SignatureError)
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise SignatureError(sig_path, "", f"a JSON signature document: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SignatureError(sig_path, "", "a JSON object")
+    return document
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -114,11 +135,7 @@ def load_public_key(source: str | Path | bytes | Ed25519PublicKey) -> Ed25519Pub
 def sign_bundle(bundle_dir: str | Path, private_key: Ed25519PrivateKey) -> Path:
     """Sign the exact bytes of ``manifest.json`` and write ``manifest.sig``; returns its path."""
     bundle_dir = Path(bundle_dir)
-    manifest_path = bundle_dir / MANIFEST_FILE
-    try:
-        payload = manifest_path.read_bytes()
-    except OSError as exc:
-        raise BundleError(manifest_path, "", f"an existing manifest to sign: {exc}") from exc
+    payload = read_manifest_bytes(bundle_dir / MANIFEST_FILE)
     signature = private_key.sign(payload)
     document = {
         "algorithm": ALGORITHM,
@@ -136,22 +153,16 @@ def verify_bundle_signature(bundle_dir: str | Path, public_key: Ed25519PublicKey
     """Check ``manifest.sig`` against the manifest bytes; returns the key id or raises ``SignatureError``.
 
     ``payload`` lets the caller pass the manifest bytes it already read, so the bytes verified are the
-    bytes parsed (no window for the file to change in between).
+    bytes parsed (no window for the file to change in between). Both files are read as
+    :func:`read_bundle_file` reads bundle files: regular, not symlinks, size-bounded, never blocking.
     """
     from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
 
     bundle_dir = Path(bundle_dir)
     sig_path = bundle_dir / SIGNATURE_FILE
     if payload is None:
-        payload = (bundle_dir / MANIFEST_FILE).read_bytes()
-    if not sig_path.is_file():
-        raise SignatureError(sig_path, "", "a signature file: this node requires signed bundles (kdmarl sign)")
-    try:
-        document = json.loads(sig_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SignatureError(sig_path, "", f"a JSON signature document: {exc}") from exc
-    if not isinstance(document, dict):
-        raise SignatureError(sig_path, "", "a JSON object")
+        payload = read_manifest_bytes(bundle_dir / MANIFEST_FILE)
+    document = read_signature_document(sig_path)
     if document.get("algorithm") != ALGORITHM:
         raise SignatureError(sig_path, "algorithm", f"'{ALGORITHM}'; got {document.get('algorithm')!r}")
     if document.get("signed_file", MANIFEST_FILE) != MANIFEST_FILE:

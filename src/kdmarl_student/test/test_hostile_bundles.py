@@ -1,20 +1,46 @@
-"""Hostile bundles (issue 5 §4): every case is refused with a BundleError that names the file and the field."""
+"""Hostile bundles (issues 5 and 9): every attack is refused with a BundleError that names the file and the field.
+
+``CORPUS`` is the one table of attacks: an id, how to damage a pristine bundle, the file the error must name
+(path suffix), the field it must name (``""``: the whole file) and optionally words the message must hold.
+A new attack is a new row. Attacks that need more than "load and expect a BundleError" have their own tests
+below: the model swapped while it is loaded (a race), and files that blocked or exhausted the old loader
+(FIFOs, ``/dev/zero``, memory), which run in a subprocess with a timeout and a memory limit.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from kdmarl_student.bundle_files import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, MAX_SIGNATURE_BYTES
 from kdmarl_student.errors import BundleError, SignatureError
-from kdmarl_student.manifest import load_manifest
+from kdmarl_student.manifest import MAX_JSON_DEPTH
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.signing import generate_keypair, load_private_key, sign_bundle
-from test_support_bundles import make_bundle, random_mlp, sha256, write_onnx_mlp
+from test_support_bundles import edit_manifest, install_model, make_bundle, random_mlp, sha256, write_onnx_mlp
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx.external_data_helper import set_external_data  # noqa: E402
+
+Damage = Callable[[Path], "dict[str, Any] | None"]  # returns extra StudentPolicy arguments, if any
+
+
+class Attack(NamedTuple):
+    id: str
+    damage: Damage
+    suffix: str  # the error's path ends with this
+    field: str  # the error's field, exactly
+    says: str = ""  # words the message must contain
 
 
 @pytest.fixture(scope="module")
@@ -30,159 +56,450 @@ def bundle(pristine: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def _edit_manifest(bundle: Path, edit: Callable[[dict], None]) -> None:
-    path = bundle / "manifest.json"
-    data = json.loads(path.read_text())
-    edit(data)
-    path.write_text(json.dumps(data))
+# ------------------------------------------------------------------------------------------- damage kit
+def _edit(edit: Callable[[dict], Any]) -> Damage:
+    return lambda bundle: edit_manifest(bundle, edit)
 
 
-def _refused(bundle: Path, agent: str = "agent_0", **kwargs: object) -> BundleError:
+def _text(transform: Callable[[str], str]) -> Damage:
+    """Rewrite manifest.json as text: for what ``json.dumps`` cannot write (duplicate keys, 1e400, ...)."""
+    def damage(bundle: Path) -> None:
+        path = bundle / "manifest.json"
+        path.write_text(transform(path.read_text()))
+
+    return damage
+
+
+def _replace_first(old: str, new: str) -> Damage:
+    def transform(text: str) -> str:
+        assert old in text, old
+        return text.replace(old, new, 1)
+
+    return _text(transform)
+
+
+def _nested_params(depth: int) -> Damage:
+    """``scenario.params.deep`` nested ``depth`` lists deep (scenario.params is free-form in the schema)."""
+    def damage(bundle: Path) -> None:
+        edit_manifest(bundle, lambda d: d["scenario"]["params"].__setitem__("deep", "@@deep@@"))
+        _replace_first('"@@deep@@"', "[" * depth + "]" * depth)(bundle)
+
+    return damage
+
+
+def _write_manifest(content: bytes) -> Damage:
+    return lambda bundle: (bundle / "manifest.json").write_bytes(content) and None
+
+
+def _symlink_manifest(bundle: Path) -> None:
+    real = bundle / "real_manifest.json"
+    (bundle / "manifest.json").rename(real)
+    os.symlink(real, bundle / "manifest.json")
+
+
+def _pad(name: str, size: int) -> Damage:
+    """Append whitespace: the file stays valid JSON (and a valid signature document) but grows to ``size``."""
+    def damage(bundle: Path) -> None:
+        path = bundle / name
+        path.write_bytes(path.read_bytes() + b" " * (size - path.stat().st_size))
+
+    return damage
+
+
+def _keys(bundle: Path, name: str = "team") -> tuple[Path, Path]:
+    private, public = bundle.parent / "keys" / f"{name}.key", bundle.parent / "keys" / f"{name}.pub"
+    generate_keypair(private, public)
+    return private, public
+
+
+def _signed(then: Callable[[Path], Any] | None = None, signer: str = "team") -> Damage:
+    """Sign the bundle (with the node's key or another one), then damage it; the node trusts ``team.pub``."""
+    def damage(bundle: Path) -> dict[str, Any]:
+        _, public = _keys(bundle)
+        private = _keys(bundle, signer)[0] if signer != "team" else bundle.parent / "keys" / "team.key"
+        sign_bundle(bundle, load_private_key(private))
+        if then is not None:
+            then(bundle)
+        return {"public_key": public}
+
+    return damage
+
+
+def _unsigned_with_key(bundle: Path) -> dict[str, Any]:
+    return {"public_key": _keys(bundle)[1]}
+
+
+def _symlink_signature(bundle: Path) -> None:
+    real = bundle.parent / "elsewhere.sig"
+    (bundle / "manifest.sig").rename(real)
+    os.symlink(real, bundle / "manifest.sig")
+
+
+def _model_file(write: Callable[[Path], Any], agent_index: int = 0) -> Damage:
+    """Write a new agent_0.onnx and list it in the manifest with its true sha256 and size."""
+    def damage(bundle: Path) -> None:
+        path = bundle / f"agent_{agent_index}.onnx"
+        write(path)
+        install_model(bundle, agent_index, path)
+
+    return damage
+
+
+def _append_byte(bundle: Path) -> None:
+    with open(bundle / "agent_0.onnx", "ab") as handle:
+        handle.write(b"\0")
+
+
+def _model_over_cap(bundle: Path) -> None:
+    """A sparse file one byte above the cap, and no ``model.bytes`` to compare with: the cap must hold alone."""
+    edit_manifest(bundle, lambda d: d["agents"][0]["model"].pop("bytes"))
+    with open(bundle / "agent_0.onnx", "r+b") as handle:
+        handle.truncate(MAX_MODEL_BYTES + 1)
+
+
+def _symlink_model_outside(bundle: Path) -> None:
+    outside = bundle.parent / "outside.onnx"
+    shutil.copy(bundle / "agent_0.onnx", outside)
+    (bundle / "agent_0.onnx").unlink()
+    os.symlink(outside, bundle / "agent_0.onnx")
+
+
+def _nan_weights(path: Path) -> None:
+    weights = random_mlp([18, 16, 5], seed=0)
+    weights[-1][1][2] = np.nan  # one NaN bias: every output row has a NaN logit
+    write_onnx_mlp(path, weights)
+
+
+# ------------------------------------------------------------------------------- ONNX external data
+def _externalize(tensor: Any, bundle: Path, location: str, tamper: bool = False) -> None:
+    """Move a tensor's bytes to ``bundle/location`` as ONNX external data (optionally tampered there)."""
+    data = bytes(tensor.raw_data)
+    (bundle / location).write_bytes(bytes(b ^ 0x55 for b in data) if tamper else data)
+    set_external_data(tensor, location=location, offset=0, length=len(data))
+    tensor.ClearField("raw_data")
+
+
+def _rename_output(model: Any, new: str) -> None:
+    """The last node writes ``logits``; let it write ``new`` so a test node can come after it."""
+    model.graph.node[-1].output[0] = new
+
+
+def _constant_external(bundle: Path, output: str, location: str) -> Any:
+    zeros = numpy_helper.from_array(np.zeros(5, np.float32), f"{output}_value")
+    _externalize(zeros, bundle, location)
+    return helper.make_node("Constant", [], [output], value=zeros)
+
+
+def _initializer_external(model: Any, bundle: Path) -> None:
+    _externalize(model.graph.initializer[0], bundle, "agent_0.weights", tamper=True)
+
+
+def _sparse_initializer_external(model: Any, bundle: Path) -> None:
+    dense = next(t for t in model.graph.initializer if t.name == "w1")
+    array = numpy_helper.to_array(dense)
+    model.graph.initializer.remove(dense)
+    values = numpy_helper.from_array(array.ravel(), "w1")
+    indices = numpy_helper.from_array(np.arange(array.size, dtype=np.int64), "w1_indices")
+    _externalize(values, bundle, "agent_0.sparse")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, list(array.shape)))
+
+
+def _subgraph_external(model: Any, bundle: Path) -> None:
+    """An ``If`` whose branches produce a bias from a Constant kept in external data."""
+    _rename_output(model, "pre")
+    branches = {
+        side: helper.make_graph([_constant_external(bundle, f"{side}_c", f"agent_0.{side}")], side, [],
+                                [helper.make_tensor_value_info(f"{side}_c", TensorProto.FLOAT, [5])])
+        for side in ("then", "else")
+    }
+    model.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    model.graph.node.insert(0, helper.make_node("If", ["cond"], ["c"], then_branch=branches["then"],
+                                                else_branch=branches["else"]))
+    model.graph.node.append(helper.make_node("Add", ["pre", "c"], ["logits"]))
+
+
+def _function_external(model: Any, bundle: Path) -> None:
+    """A model-local function whose Constant keeps its tensor in external data."""
+    _rename_output(model, "pre")
+    function = helper.make_function(
+        "kdmarl.test", "AddZero", ["x"], ["y"],
+        [_constant_external(bundle, "z", "agent_0.function"), helper.make_node("Add", ["x", "z"], ["y"])],
+        [helper.make_opsetid("", 17)],
+    )
+    model.functions.append(function)
+    model.opset_import.append(helper.make_opsetid("kdmarl.test", 1))
+    model.graph.node.append(helper.make_node("AddZero", ["pre"], ["logits"], domain="kdmarl.test"))
+
+
+def _onnx_change(change: Callable[[Any, Path], None], name: str = "agent_0.onnx") -> Damage:
+    """Load a bundle model with ``onnx``, change it, save it, list it with its true sha256 (and size)."""
+    def damage(bundle: Path) -> None:
+        path = bundle / name
+        model = onnx.load(str(path))
+        change(model, bundle)
+        onnx.save(model, str(path))
+        if name == "teacher_actor.onnx":
+            edit_manifest(bundle, lambda d: d["teacher"].__setitem__("sha256", sha256(path)))
+        else:
+            install_model(bundle, 0, path)
+
+    return damage
+
+
+def _teacher(damage: Damage) -> Damage:
+    return lambda bundle: damage(bundle) or {"model": "teacher"}
+
+
+# -------------------------------------------------------------------------------------------- corpus
+EXTERNAL = "external_data"
+CORPUS: list[Attack] = [
+    # the manifest file
+    Attack("manifest_missing", lambda b: (b / "manifest.json").unlink(), "manifest.json", "", "missing"),
+    Attack("bundle_directory_missing", shutil.rmtree, "bundle", ""),
+    Attack("manifest_not_json", _write_manifest(b"{not json"), "manifest.json", "", "JSON"),
+    Attack("manifest_empty", _write_manifest(b""), "manifest.json", "", "JSON"),
+    Attack("manifest_not_utf8", _write_manifest(b"\xff\xfe"), "manifest.json", "", "JSON"),
+    Attack("manifest_not_an_object", _write_manifest(b"[1, 2]"), "manifest.json", "", "JSON"),
+    Attack("manifest_symlink", _symlink_manifest, "manifest.json", "", "symlink"),
+    Attack("manifest_over_1_mib", _pad("manifest.json", MAX_MANIFEST_BYTES + 1), "manifest.json", "", "at most"),
+    # strict JSON
+    Attack("duplicate_key_top_level", _replace_first('"schema_version": "1.0"',
+                                                     '"schema_version": "9.9", "schema_version": "1.0"'),
+           "manifest.json", "schema_version", "once"),
+    Attack("duplicate_key_in_model", _replace_first('"file": "agent_0.onnx"',
+                                                    '"file": "agent_1.onnx", "file": "agent_0.onnx"'),
+           "manifest.json", "agents[0].model.file", "once"),
+    Attack("nan_number", _edit(lambda d: d["agents"][0].__setitem__("control_rate_hz", float("nan"))),
+           "manifest.json", "agents[0].control_rate_hz", "finite"),
+    Attack("infinity_number", _edit(lambda d: d["agents"][0]["budget"].__setitem__("max_latency_ms", float("inf"))),
+           "manifest.json", "agents[0].budget.max_latency_ms", "finite"),
+    Attack("number_overflowing_to_inf", _replace_first('"control_rate_hz": 10.0', '"control_rate_hz": 1e400'),
+           "manifest.json", "agents[0].control_rate_hz", "finite"),
+    Attack("integer_of_5000_digits", _replace_first('"source_dim": 18', '"source_dim": 1' + "0" * 4999),
+           "manifest.json", "agents[0].observation.source_dim", "digits"),
+    Attack("nesting_too_deep", _nested_params(50), "manifest.json",
+           "scenario.params.deep" + "[0]" * (MAX_JSON_DEPTH - 2), "nested"),
+    Attack("nesting_beyond_recursion", _nested_params(100_000), "manifest.json", "", "nested"),
+    # the schema and the cross-field rules
+    Attack("schema_version_unknown", _edit(lambda d: d.__setitem__("schema_version", "9.9")), "manifest.json",
+           "schema_version"),
+    Attack("schema_version_null", _edit(lambda d: d.__setitem__("schema_version", None)), "manifest.json",
+           "schema_version"),
+    Attack("schema_version_int", _edit(lambda d: d.__setitem__("schema_version", 1)), "manifest.json",
+           "schema_version"),
+    Attack("schema_version_old", _edit(lambda d: d.__setitem__("schema_version", "0.1")), "manifest.json",
+           "schema_version"),
+    Attack("schema_violation", _edit(lambda d: d["agents"][1]["action"].__setitem__("n_actions", "five")),
+           "manifest.json", "agents[1].action.n_actions"),
+    Attack("unknown_field_in_agent", _edit(lambda d: d["agents"][0].__setitem__("firmware_url", "http://x")),
+           "manifest.json", "agents[0].firmware_url"),
+    Attack("unknown_field_in_model", _edit(lambda d: d["agents"][0]["model"].__setitem__("weights", "w.bin")),
+           "manifest.json", "agents[0].model.weights"),
+    Attack("unknown_field_in_budget", _edit(lambda d: d["agents"][0]["budget"].__setitem__("max_watts", 5)),
+           "manifest.json", "agents[0].budget.max_watts"),
+    Attack("unknown_field_in_teacher", _edit(lambda d: d["teacher"].__setitem__("weights", "w.bin")),
+           "manifest.json", "teacher.weights"),
+    Attack("unknown_agent", lambda b: {"agent": "agent_7"}, "manifest.json", "agents[].name", "agent_0"),
+    Attack("duplicate_agent_names", _edit(lambda d: d["agents"][1].__setitem__("name", "agent_0")),
+           "manifest.json", "agents[].name"),
+    Attack("layout_slice_outside_observation",
+           _edit(lambda d: d["agents"][0]["observation"]["layout"].__setitem__("comm", [14, 40])),
+           "manifest.json", "agents[0].observation.layout.comm"),
+    Attack("input_dim_disagrees_with_sensing",
+           lambda b: edit_manifest(b, lambda d: d["agents"][2]["observation"].__setitem__("input_dim", 12))
+           or {"agent": "agent_2"}, "manifest.json", "agents[2].observation.input_dim"),
+    Attack("sensing_names_unknown_slice",
+           _edit(lambda d: d["agents"][0]["observation"]["sensing"].__setitem__("slices", ["lidar"])),
+           "manifest.json", "agents[0].observation.sensing"),
+    # the signature
+    Attack("signature_required_without_key", lambda b: {"require_signature": True}, "manifest.json", "",
+           "public key"),
+    Attack("signature_missing", _unsigned_with_key, "manifest.sig", "", "missing"),
+    Attack("signature_by_another_key", _signed(signer="other"), "manifest.sig", "signature", "signed by key"),
+    Attack("manifest_changed_after_signing", _signed(_edit(lambda d: d.__setitem__("created", "tampered"))),
+           "manifest.sig", "signature"),
+    Attack("signature_over_16_kib", _signed(_pad("manifest.sig", MAX_SIGNATURE_BYTES + 1)), "manifest.sig", "",
+           "at most"),
+    Attack("signature_symlink", _signed(_symlink_signature), "manifest.sig", "", "symlink"),
+    # the model file
+    Attack("model_missing", lambda b: (b / "agent_0.onnx").unlink(), "agent_0.onnx", "", "missing"),
+    Attack("model_sha256_mismatch", lambda b: write_onnx_mlp(b / "agent_0.onnx", random_mlp([18, 16, 5], 99))
+           and None, "agent_0.onnx", "agents[0].model.sha256"),
+    Attack("model_bytes_mismatch", _append_byte, "agent_0.onnx", "agents[0].model.bytes", "before reading"),
+    Attack("model_over_size_cap", _model_over_cap, "agent_0.onnx", "", "at most"),
+    *[Attack(f"model_path_escapes_{i}", _edit(lambda d, n=name: d["agents"][0]["model"].__setitem__("file", n)),
+             "manifest.json", "agents[0].model.file")
+      for i, name in enumerate(["../agent_0.onnx", "/etc/agent_0.onnx", "sub/agent_0.onnx", "..\\agent_0.onnx"])],
+    Attack("model_symlink_outside_bundle", _symlink_model_outside, "manifest.json", "agents[0].model.file",
+           "resolves"),
+    Attack("onnx_input_width_disagrees", _model_file(lambda p: write_onnx_mlp(p, random_mlp([12, 16, 5], 1))),
+           "agent_0.onnx", "graph.input[0].shape", "18"),
+    Attack("onnx_output_width_disagrees", _model_file(lambda p: write_onnx_mlp(p, random_mlp([18, 16, 4], 1))),
+           "agent_0.onnx", "graph.output[0].shape"),
+    Attack("onnx_input_name_disagrees",
+           _model_file(lambda p: write_onnx_mlp(p, random_mlp([18, 16, 5], 1), input_name="x")),
+           "agent_0.onnx", "graph.input"),
+    *[Attack(f"onnx_not_a_model_{i}", _model_file(lambda p, c=content: p.write_bytes(c)), "agent_0.onnx", "", "ONNX")
+      for i, content in enumerate([b"this is not an onnx model", b"", b"\x08\x07" * 100])],
+    Attack("onnx_nan_weights", _model_file(_nan_weights), "agent_0.onnx", "graph.output", "finite"),
+    # ONNX external data: bytes outside the model file, covered by neither sha256 nor signature
+    Attack("external_initializer_tampered", _onnx_change(_initializer_external), "agent_0.onnx",
+           f"graph.initializer[0].{EXTERNAL}", "external data"),
+    Attack("external_sparse_initializer", _onnx_change(_sparse_initializer_external), "agent_0.onnx",
+           f"graph.sparse_initializer[0].values.{EXTERNAL}", "external data"),
+    Attack("external_constant_in_subgraph", _onnx_change(_subgraph_external), "agent_0.onnx",
+           f"graph.node[0].attribute[0].g.node[0].attribute[0].t.{EXTERNAL}", "external data"),
+    Attack("external_constant_in_function", _onnx_change(_function_external), "agent_0.onnx",
+           f"functions[0].node[0].attribute[0].t.{EXTERNAL}", "external data"),
+    Attack("external_initializer_in_teacher", _teacher(_onnx_change(
+        lambda m, b: _externalize(m.graph.initializer[0], b, "teacher.weights"), "teacher_actor.onnx")),
+        "teacher_actor.onnx", f"graph.initializer[0].{EXTERNAL}", "external data"),
+]
+
+
+def test_corpus_ids_are_unique() -> None:
+    ids = [attack.id for attack in CORPUS]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("attack", CORPUS, ids=[attack.id for attack in CORPUS])
+def test_hostile_bundle_is_refused(bundle: Path, attack: Attack) -> None:
+    kwargs = attack.damage(bundle) or {}
+    agent = kwargs.pop("agent", "agent_0")
     with pytest.raises(BundleError) as info:
         StudentPolicy(bundle, agent, **kwargs)
-    return info.value
+    error = info.value
+    assert error.path.endswith(attack.suffix), error
+    assert error.field == attack.field, error
+    assert attack.says in str(error), error
+    if attack.suffix == "manifest.sig":
+        assert isinstance(error, SignatureError)
 
 
 def test_pristine_bundle_loads(bundle: Path) -> None:
     assert StudentPolicy(bundle, "agent_0").act(np.zeros(18)) in range(5)
 
 
-def test_missing_manifest(bundle: Path) -> None:
-    (bundle / "manifest.json").unlink()
-    error = _refused(bundle)
-    assert error.path.endswith("manifest.json") and "missing" in str(error)
+def test_bundle_signed_by_the_trusted_key_loads(bundle: Path) -> None:
+    kwargs = _signed()(bundle)
+    assert StudentPolicy(bundle, "agent_0", **kwargs).manifest.signed_by
 
 
-def test_missing_bundle_directory(tmp_path: Path) -> None:
-    error = _refused(tmp_path / "nope")
-    assert error.path.endswith("nope")
+# ------------------------------------------------------------------------------------- special cases
+def test_model_swapped_during_load_never_runs(bundle: Path, tmp_path: Path) -> None:
+    """Issue 9: with agent_0.onnx swapped back and forth between the genuine model and another valid one,
+    every load either refuses (BundleError) or runs the genuine model: the bytes hashed are the bytes run."""
+    genuine = tmp_path / "genuine.onnx"
+    shutil.copy(bundle / "agent_0.onnx", genuine)
+    other = write_onnx_mlp(tmp_path / "other.onnx", random_mlp([18, 16, 5], seed=99))
+    observations = np.random.default_rng(0).normal(size=(32, 18)).astype(np.float32)
+    expected = StudentPolicy(bundle, "agent_0").logits(observations)
+    stop = threading.Event()
+
+    def swap() -> None:
+        target, staging = bundle / "agent_0.onnx", tmp_path / "staging.onnx"
+        while not stop.is_set():
+            for source in (genuine, other):
+                os.link(source, staging)  # a hard link and a rename: each swap is atomic and fast
+                os.replace(staging, target)
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    loaded = refused = 0
+    try:
+        for _ in range(200):
+            try:
+                policy = StudentPolicy(bundle, "agent_0")
+            except BundleError as error:
+                assert error.path.endswith("agent_0.onnx"), error
+                refused += 1
+                continue
+            np.testing.assert_array_equal(policy.logits(observations), expected)
+            loaded += 1
+    finally:
+        stop.set()
+        swapper.join(10)
+    assert loaded > 0 and refused > 0, (loaded, refused)  # both states were really seen
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"", b"\xff\xfe", b"[1, 2]"])
-def test_manifest_not_json_or_not_an_object(bundle: Path, content: bytes) -> None:
-    (bundle / "manifest.json").write_bytes(content)
-    error = _refused(bundle)
-    assert error.path.endswith("manifest.json")
-    assert "JSON" in str(error)
+PROBE = """
+import json, os, resource, sys
+import jsonschema, cryptography.hazmat.primitives.asymmetric.ed25519  # imported before the memory limit
+from kdmarl_student.errors import BundleError
+from kdmarl_student.manifest import load_manifest
+bundle, public_key, headroom = sys.argv[1], sys.argv[2] or None, int(sys.argv[3])
+with open("/proc/self/statm") as statm:
+    size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (size + headroom, resource.getrlimit(resource.RLIMIT_AS)[1]))
+try:
+    manifest = load_manifest(bundle, public_key=public_key)
+    manifest.read_model(manifest.agent("agent_0"))
+    print(json.dumps({"loaded": True}))
+except BundleError as error:
+    print(json.dumps({"path": error.path, "field": error.field, "message": str(error)}))
+"""
 
 
-@pytest.mark.parametrize("version", ["9.9", None, 1, "0.1"])
-def test_unknown_schema_version(bundle: Path, version: object) -> None:
-    _edit_manifest(bundle, lambda d: d.__setitem__("schema_version", version))
-    error = _refused(bundle)
-    assert error.path.endswith("manifest.json") and error.field == "schema_version"
+def _fifo(name: str) -> Callable[[Path], None]:
+    def damage(bundle: Path) -> None:
+        (bundle / name).unlink(missing_ok=True)
+        os.mkfifo(bundle / name)
+
+    return damage
 
 
-def test_schema_violation_names_the_field(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda d: d["agents"][1]["action"].__setitem__("n_actions", "five"))
-    error = _refused(bundle)
-    assert error.field == "agents[1].action.n_actions"
+def _dev_zero(name: str) -> Callable[[Path], None]:
+    def damage(bundle: Path) -> None:
+        (bundle / name).unlink(missing_ok=True)
+        os.symlink("/dev/zero", bundle / name)
+
+    return damage
 
 
-def test_missing_model_file(bundle: Path) -> None:
-    (bundle / "agent_0.onnx").unlink()
-    error = _refused(bundle)
-    assert error.path.endswith("agent_0.onnx") and "missing" in str(error)
+def _huge_parse(bundle: Path) -> None:
+    """Just under 1 MiB of ``{}``: about 350 000 objects, more than the memory the probe leaves."""
+    head, tail = b'{"schema_version": "1.0", "pad": [', b"{}]}"
+    count = (MAX_MANIFEST_BYTES - len(head) - len(tail)) // 3
+    (bundle / "manifest.json").write_bytes(head + b"{}," * count + tail)
 
 
-def test_sha256_mismatch(bundle: Path) -> None:
-    path = bundle / "agent_0.onnx"
-    write_onnx_mlp(path, random_mlp([18, 16, 5], seed=99))  # a valid model, but not the one the manifest lists
-    error = _refused(bundle)
-    assert error.path.endswith("agent_0.onnx") and error.field == "agents[0].model.sha256"
+class Blocker(NamedTuple):
+    damage: Callable[[Path], None]
+    signed: bool  # the node has a public key (so manifest.sig is read)
+    suffix: str
+    says: str
+    headroom_mib: int = 512  # address space left to the probe after its imports
 
 
-@pytest.mark.parametrize("name", ["../agent_0.onnx", "/etc/agent_0.onnx", "sub/agent_0.onnx", "..\\agent_0.onnx"])
-def test_model_path_escaping_the_bundle(bundle: Path, name: str) -> None:
-    _edit_manifest(bundle, lambda d: d["agents"][0]["model"].__setitem__("file", name))
-    error = _refused(bundle)
-    assert error.path.endswith("manifest.json") and error.field == "agents[0].model.file"
+BLOCKERS = {
+    "manifest_fifo": Blocker(_fifo("manifest.json"), False, "manifest.json", "FIFO"),
+    "signature_fifo": Blocker(_fifo("manifest.sig"), True, "manifest.sig", "FIFO"),
+    "model_fifo": Blocker(_fifo("agent_0.onnx"), False, "agent_0.onnx", "FIFO"),
+    "manifest_dev_zero": Blocker(_dev_zero("manifest.json"), False, "manifest.json", "symlink"),
+    "signature_dev_zero": Blocker(_dev_zero("manifest.sig"), True, "manifest.sig", "symlink"),
+    "manifest_exhausting_memory": Blocker(_huge_parse, False, "manifest.json", "memory", headroom_mib=8),
+}
 
 
-def test_model_path_escaping_after_schema_check(bundle: Path, tmp_path: Path) -> None:
-    """Even a name the schema accepts is refused when it resolves outside the bundle (symlink)."""
-    outside = tmp_path / "outside.onnx"
-    shutil.copy(bundle / "agent_0.onnx", outside)
-    (bundle / "agent_0.onnx").unlink()
-    os.symlink(outside, bundle / "agent_0.onnx")
-    error = _refused(bundle)
-    assert error.field == "agents[0].model.file" and "resolves" in str(error)
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(), reason="POSIX only")
+@pytest.mark.parametrize("case", BLOCKERS.values(), ids=BLOCKERS.keys())
+def test_files_that_block_or_exhaust_the_loader(bundle: Path, case: Blocker) -> None:
+    """Issue 9: a FIFO hung the node, /dev/zero grew it by gigabytes, a large parse raised MemoryError.
 
-
-def test_onnx_input_width_disagrees_with_layout(bundle: Path) -> None:
-    path = write_onnx_mlp(bundle / "agent_0.onnx", random_mlp([12, 16, 5], seed=1))
-    _edit_manifest(bundle, lambda d: d["agents"][0]["model"].__setitem__("sha256", sha256(path)))
-    error = _refused(bundle)
-    assert error.path.endswith("agent_0.onnx") and error.field == "graph.input[0].shape"
-    assert "18" in str(error)
-
-
-def test_onnx_output_width_disagrees_with_actions(bundle: Path) -> None:
-    path = write_onnx_mlp(bundle / "agent_0.onnx", random_mlp([18, 16, 4], seed=1))
-    _edit_manifest(bundle, lambda d: d["agents"][0]["model"].__setitem__("sha256", sha256(path)))
-    error = _refused(bundle)
-    assert error.path.endswith("agent_0.onnx") and error.field.startswith("graph.output")
-
-
-def test_onnx_input_name_disagrees(bundle: Path) -> None:
-    path = write_onnx_mlp(bundle / "agent_0.onnx", random_mlp([18, 16, 5], seed=1), input_name="x")
-    _edit_manifest(bundle, lambda d: d["agents"][0]["model"].__setitem__("sha256", sha256(path)))
-    error = _refused(bundle)
-    assert error.field == "graph.input"
-
-
-@pytest.mark.parametrize("content", [b"this is not an onnx model", b"", b"\x08\x07" * 100])
-def test_onnx_that_is_not_a_model(bundle: Path, content: bytes) -> None:
-    path = bundle / "agent_0.onnx"
-    path.write_bytes(content)
-    _edit_manifest(bundle, lambda d: d["agents"][0]["model"].__setitem__("sha256", sha256(path)))
-    error = _refused(bundle)
-    assert error.path.endswith("agent_0.onnx") and "ONNX" in str(error)
-
-
-def test_agent_not_in_bundle(bundle: Path) -> None:
-    error = _refused(bundle, agent="agent_7")
-    assert error.path.endswith("manifest.json") and error.field == "agents[].name" and "agent_0" in str(error)
-
-
-def test_layout_slice_outside_observation(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda d: d["agents"][0]["observation"]["layout"].__setitem__("comm", [14, 40]))
-    error = _refused(bundle)
-    assert error.field == "agents[0].observation.layout.comm"
-
-
-def test_input_dim_disagrees_with_sensing(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda d: d["agents"][2]["observation"].__setitem__("input_dim", 12))
-    error = _refused(bundle, agent="agent_2")
-    assert error.field == "agents[2].observation.input_dim"
-
-
-def test_sensing_names_unknown_slice(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda d: d["agents"][0]["observation"]["sensing"].__setitem__("slices", ["lidar"]))
-    error = _refused(bundle)
-    assert error.field == "agents[0].observation.sensing"
-
-
-def test_duplicate_agent_names(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda d: d["agents"][1].__setitem__("name", "agent_0"))
-    assert _refused(bundle).field == "agents[].name"
-
-
-def test_signature_required_but_missing_or_bad(bundle: Path, tmp_path: Path) -> None:
-    generate_keypair(tmp_path / "k.key", tmp_path / "k.pub")
-    generate_keypair(tmp_path / "other.key", tmp_path / "other.pub")
-    error = _refused(bundle, public_key=tmp_path / "k.pub")
-    assert isinstance(error, SignatureError) and error.path.endswith("manifest.sig")
-    sign_bundle(bundle, load_private_key(tmp_path / "other.key"))  # signed, by a key this node does not trust
-    error = _refused(bundle, public_key=tmp_path / "k.pub")
-    assert isinstance(error, SignatureError) and error.field == "signature"
-    sign_bundle(bundle, load_private_key(tmp_path / "k.key"))
-    assert StudentPolicy(bundle, "agent_0", public_key=tmp_path / "k.pub").manifest.signed_by
-    _edit_manifest(bundle, lambda d: d.__setitem__("created", "tampered"))  # any byte changed after signing
-    error = _refused(bundle, public_key=tmp_path / "k.pub")
-    assert isinstance(error, SignatureError) and error.field == "signature"
-
-
-def test_require_signature_without_key_is_a_configuration_error(bundle: Path) -> None:
-    with pytest.raises(BundleError, match="public key"):
-        load_manifest(bundle, require_signature=True)
+    Run in a subprocess with a timeout and a memory limit, so the old behaviour fails the test instead of
+    hanging or exhausting the machine.
+    """
+    public_key = str(_signed()(bundle)["public_key"]) if case.signed else ""
+    case.damage(bundle)
+    src = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", PROBE, str(bundle), public_key, str(case.headroom_mib << 20)]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"loading a bundle with a damaged {case.suffix} hung for 60 s")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report.get("path", "").endswith(case.suffix), report
+    assert report["field"] == "" and case.says in report["message"], report

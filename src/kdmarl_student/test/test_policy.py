@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
-from kdmarl_student.errors import ObservationError
-from kdmarl_student.policy import StudentPolicy
+from kdmarl_student.errors import ObservationError, PolicyOutputError
+from kdmarl_student.policy import StudentPolicy, open_session
 from kdmarl_student.scenarios import scenario_spec
 from kdmarl_student.sensing import apply_sensing
-from test_support_bundles import make_bundle, numpy_forward
+from onnx import TensorProto, helper, numpy_helper
+from test_support_bundles import OPSET, install_model, make_bundle, numpy_forward, random_mlp, write_onnx_mlp
 
 SENSING = {
     "agent_0": {"slices": "all"},
@@ -119,3 +121,57 @@ def test_teacher_model_gets_padding_and_one_hot(tmp_path: Path) -> None:
     np.testing.assert_allclose(listener.logits(obs), numpy_forward(teacher_w, x)[:, :5], atol=1e-5)
     speaker = StudentPolicy(path, "speaker_0", model="teacher")
     assert speaker.logits(np.ones(3)).shape == (3,)  # only the speaker's 3 valid actions
+
+
+def write_onnx_log_policy(path: Path, weights: np.ndarray) -> Path:
+    """logits = log(obs + 1) @ W: finite on the zero observation (so the bundle loads), NaN for any
+    observation value below -1 -- a graph that is broken only for some inputs, as real ones are."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["observation", "one"], ["shifted"]), helper.make_node("Log", ["shifted"], ["h"]),
+         helper.make_node("MatMul", ["h", "w"], ["logits"])],
+        "log_policy",
+        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", weights.shape[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", weights.shape[1]])],
+        [numpy_helper.from_array(np.ones(1, np.float32), "one"), numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_non_finite_logits_are_refused_not_acted_on(tmp_path: Path) -> None:
+    """Issue 9: argmax over NaN picked an arbitrary action; now act/logits/act_batch raise PolicyOutputError."""
+    path, _, _ = make_bundle(tmp_path / "b")
+    weights = np.random.default_rng(0).normal(size=(18, 5)).astype(np.float32)
+    install_model(path, 0, write_onnx_log_policy(path / "agent_0.onnx", weights))
+    policy = StudentPolicy(path, "agent_0")
+    good = np.zeros(18, np.float32)
+    broken = good.copy()
+    broken[3] = -2.0  # log(-1) = NaN in every logit
+    with pytest.raises(PolicyOutputError) as info:
+        policy.act(broken)
+    assert info.value.agent == "agent_0" and info.value.reason == "non_finite_logits"
+    assert policy.non_finite_outputs == 1
+    assert policy.act(good) in range(5)  # still usable; only the refused decision is missing
+    with pytest.raises(PolicyOutputError):
+        policy.act_batch(np.stack([good, broken]))
+    with pytest.raises(PolicyOutputError):
+        policy.logits(broken)
+    inf = good.copy()
+    inf[0] = -1.0  # log(0) = -inf
+    with pytest.raises(PolicyOutputError):
+        policy.act(inf)
+    snap = policy.snapshot()
+    assert snap.non_finite_outputs == policy.non_finite_outputs == 4
+    assert snap.decisions == 1
+
+
+def test_open_session_takes_bytes_or_a_path(tmp_path: Path) -> None:
+    """Other callers keep a path API; the policy hands over the bytes it hashed."""
+    path = write_onnx_mlp(tmp_path / "m.onnx", random_mlp([7, 5, 3], seed=3))
+    for model in (path, str(path), path.read_bytes()):
+        session, provider = open_session(model, "observation", 7, providers=["CPUExecutionProvider"])
+        assert provider == "CPUExecutionProvider"
+        assert session.run(None, {"observation": np.zeros((1, 7), np.float32)})[0].shape == (1, 3)

@@ -92,3 +92,24 @@ def test_wrong_key_type_is_refused(tmp_path: Path) -> None:
     (tmp_path / "ec.pub").write_bytes(pem)
     with pytest.raises(SignatureError, match="ed25519"):
         load_public_key(tmp_path / "ec.pub")
+
+
+def test_signer_reads_the_manifest_like_the_robot(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    """Issue 9: the signer uses the robot's reader, so it never signs a manifest the robot would not read
+    (a symlink, which could point anywhere, or a file above the size bound)."""
+    from kdmarl_student.bundle_files import MAX_MANIFEST_BYTES
+    from kdmarl_student.errors import BundleError
+
+    bundle, _, _ = make_bundle(tmp_path / "b")
+    manifest = bundle / "manifest.json"
+    real = tmp_path / "real.json"
+    manifest.rename(real)
+    manifest.symlink_to(real)
+    with pytest.raises(BundleError, match="symlink") as info:
+        sign_bundle(bundle, load_private_key(keys[0]))
+    assert info.value.path.endswith("manifest.json")
+    manifest.unlink()
+    manifest.write_bytes(real.read_bytes() + b" " * MAX_MANIFEST_BYTES)
+    with pytest.raises(BundleError, match="at most"):
+        sign_bundle(bundle, load_private_key(keys[0]))
+    assert not (bundle / SIGNATURE_FILE).exists()

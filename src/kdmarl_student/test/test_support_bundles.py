@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import pytest
 from kdmarl_student.manifest import CONVENTIONS, MANIFEST_FILE, SCHEMA_VERSION, build_agent_entry, dump_manifest
 from kdmarl_student.scenarios import scenario_spec
 from kdmarl_student.sensing import sensed_dim
@@ -70,6 +72,25 @@ def write_onnx_mlp(path: Path, weights: Weights, input_name: str = "observation"
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def edit_manifest(bundle: Path, edit: Callable[[dict], None]) -> None:
+    """Change a bundle's manifest in place, as an attacker would (no validation on the way out)."""
+    path = bundle / MANIFEST_FILE
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def install_model(bundle: Path, agent_index: int, path: Path) -> Path:
+    """Make the manifest list ``path`` (a model already written into the bundle) with its sha256 and size,
+    so a test exercises the check after the hash, not the hash."""
+    def edit(data: dict) -> None:
+        model = data["agents"][agent_index]["model"]
+        model.update(file=path.name, sha256=sha256(path), bytes=path.stat().st_size)
+
+    edit_manifest(bundle, edit)
+    return path
 
 
 def make_bundle(
@@ -149,3 +170,15 @@ def test_make_bundle_writes_a_valid_manifest(tmp_path: Path) -> None:
     assert manifest.agent_names == ("agent_0", "agent_1", "agent_2")
     assert manifest.agent("agent_1").input_dim == 8
     assert manifest.agent("agent_0").sensing["slices"] == ["self_vel", "self_pos", "landmarks", "other_agents", "comm"]
+
+
+def test_committed_reference_bundle_still_validates() -> None:
+    """The trained bundle the bringup tests use passes the tightened (closed) schema and every model check."""
+    from kdmarl_student.manifest import load_manifest
+
+    bundle = Path(__file__).resolve().parents[2] / "kdmarl_bringup" / "test" / "data" / "spread3"
+    if not (bundle / MANIFEST_FILE).is_file():
+        pytest.skip(f"{bundle} is not in this checkout")
+    manifest = load_manifest(bundle)
+    assert all(manifest.read_model(agent).data for agent in manifest.agents)
+    assert manifest.read_teacher_model().data

@@ -4,10 +4,12 @@
     kdmarl sign bundles/NAME --key keys/team.key  # writes bundles/NAME/manifest.sig
     kdmarl sign bundles/NAME --verify --public-key keys/team.pub
 
-The bundle is validated (schema, sha256 of every model) *before* it is signed: a signature vouches for a
-bundle, so signing a broken one would only make the breakage look trustworthy. A passphrase for an
-encrypted private key is read from the environment variable ``KDMARL_SIGNING_PASSPHRASE`` (never from the
-command line, where it would land in shell history and ``ps``). The heavy lifting is in
+The bundle is validated (schema, size and sha256 of every model, no ONNX external data) *before* it is
+signed: a signature vouches for a bundle, so signing a broken one would only make the breakage look
+trustworthy. ``--verify`` runs the same checks after the signature: a bundle that an older ``kdmarl sign``
+signed with external data in it is refused, since the signature does not cover the external file. A
+passphrase for an encrypted private key is read from the environment variable ``KDMARL_SIGNING_PASSPHRASE``
+(never from the command line, where it would land in shell history and ``ps``). The heavy lifting is in
 ``kdmarl_student.signing`` so that signer and verifier share one implementation; no torch is imported.
 """
 
@@ -17,7 +19,7 @@ import argparse
 import os
 from pathlib import Path
 
-from kdmarl_student.manifest import load_manifest
+from kdmarl_student.manifest import Manifest, load_manifest
 from kdmarl_student.signing import (
     generate_keypair,
     key_id,
@@ -33,6 +35,17 @@ PASSPHRASE_ENV = "KDMARL_SIGNING_PASSPHRASE"
 def _passphrase() -> bytes | None:
     value = os.environ.get(PASSPHRASE_ENV)
     return value.encode() if value else None
+
+
+def check_models(manifest: Manifest) -> int:
+    """Every model of the bundle (agents, and the teacher actor if shipped) checked as the robot checks it:
+    inside the bundle, size, sha256, no ONNX external data (which no signature covers). Returns the count."""
+    for agent in manifest.agents:
+        manifest.read_model(agent)
+    if manifest.data.get("teacher"):
+        manifest.read_teacher_model()
+        return len(manifest.agents) + 1
+    return len(manifest.agents)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,15 +76,14 @@ def run(args: argparse.Namespace) -> int:
         public_key = load_public_key(args.public_key)
         kid = verify_bundle_signature(args.bundle, public_key)
         manifest = load_manifest(args.bundle, public_key=public_key)
-        for agent in manifest.agents:
-            manifest.model_path(agent)
-        print(f"kdmarl sign: {args.bundle}: signature valid (key {kid}), {len(manifest.agents)} models match sha256")
+        count = check_models(manifest)
+        print(f"kdmarl sign: {args.bundle}: signature valid (key {kid}), {count} models match sha256, "
+              "no external data")
         return 0
     if args.key is None:
         raise ValueError("--key PRIVATE_KEY is required to sign")
     manifest = load_manifest(args.bundle)
-    for agent in manifest.agents:
-        manifest.model_path(agent)  # refuse to sign a bundle whose models do not match their sha256
+    check_models(manifest)  # refuse to sign a bundle the robot would refuse
     private_key = load_private_key(args.key, passphrase=_passphrase())
     sig = sign_bundle(args.bundle, private_key)
     print(f"kdmarl sign: {sig} (key {key_id(private_key.public_key())})")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import stat
 from pathlib import Path
 
 import pytest
 from kdmarl_student.errors import BundleError, SignatureError
 from kdmarl_student.policy import StudentPolicy
+from kdmarl_student.signing import load_private_key, sign_bundle
 from kdmarl_teacher.checkpoint import load_teacher
 from test_export import write_teacher
 
@@ -61,12 +64,51 @@ def test_encrypted_key_uses_the_environment_passphrase(bundle: Path, tmp_path: P
 
 def test_refuses_to_sign_a_tampered_bundle(bundle: Path, tmp_path: Path) -> None:
     sign_cli("--generate-key", str(tmp_path / "k"))
-    with open(bundle / "agent_1.onnx", "ab") as handle:
-        handle.write(b"\0")
+    model = bundle / "agent_1.onnx"
+    original = model.read_bytes()
+    model.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # same size, one bit changed
     with pytest.raises(BundleError) as info:
         sign_cli(str(bundle), "--key", str(tmp_path / "k.key"))
     assert info.value.path.endswith("agent_1.onnx") and info.value.field == "agents[1].model.sha256"
+    model.write_bytes(original + b"\0")  # a different size is refused before the file is even read
+    with pytest.raises(BundleError) as info:
+        sign_cli(str(bundle), "--key", str(tmp_path / "k.key"))
+    assert info.value.path.endswith("agent_1.onnx") and info.value.field == "agents[1].model.bytes"
     assert not (bundle / "manifest.sig").exists()
+
+
+def _move_weights_to_external_data(bundle: Path, agent_index: int) -> Path:
+    """Rewrite agent_N.onnx with its weights in an external file, listed in the manifest with its true sha256
+    (what a pre-issue-9 exporter or signer let through); returns the external weights file."""
+    onnx = pytest.importorskip("onnx")
+    path = bundle / f"agent_{agent_index}.onnx"
+    onnx.save(onnx.load(str(path)), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=f"agent_{agent_index}.weights", size_threshold=0)
+    manifest = bundle / "manifest.json"
+    data = json.loads(manifest.read_text())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    data["agents"][agent_index]["model"].update(sha256=digest, bytes=path.stat().st_size)
+    manifest.write_text(json.dumps(data, indent=2))
+    return bundle / f"agent_{agent_index}.weights"
+
+
+def test_sign_and_verify_refuse_onnx_external_data(bundle: Path, tmp_path: Path) -> None:
+    """Issue 9: external weights are covered by neither sha256 nor signature: a tampered weights file used to
+    load, and ``--verify`` called the bundle valid. Now signing refuses it, and so does verifying a bundle an
+    older signer signed."""
+    sign_cli("--generate-key", str(tmp_path / "k"))
+    weights = _move_weights_to_external_data(bundle, 1)
+    with pytest.raises(BundleError) as info:
+        sign_cli(str(bundle), "--key", str(tmp_path / "k.key"))
+    assert info.value.path.endswith("agent_1.onnx") and info.value.field.endswith(".external_data")
+    assert not (bundle / "manifest.sig").exists()
+    sign_bundle(bundle, load_private_key(tmp_path / "k.key"))  # as an older kdmarl sign would have
+    weights.write_bytes(bytes(b ^ 0x55 for b in weights.read_bytes()))  # tampered, signature still valid
+    with pytest.raises(BundleError) as info:
+        sign_cli(str(bundle), "--verify", "--public-key", str(tmp_path / "k.pub"))
+    assert info.value.path.endswith("agent_1.onnx") and info.value.field.endswith(".external_data")
+    with pytest.raises(BundleError):  # and the robot refuses it too
+        StudentPolicy(bundle, "agent_1", public_key=tmp_path / "k.pub")
 
 
 def test_verify_detects_a_changed_manifest(bundle: Path, tmp_path: Path) -> None:
