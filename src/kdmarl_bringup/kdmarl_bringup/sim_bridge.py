@@ -44,7 +44,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from kdmarl_student.atomic import atomic_file
 from kdmarl_student.bundle_eval import task_metrics
-from kdmarl_student.lifetime import shutdown_requested
+from kdmarl_student.lifetime import bound_teardown, shutdown_requested
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
 from kdmarl_student.student_node import (
     ACTION_QOS,
@@ -433,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if node is not None:
             node.write_results()
+            bound_teardown()
             node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(uninstall_handlers=False)  # True would reset our SIGINT handler to SIG_DFL
     return code
 
 

@@ -14,12 +14,18 @@ Two rules every kdmarl node follows (DESIGN.md section 7, issue 9's measured shu
   zero ``Twist``). :func:`die_with_parent` is also the ``preexec_fn`` of the ``kdmarl-swarm`` runner, so the
   tie holds from the first instruction of the child.
 
+- **Teardown has a deadline.** Fast DDS can spin forever while it destroys a participant (waiting on an
+  in-flight discovery callback, eProsima/Fast-DDS#6513; seen here in one of about forty node stops). After
+  the node's own shutdown work is done, :func:`bound_teardown` gives the DDS teardown a few seconds, then
+  ends the process (exit status 1, with the stuck stack on stderr) rather than leave it behind.
+
 Imports only the standard library: the runner (no rclpy) uses it too.
 """
 
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import signal
 import sys
@@ -27,6 +33,7 @@ import threading
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+TEARDOWN_TIMEOUT_S = 5.0
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _requested = threading.Event()
 _signals: list[str] = []
@@ -75,5 +82,19 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     return True
 
 
-__all__ = ["die_with_parent", "install_stop_handlers", "received_signals", "request_shutdown",
-           "shutdown_requested"]
+def bound_teardown(seconds: float = TEARDOWN_TIMEOUT_S) -> None:
+    """Enter teardown: further stop signals are ignored, and the process ends if teardown takes over ``seconds``.
+
+    Ignoring matters at the very end: Python's finalization resets handlers it installed to SIG_DFL, so a
+    second Ctrl-C arriving while Fast DDS joins its threads would kill the process with -2 (seen under
+    ``ros2 launch``, which forwards the terminal's SIGINT a moment after the terminal itself). SIG_IGN
+    survives finalization. ``faulthandler``'s watchdog is a C thread: it fires even while the main thread is
+    stuck inside the DDS library holding the GIL, where no Python-level timer could run.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    faulthandler.dump_traceback_later(seconds, exit=True)
+
+
+__all__ = ["TEARDOWN_TIMEOUT_S", "bound_teardown", "die_with_parent", "install_stop_handlers", "received_signals",
+           "request_shutdown", "shutdown_requested"]

@@ -67,7 +67,13 @@ from std_msgs.msg import Header
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage
 from kdmarl_student.errors import PolicyOutputError
-from kdmarl_student.lifetime import die_with_parent, install_stop_handlers, received_signals, shutdown_requested
+from kdmarl_student.lifetime import (
+    bound_teardown,
+    die_with_parent,
+    install_stop_handlers,
+    received_signals,
+    shutdown_requested,
+)
 
 # QoS per topic; the bridge, adapter and monitor import these so both ends always agree.
 OBSERVATION_QOS: QoSProfile = qos_profile_sensor_data
@@ -596,9 +602,10 @@ def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executo
                 on_shutdown()
             except Exception as err:  # shutdown must complete
                 node.get_logger().warning(f"shutdown hook failed: {err}")
+        bound_teardown()
         executor.remove_node(node)
         node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(uninstall_handlers=False)  # True would reset our SIGINT handler to SIG_DFL
 
 
 def init_ros(argv: list[str] | None) -> None:
