@@ -41,7 +41,15 @@ banner "4/5 teacher / students / random from the bundle alone"
 kdmarl evaluate --bundle "$bundle" --episodes 200
 
 banner "5/5 the swarm over ROS 2: sim bridge + one student node per agent + monitor ($episodes episodes)"
-kdmarl-swarm --bundle "$bundle" --episodes "$episodes" --log-dir "$runs/swarm" --expect-equal
+# With the ROS 2 tools (a ROS install, or the overlay the bootstrap builds) the stage is what a ROS engineer
+# types; the launch ends by itself after the episodes, then kdmarl-swarm compares with the offline returns.
+# Without them, kdmarl-swarm starts the same nodes itself.
+if command -v ros2 >/dev/null 2>&1 && python -c "import launch_ros, ros2launch" 2>/dev/null; then
+  ros2 launch kdmarl_bringup swarm.launch.py bundle:="$bundle" episodes:="$episodes" log_dir:="$runs/swarm"
+  kdmarl-swarm --bundle "$bundle" --episodes "$episodes" --log-dir "$runs/swarm" --report-only --expect-equal
+else
+  kdmarl-swarm --bundle "$bundle" --episodes "$episodes" --log-dir "$runs/swarm" --expect-equal
+fi
 
 banner "done"
 echo "teacher:  $runs/teacher  (learning_curve.png, eval.json)"

@@ -173,13 +173,15 @@ def report(args: SwarmArgs, log_dir: Path, compare_offline: bool) -> bool | None
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         print("\nmonitor summary")
-        print(f"  {'node':<28} {'p50 ms':>8} {'p99 ms':>8} {'CPU %':>7} {'RSS MB':>7} {'FLOPs':>9} {'budget':>6} "
-              f"{'actions':>8} {'safe':>5} {'invalid':>7} {'stale':>5}")
+        print(f"  {'node':<28} {'p50 ms':>8} {'p99 ms':>8} {'CPU %':>7} {'RSS MB':>7} {'FLOPs':>9} {'budget':>14} "
+              f"{'actions':>8} {'safe':>5} {'invalid':>7} {'stale':>5} {'health':>6}")
         for topic, n in summary["nodes"].items():
+            over = n.get("budget_exceeded") or []
+            budget = "met" if n["budget_met"] else "OVER " + ",".join(over) if over else "OVER"
             print(f"  {topic:<28} {n['latency_p50_ms']:8.3f} {n['latency_p99_ms']:8.3f} {n['cpu_percent_mean']:7.1f} "
-                  f"{n['rss_mb_max']:7.1f} {n['flops_per_decision']:9d} {'met' if n['budget_met'] else 'OVER':>6} "
+                  f"{n['rss_mb_max']:7.1f} {n['flops_per_decision']:9d} {budget:>14} "
                   f"{n['actions']:8d} {n['safe_actions']:5d} {n['invalid_observations']:7d} "
-                  f"{n['stale_observations']:5d}")
+                  f"{n['stale_observations']:5d} {n.get('health', ''):>6}")
         for name, diag in summary["diagnostics"].items():
             print(f"  {diag['last']:<5} {name}: {diag['message']}")
     if not results_path.is_file():
@@ -209,6 +211,19 @@ def report(args: SwarmArgs, log_dir: Path, compare_offline: bool) -> bool | None
     return all(o == e["team_return"] for o, e in zip(offline, episodes, strict=True))
 
 
+def report_finished(args: SwarmArgs, log_dir: Path, ns: argparse.Namespace) -> int:
+    """``--report-only``: the summary and offline comparison of a run that something else started."""
+    problem = bridge_problem(0, args.episodes, log_dir / "bridge_results.json") if args.episodes else ""
+    if problem:
+        print(f"kdmarl-swarm: {problem}", file=sys.stderr)
+        return 1
+    equal = report(args, log_dir, compare_offline=not ns.no_compare_offline)
+    if ns.expect_equal and equal is not True:
+        print("kdmarl-swarm: over-ROS returns differ from the offline returns", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kdmarl-swarm", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -227,6 +242,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="Do not run evaluate_bundle on the same seeds for comparison.")
     parser.add_argument("--expect-equal", action="store_true",
                         help="Exit 1 unless over-ROS returns equal the offline ones exactly.")
+    parser.add_argument("--report-only", action="store_true",
+                        help="Start nothing: report the finished run in --log-dir (e.g. one run with ros2 launch).")
     return parser.parse_args(argv)
 
 
@@ -241,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.domain_id is not None:
         os.environ["ROS_DOMAIN_ID"] = str(ns.domain_id)
     log_dir = Path(args.log_dir).resolve()
+    if ns.report_only:
+        return report_finished(args, log_dir, ns)
     swarm = Swarm(args, specs, params_file, log_dir)
 
     def on_signal(signum: int, frame: Any) -> None:

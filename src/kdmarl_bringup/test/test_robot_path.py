@@ -64,11 +64,15 @@ def _coverage_vs_random(processes: Processes, ros_node, bundle: Path) -> tuple[f
                                      ACTION_QOS)
     landmarks_pub = ros_node.create_publisher(PoseArray, "/landmarks", LATCHED_QOS)
     reset_pubs = {r: ros_node.create_publisher(PoseWithCovarianceStamped, f"/{r}/initialpose", 10) for r in ROBOTS}
-    action_pubs = {r: ros_node.create_publisher(AgentAction, f"/{r}/action", ACTION_QOS) for r in ROBOTS}
+    # The random "policy" publishes on the students' action topics only once they are stopped: a second
+    # publisher on an agent's action topic is two deciders, which the students rightly refuse.
+    action_pubs: dict[str, object] = {}
     alive = tuple(processes.procs)
     configs = _configurations([2000, 2001, 2002])
 
     def run(random_actions: bool) -> float:
+        if random_actions:
+            action_pubs.update({r: ros_node.create_publisher(AgentAction, f"/{r}/action", ACTION_QOS) for r in ROBOTS})
         costs = []
         rng = np.random.default_rng(0)
         for starts, landmarks in configs:
