@@ -121,15 +121,20 @@ def test_runner_command_carries_namespace_params_file_and_overrides(bundle: Path
 
 
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
-                    reason="launch_ros is not installable here (no wheel); runs on a real ROS 2 install")
+                    reason="launch_ros not importable: source a ROS 2 install or let scripts/bootstrap.sh build the "
+                           "launch overlay from ../shared/ros2")
 def test_launch_file_builds_a_launch_description(bundle: Path) -> None:  # pragma: no cover - needs launch_ros
     from launch import LaunchContext
-    from launch.actions import GroupAction
+    from launch.actions import GroupAction, RegisterEventHandler
 
     spec = importlib.util.spec_from_file_location("swarm_launch", LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    description = module.generate_launch_description()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        description = module.generate_launch_description()  # (it replaces the SIGINT handler, for ros2 launch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     context = LaunchContext()
     context.launch_configurations.update({"bundle": str(bundle)})
     for entity in description.entities:
@@ -138,6 +143,7 @@ def test_launch_file_builds_a_launch_description(bundle: Path) -> None:  # pragm
     actions = opaque.execute(context)
     groups = [a for a in actions if isinstance(a, GroupAction)]
     assert len(groups) == 3  # one namespace per agent
+    assert sum(isinstance(a, RegisterEventHandler) for a in actions) == 1  # the bridge's exit ends the launch
 
 
 def test_runner_runs_episodes_and_shuts_down_on_sigint(bundle: Path, tmp_path: Path) -> None:
