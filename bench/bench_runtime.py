@@ -126,6 +126,7 @@ def synthetic_team(root: Path, team: str) -> tuple[Path, Path]:
     from kdmarl_teacher.profiles import load_team  # noqa: PLC0415
     from kdmarl_teacher.resources import module_resources  # noqa: PLC0415
     from kdmarl_teacher.students import StudentMLP  # noqa: PLC0415
+    from kdmarl_teacher.students_file import students_payload  # noqa: PLC0415
     from kdmarl_teacher.value_norm import IdentityNorm  # noqa: PLC0415
 
     torch.manual_seed(0)
@@ -146,12 +147,8 @@ def synthetic_team(root: Path, team: str) -> tuple[Path, Path]:
     }, run / "teacher.pt")
     teacher_flops = module_resources(actor).flops
     team_cfg = load_team(team, max_flops=teacher_flops)
-    agents = []
-    for profile in team_cfg.agents:
-        student = StudentMLP(profile.input_dim, profile.rung.hidden, profile.n_actions)
-        agents.append({"name": profile.name, "arch": student.arch(), "state_dict": student.state_dict(),
-                       "sensing": profile.sensing, "hardware": profile.hardware})
-    torch.save({"format": "kdmarl_students", "version": 1, "agents": agents}, run / "students.pt")
+    students = [StudentMLP(a.input_dim, a.rung.hidden, a.n_actions) for a in team_cfg.agents]
+    atomic_save(students_payload(team_cfg, students, {}, {}, step=0), run / "students.pt")
     teacher = load_teacher(run)
     bundle = export_bundle(spec=spec, agents=load_student_agents(run / "students.pt"), teacher_actor=teacher.actor,
                            out_dir=root / "bundles" / "synthetic", source=f"synthetic ({team})", eval_seeds=(),

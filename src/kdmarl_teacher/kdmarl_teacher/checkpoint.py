@@ -39,6 +39,7 @@ from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
 FORMAT = "kdmarl_teacher"
 VERSION = 1
+TEACHER_FILE = "teacher.pt"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -199,9 +200,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     return payload
 
 
+def teacher_path(path: str | Path) -> Path:
+    """A run directory -> its teacher.pt; a file path unchanged (every `--teacher RUN_OR_FILE` goes through here)."""
+    path = Path(path)
+    return path / TEACHER_FILE if path.is_dir() else path
+
+
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Teacher:
     """Load `teacher.pt` (or a run directory containing one) as a frozen `Teacher` on `device`."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "teacher.pt"
-    return build_teacher(load_checkpoint(path, device), device)
+    return build_teacher(load_checkpoint(teacher_path(path), device), device)

@@ -46,8 +46,8 @@ from kdmarl_teacher.checkpoint import (
     load_teacher,
     nonfinite_tensors,
     prepare_run_dir,
-    spec_to_dict,
 )
+from kdmarl_teacher.checkpoint import teacher_path as resolve_teacher_path
 from kdmarl_teacher.config import Range, check_device, check_ranges, coerce, load_yaml, parse_set
 from kdmarl_teacher.errors import NonFiniteError, writing
 from kdmarl_teacher.losses import (
@@ -66,9 +66,9 @@ from kdmarl_teacher.profiles import CONFIG_DIR, TeamConfig, apply_sensing_torch,
 from kdmarl_teacher.resources import module_resources
 from kdmarl_teacher.roles import AuxHeads, assign_roles, fit_roles
 from kdmarl_teacher.students import StudentMLP, budget_violations, build_student
+from kdmarl_teacher.students_file import FILE_NAME as STUDENTS_FILE
+from kdmarl_teacher.students_file import students_payload
 
-FORMAT = "kdmarl_students"
-VERSION = 1
 SEED_STRIDE = 1_000_003
 TERMS = ("pg", "kl", "ce", "relation", "role")
 
@@ -305,41 +305,6 @@ def prune_to_budget(student: StudentMLP, budget: dict) -> StudentMLP:
 
 
 # --------------------------------------------------------------------------------------------- the run
-def students_payload(team: TeamConfig, students: list[StudentMLP], teacher_info: dict, cfg: DistillConfig,
-                     *, step: int, extra: dict | None = None) -> dict:
-    """students.pt: every student with its profile, architecture and resources, and the teacher's hash."""
-    agents = []
-    for a, s in zip(team.agents, students, strict=True):
-        agents.append({
-            "name": a.name, "role": a.role, "obs_dim": a.obs_dim, "n_actions": a.n_actions,
-            "layout": {k: list(v) for k, v in a.layout.items()}, "sensing": a.sensing, "input_dim": a.input_dim,
-            "hardware": a.hardware, "rung": a.rung.to_dict(), "arch": s.arch(),
-            "resources": s.resources().to_dict(),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in s.state_dict().items()},
-        })
-    return {"format": FORMAT, "version": VERSION,
-            "scenario": {"name": team.spec.name, "params": dict(team.spec.params), "spec": spec_to_dict(team.spec)},
-            "team": {"name": team.name, "source_file": team.source_file},
-            "teacher": teacher_info, "config": dataclasses.asdict(cfg), "global_step": step, "agents": agents,
-            **(extra or {})}
-
-
-def load_students(path: str | Path, device: str = "cpu") -> tuple[list[StudentMLP], dict]:
-    """Read students.pt -> (students in agent order, eval mode, the payload dict)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "students.pt"
-    payload = load_checkpoint(path, device)
-    if payload.get("format") != FORMAT or payload.get("version") != VERSION:
-        raise ValueError(f"{path}: not a kdmarl students file v{VERSION} (format={payload.get('format')!r})")
-    students = []
-    for a in payload["agents"]:
-        s = build_student(a["arch"])
-        s.load_state_dict(a["state_dict"])
-        students.append(s.eval())
-    return students, payload
-
-
 def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teacher_path: str | Path | None = None,
             resume: bool = False, progress: bool = True, team: TeamConfig | None = None) -> dict:
     """Run KD-MARL distillation; returns the report dict (also written to out_dir/distill_report.json)."""
@@ -357,8 +322,8 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     if team.spec.name != spec.name or team.spec.agent_names != spec.agent_names or team.spec.obs_dims != spec.obs_dims:
         raise ValueError(f"{team.source_file}: field 'scenario': team is for {team.spec.name} "
                          f"{list(team.spec.agent_names)}, the teacher for {spec.name} {list(spec.agent_names)}")
-    if teacher_path is not None and Path(teacher_path).is_dir():
-        teacher_path = Path(teacher_path) / "teacher.pt"
+    if teacher_path is not None:
+        teacher_path = resolve_teacher_path(teacher_path)
     teacher_info = {"path": str(Path(teacher_path).resolve()) if teacher_path else None,
                     "sha256": file_sha256(teacher_path) if teacher_path else None,
                     "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step}
@@ -438,8 +403,9 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                      "aux": aux.state_dict(), "optimizer": optimizer.state_dict(), "gen_state": gen.get_state(),
                      "torch_rng": torch.get_rng_state(), "centroids": centroids.cpu(), "pruned": pruned,
                      "config": dataclasses.asdict(cfg)}, ckpt_path)
-        atomic_save(students_payload(team, students, teacher_info, cfg, step=global_step,
-                                     extra={"final": final, "role_centroids": centroids.cpu()}), out / "students.pt")
+        atomic_save(students_payload(team, students, teacher_info, dataclasses.asdict(cfg), step=global_step,
+                                     extra={"final": final, "role_centroids": centroids.cpu()}),
+                    out / STUDENTS_FILE)
         last_checkpoint = iteration
 
     def diverged(iteration_number: int, values: dict[str, float]) -> NonFiniteError:
@@ -659,13 +625,11 @@ def resolve_config(args: argparse.Namespace) -> DistillConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    teacher_path = Path(args.teacher)
-    if teacher_path.is_dir():
-        teacher_path = teacher_path / "teacher.pt"
+    teacher_path = resolve_teacher_path(args.teacher)
     teacher = load_teacher(teacher_path, cfg.device)
     out = Path(args.out)
     distill(cfg, teacher, out, teacher_path=teacher_path, resume=args.resume, progress=not args.no_progress)
-    print(f"wrote {out / 'students.pt'} and {out / 'distill_report.json'}")
+    print(f"wrote {out / STUDENTS_FILE} and {out / 'distill_report.json'}")
     return 0
 
 

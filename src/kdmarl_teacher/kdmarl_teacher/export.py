@@ -37,7 +37,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,6 @@ INPUT_NAME = "observation"
 OUTPUT_NAME = "logits"
 TEACHER_FILE = "teacher_actor.onnx"
 DEFAULT_CONTROL_RATE_HZ = 10.0  # MPE: dt = 0.1 s per step
-STUDENTS_FORMAT = "kdmarl_students"
 
 
 @dataclass
@@ -158,29 +157,11 @@ def teacher_export_agents(teacher: Any) -> list[ExportAgent]:
 
 
 def load_student_agents(path: str | Path) -> list[ExportAgent]:
-    """Distilled students from ``students.pt`` (format in docs/ARCHITECTURE.md, "Students file").
+    """Distilled students from ``students.pt`` (format and version: ``kdmarl_teacher.students_file``)."""
+    from kdmarl_teacher.students_file import student_agents  # noqa: PLC0415
 
-    ``{"format": "kdmarl_students", "version": 1, "agents": [{"name", "arch": StudentMLP.arch(),
-    "state_dict", "sensing", "hardware": profile dict or None}, ...]}``.
-    """
-    from kdmarl_teacher.checkpoint import load_checkpoint  # noqa: PLC0415
-    from kdmarl_teacher.students import build_student  # noqa: PLC0415
-
-    payload = load_checkpoint(path)  # a truncated file: InputFileError naming it
-    if not isinstance(payload, Mapping) or payload.get("format") != STUDENTS_FORMAT:
-        raise ValueError(f"{path}: not a students file (format {STUDENTS_FORMAT!r} expected)")
-    agents = []
-    for entry in payload["agents"]:
-        module = build_student(entry["arch"])
-        module.load_state_dict(entry["state_dict"])
-        module.eval()
-        arch = entry["arch"]
-        agents.append(ExportAgent(
-            name=entry["name"], module=module, sensing=dict(entry.get("sensing") or {"slices": "all"}),
-            kind="student", budget=dict(entry["hardware"]) if entry.get("hardware") else None,
-            architecture=f"mlp{list(arch['hidden'])} {arch.get('activation', 'tanh')}",
-        ))
-    return agents
+    return [ExportAgent(name=a.name, module=a.module, sensing=a.sensing, kind="student", budget=a.budget,
+                        architecture=a.architecture) for a in student_agents(path)]
 
 
 # ---------------------------------------------------------------------------------------- onnx steps
@@ -524,16 +505,17 @@ def resolve_sources(run_dir: Path, students: Path | None, teacher: Path | None,
     the teacher recorded in the students file (its sha256 must still match, or the students would be
     compared with a different teacher than the one they were distilled from).
     """
-    students_path = None if from_teacher else (students or run_dir / "students.pt")
+    from kdmarl_teacher.checkpoint import TEACHER_FILE  # noqa: PLC0415
+    from kdmarl_teacher.students_file import FILE_NAME, read_students_payload  # noqa: PLC0415
+
+    students_path = None if from_teacher else (students or run_dir / FILE_NAME)
     if students is not None and not from_teacher and not students.is_file():
         raise FileNotFoundError(f"{students} does not exist")
     if students_path is not None and not students_path.is_file():
         students_path = None
-    teacher_path = teacher or run_dir / "teacher.pt"
+    teacher_path = teacher or run_dir / TEACHER_FILE
     if not teacher_path.is_file() and teacher is None and students_path is not None:
-        from kdmarl_teacher.checkpoint import load_checkpoint  # noqa: PLC0415
-
-        info = load_checkpoint(students_path).get("teacher") or {}
+        info = read_students_payload(students_path).get("teacher") or {}
         if info.get("path"):
             teacher_path = Path(info["path"])
             if info.get("sha256") and teacher_path.is_file() and sha256_file(teacher_path) != info["sha256"]:

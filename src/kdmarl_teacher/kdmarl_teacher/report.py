@@ -317,11 +317,10 @@ def draw_bench(bench_dir: Path, out_dir: Path) -> list[Path]:
 def agent_budgets(run: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Each agent's hardware budget: from students.pt when present (exact), else used x the recorded margin."""
     students = run / "students.pt"
-    if students.is_file():
-        import torch  # noqa: PLC0415
+    if students.is_file():  # torch only here: the figures of a run without students.pt stay torch-free
+        from kdmarl_teacher.students_file import read_students_payload  # noqa: PLC0415
 
-        payload = torch.load(students, map_location="cpu", weights_only=True)
-        return [dict(a.get("hardware") or {}) for a in payload["agents"]]
+        return [dict(a.get("hardware") or {}) for a in read_students_payload(students)["agents"]]
     out = []
     for a in report["agents"]:
         m = a.get("ladder_margins") or {}

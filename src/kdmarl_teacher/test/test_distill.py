@@ -25,12 +25,12 @@ from kdmarl_teacher.distill import (
     distill,
     file_sha256,
     group_lasso_penalty,
-    load_students,
     prune_to_budget,
     resolve_config,
 )
 from kdmarl_teacher.profiles import load_team
 from kdmarl_teacher.students import StudentMLP, budget_violations
+from kdmarl_teacher.students_file import load_students
 from test_mappo import tb_steps
 
 

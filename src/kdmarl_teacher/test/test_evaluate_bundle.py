@@ -11,8 +11,8 @@ import pytest
 import torch
 from kdmarl_student.scenarios import scenario_spec
 from kdmarl_teacher.checkpoint import load_teacher
-from kdmarl_teacher.distill import load_students
 from kdmarl_teacher.profiles import apply_sensing_torch
+from kdmarl_teacher.students_file import load_students
 from test_export import SEEDS, _students_file, _teacher_torch_returns, cli_args, mpe2_returns, write_teacher
 
 from kdmarl_teacher import evaluate as evaluate_mod
