@@ -1,11 +1,21 @@
-"""The student node as a real process over DDS: bad input gives safe actions and WARN, a bad bundle gives
-ERROR and no actions, and the node keeps running through all of it.
+"""The student node as a real process over DDS (issue 9, "tests that can fail").
 
-Each test runs in its own ROS domain (discovery limited to localhost) and kills its processes.
+Hostile observations get the safe action, are dropped or are answered from the cache, each counted under a
+named reason; a model broken for some inputs gets the safe action; warnings are throttled; two deciders for
+one agent turn both to ERROR until one is gone; a bad bundle gives ERROR and no actions; a double Ctrl-C
+exits cleanly. Every expectation is checked against the node's own reports (AgentAction, ResourceUsage,
+/diagnostics, its log), so a node without the behaviour fails. Defects found in the node are strict xfails
+naming the cause: once fixed they XPASS, which fails the run until the marker goes.
+
+Each harness runs its students in a private ROS domain (discovery limited to localhost) and stops them at the
+end. Observations are best effort, so a message is re-published until answered; a republish of the same
+step and stamp is itself a duplicate, answered from the node's cache and never counted as a decision. No
+test asserts timing: every wait is for an event, with a generous timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -13,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,56 +32,96 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from kdmarl_student.student_node import ACTION_QOS, OBSERVATION_QOS, REPORT_QOS  # noqa: E402
-from test_support_bundles import make_bundle  # noqa: E402
+from rclpy.duration import Duration  # noqa: E402
+from test_support_bundles import install_model, make_bundle, write_onnx_log_policy  # noqa: E402
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage  # noqa: E402
 
 _counter = itertools.count()
+SAFE_ACTION = 0  # the manifest's safe action for MPE (no-op)
+# In [0, 1]: finite logits from the MLP and from the log(obs + 1) graph alike.
+GOOD = np.linspace(0.0, 1.0, 18, dtype=np.float32)
+# builtin_interfaces/Time.sec is an int32: 2038-01-19 is the farthest future a stamp can name (2100 cannot be sent).
+FAR_FUTURE_SEC = 2**31 - 1
+TIMEOUT = 30.0  # for events that normally take milliseconds; generous for a loaded two-core machine
 
 
 class Harness:
-    """Student processes plus an in-process probe node, all in one private ROS domain."""
+    """Student processes plus an in-process probe node, all in one private ROS domain.
+
+    The probe records every action and ResourceUsage of the namespaces it watches and every /diagnostics
+    status, each list in arrival order, so a test can ask what arrived after a given point.
+    """
 
     def __init__(self, tmp: Path) -> None:
         self.domain = 1 + (os.getpid() * 11 + next(_counter) * 17 + 50) % 100
         self.tmp = tmp
+        (tmp / "ros_log").mkdir(exist_ok=True)
         self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
                         ROS_DOMAIN_ID=str(self.domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                        PYTHONUNBUFFERED="1")
+                        ROS_LOG_DIR=str(tmp / "ros_log"), PYTHONUNBUFFERED="1")
         self.procs: dict[str, subprocess.Popen] = {}
+        self.stopped: set[str] = set()  # stopped on purpose: no longer expected to be alive
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=self.domain)
         self.node = rclpy.create_node("student_node_probe", context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self.diagnostics: list[DiagnosticStatus] = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics",
+                                      lambda a: self.diagnostics.extend(a.status), REPORT_QOS)
+        self.actions: dict[str, list[AgentAction]] = {}
+        self.usage: dict[str, list[ResourceUsage]] = {}
+        self._pubs: dict[str, Any] = {}
 
-    def start_student(self, ns: str, **params: Any) -> None:
-        args = []
+    # ---- processes ---------------------------------------------------------------------------------
+    def start_student(self, name: str, ns: str | None = None, node_name: str | None = None, **params: Any) -> None:
+        """Start a student process named ``name`` (its log file) in namespace ``ns`` (default ``name``)."""
+        ns = ns or name
+        args = ["-r", f"__ns:=/{ns}"] + (["-r", f"__node:={node_name}"] if node_name else [])
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{key}:={text}"]
-        log = (self.tmp / f"{ns}.log").open("w")
-        self.procs[ns] = subprocess.Popen(
-            [sys.executable, "-m", "kdmarl_student.student_node", "--ros-args", "-r", f"__ns:=/{ns}", *args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.watch(ns)
+        with self.log_path(name).open("w") as log:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "kdmarl_student.student_node", "--ros-args", *args],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self, name: str, sig: signal.Signals, times: int | None = 1, gap_s: float = 0.05,
+             while_waiting: Callable[[], None] | None = None) -> int:
+        """Send ``sig`` to the student's process group ``times`` times ``gap_s`` apart (a terminal's Ctrl-C
+        reaches the whole group; ``ros2 launch`` forwards another a moment later), or every ``gap_s`` until it
+        exits when ``times`` is None, and return its exit code."""
+        proc = self.procs[name]
+        self.stopped.add(name)
+        sent, next_signal = 0, time.monotonic()
+        deadline = time.monotonic() + TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (times is None or sent < times) and time.monotonic() >= next_signal:
+                with contextlib.suppress(ProcessLookupError):  # exited since the poll
+                    os.killpg(proc.pid, sig)
+                sent, next_signal = sent + 1, time.monotonic() + gap_s
+            if while_waiting is not None:
+                while_waiting()
+            self.executor.spin_once(timeout_sec=0.01)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail(f"student {name} did not exit within {TIMEOUT} s of {sig.name}:\n{self.logs()}")
+        return proc.returncode
+
+    def log_path(self, name: str) -> Path:
+        return self.tmp / f"{name}.log"
+
+    def log(self, name: str) -> str:
+        return self.log_path(name).read_text(errors="replace")
 
     def logs(self) -> str:
-        return "\n".join(f"--- {ns}\n{(self.tmp / f'{ns}.log').read_text()[-3000:]}" for ns in self.procs)
-
-    def spin_until(self, predicate: Callable[[], bool], timeout: float, step: Callable[[], None] | None = None
-                   ) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            if step is not None:
-                step()
-            self.executor.spin_once(timeout_sec=0.1)
-            for ns, proc in self.procs.items():
-                assert proc.poll() is None, f"student {ns} died:\n{self.logs()}"
-        return predicate()
+        return "\n".join(f"--- {name}\n{self.log(name)[-3000:]}" for name in self.procs)
 
     def close(self) -> None:
         for proc in self.procs.values():
@@ -84,6 +135,83 @@ class Harness:
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 
+    # ---- topics ------------------------------------------------------------------------------------
+    def watch(self, ns: str) -> None:
+        """Record ``/<ns>/action`` and ``/<ns>/resource_usage``; publish on ``/<ns>/observation``."""
+        if ns in self.actions:
+            return
+        self.actions[ns], self.usage[ns] = [], []
+        self.node.create_subscription(AgentAction, f"/{ns}/action", self.actions[ns].append, ACTION_QOS)
+        self.node.create_subscription(ResourceUsage, f"/{ns}/resource_usage", self.usage[ns].append, REPORT_QOS)
+        self._pubs[ns] = self.node.create_publisher(AgentObservation, f"/{ns}/observation", OBSERVATION_QOS)
+
+    def publish(self, ns: str, msg: AgentObservation) -> None:
+        self._pubs[ns].publish(msg)
+
+    def now(self, offset_s: float = 0.0) -> Time:
+        """A stamp on the probe's clock (the students' clock: same machine, no sim time)."""
+        return (self.node.get_clock().now() + Duration(nanoseconds=int(offset_s * 1e9))).to_msg()
+
+    def spin_until(self, predicate: Callable[[], bool], timeout: float = TIMEOUT,
+                   step: Callable[[], None] | None = None) -> bool:
+        """Spin the probe (calling ``step`` each round) until ``predicate``; every student must stay alive."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            if step is not None:
+                step()
+            self.executor.spin_once(timeout_sec=0.1)
+            for name, proc in self.procs.items():
+                assert name in self.stopped or proc.poll() is None, f"student {name} died:\n{self.logs()}"
+        return predicate()
+
+    def answers(self, ns: str, episode: int, step: int) -> list[AgentAction]:
+        return [a for a in self.actions[ns] if a.episode == episode and a.step == step]
+
+    def send_until_answered(self, ns: str, msg: AgentObservation, already: int = 0) -> AgentAction:
+        """Re-publish ``msg`` until more than ``already`` answers for its (episode, step) arrived; the first new one."""
+        def answered() -> bool:
+            return len(self.answers(ns, msg.episode, msg.step)) > already
+
+        assert self.spin_until(answered, step=lambda: self.publish(ns, msg)), \
+            f"no answer on /{ns}/action for episode {msg.episode} step {msg.step}:\n{self.logs()}"
+        return self.answers(ns, msg.episode, msg.step)[already]
+
+    # ---- reports -----------------------------------------------------------------------------------
+    def statuses(self, ns: str, node: str = "student", since: int = 0) -> list[DiagnosticStatus]:
+        """The /diagnostics statuses of node ``/<ns>/<node>`` among those received from index ``since`` on."""
+        return [s for s in self.diagnostics[since:] if s.name.endswith(f"/{ns}/{node}")]
+
+    def settle(self, ns: str, node: str = "student", reports: int = 2) -> dict[str, str]:
+        """The values of the ``reports``-th status that arrives from now on: by then everything sent before
+        this call was processed (a report published just before the last decision can arrive after it, the
+        next one cannot)."""
+        since = len(self.diagnostics)
+        assert self.spin_until(lambda: len(self.statuses(ns, node, since)) >= reports), \
+            f"no /diagnostics from /{ns}/{node}:\n{self.logs()}"
+        return values(self.statuses(ns, node, since)[-1])
+
+
+def values(status: DiagnosticStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+def count(report: dict[str, str], counter: str) -> int:
+    """A counter of a /diagnostics status: a plain key, or ``reason:<name>`` inside ``invalid_reasons``."""
+    if counter.startswith("reason:"):
+        reasons = dict(item.split("=", 1) for item in report["invalid_reasons"].split(",") if item)
+        return int(reasons.get(counter.removeprefix("reason:"), 0))
+    return int(report[counter])
+
+
+def observation(episode: int, step: int, agent: str, stamp: Time | None = None,
+                data: np.ndarray | list[float] = GOOD) -> AgentObservation:
+    msg = AgentObservation(agent=agent, episode=episode, step=step, data=[float(x) for x in data])
+    if stamp is not None:
+        msg.header.stamp = stamp
+    return msg
+
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
@@ -94,99 +222,367 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         h.close()
 
 
-def _statuses(arrays: list[DiagnosticArray], ns: str) -> list[DiagnosticStatus]:
-    return [s for a in arrays for s in a.status if s.name.endswith(f"/{ns}/student")]
+# ---- the corpus of hostile observations -----------------------------------------------------------------
+REALTIME, LOCKSTEP = "agent_0", "agent_1"  # namespaces (= agents) of the two corpus students
 
 
-def _values(status: DiagnosticStatus) -> dict[str, str]:
-    return {kv.key: kv.value for kv in status.values}
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """Two long-lived students serving every corpus case: a realtime one (normal MLP) and a lockstep one whose
+    model is log(obs + 1) @ W, finite for the corpus's normal data, NaN for a value below -1.
+
+    The realtime watchdog must stay quiet during the tests (it would count stale observations), hence a large
+    ``observation_timeout_s``; fast reports keep :meth:`Harness.settle` short.
+    """
+    tmp = tmp_path_factory.mktemp("fleet")
+    bundle, _, _ = make_bundle(tmp / "bundle", seed=5)
+    weights = np.random.default_rng(0).normal(size=(18, 5)).astype(np.float32)
+    install_model(bundle, 1, write_onnx_log_policy(bundle / "agent_1.onnx", weights))
+    h = Harness(tmp)
+    try:
+        h.start_student(REALTIME, bundle=str(bundle), mode="realtime", observation_timeout_s=30.0,
+                        report_period_s=0.25)
+        h.start_student(LOCKSTEP, bundle=str(bundle), report_period_s=0.25)
+        for ns in (REALTIME, LOCKSTEP):  # both active and discovered: answered, and not with the safe action
+            assert not h.send_until_answered(ns, observation(1, 0, ns, h.now())).is_safe_action, h.logs()
+        yield h
+    finally:
+        h.close()
 
 
-def test_malformed_and_stale_observations_give_safe_actions_and_warn(harness: Harness, tmp_path: Path) -> None:
-    bundle, _, _ = make_bundle(tmp_path / "bundle", seed=5)
-    harness.start_student("agent_0", bundle=str(bundle))
-    harness.start_student("agent_1", bundle=str(bundle), mode="realtime", observation_timeout_s=0.3,
-                          control_rate_hz=5.0)
-    actions: list[AgentAction] = []
-    realtime: list[AgentAction] = []
-    diagnostics: list[DiagnosticArray] = []
-    usage: list[ResourceUsage] = []
-    node = harness.node
-    node.create_subscription(AgentAction, "/agent_0/action", actions.append, ACTION_QOS)
-    node.create_subscription(AgentAction, "/agent_1/action", realtime.append, ACTION_QOS)
-    node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, REPORT_QOS)
-    node.create_subscription(ResourceUsage, "/agent_0/resource_usage", usage.append, REPORT_QOS)
-    pub = node.create_publisher(AgentObservation, "/agent_0/observation", OBSERVATION_QOS)
+Build = Callable[[Harness, int, str], list[AgentObservation]]
 
-    good = np.linspace(-1, 1, 18, dtype=np.float32)
-    bad_inputs = [
-        ("short", good[:5].tolist()),
-        ("nan", [*good[:17].tolist(), float("nan")]),
-        ("inf", [float("inf"), *good[1:].tolist()]),
-        ("empty", []),
-    ]
-    cases = [*bad_inputs, ("good", good.tolist())]
 
-    def send_all() -> None:
-        for step, (_, data) in enumerate(cases):
-            pub.publish(AgentObservation(agent="agent_0", episode=7, step=step, data=data))
+@dataclass(frozen=True)
+class Case:
+    """One hostile input. ``build(harness, episode, agent)`` returns the messages: all but the last are a
+    preamble, each answered before the next; the last is the attack, whose outcome is
 
-    # Observations are best effort: re-send until every case was answered (a repeat gets the same answer).
-    answered = lambda: {a.step for a in actions if a.episode == 7} >= set(range(len(cases)))  # noqa: E731
-    assert harness.spin_until(answered, 120.0, step=send_all), harness.logs()
-    by_step = {a.step: a for a in actions if a.episode == 7}
-    for step, (label, _) in enumerate(bad_inputs):
-        assert by_step[step].is_safe_action, label
-        assert by_step[step].action == 0, label  # the manifest's safe action (MPE no-op)
-    assert not by_step[len(bad_inputs)].is_safe_action
-    pub.publish(AgentObservation(agent="agent_2", episode=8, step=0, data=good.tolist()))  # someone else's
+    - ``safe``: answered with ``is_safe_action`` and the safe action, ``counter`` goes up;
+    - ``dropped``: no answer for its (episode, step), ``counter`` goes up (so it was seen, not lost);
+    - ``repeat``: the same answer as the preamble's, ``counter`` (duplicates) goes up, no new decision;
+    - ``acted``: answered by the policy (not the safe action), no invalid or stale count.
+    """
+
+    id: str
+    build: Build
+    outcome: str
+    counter: str = ""
+    student: str = REALTIME
+
+
+def _one(data: Any = GOOD, agent: str | None = None, stamp: Callable[[Harness], Time] | None = None) -> Build:
+    """A single message at step 0 of the case's episode (stamped now unless ``stamp`` says otherwise)."""
+    def build(h: Harness, episode: int, own: str) -> list[AgentObservation]:
+        when = stamp(h) if stamp is not None else h.now()
+        return [observation(episode, 0, own if agent is None else agent, when, data)]
+
+    return build
+
+
+def _with(index: int, value: float) -> np.ndarray:
+    data = GOOD.copy()
+    data[index] = value
+    return data
+
+
+def _out_of_order(h: Harness, episode: int, own: str) -> list[AgentObservation]:
+    """Step 5, then step 3 with its (older) stamp: a late message of the same episode."""
+    return [observation(episode, 5, own, h.now()), observation(episode, 3, own, h.now(-1.0))]
+
+
+def _republish(h: Harness, episode: int, own: str) -> list[AgentObservation]:
+    msg = observation(episode, 2, own, h.now())
+    return [msg, msg]
+
+
+def _restarted_source(h: Harness, episode: int, own: str) -> list[AgentObservation]:
+    """The step counter goes back with a newer stamp (an adapter restarted mid-episode): a new sequence."""
+    return [observation(episode, 8, own, h.now(-1.0)), observation(episode, 2, own, h.now())]
+
+
+def _foreign_then_own(h: Harness, episode: int, own: str) -> list[AgentObservation]:
+    """A misrouted observation of another agent for the same step and stamp as ours (the simulation bridge
+    stamps all agents of a step alike), then ours: ours must still be decided by the policy."""
+    stamp = h.now()
+    return [observation(episode, 4, "agent_2", stamp), observation(episode, 4, own, stamp)]
+
+
+CASES = [
+    Case("short", _one(GOOD[:5]), "safe", "reason:shape"),
+    Case("long", _one([*GOOD, 0.0]), "safe", "reason:shape"),
+    Case("empty", _one([]), "safe", "reason:shape"),
+    Case("nan", _one(_with(17, float("nan"))), "safe", "reason:non_finite"),
+    Case("inf", _one(_with(0, float("inf"))), "safe", "reason:non_finite"),
+    Case("minus_inf", _one(_with(9, float("-inf"))), "safe", "reason:non_finite"),
+    Case("other_agent", _one(agent="agent_2"), "safe", "reason:agent"),
+    Case("no_agent", _one(agent=""), "safe", "reason:agent"),
+    Case("out_of_order", _out_of_order, "dropped", "reason:out_of_order"),
+    Case("out_of_order_lockstep", _out_of_order, "dropped", "reason:out_of_order", student=LOCKSTEP),
+    Case("republish", _republish, "repeat", "duplicate_observations"),
+    Case("republish_of_invalid", lambda h, e, a: 2 * _one(GOOD[:3])(h, e, a), "repeat", "duplicate_observations"),
+    Case("restarted_source", _restarted_source, "acted"),
+    Case("stamp_1970", _one(stamp=lambda h: Time(sec=1)), "safe", "stale_observations"),
+    Case("stamp_before_1970", _one(stamp=lambda h: Time(sec=-(2**31))), "safe", "stale_observations"),
+    Case("stamp_2038", _one(stamp=lambda h: Time(sec=FAR_FUTURE_SEC)), "safe", "reason:stamp"),
+    Case("stamp_a_minute_ahead", _one(stamp=lambda h: h.now(60.0)), "safe", "reason:stamp"),
+    # Lockstep: the bridge's step counter is the clock; stamps are only reported.
+    Case("stamp_1970_lockstep", _one(stamp=lambda h: Time(sec=1)), "acted", student=LOCKSTEP),
+    # A valid observation on which the model itself returns NaN logits (log of a negative number).
+    Case("nan_logits", _one(_with(3, -2.0)), "safe", "non_finite_outputs", student=LOCKSTEP),
+    Case("minus_inf_logits", _one(_with(0, -1.0)), "safe", "non_finite_outputs", student=LOCKSTEP),
+]
+# Episode of each case: its own, so cases never meet through the step-order rules; the fence before a case
+# is episode - 1, the one after a dropped attack episode + 1.
+EPISODES = {case.id: 100 + 10 * i for i, case in enumerate(CASES)}
+XFAIL_FOREIGN = pytest.mark.xfail(strict=True, reason=(
+    "student_node._admit: the safe answer to an observation addressed to another agent goes through "
+    "_publish(count=True) and becomes _last_decision, so our own observation of the same step and stamp is "
+    "taken for a republish and answered with the cached safe action, without inference"))
+
+
+@pytest.mark.parametrize("case", [
+    *(pytest.param(c, id=c.id) for c in CASES),
+    pytest.param(Case("foreign_then_own", _foreign_then_own, "acted"), id="foreign_then_own", marks=XFAIL_FOREIGN),
+])
+def test_hostile_observation_corpus(fleet: Harness, case: Case) -> None:
+    """Each hostile input has exactly its documented outcome, counted under its documented name."""
+    h, ns = fleet, case.student
+    episode = EPISODES.get(case.id, 90_000)
+    h.send_until_answered(ns, observation(episode - 1, 0, ns, h.now()))  # fence: the node is fresh and idle
+    *preamble, attack = case.build(h, episode, ns)
+    first: list[AgentAction] = [h.send_until_answered(ns, msg) for msg in preamble]
+    before = h.settle(ns)  # after the preamble and its republished copies
+    seen = len(h.answers(ns, attack.episode, attack.step))
+
+    if case.outcome == "dropped":
+        for _ in range(5):  # best effort: several copies, so a lost one cannot make the test pass vacuously
+            h.publish(ns, attack)
+            h.executor.spin_once(timeout_sec=0.05)
+        h.send_until_answered(ns, observation(episode + 1, 0, ns, h.now()))  # same writer: after the attack
+        h.spin_until(lambda: False, timeout=2.0)  # any answer to the attack would have arrived by now
+        after = h.settle(ns)
+        assert len(h.answers(ns, attack.episode, attack.step)) == seen, "a dropped observation was answered"
+        assert count(after, case.counter) > count(before, case.counter), after
+        return
+
+    answer = h.send_until_answered(ns, attack, already=seen)
+    after = h.settle(ns)
+    assert (answer.agent, answer.episode, answer.step) == (ns, attack.episode, attack.step)
+    if case.outcome == "safe":
+        assert answer.is_safe_action and answer.action == SAFE_ACTION, answer
+        assert count(after, case.counter) > count(before, case.counter), after
+    elif case.outcome == "repeat":
+        assert (answer.action, answer.is_safe_action) == (first[-1].action, first[-1].is_safe_action)
+        assert count(after, case.counter) > count(before, case.counter), after
+        assert count(after, "actions") == count(before, "actions"), "a republish was decided again"
+    else:
+        assert case.outcome == "acted"
+        assert not answer.is_safe_action, answer
+        for counter in ("invalid_observations", "stale_observations", "non_finite_outputs"):
+            assert count(after, counter) == count(before, counter), (counter, after)
+
+
+def test_non_finite_policy_output_gives_safe_action_and_warn(fleet: Harness) -> None:
+    """NaN logits from the model (not the input) are refused: safe action, counted in ResourceUsage, WARN on
+    /diagnostics, and the process goes on deciding."""
+    h, ns = fleet, LOCKSTEP
+    h.settle(ns)  # earlier cases may have counted some already
+    since_diag, prior = len(h.diagnostics), h.usage[ns][-1].non_finite_outputs
+    answer = h.send_until_answered(ns, observation(50_000, 0, ns, h.now(), _with(3, -2.0)))
+    assert answer.is_safe_action and answer.action == SAFE_ACTION, answer
+    assert h.spin_until(lambda: h.usage[ns][-1].non_finite_outputs > prior), h.logs()
+    usage = h.usage[ns][-1]
+    assert usage.safe_actions >= 1
+    assert usage.flops_per_decision > 0 and usage.params > 0 and usage.rss_bytes > 0 and usage.actions >= 2
 
     def warned() -> bool:
-        return any(s.level == DiagnosticStatus.WARN and "invalid" in s.message
-                   for s in _statuses(diagnostics, "agent_0"))
+        return any(s.level == DiagnosticStatus.WARN and "non-finite" in s.message
+                   for s in h.statuses(ns, since=since_diag))
 
-    assert harness.spin_until(warned, 30.0), harness.logs()
-    assert harness.spin_until(lambda: any(u.invalid_observations >= 4 for u in usage), 30.0)
-    last = usage[-1]
-    assert last.flops_per_decision > 0 and last.params > 0 and last.rss_bytes > 0 and last.actions >= 5
-    # Realtime student with no observation at all: the watchdog publishes the safe action, counted as stale.
-    assert harness.spin_until(lambda: len(realtime) >= 3, 30.0), harness.logs()
-    assert all(a.is_safe_action and a.action == 0 for a in realtime)
-    assert harness.spin_until(lambda: any(s.level == DiagnosticStatus.WARN and "stale" in s.message
-                                          for s in _statuses(diagnostics, "agent_1")), 30.0)
-    assert all(p.poll() is None for p in harness.procs.values()), harness.logs()
+    assert h.spin_until(warned), h.logs()
+    # In the log at least once; this very event's line may be throttled away (see the xfail below).
+    assert "policy output not finite" in h.log(ns)
+    assert not h.send_until_answered(ns, observation(50_001, 0, ns, h.now())).is_safe_action
 
 
+def test_invalid_observation_warnings_are_throttled(fleet: Harness) -> None:
+    """A burst of 60+ invalid observations: every one counted, only a handful of log lines (warn_throttle_s 5 s).
+
+    The node's warnings share one throttle, so the burst goes on until its first line appeared: a node that
+    never logs fails too.
+    """
+    h, ns = fleet, REALTIME
+    start_log, since_diag = len(h.log(ns)), len(h.diagnostics)
+    before = h.settle(ns)
+
+    def lines() -> int:
+        return h.log(ns)[start_log:].count("invalid observation")
+
+    started, sent = time.monotonic(), 0
+    while sent < 60 or (lines() == 0 and time.monotonic() - started < 20.0):
+        answer = h.send_until_answered(ns, observation(60_000, sent, ns, h.now(), GOOD[:7]))
+        assert answer.is_safe_action, answer
+        sent += 1
+    elapsed = time.monotonic() - started
+    after = h.settle(ns)
+    assert count(after, "reason:shape") - count(before, "reason:shape") == sent
+    assert count(after, "invalid_observations") - count(before, "invalid_observations") == sent
+    assert 1 <= lines() <= 2 + elapsed / 5.0, (sent, elapsed, h.log(ns)[start_log:])
+    assert any(s.level == DiagnosticStatus.WARN and "invalid observations" in s.message
+               for s in h.statuses(ns, since=since_diag))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "student_node._warn is the one call site of every warning, and rclpy throttles per call site: a refusal "
+    "of another kind within warn_throttle_s of any warning is never logged"))
+def test_a_different_refusal_is_logged_despite_the_throttle(fleet: Harness) -> None:
+    """The throttle is for repeats: right after an invalid-observation warning, a broken model output (a
+    different problem, needing a different fix) still gets its own line."""
+    h, ns = fleet, LOCKSTEP
+    start = len(h.log(ns))
+    steps = itertools.count()
+    h.spin_until(lambda: "invalid observation" in h.log(ns)[start:], 20.0,
+                 step=lambda: h.send_until_answered(ns, observation(70_000, next(steps), ns, h.now(), GOOD[:5])))
+    assert "invalid observation" in h.log(ns)[start:], h.logs()
+    answer = h.send_until_answered(ns, observation(70_001, 0, ns, h.now(), _with(3, -2.0)))
+    assert answer.is_safe_action
+    assert "policy output not finite" in h.log(ns)[start:]  # written before the answer was published
+
+
+# ---- bundles, budgets, the watchdog ----------------------------------------------------------------------
 def test_bad_bundle_reports_error_and_refuses_to_act(harness: Harness, tmp_path: Path) -> None:
     bundle, _, _ = make_bundle(tmp_path / "bundle", seed=6)
     model = bundle / "agent_0.onnx"
     model.write_bytes(model.read_bytes() + b"\0")  # a tampered model: sha256 no longer matches
     harness.start_student("agent_0", bundle=str(bundle))
     harness.start_student("agent_1", bundle=str(tmp_path / "no_such_bundle"))
-    actions: list[AgentAction] = []
-    diagnostics: list[DiagnosticArray] = []
-    harness.node.create_subscription(AgentAction, "/agent_0/action", actions.append, ACTION_QOS)
-    harness.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, REPORT_QOS)
-    pub = harness.node.create_publisher(AgentObservation, "/agent_0/observation", OBSERVATION_QOS)
 
     def errors(ns: str) -> list[DiagnosticStatus]:
-        return [s for s in _statuses(diagnostics, ns) if s.level == DiagnosticStatus.ERROR]
+        return [s for s in harness.statuses(ns) if s.level == DiagnosticStatus.ERROR]
 
-    assert harness.spin_until(lambda: errors("agent_0") and errors("agent_1"), 90.0), harness.logs()
+    assert harness.spin_until(lambda: bool(errors("agent_0") and errors("agent_1")), 90.0), harness.logs()
     assert "sha256" in errors("agent_0")[-1].message
-    assert _values(errors("agent_0")[-1])["state"] == "unconfigured"
-    good = np.zeros(18, dtype=np.float32).tolist()
+    assert values(errors("agent_0")[-1])["state"] == "unconfigured"
     end = time.monotonic() + 3.0
-    harness.spin_until(lambda: time.monotonic() > end,
-                       10.0, step=lambda: pub.publish(AgentObservation(agent="agent_0", data=good)))
-    assert actions == []  # refuses to act: no silent fallback, not even a safe action
-    assert all(p.poll() is None for p in harness.procs.values())
+    steps = itertools.count()
+    harness.spin_until(lambda: time.monotonic() > end, 10.0,
+                       step=lambda: harness.publish("agent_0", observation(1, next(steps), "agent_0", harness.now())))
+    assert harness.actions["agent_0"] == []  # refuses to act: no silent fallback, not even a safe action
 
 
-def test_over_budget_is_a_warning(harness: Harness, tmp_path: Path) -> None:
+def test_over_budget_is_a_warning_naming_the_field(harness: Harness, tmp_path: Path) -> None:
     bundle, _, _ = make_bundle(tmp_path / "bundle", seed=7, budget={"name": "tiny", "max_flops": 1})
     harness.start_student("agent_0", bundle=str(bundle))
-    diagnostics: list[DiagnosticArray] = []
-    harness.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, REPORT_QOS)
-    assert harness.spin_until(lambda: any("over budget" in s.message and s.level == DiagnosticStatus.WARN
-                                          for s in _statuses(diagnostics, "agent_0")), 60.0), harness.logs()
+    assert harness.spin_until(lambda: any("over budget (flops)" in s.message and s.level == DiagnosticStatus.WARN
+                                          for s in harness.statuses("agent_0")), 60.0), harness.logs()
+    assert harness.spin_until(lambda: bool(harness.usage["agent_0"])), harness.logs()
+    assert harness.usage["agent_0"][-1].budget_exceeded == ["flops"]
+    assert not harness.usage["agent_0"][-1].budget_met
+
+
+def test_realtime_watchdog_answers_silence_with_safe_actions(harness: Harness, tmp_path: Path) -> None:
+    """No observation at all: the realtime watchdog publishes the safe action, counted as stale, WARN."""
+    bundle, _, _ = make_bundle(tmp_path / "bundle", seed=5)
+    harness.start_student("agent_1", bundle=str(bundle), mode="realtime", observation_timeout_s=0.3,
+                          control_rate_hz=5.0)
+    actions = harness.actions["agent_1"]
+    assert harness.spin_until(lambda: len(actions) >= 3), harness.logs()
+    assert all(a.is_safe_action and a.action == SAFE_ACTION for a in actions)
+    assert harness.spin_until(lambda: any(s.level == DiagnosticStatus.WARN and "stale" in s.message
+                                          for s in harness.statuses("agent_1"))), harness.logs()
+    assert harness.spin_until(lambda: any(u.stale_observations >= 3 for u in harness.usage["agent_1"]))
+
+
+# ---- two deciders, stopping --------------------------------------------------------------------------------
+def test_two_deciders_for_one_agent_both_refuse_until_one_is_gone(harness: Harness, tmp_path: Path) -> None:
+    """Two students publishing /agent_2/action: both ERROR naming the topic and stop acting; once one is
+    stopped with SIGINT, the other acts again."""
+    bundle, _, _ = make_bundle(tmp_path / "bundle", seed=8)
+    ns = "agent_2"
+    harness.start_student("first", ns=ns, bundle=str(bundle), report_period_s=0.25)
+    harness.start_student("second", ns=ns, node_name="student_twin", bundle=str(bundle), report_period_s=0.25)
+
+    def refusing(node: str, since: int = 0) -> bool:
+        return any(s.level == DiagnosticStatus.ERROR and f"/{ns}/action" in s.message and "two deciders" in s.message
+                   for s in harness.statuses(ns, node, since))
+
+    assert harness.spin_until(lambda: refusing("student") and refusing("student_twin"), 60.0), harness.logs()
+    since = len(harness.diagnostics)  # both stay in ERROR and silent while both exist
+    silent_from = len(harness.actions[ns])
+    steps = itertools.count()
+    end = time.monotonic() + 2.0
+    harness.spin_until(lambda: time.monotonic() > end, 10.0,
+                       step=lambda: harness.publish(ns, observation(1, next(steps), ns, harness.now())))
+    assert harness.actions[ns][silent_from:] == [], "a decider acted while another one existed"
+    assert refusing("student", since) and refusing("student_twin", since), harness.logs()
+    assert "two deciders" in harness.log("first") and "two deciders" in harness.log("second")
+
+    assert harness.stop("second", signal.SIGINT) == 0, harness.logs()
+    answer = harness.send_until_answered(ns, observation(2, 0, ns, harness.now()))  # allow ~30 s for discovery
+    assert not answer.is_safe_action, answer
+    since = len(harness.diagnostics)
+    assert harness.spin_until(lambda: bool(harness.statuses(ns, since=since))), harness.logs()
+    assert harness.statuses(ns, since=since)[-1].level != DiagnosticStatus.ERROR
+
+
+@pytest.mark.parametrize("times", [2, None], ids=["twice", "until_exit"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_repeated_stop_signal_exits_cleanly(harness: Harness, tmp_path: Path, sig: signal.Signals,
+                                            times: int | None) -> None:
+    """A terminal's Ctrl-C and the launcher's forwarded copy 50 ms later (or a signal every 50 ms until the
+    process is gone, so one lands in the DDS teardown and in interpreter finalization), while observations
+    keep arriving: exit code 0 and no traceback (signals used to land in take_message or destroy_node, and a
+    late one killed the process with -2)."""
+    bundle, _, _ = make_bundle(tmp_path / "bundle", seed=9)
+    harness.start_student("agent_0", bundle=str(bundle))
+    assert not harness.send_until_answered("agent_0", observation(1, 0, "agent_0", harness.now())).is_safe_action
+    steps = itertools.count(1)
+    code = harness.stop("agent_0", sig, times=times, gap_s=0.05, while_waiting=lambda: harness.publish(
+        "agent_0", observation(1, next(steps), "agent_0", harness.now())))
+    log = harness.log("agent_0")
+    assert code == 0, log
+    assert "Traceback" not in log, log
+
+
+# ---- known defects of student_node.py (strict xfail: "XPASS" fails the run once the node is fixed) ----------
+@pytest.mark.xfail(strict=True, reason=(
+    "student_node._warn passes warn_throttle_s to rclpy's throttle filter on every call; rclpy raises "
+    "ValueError('Logging filter parameters cannot be changed between calls.') once the value differs, inside "
+    "the subscription callback, and the process exits with a traceback"))
+def test_changing_warn_throttle_at_runtime_keeps_the_node_alive(harness: Harness, tmp_path: Path) -> None:
+    """warn_throttle_s is a writable parameter: setting it must not turn the next warning into a crash."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    bundle, _, _ = make_bundle(tmp_path / "bundle", seed=10)
+    harness.start_student("agent_0", bundle=str(bundle))
+    assert harness.send_until_answered("agent_0", observation(1, 0, "agent_0", harness.now(), GOOD[:5])).is_safe_action
+    client = harness.node.create_client(SetParameters, "/agent_0/student/set_parameters")
+    assert client.wait_for_service(timeout_sec=TIMEOUT)
+    request = SetParameters.Request(parameters=[Parameter("warn_throttle_s", value=1.0).to_parameter_msg()])
+    future = client.call_async(request)
+    assert harness.spin_until(future.done) and future.result().results[0].successful
+    answer = harness.send_until_answered("agent_0", observation(2, 0, "agent_0", harness.now(), GOOD[:5]))
+    assert answer.is_safe_action
+    assert "Traceback" not in harness.log("agent_0")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "student_node._check_stale counts actions, safe_actions and stale_observations after _publish, which "
+    "publishes nothing while _duplicate_publishers is set: the counters report decisions never sent"))
+def test_refusing_realtime_deciders_do_not_count_unsent_actions(harness: Harness, tmp_path: Path) -> None:
+    """Two realtime deciders in ERROR publish nothing, so ResourceUsage must not count watchdog actions."""
+    bundle, _, _ = make_bundle(tmp_path / "bundle", seed=11)
+    ns = "agent_0"
+    for name, node in (("first", None), ("second", "student_twin")):
+        harness.start_student(name, ns=ns, node_name=node, bundle=str(bundle), mode="realtime",
+                              observation_timeout_s=0.3, control_rate_hz=5.0, report_period_s=0.25)
+    assert harness.spin_until(lambda: any(s.level == DiagnosticStatus.ERROR for s in harness.statuses(ns))), \
+        harness.logs()
+    harness.settle(ns)
+    sent, first_usage = len(harness.actions[ns]), len(harness.usage[ns])
+    assert harness.spin_until(lambda: len(harness.usage[ns]) >= first_usage + 8), harness.logs()
+    assert harness.actions[ns][sent:] == [], "a decider acted while another one existed"
+    usage = [u for u in harness.usage[ns][first_usage:] if u.node_name == f"/{ns}/student"]
+    assert usage and usage[-1].actions == usage[0].actions, [u.actions for u in usage]
