@@ -37,7 +37,7 @@ sys.path.insert(0, str(BENCH_DIR))
 for _pkg in ("kdmarl_student", "kdmarl_teacher"):
     sys.path.insert(0, str(ROOT / "src" / _pkg))
 
-TERMS = ("pg", "kl", "ce", "relation", "role")
+from kdmarl_teacher.config import TERMS  # noqa: E402  (torch-free: the bench process stays light)
 
 
 def train_teacher(scenario: str, minutes: float, out: Path, quick: bool) -> Path:
@@ -74,7 +74,8 @@ def distill_run(name: str, teacher_path: Path, team: str, out: Path, *, steps: i
                 overrides: dict[str, Any], reuse: bool = False) -> dict[str, Any]:
     """One distillation; with ``reuse`` an existing finished run directory is read instead of rerun."""
     from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.distill import DistillConfig, distill  # noqa: PLC0415
+    from kdmarl_teacher.config import DistillConfig  # noqa: PLC0415
+    from kdmarl_teacher.distill import distill  # noqa: PLC0415
 
     report_path = out / name / "distill_report.json"
     if reuse and report_path.is_file():

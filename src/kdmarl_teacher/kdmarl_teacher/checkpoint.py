@@ -75,15 +75,6 @@ def divergence_error(iteration: int, values: Mapping[str, float], modules: Mappi
                           "max_grad_norm, or check the inputs")
 
 
-def check_resume_config(saved: Mapping[str, Any], now: Mapping[str, Any], ignore: Iterable[str]) -> None:
-    """`--resume` continues THE run in the directory: refuse a config that differs from the checkpoint's in any key
-    but `ignore` (keys that do not change what is computed, e.g. device, time limit), naming the keys."""
-    skip = set(ignore)
-    diff = sorted(k for k in {*saved, *now} - skip if saved.get(k) != now.get(k))
-    if diff:
-        raise ValueError(f"--resume: config differs from the checkpoint's in {diff}")
-
-
 def prepare_run_dir(out_dir: str | Path, resume: bool, what: str = "run") -> Path:
     """Create ``out_dir`` and return its ``checkpoint.pt`` path, refusing to start a second run over an
     existing one (nothing is lost) and to ``--resume`` a directory that holds no checkpoint."""

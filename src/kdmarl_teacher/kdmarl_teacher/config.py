@@ -1,4 +1,5 @@
-"""MAPPO teacher configuration: one flat dataclass with documented defaults, YAML files, `--set` overrides.
+"""The two run configurations, MAPPO teacher (`kdmarl train`) and distillation (`kdmarl distill`): one flat dataclass
+each with documented defaults, YAML files, `--set` overrides.
 
 Why flat: every hyper-parameter is one `key: value` line in the run's `config.yaml`, one `--set key=value` on
 the command line and one attribute in the training loop, so an ablation is always a single edit. Only
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,12 @@ class TeacherConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check_resume(self, saved: Mapping[str, Any]) -> None:
+        """`--resume`: refuse a config that differs from the checkpoint's `saved` one but in `RESUME_MAY_CHANGE`."""
+        check_resume_config(saved, self.to_dict(), RESUME_MAY_CHANGE)
 
+
+RESUME_MAY_CHANGE = ("device", "time_limit_minutes")  # config keys a teacher --resume may change (same computation)
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TeacherConfig))
 
 
@@ -270,6 +276,15 @@ def apply_overrides(cfg: TeacherConfig, values: dict[str, Any], source: str,
     return out
 
 
+def check_resume_config(saved: Mapping[str, Any], now: Mapping[str, Any], ignore: Iterable[str]) -> None:
+    """`--resume` continues THE run in the directory: refuse a config that differs from the checkpoint's in any key
+    but `ignore` (keys that do not change what is computed, e.g. device, time limit), naming the keys."""
+    skip = set(ignore)
+    diff = sorted(k for k in {*saved, *now} - skip if saved.get(k) != now.get(k))
+    if diff:
+        raise ValueError(f"--resume: config differs from the checkpoint's in {diff}")
+
+
 def parse_set(items: list[str] | None) -> dict[str, Any]:
     """`["lr=3e-4", "actor_hidden=[64,64]"]` -> dict; values are parsed as YAML scalars/lists."""
     out: dict[str, Any] = {}
@@ -293,13 +308,141 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+# ------------------------------------------------------------------------------ the distill config
+TERMS = ("pg", "kl", "ce", "relation", "role")
+
+
+@dataclass
+class DistillConfig:
+    """Hyper-parameters of `kdmarl distill` (YAML: config/distill.yaml; `--set key=value` overrides). Allowed
+    ranges: `DISTILL_RANGES` below the class; values outside them are refused at load."""
+
+    team: str = "spread3_full"  # config/teams/NAME.yaml or a path
+    seed: int = 1
+    device: str = "cpu"
+    torch_threads: int = 1
+    num_envs: int = 128  # B
+    num_steps: int = 25  # T per iteration (= max_cycles: one whole episode per env, reset with a fresh seed)
+    total_steps: int = 1_500_000  # joint env steps of student rollouts
+    time_limit_minutes: float = 0.0  # > 0: stop after this wall time too
+    lr: float = 3e-3
+    anneal_lr: bool = True
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    max_grad_norm: float = 1.0
+    # --- loss terms: weight and switch -------------------------------------------------------------------
+    use_pg: bool = True
+    w_pg: float = 0.1
+    use_kl: bool = True
+    w_kl: float = 1.0
+    use_ce: bool = True
+    w_ce: float = 0.1
+    use_relation: bool = True
+    w_relation: float = 0.5
+    use_role: bool = True
+    w_role: float = 0.1
+    temperature: float = 2.0  # softening of the KL term (scaled by T²)
+    clip_coef: float = 0.2
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    norm_adv: bool = True
+    ent_coef: float = 0.0
+    n_roles: int = 4  # k of the k-means on teacher embeddings
+    rel_dim: int = 32  # common width of the students' relation projections
+    # --- resource-aware option (group lasso + prune + fine-tune) ---------------------------------------------
+    resource_aware: bool = False
+    ra_width_mult: float = 2.0
+    ra_lambda: float = 1e-3
+    ra_prune_at: float = 0.6  # fraction of total_steps
+    # --- evaluation and bookkeeping ----------------------------------------------------------------------
+    eval_episodes: int = 200
+    eval_seed: int = 1000  # mpe2 seeds eval_seed ... eval_seed + eval_episodes - 1 (DESIGN.md §5)
+    checkpoint_every: int = 20
+    log_every: int = 1
+
+    def validate(self, origins: dict[str, str] | None = None) -> None:
+        """Types and ranges (`DISTILL_RANGES`), naming the key and, via `origins`, the file or `--set`."""
+        check_ranges(dataclasses.asdict(self), DISTILL_RANGES, origins or {}, "distill config key")
+        check_device(self.device, (origins or {}).get("device"))
+        if self.num_envs * self.num_steps % self.num_minibatches:
+            raise ValueError("distill config key 'num_minibatches' must divide num_envs * num_steps")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check_resume(self, saved: Mapping[str, Any]) -> None:
+        """`--resume`: refuse a config that differs from the checkpoint's `saved` one but in
+        `DISTILL_RESUME_MAY_CHANGE` (a resumed run may be extended or moved, not changed)."""
+        check_resume_config(saved, self.to_dict(), DISTILL_RESUME_MAY_CHANGE)
+
+    def terms(self) -> dict[str, float]:
+        """Active terms and weights."""
+        return {t: float(getattr(self, f"w_{t}")) for t in TERMS if getattr(self, f"use_{t}")}
+
+
+# Allowed ranges, checked at load (as RANGES for the teacher): outside them a run diverges
+# (lr > 1), means nothing (gamma, lambda > 1; a negative loss weight maximises its loss) or exhausts memory.
+DISTILL_RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1),
+    "torch_threads": Range(1, 1024),
+    "num_envs": Range(1, 65_536),
+    "num_steps": Range(1, 100_000),
+    "total_steps": Range(1),
+    "time_limit_minutes": Range(0),
+    "lr": Range(0, 1, low_open=True),
+    "update_epochs": Range(1, 1000),
+    "num_minibatches": Range(1),  # and it must divide num_envs * num_steps
+    "max_grad_norm": Range(0, low_open=True),
+    **{f"w_{t}": Range(0, 100) for t in TERMS},  # loss weights; switch a term off with use_<term>: false
+    "temperature": Range(0, 100, low_open=True),
+    "clip_coef": Range(0, 1, low_open=True),
+    "gamma": Range(0, 1),
+    "gae_lambda": Range(0, 1),
+    "ent_coef": Range(0, 1),
+    "n_roles": Range(1, 64),
+    "rel_dim": Range(1, 4096),
+    "ra_width_mult": Range(1, 16),
+    "ra_lambda": Range(0, 1),
+    "ra_prune_at": Range(0, 1, high_open=True),  # at 1 the prune point is never reached
+    "eval_episodes": Range(1, 100_000),
+    "eval_seed": Range(0, 2**32 - 1),
+    "checkpoint_every": Range(1),
+    "log_every": Range(1),
+}
+DISTILL_RESUME_MAY_CHANGE = ("device", "time_limit_minutes", "total_steps")  # a --resume may extend the run
+
+
+def load_distill_config(path: str | Path | None, overrides: list[str] | None = None) -> DistillConfig:
+    """Defaults <- YAML <- `--set key=value` (YAML-parsed values); unknown keys, wrong types and values out of
+    range raise ValueError naming the source (the file or `--set`) and the key."""
+    cfg = DistillConfig()
+    defaults = dataclasses.asdict(cfg)
+    origins: dict[str, str] = {}
+
+    def apply(values: Any, source: str) -> None:
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a mapping of distill config keys, got {type(values).__name__}")
+        for key, value in values.items():
+            if key not in defaults:
+                raise ValueError(f"{source}: unknown distill config key {key!r}")
+            setattr(cfg, key, coerce(key, value, defaults[key], source, what="distill config key"))
+            origins[key] = source
+
+    if path is not None:
+        apply(load_yaml(path) or {}, str(path))
+    apply(parse_set(overrides), "--set")
+    cfg.validate(origins)
+    return cfg
+
+
 def default_config_path(scenario: str) -> Path | None:
     """The shipped `config/mappo_<scenario>.yaml`, if there is one."""
     candidate = CONFIG_DIR / f"mappo_{scenario}.yaml"
     return candidate if candidate.is_file() else None
 
 
-def save_config(cfg: TeacherConfig, path: str | Path) -> None:
-    """The run's resolved config.yaml, written atomically (a write error names the file)."""
+def save_config(cfg: TeacherConfig | DistillConfig, path: str | Path) -> None:
+    """The run's resolved config (config.yaml, distill_config.yaml), written atomically (a write error names
+    the file)."""
     with writing(path), atomic_file(path) as fh:
         fh.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())

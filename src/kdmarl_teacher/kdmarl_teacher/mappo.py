@@ -34,7 +34,6 @@ from kdmarl_teacher.checkpoint import (
     FORMAT,
     VERSION,
     atomic_save,
-    check_resume_config,
     divergence_error,
     load_checkpoint,
     nonfinite_tensors,
@@ -47,7 +46,6 @@ from kdmarl_teacher.networks import Actor, Critic, actor_inputs_all, critic_inpu
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
 SEED_STRIDE = 1_000_003  # iteration seeds: seed * SEED_STRIDE + iteration (distinct runs never share rollouts)
-RESUME_MAY_CHANGE = ("device", "time_limit_minutes")  # config keys a --resume may change (same computation)
 
 
 def make_env(cfg: TeacherConfig, device: torch.device, num_envs: int | None = None, seed: int | None = None) -> Any:
@@ -219,7 +217,7 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     start_iteration, wall_offset = 0, 0.0
     if resume:
         ckpt = load_checkpoint(ckpt_path, "cpu")
-        check_resume_config(ckpt["config"], cfg.to_dict(), RESUME_MAY_CHANGE)
+        cfg.check_resume(ckpt["config"])
         actor.load_state_dict(ckpt["actor"]["state_dict"])
         critic.load_state_dict(ckpt["critic"]["state_dict"])
         norm.load_state_dict(ckpt["value_norm"]["state_dict"])

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 from kdmarl_teacher.checkpoint import load_teacher
+from kdmarl_teacher.config import DistillConfig
 from kdmarl_teacher.distill import (
-    DistillConfig,
     StudentTeam,
     add_arguments,
     distill,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 from kdmarl_teacher.checkpoint import load_checkpoint
-from kdmarl_teacher.config import load_config
-from kdmarl_teacher.distill import DistillConfig, distill
+from kdmarl_teacher.config import DistillConfig, load_config
+from kdmarl_teacher.distill import distill
 from kdmarl_teacher.mappo import train
 
 from kdmarl_teacher import cli

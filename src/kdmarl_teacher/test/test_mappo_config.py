@@ -62,7 +62,7 @@ def test_ranges_are_checked_at_load_naming_origin_key_value_and_range(tmp_path: 
 
 def test_every_shipped_and_benchmark_setting_is_in_range() -> None:
     """The shipped configs, distill.yaml and team files, and the settings bench/ and scripts/ pass."""
-    from kdmarl_teacher.distill import DistillConfig, load_distill_config
+    from kdmarl_teacher.config import DistillConfig, load_distill_config
     from kdmarl_teacher.profiles import TEAMS_DIR, load_team
 
     for name in ("mappo_simple_spread.yaml", "mappo_simple_speaker_listener.yaml"):
@@ -77,7 +77,7 @@ def test_every_shipped_and_benchmark_setting_is_in_range() -> None:
 
 
 def test_distill_config_ranges_and_types() -> None:
-    from kdmarl_teacher.distill import load_distill_config
+    from kdmarl_teacher.config import load_distill_config
 
     for item, message in [
         ("w_kl=-0.5", "--set: distill config key 'w_kl' = -0.5 is out of range: expected 0 <= w_kl <= 100"),

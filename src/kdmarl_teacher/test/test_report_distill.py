@@ -32,8 +32,8 @@ def png_size(path: Path) -> tuple[int, int]:
 def distill_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real distillation run directory (distill_report.json, metrics.csv, students.pt) in a few seconds."""
     from kdmarl_teacher.checkpoint import load_teacher
-    from kdmarl_teacher.config import default_config_path, load_config
-    from kdmarl_teacher.distill import DistillConfig, distill
+    from kdmarl_teacher.config import DistillConfig, default_config_path, load_config
+    from kdmarl_teacher.distill import distill
     from kdmarl_teacher.mappo import train
 
     root = tmp_path_factory.mktemp("report")
