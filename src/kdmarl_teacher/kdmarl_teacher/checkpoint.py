@@ -34,7 +34,7 @@ from kdmarl_student.atomic import atomic_file
 
 from kdmarl_teacher.config import check_device
 from kdmarl_teacher.errors import InputFileError, NonFiniteError, writing
-from kdmarl_teacher.networks import Actor, Critic, actor_input, actor_inputs_all, critic_inputs_all
+from kdmarl_teacher.networks import Actor, Critic, actor_input, actor_inputs_all, critic_inputs_all, sample_actions
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
 FORMAT = "kdmarl_teacher"
@@ -130,10 +130,7 @@ class Teacher:
             ) -> torch.Tensor:
         """obs [B, N, obs_dim_max] -> actions long [B, N] (argmax, or sampled with the Gumbel-max trick)."""
         logits = self.actor(actor_inputs_all(obs))
-        if deterministic:
-            return logits.argmax(-1)
-        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-        return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
+        return logits.argmax(-1) if deterministic else sample_actions(logits, generator)
 
     @torch.no_grad()
     def value(self, state: torch.Tensor, t: torch.Tensor | int | None = None) -> torch.Tensor:

@@ -57,8 +57,8 @@ from kdmarl_teacher.losses import (
     relation_matrix,
     role_loss,
 )
-from kdmarl_teacher.mappo import MetricsLog
-from kdmarl_teacher.networks import actor_inputs_all
+from kdmarl_teacher.mappo import SEED_STRIDE, MetricsLog
+from kdmarl_teacher.networks import actor_inputs_all, sample_actions
 from kdmarl_teacher.profiles import CONFIG_DIR, TeamConfig, apply_sensing_torch, load_team
 from kdmarl_teacher.resources import module_resources
 from kdmarl_teacher.roles import AuxHeads, assign_roles, fit_roles
@@ -66,19 +66,13 @@ from kdmarl_teacher.students import StudentMLP, budget_violations, build_student
 from kdmarl_teacher.students_file import FILE_NAME as STUDENTS_FILE
 from kdmarl_teacher.students_file import students_payload
 
-SEED_STRIDE = 1_000_003
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with Path(path).open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def sample_gumbel(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Categorical sample with our own generator (resume-exact); logits [M, A] -> long [M]."""
-    u = torch.rand(logits.shape, generator=gen, dtype=logits.dtype, device=logits.device)
-    return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
 
 
 # ------------------------------------------------------------------------------------------- policies
@@ -259,7 +253,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
             for _ in range(T):
                 logits, z, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
                 embs.append(z)
-                obs, _, _, dones, _ = env.step(sample_gumbel(logits, gen).reshape(B, N))
+                obs, _, _, dones, _ = env.step(sample_actions(logits, gen).reshape(B, N))
                 h = h * (~dones).repeat_interleave(N).unsqueeze(1).to(h.dtype)
         centroids = fit_roles(torch.cat(embs), cfg.n_roles, seed=cfg.seed)
 
@@ -328,7 +322,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                 xs = sensing.inputs(obs)
                 for i, (s, x) in enumerate(zip(students, xs, strict=True)):
                     logits_i = s(x)  # [B, A_i]
-                    a_i = sample_gumbel(logits_i, gen)
+                    a_i = sample_actions(logits_i, gen)
                     X[i][t], actions[t, :, i] = x, a_i
                     logp[t, :, i] = F.log_softmax(logits_i, -1).gather(-1, a_i[:, None]).squeeze(-1)
                 tl, tz, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from kdmarl_teacher.checkpoint import Teacher, load_teacher
-from kdmarl_teacher.networks import actor_inputs_all
+from kdmarl_teacher.networks import actor_inputs_all, sample_actions
 
 # DESIGN.md §5: mpe2 simple_spread_v3, N=3, 25 steps, seeds 1000-1199, our team-return scale.
 SPREAD_REFERENCES = {"random": -26.9, "velocity_controller": -8.05, "model_based_planner": -7.05}
@@ -92,11 +92,7 @@ def run_episodes(env: Any, policy: str, seeds: list[int], teacher: Teacher | Non
         elif recurrent:  # carry the GRU state through the episode (all E episodes start and end together)
             logits, _, h = teacher.actor.step(actor_inputs_all(obs.float()).reshape(E * N, -1), h)
             logits = logits.view(E, N, -1)
-            if policy == "deterministic":
-                actions = logits.argmax(-1)
-            else:
-                u = torch.rand(logits.shape, generator=generator, device=logits.device)
-                actions = (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
+            actions = logits.argmax(-1) if policy == "deterministic" else sample_actions(logits, generator)
         else:
             actions = teacher.act(obs.float(), deterministic=policy == "deterministic", generator=generator)
         obs, _state, _rewards, dones, info = env.step(actions)

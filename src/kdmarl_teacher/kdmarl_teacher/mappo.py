@@ -42,7 +42,8 @@ from kdmarl_teacher.checkpoint import (
 )
 from kdmarl_teacher.config import TeacherConfig, default_config_path, load_config, save_config
 from kdmarl_teacher.errors import NonFiniteError, writing
-from kdmarl_teacher.networks import Actor, Critic, actor_inputs_all, critic_inputs_all
+from kdmarl_teacher.losses import gae
+from kdmarl_teacher.networks import Actor, Critic, actor_inputs_all, critic_inputs_all, sample_actions
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
 SEED_STRIDE = 1_000_003  # iteration seeds: seed * SEED_STRIDE + iteration (distinct runs never share rollouts)
@@ -54,34 +55,6 @@ def make_env(cfg: TeacherConfig, device: torch.device, num_envs: int | None = No
 
     return _make_env(cfg.scenario, num_envs=num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed,
                      device=device, dtype=torch.float32, **cfg.env_params)
-
-
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
-                *, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized advantage estimation over a rollout.
-
-    rewards, values: [T, B, N]; dones: bool [T, B], True where the episode ENDED with step t (the observation
-    after it belongs to a new episode, so nothing is bootstrapped across it); next_value: [B, N], the value of
-    the observation after the last step (used only where dones[T-1] is False, i.e. a cut episode).
-    Returns (advantages, returns), both [T, B, N].
-    """
-    T = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    last_gae = torch.zeros_like(next_value)
-    for t in reversed(range(T)):
-        not_done = (~dones[t]).to(rewards.dtype).unsqueeze(-1)  # [B, 1]
-        next_values = next_value if t == T - 1 else values[t + 1]
-        delta = rewards[t] + gamma * next_values * not_done - values[t]
-        last_gae = delta + gamma * gae_lambda * not_done * last_gae
-        advantages[t] = last_gae
-    return advantages, advantages + values
-
-
-def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Categorical sample via the Gumbel-max trick, so the draw uses our own generator (resume-exact) and masked
-    logits (-1e8) can never win. logits [M, A] -> long [M]."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-    return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
 
 
 def value_loss_fn(new_v: torch.Tensor, old_v: torch.Tensor, target: torch.Tensor, clip: float | None,
@@ -318,8 +291,8 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
             c_next = critic_inputs_all(state.float(), N, ep_t / max_cycles if cfg.critic_time else None)
             next_v, _ = critic.step(c_next.reshape(B * N, Dc), h_c)
             values = norm.denormalize(val_buf)  # [T, B, N]
-            advantages, returns = compute_gae(rew_buf, values, done_buf, norm.denormalize(next_v.view(B, N)),
-                                              gamma=cfg.gamma, gae_lambda=cfg.gae_lambda)
+            advantages, returns = gae(rew_buf, values, norm.denormalize(next_v.view(B, N)), done_buf,
+                                      gamma=cfg.gamma, lam=cfg.gae_lambda)
             norm.update(returns)  # MAPPO updates ValueNorm with the targets before regressing them
 
         # ---- PPO update (minibatches are sets of environments: whole sequences, as the GRU needs) --------------

@@ -23,6 +23,14 @@ from torch import nn
 MASKED_LOGIT = -1e8  # finite (not -inf): softmax gives exactly 0, and 0 * log-prob stays 0 in the entropy
 
 
+def sample_actions(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Categorical sample via the Gumbel-max trick, so the draw uses our own generator (resume-exact) and masked
+    logits (`MASKED_LOGIT`) can never win. logits [..., A] -> long [...]. The one sampler of teacher training,
+    distillation rollouts and stochastic evaluation."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
+
+
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     """Orthogonal weights, constant bias (CleanRL's `layer_init`)."""
     nn.init.orthogonal_(layer.weight, std)

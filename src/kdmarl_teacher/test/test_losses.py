@@ -113,6 +113,18 @@ def test_gae_matches_hand_computation() -> None:
     torch.testing.assert_close(ret, adv + v)
 
 
+def test_gae_lambda_and_values_hand_computed() -> None:
+    # T=3, B=1, N=1, gamma 0.9, lambda 0.8; the episode ends with step 1, step 2 is cut (bootstrapped).
+    rewards = torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1)
+    values = torch.tensor([0.5, 1.0, 1.5]).view(3, 1, 1)
+    dones = torch.tensor([False, True, False]).view(3, 1)
+    next_value = torch.tensor([[2.0]])
+    adv, ret = gae(rewards, values, next_value, dones, gamma=0.9, lam=0.8)
+    # t=2: 3 + 0.9*2.0 - 1.5 = 3.3;  t=1 (terminal): 2 - 1.0 = 1.0;  t=0: (1 + 0.9*1.0 - 0.5) + 0.9*0.8*1.0 = 2.12
+    assert torch.allclose(adv.view(-1), torch.tensor([2.12, 1.0, 3.3]))
+    assert torch.allclose(ret.view(-1), torch.tensor([2.62, 2.0, 4.8]))
+
+
 def test_entropy_bounds() -> None:
     assert abs(entropy(torch.zeros(4, 5)) - torch.log(torch.tensor(5.0))) < 1e-6
     assert entropy(torch.tensor([[100.0, 0, 0]])) < 1e-6

@@ -9,7 +9,7 @@ import torch
 import yaml
 from kdmarl_teacher.checkpoint import load_checkpoint, load_teacher
 from kdmarl_teacher.config import load_config
-from kdmarl_teacher.mappo import compute_gae, train
+from kdmarl_teacher.mappo import train
 
 TINY = ["num_envs=8", "num_steps=25", "total_steps=800", "actor_hidden=[16,16]", "critic_hidden=[16,16]",
         "update_epochs=2", "num_minibatches=2", "checkpoint_every=2", "torch_threads=1"]
@@ -17,18 +17,6 @@ TINY = ["num_envs=8", "num_steps=25", "total_steps=800", "actor_hidden=[16,16]",
 
 def tiny(*extra: str):
     return load_config(None, [*TINY, *extra])
-
-
-def test_gae_hand_computed() -> None:
-    # T=3, B=1, N=1, gamma 0.9, lambda 0.8; the episode ends with step 1, step 2 is cut (bootstrapped).
-    rewards = torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1)
-    values = torch.tensor([0.5, 1.0, 1.5]).view(3, 1, 1)
-    dones = torch.tensor([False, True, False]).view(3, 1)
-    next_value = torch.tensor([[2.0]])
-    adv, ret = compute_gae(rewards, values, dones, next_value, gamma=0.9, gae_lambda=0.8)
-    # t=2: 3 + 0.9*2.0 - 1.5 = 3.3;  t=1 (terminal): 2 - 1.0 = 1.0;  t=0: (1 + 0.9*1.0 - 0.5) + 0.9*0.8*1.0 = 2.12
-    assert torch.allclose(adv.view(-1), torch.tensor([2.12, 1.0, 3.3]))
-    assert torch.allclose(ret.view(-1), torch.tensor([2.62, 2.0, 4.8]))
 
 
 def test_short_run_writes_every_output(tmp_path: Path) -> None:
