@@ -251,6 +251,7 @@ class StudentNode(LifecycleNode):
         self._obs_rate = RateMeter()
         self._obs_delay_ms: float | None = None
         self._duplicate_publishers = ""  # non-empty: another node publishes our action topic
+        self._warned: dict[str, tuple[float | None, int]] = {}  # kind -> (steady time logged, held back since)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -317,8 +318,21 @@ class StudentNode(LifecycleNode):
         self._policy = None
 
     # ---- the control path --------------------------------------------------------------------------
-    def _warn(self, text: str) -> None:
-        self.get_logger().warning(text, throttle_duration_sec=float(self._param("warn_throttle_s")))
+    def _warn(self, kind: str, text: str) -> None:
+        """A warning of one kind at most once per ``warn_throttle_s`` (steady clock), with the number held back.
+
+        Throttled here per kind rather than by rclpy: rclpy throttles per call site (so one kind would hide
+        every other) and refuses a throttle duration that changes between calls, which made a
+        ``ros2 param set warn_throttle_s`` crash the node at its next warning.
+        """
+        now = time.perf_counter()
+        last, held = self._warned.get(kind, (None, 0))
+        if last is not None and now - last < float(self._param("warn_throttle_s")):
+            self._warned[kind] = (last, held + 1)
+            return
+        suffix = f" (+{held} more since the last such warning)" if held else ""
+        self._warned[kind] = (now, 0)
+        self.get_logger().warning(text + suffix)
 
     def _sequence(self, episode: int, step: int, stamp_ns: int) -> str:
         """Where an observation stands against the last one answered: new | duplicate | out_of_order.
@@ -365,14 +379,15 @@ class StudentNode(LifecycleNode):
         now = time.perf_counter()
         stamp, episode, step = msg.header.stamp, int(msg.episode), int(msg.step)
         stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        if msg.agent != self._agent:
+        if msg.agent != self._agent:  # not ours: answered, but never the decision of our (episode, step)
             self._answer_safe(msg, "agent", f"observation addressed to {msg.agent!r}, this node runs "
-                              f"{self._agent!r}" if msg.agent else "observation without an agent name")
+                              f"{self._agent!r}" if msg.agent else "observation without an agent name",
+                              record=False)
             return False
         order = self._sequence(episode, step, stamp_ns)
         if order == "out_of_order":
             self._count_invalid("out_of_order")
-            self._warn(f"dropped observation: step {step} of episode {episode} arrived after step "
+            self._warn("out_of_order", f"dropped observation: step {step} of episode {episode} arrived after step "
                        f"{self._last_decision[1] if self._last_decision else '?'}")
             return False
         if order == "duplicate":  # a republish: the decision already taken for this step, no new inference
@@ -391,7 +406,7 @@ class StudentNode(LifecycleNode):
         counter, detail = problem
         if counter == "stale":
             self._counts["stale_observations"] += 1
-            self._warn(f"stale observation, safe action: {detail}")
+            self._warn("stale", f"stale observation, safe action: {detail}")
             self._publish_safe(msg)
         else:
             self._answer_safe(msg, counter, detail)
@@ -408,12 +423,12 @@ class StudentNode(LifecycleNode):
             return
         except PolicyOutputError as err:  # NaN/Inf logits: the model is broken, never act on argmax(NaN)
             self._counts["non_finite_outputs"] += 1
-            self._warn(f"policy output not finite, safe action: {err}")
+            self._warn("non_finite_output", f"policy output not finite, safe action: {err}")
             self._publish_safe(msg)
             return
         except Exception as err:  # an inference failure must not kill a robot's process either
             self._counts["inference_errors"] += 1
-            self._warn(f"inference failed, safe action: {err}")
+            self._warn("inference_error", f"inference failed, safe action: {err}")
             self._publish_safe(msg)
             return
         inference_ms = (time.perf_counter() - start) * 1e3
@@ -424,14 +439,15 @@ class StudentNode(LifecycleNode):
         self._counts["invalid_observations"] += 1
         self._invalid_reasons[reason] = self._invalid_reasons.get(reason, 0) + 1
 
-    def _answer_safe(self, msg: AgentObservation, reason: str, detail: str) -> None:
+    def _answer_safe(self, msg: AgentObservation, reason: str, detail: str, *, record: bool = True) -> None:
         """An invalid observation: counted under ``reason``, a throttled warning, the safe action."""
         self._count_invalid(reason)
-        self._warn(f"invalid observation, safe action: {detail}")
-        self._publish_safe(msg)
+        self._warn("invalid", f"invalid observation, safe action: {detail}")
+        self._publish_safe(msg, record=record)
 
-    def _publish_safe(self, msg: AgentObservation) -> None:
-        self._publish(int(msg.episode), int(msg.step), msg.header.stamp, self._safe_action, safe=True)
+    def _publish_safe(self, msg: AgentObservation, *, record: bool = True) -> None:
+        self._publish(int(msg.episode), int(msg.step), msg.header.stamp, self._safe_action, safe=True,
+                      record=record)
 
     def _check_stale(self) -> None:
         """Realtime watchdog: no fresh observation -> the safe action (the robot stops)."""
@@ -440,32 +456,37 @@ class StudentNode(LifecycleNode):
         age = None if self._last_obs_time is None else time.perf_counter() - self._last_obs_time
         if age is not None and age <= float(self._param("observation_timeout_s")):
             return
+        if self._duplicate_publishers:  # not acting at all: nothing to count
+            return
         self._counts["stale_observations"] += 1
         episode, step, stamp = self._last_obs
-        self._warn("no observation yet, safe action" if age is None else
+        self._warn("stale", "no observation yet, safe action" if age is None else
                    f"observation stale ({age:.2f} s), safe action")
-        self._publish(episode, step, stamp, self._safe_action, safe=True, count=False)
-        self._counts["actions"] += 1
-        self._counts["safe_actions"] += 1
+        self._publish(episode, step, stamp, self._safe_action, safe=True, record=False)
 
     def _publish(self, episode: int, step: int, stamp: Any, action: int, *, safe: bool,
-                 inference_ms: float = 0.0, count: bool = True) -> None:
-        """Publish one decision; ``count`` also makes it the decision of (episode, step) for ordering."""
+                 inference_ms: float = 0.0, count: bool = True, record: bool = True) -> bool:
+        """Publish one decision; False when nothing was sent (deactivated, or two deciders).
+
+        ``count`` adds it to the action counters (a republish's answer is not a new action); ``record``
+        makes it the decision of (episode, step) that orders the next observation and answers a republish.
+        """
         if self._action_pub is None or self._duplicate_publishers:
-            return
+            return False
         msg = AgentAction(agent=self._agent, episode=episode, step=step, action=action, is_safe_action=safe,
                           inference_ms=inference_ms)
         msg.header.stamp = self.get_clock().now().to_msg()
         if stamp is not None:
             msg.observation_stamp = stamp
         self._action_pub.publish(msg)
-        if not count:
-            return
-        self._counts["actions"] += 1
-        if safe:
-            self._counts["safe_actions"] += 1
-        stamp_ns = 0 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
-        self._last_decision = (episode, step, stamp_ns, action, safe)
+        if count:
+            self._counts["actions"] += 1
+            if safe:
+                self._counts["safe_actions"] += 1
+        if count and record:
+            stamp_ns = 0 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
+            self._last_decision = (episode, step, stamp_ns, action, safe)
+        return True
 
     # ---- reports -----------------------------------------------------------------------------------
     def _snapshot(self) -> Any | None:

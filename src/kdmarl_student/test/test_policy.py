@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from kdmarl_student.errors import ObservationError, PolicyOutputError
 from kdmarl_student.policy import StudentPolicy, open_session
 from kdmarl_student.scenarios import scenario_spec
 from kdmarl_student.sensing import apply_sensing
-from onnx import TensorProto, helper, numpy_helper
-from test_support_bundles import OPSET, install_model, make_bundle, numpy_forward, random_mlp, write_onnx_mlp
+from test_support_bundles import (
+    install_model,
+    make_bundle,
+    numpy_forward,
+    random_mlp,
+    write_onnx_log_policy,
+    write_onnx_mlp,
+)
 
 SENSING = {
     "agent_0": {"slices": "all"},
@@ -121,24 +126,6 @@ def test_teacher_model_gets_padding_and_one_hot(tmp_path: Path) -> None:
     np.testing.assert_allclose(listener.logits(obs), numpy_forward(teacher_w, x)[:, :5], atol=1e-5)
     speaker = StudentPolicy(path, "speaker_0", model="teacher")
     assert speaker.logits(np.ones(3)).shape == (3,)  # only the speaker's 3 valid actions
-
-
-def write_onnx_log_policy(path: Path, weights: np.ndarray) -> Path:
-    """logits = log(obs + 1) @ W: finite on the zero observation (so the bundle loads), NaN for any
-    observation value below -1 -- a graph that is broken only for some inputs, as real ones are."""
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["observation", "one"], ["shifted"]), helper.make_node("Log", ["shifted"], ["h"]),
-         helper.make_node("MatMul", ["h", "w"], ["logits"])],
-        "log_policy",
-        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", weights.shape[0]])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", weights.shape[1]])],
-        [numpy_helper.from_array(np.ones(1, np.float32), "one"), numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
 
 
 def test_non_finite_logits_are_refused_not_acted_on(tmp_path: Path) -> None:
