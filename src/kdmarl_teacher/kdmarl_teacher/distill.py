@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import itertools
 import json
 import math
@@ -34,6 +33,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from kdmarl_student.atomic import atomic_file
+from kdmarl_student.bundle_eval import retention as team_retention
+from kdmarl_student.manifest import sha256_file
 
 from kdmarl_teacher.checkpoint import (
     Teacher,
@@ -65,14 +66,6 @@ from kdmarl_teacher.roles import AuxHeads, assign_roles, fit_roles
 from kdmarl_teacher.students import StudentMLP, budget_violations, build_student
 from kdmarl_teacher.students_file import FILE_NAME as STUDENTS_FILE
 from kdmarl_teacher.students_file import students_payload
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- policies
@@ -198,7 +191,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     if teacher_path is not None:
         teacher_path = resolve_teacher_path(teacher_path)
     teacher_info = {"path": str(Path(teacher_path).resolve()) if teacher_path else None,
-                    "sha256": file_sha256(teacher_path) if teacher_path else None,
+                    "sha256": sha256_file(teacher_path) if teacher_path else None,
                     "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step}
     N = spec.n_agents
     torch.manual_seed(cfg.seed)
@@ -347,7 +340,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                 "tl": t_logits.reshape(M, N, -1), "tz": t_emb.reshape(M, N, -1), "roles": roles.reshape(M, N)}
         Xf = [x.reshape(M, -1) for x in X]
         stats: dict[str, float] = {}
-        n_mb = 0
+        n_mb, agreement = 0, 0.0
         for _ in range(cfg.update_epochs):
             perm = torch.randperm(M, device=device)
             for idx in perm.chunk(cfg.num_minibatches):
@@ -392,7 +385,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                 optimizer.step()
                 for k, v in {**parts, "loss": loss, "grad_norm": grad_norm}.items():
                     stats[k] = stats.get(k, 0.0) + float(v.detach())
-                stats["agreement"] = stats.get("agreement", 0.0) + agree
+                agreement += agree
                 n_mb += 1
 
         if nonfinite_tensors(t for m in (*students, aux) for t in m.state_dict().items()):
@@ -403,6 +396,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         row: dict[str, Any] = {"iteration": iteration + 1, "global_step": global_step, "wall_time": round(wall, 3),
                                "sps": round(global_step / max(wall, 1e-9), 1)}
         row.update({f"loss/{k}": v / n_mb for k, v in stats.items()})
+        row["teacher_agreement"] = agreement / n_mb  # a fraction, not a loss: what report's agreement panel draws
         if ep_returns:
             row["train_team_return"] = float(torch.cat(ep_returns).mean())
             row.update({f"task/{k}": float(torch.cat(v).mean()) for k, v in ep_metrics.items()})
@@ -411,7 +405,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         if bar is not None:
             bar.update(1)
             bar.set_postfix(ret=f"{row.get('train_team_return', float('nan')):.2f}",
-                            agree=f"{row.get('loss/agreement', 0.0):.3f}")
+                            agree=f"{row['teacher_agreement']:.3f}")
         if (iteration + 1) % cfg.checkpoint_every == 0:
             save_all(iteration + 1)
     else:
@@ -427,8 +421,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         s.eval()
     ev = evaluate_all(teacher, sensing, spec, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
     ev_teacher, ev_students, ev_random = ev["teacher"], ev["students"], ev["random"]
-    gap = ev_teacher["team_return"] - ev_random["team_return"]
-    retention = (ev_students["team_return"] - ev_random["team_return"]) / gap if abs(gap) > 1e-9 else float("nan")
+    retention = team_retention(ev_students["team_return"], ev_teacher["team_return"], ev_random["team_return"])
     agents_report = []
     for a, s in zip(team.agents, students, strict=True):
         res = s.resources()
@@ -454,7 +447,8 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         fh.write(json.dumps(report, indent=2).encode())
     print(f"teacher {ev_teacher['team_return']:.2f} ± {ev_teacher['ci95']:.2f} | students "
           f"{ev_students['team_return']:.2f} ± {ev_students['ci95']:.2f} | random {ev_random['team_return']:.2f} "
-          f"| retention {retention:.3f} | min FLOPs reduction {report['min_flops_reduction']:.1f}x | "
+          f"| retention {'n/a' if retention is None else f'{retention:.3f}'} "
+          f"| min FLOPs reduction {report['min_flops_reduction']:.1f}x | "
           f"{wall:.0f} s training")
     return report
 

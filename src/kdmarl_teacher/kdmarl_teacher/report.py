@@ -314,6 +314,12 @@ def draw_bench(bench_dir: Path, out_dir: Path) -> list[Path]:
 
 
 # ---- distillation run figures ------------------------------------------------------------------------------------
+def _retention_text(value: float | None) -> str:
+    """distill_report.json's retention: None (null) when teacher and random score alike (bundle_eval.retention);
+    NaN in reports written before issue 10."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
 def agent_budgets(run: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Each agent's hardware budget: from students.pt when present (exact), else used x the recorded margin."""
     students = run / "students.pt"
@@ -383,7 +389,8 @@ def draw_agents(run: Path, out: Path) -> Path:
         ax.set_xticklabels(labels, fontsize=7)
         ax.grid(axis="y", alpha=0.3, which="both")
     s, t, r = rep["students_eval"], rep["teacher_eval"], rep["random_eval"]
-    fig.suptitle(f"{run.name}: team {rep.get('team', '?')} — retention {rep['retention']:.3f} (team-level; students "
+    fig.suptitle(f"{run.name}: team {rep.get('team', '?')} — retention {_retention_text(rep['retention'])} "
+                 f"(team-level; students "
                  f"{s['team_return']:.2f} ± {s['ci95']:.2f}, teacher {t['team_return']:.2f}, random "
                  f"{r['team_return']:.2f}, {s.get('episodes', '?')} seeds)\nper agent: sensing profile / hardware "
                  "profile / hidden widths; returns are team-level (agents share the reward), so no per-agent return",
@@ -415,7 +422,7 @@ def draw_distill_curves(run: Path, out: Path) -> Path:
     ax.errorbar([x[-1]], [s["team_return"]], yerr=[s["ci95"]], fmt="o", color="red", capsize=3,
                 label=f"students eval (greedy) {s['team_return']:.2f} ± {s['ci95']:.2f}")
     ax.set_ylabel("team return (mean over agents of summed reward)")
-    ax.set_title(f"team return; retention {rep.get('retention', float('nan')):.3f}", fontsize=10)
+    ax.set_title(f"team return; retention {_retention_text(rep.get('retention'))}", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
 
     ax = axes[0, 1]
@@ -429,9 +436,10 @@ def draw_distill_curves(run: Path, out: Path) -> Path:
     ax.legend(fontsize=7, loc="upper right")
 
     ax = axes[1, 0]
-    if "loss/agreement" in m:
-        ax.plot(x, m["loss/agreement"], color="tab:green", alpha=0.25, lw=0.8)
-        ax.plot(x, _smooth(m["loss/agreement"], window), color="tab:green", lw=1.5)
+    agreement = m.get("teacher_agreement") or m.get("loss/agreement")  # the column's name before issue 10
+    if agreement:
+        ax.plot(x, agreement, color="tab:green", alpha=0.25, lw=0.8)
+        ax.plot(x, _smooth(agreement, window), color="tab:green", lw=1.5)
     ax.set_ylim(0, 1)
     ax.set_ylabel("student argmax = teacher argmax (fraction)")
     ax.set_title("agreement with the teacher's greedy action", fontsize=10)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from kdmarl_student.manifest import sha256_file
 from kdmarl_teacher.checkpoint import load_teacher
 from kdmarl_teacher.config import DistillConfig
 from kdmarl_teacher.distill import (
     StudentTeam,
     add_arguments,
     distill,
-    file_sha256,
     group_lasso_penalty,
     prune_to_budget,
     resolve_config,
@@ -56,14 +56,14 @@ def test_end_to_end_beats_random_and_teacher_is_untouched(teacher_path: Path, tm
     teacher = load_teacher(teacher_path)
     before = {k: v.clone() for m in (teacher.actor, teacher.critic, teacher.value_normalizer)
               for k, v in m.state_dict().items()}
-    sha = file_sha256(teacher_path)
+    sha = sha256_file(teacher_path)
     report = distill(_cfg(), teacher, tmp_path, teacher_path=teacher_path, progress=False)
 
     # Teacher: bit-identical in memory and on disk.
     after = {k: v for m in (teacher.actor, teacher.critic, teacher.value_normalizer) for k, v in m.state_dict().items()}
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert file_sha256(teacher_path) == sha == report["teacher"]["sha256"]
+    assert sha256_file(teacher_path) == sha == report["teacher"]["sha256"]
 
     # Students beat random on the same seeds (with a margin of the confidence intervals).
     s, r = report["students_eval"], report["random_eval"]
@@ -80,7 +80,7 @@ def test_end_to_end_beats_random_and_teacher_is_untouched(teacher_path: Path, tm
         assert a["resources"]["flops"] <= a["hardware"]["max_flops"]
         assert "role" not in "".join(st.state_dict())  # training-only heads are not part of a student
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
-    assert len(rows) == 30 and float(rows[-1]["loss/agreement"]) > float(rows[0]["loss/agreement"])
+    assert len(rows) == 30 and float(rows[-1]["teacher_agreement"]) > float(rows[0]["teacher_agreement"])
     assert any((tmp_path / "tb").iterdir())
     assert (tmp_path / "distill_report.json").is_file()
 
