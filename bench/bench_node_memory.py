@@ -107,7 +107,7 @@ def run_node(bundle: Path, env: dict[str, str], seconds: float, rate: float, log
     import psutil  # noqa: PLC0415
     import rclpy  # noqa: PLC0415
     from kdmarl_bringup.swarm_runner import stop_process_groups  # noqa: PLC0415
-    from kdmarl_student.student_node import ACTION_QOS, OBSERVATION_QOS  # noqa: PLC0415
+    from kdmarl_student.ros_support import ACTION_QOS, OBSERVATION_QOS  # noqa: PLC0415
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
     from kdmarl_msgs.msg import AgentAction, AgentObservation  # noqa: PLC0415

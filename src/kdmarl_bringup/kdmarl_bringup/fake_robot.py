@@ -17,12 +17,10 @@ import time
 
 import numpy as np
 from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
-from kdmarl_student.student_node import descriptor, init_ros, spin_node, steady_clock
+from kdmarl_student.ros_support import CMD_QOS, descriptor, init_ros, spin_node, steady_clock
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-
-from kdmarl_bringup.robot_adapter import CMD_QOS
 
 
 class FakeRobot(Node):

@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from kdmarl_student.student_node import REPORT_QOS, descriptor, init_ros, spin_node, steady_clock
+from kdmarl_student.ros_support import EPISODE_QOS, REPORT_QOS, descriptor, init_ros, spin_node, steady_clock
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
 
-from kdmarl_bringup.sim_bridge import EPISODE_QOS
 from kdmarl_msgs.msg import EpisodeSummary, ResourceUsage
 
 USAGE_TYPE = "kdmarl_msgs/msg/ResourceUsage"

@@ -39,17 +39,23 @@ from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import PoseArray, Twist
+from kdmarl_student.ros_support import (
+    ACTION_QOS,
+    CMD_QOS,
+    LATCHED_QOS,
+    OBSERVATION_QOS,
+    descriptor,
+    init_ros,
+    spin_node,
+    steady_clock,
+)
 from kdmarl_student.scenarios import MPE_MOVES
-from kdmarl_student.student_node import ACTION_QOS, OBSERVATION_QOS, descriptor, init_ros, spin_node, steady_clock
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation
 
-CMD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MOVE_DIRECTIONS: dict[str, tuple[float, float]] = {
     "no_op": (0.0, 0.0), "left": (-1.0, 0.0), "right": (1.0, 0.0), "down": (0.0, -1.0), "up": (0.0, 1.0),
 }

@@ -43,30 +43,24 @@ import rclpy.duration
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from kdmarl_student.atomic import atomic_file
-from kdmarl_student.bundle_eval import task_metrics
 from kdmarl_student.lifetime import bound_teardown, shutdown_requested
-from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
-from kdmarl_student.student_node import (
+from kdmarl_student.ros_support import (
     ACTION_QOS,
+    CLOCK_QOS,
+    EPISODE_QOS,
     OBSERVATION_QOS,
     REPORT_QOS,
     descriptor,
     diagnostic_status,
     init_ros,
 )
+from kdmarl_student.scenarios import MODES, make_mpe2_env, scenario_spec, task_metrics
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Header
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary
-
-EPISODE_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
-CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class SecondDeciderError(RuntimeError):
@@ -157,8 +151,8 @@ class SimBridge(Node):
                              f"'namespaces' must have one entry per agent, got {namespaces}")
         self.agents = agents
         self.mode = str(self.get_parameter("mode").value)
-        if self.mode not in ("lockstep", "realtime"):
-            raise ValueError(f"parameter 'mode' must be lockstep or realtime, got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"parameter 'mode' must be one of {MODES}, got {self.mode!r}")
         self.env = make_mpe2_env(self.spec)
         self.dt = float(getattr(self.env.unwrapped.world, "dt", 0.1))
 

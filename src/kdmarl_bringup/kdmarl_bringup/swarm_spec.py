@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kdmarl_student.scenarios import MODES
 
 BACKENDS: tuple[str, ...] = ("mpe", "isaac", "real", "fake")
-MODES: tuple[str, ...] = ("lockstep", "realtime")
 SIM_TIME_BACKENDS: frozenset[str] = frozenset({"mpe", "isaac"})
 
 # Every launch argument with its default and description: swarm.launch.py declares exactly these.

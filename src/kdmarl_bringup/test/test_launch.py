@@ -193,7 +193,7 @@ def test_ros2_cli_on_a_running_swarm(tmp_path: Path) -> None:
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(probe)
     actions: list[AgentAction] = []
-    from kdmarl_student.student_node import ACTION_QOS
+    from kdmarl_student.ros_support import ACTION_QOS
 
     probe.create_subscription(AgentAction, "/agent_0/action", actions.append, ACTION_QOS)
 

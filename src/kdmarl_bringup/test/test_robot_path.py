@@ -16,9 +16,8 @@ rclpy = pytest.importorskip("rclpy")
 
 from conftest import TRAINED_BUNDLE, Processes, make_seeker_bundle, spin_until  # noqa: E402
 from geometry_msgs.msg import Pose, PoseArray, PoseWithCovarianceStamped  # noqa: E402
-from kdmarl_bringup.robot_adapter import LATCHED_QOS  # noqa: E402
+from kdmarl_student.ros_support import ACTION_QOS, LATCHED_QOS  # noqa: E402
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec  # noqa: E402
-from kdmarl_student.student_node import ACTION_QOS  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 

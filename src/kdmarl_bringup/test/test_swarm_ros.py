@@ -14,9 +14,8 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from conftest import Processes, make_bundle, read_json, spin_until  # noqa: E402
-from kdmarl_bringup.sim_bridge import EPISODE_QOS  # noqa: E402
 from kdmarl_student.bundle_eval import evaluate_bundle  # noqa: E402
-from kdmarl_student.student_node import ACTION_QOS  # noqa: E402
+from kdmarl_student.ros_support import ACTION_QOS, EPISODE_QOS  # noqa: E402
 
 from kdmarl_msgs.msg import AgentAction, EpisodeSummary  # noqa: E402
 

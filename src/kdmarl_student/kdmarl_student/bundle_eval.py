@@ -25,7 +25,7 @@ import numpy as np
 
 from kdmarl_student.manifest import load_manifest
 from kdmarl_student.policy import StudentPolicy
-from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
+from kdmarl_student.scenarios import make_mpe2_env, scenario_spec, task_metrics
 
 ACTORS = ("student", "teacher", "random")
 
@@ -58,28 +58,6 @@ def retention(student: float | None, teacher: float | None, random: float | None
     if student is None or teacher is None or random is None or abs(teacher - random) < 1e-12:
         return None
     return (student - random) / (teacher - random)
-
-
-def task_metrics(scenario: str, world: Any) -> dict[str, float]:
-    """Figures of the current world state (called after every step; 'collisions' is summed by the caller)."""
-    if scenario == "simple_spread":
-        agents = np.array([a.state.p_pos for a in world.agents])
-        landmarks = np.array([lm.state.p_pos for lm in world.landmarks])
-        dists = np.linalg.norm(landmarks[:, None, :] - agents[None, :, :], axis=-1)
-        covered = float(np.sum(dists.min(axis=1) < 0.1))
-        sizes = np.array([a.size for a in world.agents])
-        pair = np.linalg.norm(agents[:, None, :] - agents[None, :, :], axis=-1)
-        contact = pair < (sizes[:, None] + sizes[None, :])
-        collisions = float(np.triu(contact, k=1).sum())
-        return {"landmarks_covered": covered, "collisions": collisions}
-    if scenario in ("simple_speaker_listener", "simple_reference"):
-        dists = [
-            float(np.linalg.norm(a.goal_a.state.p_pos - a.goal_b.state.p_pos))
-            for a in world.agents
-            if getattr(a, "_goal_a", None) is not None and getattr(a, "_goal_b", None) is not None
-        ]
-        return {"goal_distance": float(np.mean(dists))} if dists else {}
-    return {}
 
 
 def evaluate_bundle(

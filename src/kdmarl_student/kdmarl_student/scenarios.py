@@ -18,7 +18,14 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 MPE_MOVES: tuple[str, ...] = ("no_op", "left", "right", "down", "up")  # 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y
+# How a scenario is stepped against its students: lockstep (evaluation: every action awaited) or realtime
+# (fixed rate, latest action wins). The launch arguments, the bridge and the student node all check this.
+MODES: tuple[str, ...] = ("lockstep", "realtime")
+# mpe2 simple_spread's benchmark_data: a landmark is occupied when an agent is closer than this.
+OCCUPANCY_DISTANCE = 0.1
 
 SCENARIOS: tuple[str, ...] = ("simple_spread", "simple_speaker_listener", "simple_reference")
 
@@ -160,7 +167,7 @@ def _spread(p: dict[str, Any]) -> tuple[tuple[AgentSpec, ...], dict[str, Any]]:
         "n_landmark_slots": n_landmark_slots,
         "n_other_slots": n_other_slots,
         "agent_size": 0.15,
-        "occupancy_distance": 0.1,  # mpe2 benchmark_data: a landmark is occupied if an agent is closer
+        "occupancy_distance": OCCUPANCY_DISTANCE,
     }
     return agents, extra
 
@@ -224,3 +231,29 @@ def make_mpe2_env(spec: ScenarioSpec, render_mode: str | None = None) -> Any:
     """The real mpe2 ParallelEnv (numpy) for this spec, discrete actions; mpe2 is imported lazily."""
     module = importlib.import_module(spec.mpe2_module)
     return module.parallel_env(**spec.params, continuous_actions=False, render_mode=render_mode)
+
+
+def task_metrics(scenario: str, world: Any) -> dict[str, float]:
+    """Task figures of an mpe2 world's current state, with DESIGN.md section 5's definitions.
+
+    Called after every step by the offline bundle evaluation and by the ROS simulation bridge, so both
+    report like for like; ``collisions`` is per step and the caller sums it over the episode.
+    """
+    if scenario == "simple_spread":
+        agents = np.array([a.state.p_pos for a in world.agents])
+        landmarks = np.array([lm.state.p_pos for lm in world.landmarks])
+        dists = np.linalg.norm(landmarks[:, None, :] - agents[None, :, :], axis=-1)
+        covered = float(np.sum(dists.min(axis=1) < OCCUPANCY_DISTANCE))
+        sizes = np.array([a.size for a in world.agents])
+        pair = np.linalg.norm(agents[:, None, :] - agents[None, :, :], axis=-1)
+        contact = pair < (sizes[:, None] + sizes[None, :])
+        collisions = float(np.triu(contact, k=1).sum())
+        return {"landmarks_covered": covered, "collisions": collisions}
+    if scenario in ("simple_speaker_listener", "simple_reference"):
+        dists = [
+            float(np.linalg.norm(a.goal_a.state.p_pos - a.goal_b.state.p_pos))
+            for a in world.agents
+            if getattr(a, "_goal_a", None) is not None and getattr(a, "_goal_b", None) is not None
+        ]
+        return {"goal_distance": float(np.mean(dists))} if dists else {}
+    return {}

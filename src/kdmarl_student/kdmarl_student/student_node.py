@@ -48,104 +48,40 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage
 from kdmarl_student.errors import PolicyOutputError
-from kdmarl_student.lifetime import (
-    bound_teardown,
-    die_with_parent,
-    install_stop_handlers,
-    received_signals,
-    shutdown_requested,
+from kdmarl_student.ros_support import (
+    ACTION_QOS,
+    OBSERVATION_QOS,
+    REPORT_QOS,
+    RateMeter,
+    descriptor,
+    diagnostic_status,
+    init_ros,
+    spin_node,
+    steady_clock,
 )
+from kdmarl_student.scenarios import MODES
 
-# QoS per topic; the bridge, adapter and monitor import these so both ends always agree.
-OBSERVATION_QOS: QoSProfile = qos_profile_sensor_data
-ACTION_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
-REPORT_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
-MODES = ("lockstep", "realtime")
+if TYPE_CHECKING:  # the runtime is imported when the node configures (a broken runtime is a configure ERROR)
+    from kdmarl_student.policy import StudentPolicy
+
 # How far back a step counter may jump within one episode and still be a late (reordered) message rather
 # than a restarted source, when stamps cannot tell (unstamped observations).
 REORDER_WINDOW = 10
 
 
-def descriptor(
-    description: str,
-    *,
-    read_only: bool = False,
-    float_range: tuple[float, float] | None = None,
-    int_range: tuple[int, int] | None = None,
-    additional_constraints: str = "",
-) -> ParameterDescriptor:
-    """A ParameterDescriptor with an optional range, so ``ros2 param describe`` and rqt show the limits."""
-    d = ParameterDescriptor(description=description, read_only=read_only, additional_constraints=additional_constraints)
-    if float_range is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]), to_value=float(float_range[1]))]
-    if int_range is not None:
-        d.integer_range = [IntegerRange(from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
-    return d
-
-
-def steady_clock() -> Clock:
-    return Clock(clock_type=ClockType.STEADY_TIME)
-
-
-def diagnostic_status(
-    level: bytes, name: str, message: str, hardware_id: str, values: dict[str, Any]
-) -> DiagnosticStatus:
-    """One DiagnosticStatus with string key/values (the format rqt_robot_monitor and aggregators read)."""
-    return DiagnosticStatus(
-        level=level, name=name, message=message, hardware_id=hardware_id,
-        values=[KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()],
-    )
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-class RateMeter:
-    """Arrival rate (Hz) over a sliding window of steady-clock timestamps; rclpy has no topic statistics."""
-
-    def __init__(self, window: int = 50) -> None:
-        self._stamps: deque[float] = deque(maxlen=window)
-
-    def tick(self, now: float) -> None:
-        self._stamps.append(now)
-
-    def rate(self, now: float, horizon_s: float = 5.0) -> float:
-        recent = [t for t in self._stamps if now - t <= horizon_s]
-        if len(recent) < 2:
-            return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
-
-
 def load_policy(bundle: str, agent: str, *, num_threads: int, public_key: str, require_signature: bool,
-                providers: str) -> Any:
+                providers: str) -> StudentPolicy:
     """Load and verify one agent of a bundle with the on-board runtime (raises BundleError and friends).
 
     A public key alone already makes the signature mandatory (the runtime's rule); ``require_signature``
@@ -169,7 +105,7 @@ class StudentNode(LifecycleNode):
         self._declare_parameters()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self._steady = steady_clock()
-        self._policy: Any | None = None
+        self._policy: StudentPolicy | None = None
         self._error = ""  # why the bundle cannot be used; non-empty = ERROR
         self._active = False
         self._agent = self._resolve_agent()
@@ -272,7 +208,7 @@ class StudentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._error = ""
         override = int(self._param("safe_action"))
-        self._safe_action = override if override >= 0 else int(getattr(self._policy, "safe_action", 0))
+        self._safe_action = override if override >= 0 else self._policy.safe_action
         self._action_pub = self.create_lifecycle_publisher(AgentAction, "action", ACTION_QOS)
         self._usage_pub = self.create_lifecycle_publisher(ResourceUsage, "resource_usage", REPORT_QOS)
         self._obs_sub = self.create_subscription(AgentObservation, "observation", self._on_observation,
@@ -523,8 +459,7 @@ class StudentNode(LifecycleNode):
         return Header(stamp=self.get_clock().now().to_msg())
 
     def _budget(self) -> dict[str, Any]:
-        spec = getattr(self._policy, "spec", None)
-        return dict(getattr(spec, "budget", None) or {})
+        return dict(self._policy.spec.budget or {}) if self._policy is not None else {}
 
     def _usage_message(self, snap: Any) -> ResourceUsage:
         budget = self._budget()
@@ -562,7 +497,7 @@ class StudentNode(LifecycleNode):
                 "inference_p50_ms": snap.latency_p50_ms, "inference_p99_ms": snap.latency_p99_ms,
                 "cpu_percent": snap.cpu_percent, "rss_bytes": snap.rss_bytes,
                 "flops_per_decision": snap.flops_per_decision, "budget_met": snap.budget_met,
-                "provider": getattr(snap, "provider", ""),
+                "provider": snap.provider,
             })
         problems = []
         if self._error:
@@ -598,44 +533,6 @@ class StudentNode(LifecycleNode):
             self.trigger_activate()
 
 
-def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executor: Any | None = None) -> None:
-    """Spin until a stop is requested (SIGINT/SIGTERM, see :mod:`kdmarl_student.lifetime`) or the context
-    shuts down, then run ``on_shutdown`` while publishing still works, then destroy the node.
-
-    rclpy's own signal handler shuts the context down before user code can react, so a robot could not
-    send its final zero ``Twist``; nodes therefore start with ``SignalHandlerOptions.NO`` (see
-    :func:`init_ros`), whose handlers only set a flag. Spinning in short slices lets the loop see the flag
-    promptly while the wait set is idle; further signals during shutdown change nothing.
-    """
-    executor = executor or SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while rclpy.ok() and not shutdown_requested():
-            executor.spin_once(timeout_sec=0.1)
-    except ExternalShutdownException:
-        pass
-    finally:
-        signals = received_signals()
-        if signals:
-            node.get_logger().info(f"shutting down ({signals[0]})")
-        if on_shutdown is not None:
-            try:
-                on_shutdown()
-            except Exception as err:  # shutdown must complete
-                node.get_logger().warning(f"shutdown hook failed: {err}")
-        bound_teardown()
-        executor.remove_node(node)
-        node.destroy_node()
-        rclpy.try_shutdown(uninstall_handlers=False)  # True would reset our SIGINT handler to SIG_DFL
-
-
-def init_ros(argv: list[str] | None) -> None:
-    """rclpy.init without rclpy's signal handlers; SIGINT/SIGTERM request a stop, the parent's exit sends SIGTERM."""
-    install_stop_handlers()
-    die_with_parent()
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-
-
 def main(argv: list[str] | None = None) -> None:
     init_ros(sys.argv if argv is None else argv)
     node = StudentNode()
@@ -646,5 +543,4 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     main()
 
-__all__ = ["ACTION_QOS", "OBSERVATION_QOS", "REPORT_QOS", "StudentNode", "descriptor", "init_ros", "main",
-           "spin_node", "steady_clock"]
+__all__ = ["StudentNode", "load_policy", "main"]

@@ -35,7 +35,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from kdmarl_student.student_node import ACTION_QOS, OBSERVATION_QOS, REPORT_QOS  # noqa: E402
+from kdmarl_student.ros_support import ACTION_QOS, OBSERVATION_QOS, REPORT_QOS  # noqa: E402
 from rclpy.duration import Duration  # noqa: E402
 from test_support_bundles import install_model, make_bundle, write_onnx_log_policy  # noqa: E402
 
