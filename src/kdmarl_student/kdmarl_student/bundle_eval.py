@@ -15,7 +15,6 @@ speaker-listener — ``goal_distance`` (listener to goal landmark at the last st
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from kdmarl_student.manifest import load_manifest
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec, task_metrics
+from kdmarl_student.stats import ci95_half_width
 
 ACTORS = ("student", "teacher", "random")
 
@@ -42,12 +42,13 @@ class BundleEvaluation:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [E]
 
     def summary(self) -> dict[str, Any]:
-        """Mean team return with a 95 % confidence interval (normal approximation) and mean metrics."""
+        """Mean team return with its 95 % confidence interval (Student t, :mod:`kdmarl_student.stats`; 0.0 for a
+        single episode, where it is undefined, so the manifest stays valid JSON) and mean metrics."""
         n = len(self.returns)
         std = float(np.std(self.returns, ddof=1)) if n > 1 else 0.0
         return {
             "mean": float(np.mean(self.returns)),
-            "ci95": 1.96 * std / math.sqrt(n) if n > 1 else 0.0,
+            "ci95": ci95_half_width(std, n) if n > 1 else 0.0,
             "episodes": n,
             "metrics": {k: float(np.mean(v)) for k, v in self.metrics.items()},
         }

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from kdmarl_student.budget import check_budget
 from kdmarl_student.bundle_files import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, read_bundle_file
 from kdmarl_student.errors import BundleError
-from kdmarl_student.metering import check_budget
 from kdmarl_student.onnx_wire import refuse_external_data
 from kdmarl_student.sensing import sensed_dim
 from kdmarl_student.signing import (
@@ -429,7 +429,7 @@ CONVENTIONS: dict[str, str] = {
     "budget": "met compares the analytic figures (flops, params, memory) with the hardware profile; latency is "
     "checked on the robot against max_latency_ms",
     "team_return": "per episode, mean over agents of each agent's summed reward; mean over eval_seeds with a 95% "
-    "normal confidence interval; retention = (R_student - R_random) / (R_teacher - R_random)",
+    "Student t confidence interval; retention = (R_student - R_random) / (R_teacher - R_random)",
 }
 
 

@@ -1,4 +1,4 @@
-"""Self-measurement of a running policy: latency percentiles, process CPU and memory, budget check.
+"""Self-measurement of a running policy: latency percentiles, process CPU and memory.
 
 These are the figures a student node publishes (``ResourceUsage`` at 1 Hz and ``/diagnostics``). Latency
 is kept in a fixed-size ring buffer so the percentiles describe the recent past at constant memory, and
@@ -7,9 +7,7 @@ is timed with a steady clock (``time.perf_counter``), never with sim time, which
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import psutil
@@ -63,33 +61,6 @@ class ProcessMeter:
 
     def rss_bytes(self) -> int:
         return int(self._process.memory_info().rss)
-
-
-def check_budget(
-    budget: Mapping[str, Any] | None, resources: Mapping[str, Any], latency_p99_ms: float | None
-) -> tuple[bool | None, dict[str, bool]]:
-    """Compare the figures of a model with its hardware budget.
-
-    Returns ``(met, checks)``: ``checks`` maps each constrained quantity (``flops``, ``params``,
-    ``memory``, ``latency``) to whether it fits; ``met`` is ``None`` when nothing is constrained (no
-    budget), and latency counts only when it has been measured.
-    """
-    if not budget:
-        return None, {}
-    checks: dict[str, bool] = {}
-    pairs = (
-        ("flops", "max_flops", resources.get("flops_per_decision")),
-        ("params", "max_params", resources.get("params")),
-        ("memory", "max_memory_bytes", resources.get("memory_bytes")),
-        ("latency", "max_latency_ms", latency_p99_ms),
-    )
-    for name, key, value in pairs:
-        limit = budget.get(key)
-        if limit is not None and value is not None:
-            checks[name] = float(value) <= float(limit)
-    if not checks:
-        return None, {}
-    return all(checks.values()), checks
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from kdmarl_student.budget import check_budget
 from kdmarl_student.bundle_files import MAX_MODEL_BYTES, read_bundle_file
 from kdmarl_student.errors import BundleError, ObservationError, PolicyOutputError
 from kdmarl_student.manifest import AgentEntry, Manifest, load_manifest
-from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot, check_budget
+from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot
 from kdmarl_student.observation import make_selector, validate_observation
 from kdmarl_student.onnx_wire import refuse_external_data
 

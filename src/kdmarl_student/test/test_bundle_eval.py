@@ -46,7 +46,12 @@ def test_bundle_returns_equal_an_independent_evaluation(tmp_path: Path, scenario
     expected_metrics = {"landmarks_covered", "collisions"} if scenario == "simple_spread" else {"goal_distance"}
     assert set(result.metrics) == expected_metrics
     summary = result.summary()
-    assert summary["episodes"] == len(SEEDS) and summary["ci95"] >= 0
+    assert summary["episodes"] == len(SEEDS) and summary["mean"] == float(np.mean(result.returns))
+    # The one interval of the project (Student t), checked against scipy's own interval of the same sample.
+    from scipy import stats
+
+    low, high = stats.t.interval(0.95, len(SEEDS) - 1, loc=np.mean(result.returns), scale=stats.sem(result.returns))
+    assert summary["ci95"] == pytest.approx((high - low) / 2, rel=1e-12)
 
 
 def test_random_and_teacher_actors(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kdmarl_student.metering import LatencyMeter, ProcessMeter, check_budget
+from kdmarl_student.budget import check_budget
+from kdmarl_student.metering import LatencyMeter, ProcessMeter
 
 
 def test_ring_buffer_keeps_the_last_window() -> None:
