@@ -47,6 +47,7 @@ from kdmarl_teacher.checkpoint import (
 from kdmarl_teacher.checkpoint import teacher_path as resolve_teacher_path
 from kdmarl_teacher.config import TERMS, DistillConfig, load_distill_config, save_config
 from kdmarl_teacher.errors import NonFiniteError, writing
+from kdmarl_teacher.evaluate import evaluate_students
 from kdmarl_teacher.losses import (
     argmax_ce_loss,
     clipped_pg_loss,
@@ -84,39 +85,6 @@ class StudentTeam:
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Greedy joint action long [B, N]."""
         return torch.stack([s(x).argmax(-1) for s, x in zip(self.students, self.inputs(obs), strict=True)], dim=-1)
-
-
-@torch.no_grad()
-def evaluate_all(teacher: Teacher, students: StudentTeam, spec: Any, *, episodes: int, seed: int,
-                 device: str = "cpu") -> dict[str, dict[str, Any]]:
-    """Greedy teacher, greedy students and uniform random on the same mpe2 seeds [seed, seed + episodes).
-
-    Same environment (float64 port, worlds from mpe2's seeds) and the same teacher/random episodes as
-    ``kdmarl evaluate`` (its ``run_episodes`` is reused), so the figures agree with it. Team return = mean over
-    agents of each agent's episode sum (DESIGN.md §5), with a 95 % CI.
-    """
-    from kdmarl_teacher.envs import make_env  # noqa: PLC0415 (imported where needed, like mappo.py)
-    from kdmarl_teacher.evaluate import mean_ci, run_episodes  # noqa: PLC0415
-
-    env = make_env(spec.name, num_envs=episodes, seed=0, device=device, dtype=torch.float64, **spec.params)
-    seeds = list(range(seed, seed + episodes))
-    gen = torch.Generator(device=device).manual_seed(seed)
-    runs = {"teacher": run_episodes(env, "deterministic", seeds, teacher, gen),
-            "random": run_episodes(env, "random", seeds, None, gen)}
-    obs, _ = env.reset_from_mpe2_seeds(seeds)
-    for _ in range(spec.max_cycles):
-        obs, _, _, dones, info = env.step(students.act(obs.float()))
-    if not bool(dones.all()):
-        raise RuntimeError("evaluation episodes did not end together after max_cycles steps")
-    runs["students"] = {"team": info["episode_returns"].double().mean(-1),
-                        "metrics": {k: v.double() for k, v in info["metrics"].items()}}
-    out = {}
-    for name, r in runs.items():
-        stats = mean_ci(r["team"])
-        out[name] = {"team_return": stats["mean"], "ci95": stats["ci95"], "episodes": episodes,
-                     "seeds": [seed, seed + episodes - 1],
-                     **{k: float(v.mean()) for k, v in r["metrics"].items()}}
-    return out
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -368,7 +336,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     # ---- 5. evaluation and report ------------------------------------------------------------------------------
     for s in students:
         s.eval()
-    ev = evaluate_all(teacher, sensing, spec, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
+    ev = evaluate_students(teacher, sensing.act, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
     ev_teacher, ev_students, ev_random = ev["teacher"], ev["students"], ev["random"]
     retention = team_retention(ev_students["team_return"], ev_teacher["team_return"], ev_random["team_return"])
     agents_report = []

@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ def mean_ci(x: torch.Tensor) -> dict[str, float]:
 
 def make_eval_env(teacher: Teacher, episodes: int, device: str | torch.device, dtype: torch.dtype = torch.float64
                   ) -> Any:
+    """The evaluation env of every teacher-side figure (`kdmarl evaluate`, distill's report): `episodes`
+    environments of the scenario the teacher was trained on, float64 (see the module docstring)."""
     from kdmarl_teacher.envs import make_env  # noqa: PLC0415
 
     params = dict(teacher.config.get("env_params", {}))
@@ -71,9 +74,10 @@ def make_eval_env(teacher: Teacher, episodes: int, device: str | torch.device, d
 
 
 @torch.no_grad()
-def run_episodes(env: Any, policy: str, seeds: list[int], teacher: Teacher | None, generator: torch.Generator
-                 ) -> dict[str, Any]:
-    """One episode per environment from the mpe2 seeds; policy in {"deterministic", "stochastic", "random"}.
+def run_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.Tensor], seeds: list[int],
+                 teacher: Teacher | None, generator: torch.Generator) -> dict[str, Any]:
+    """One episode per environment from the mpe2 seeds; policy in {"deterministic", "stochastic", "random"}
+    (the teacher's or uniform), or a callable obs [E, N, obs_dim_max] float32 -> actions long [E, N] (students).
 
     Returns team returns [E], per-agent returns [E, N] and the task metrics [E] of the episodes.
     """
@@ -86,7 +90,9 @@ def run_episodes(env: Any, policy: str, seeds: list[int], teacher: Teacher | Non
     recurrent = teacher is not None and teacher.actor.recurrent
     h = teacher.actor.initial_state(E * N) if recurrent else None
     while True:
-        if policy == "random":
+        if callable(policy):
+            actions = policy(obs.float())
+        elif policy == "random":
             u = torch.rand(E, N, generator=generator, device=obs.device)
             actions = (u * n_actions).long().clamp(max=n_actions - 1)  # uniform over each agent's valid actions
         elif recurrent:  # carry the GRU state through the episode (all E episodes start and end together)
@@ -139,6 +145,31 @@ def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, devi
     if env.spec.name == "simple_spread" and env.spec.params.get("N") == 3 and env.spec.max_cycles == 25:
         report["references"] = {**SPREAD_REFERENCES, "note": "DESIGN.md §5, seeds 1000-1199, 200 episodes"}
     return report
+
+
+@torch.no_grad()
+def evaluate_students(teacher: Teacher, students_act: Callable[[torch.Tensor], torch.Tensor], *, episodes: int,
+                      seed: int, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Greedy teacher, greedy students (`students_act`, e.g. distill's ``StudentTeam.act``) and uniform random
+    on the same mpe2 seeds [seed, seed + episodes): distill_report.json's figures.
+
+    Same environment (`make_eval_env`) and the same teacher/random episodes as `evaluate` (`run_episodes`), so the
+    figures agree with `kdmarl evaluate`. Team return = mean over agents of each agent's episode sum (DESIGN.md
+    §5), with a 95 % CI.
+    """
+    env = make_eval_env(teacher, episodes, device)
+    seeds = list(range(seed, seed + episodes))
+    gen = torch.Generator(device=device).manual_seed(seed)
+    runs = {"teacher": run_episodes(env, "deterministic", seeds, teacher, gen),
+            "random": run_episodes(env, "random", seeds, None, gen),
+            "students": run_episodes(env, students_act, seeds, None, gen)}
+    out = {}
+    for name, r in runs.items():
+        stats = mean_ci(r["team"])
+        out[name] = {"team_return": stats["mean"], "ci95": stats["ci95"], "episodes": episodes,
+                     "seeds": [seed, seed + episodes - 1],
+                     **{k: float(v.mean()) for k, v in r["metrics"].items()}}
+    return out
 
 
 def console() -> Any:
