@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +90,125 @@ class StudentTeam:
         return torch.stack([s(x).argmax(-1) for s, x in zip(self.students, self.inputs(obs), strict=True)], dim=-1)
 
 
+# ------------------------------------------------------------------------------------- rollout and update
+@dataclass
+class Rollout:
+    """One iteration's student rollout with the teacher's labels, time-major: T steps of B envs, N agents."""
+
+    inputs: list[torch.Tensor]  # per agent [T, B, in_dim_i]: the sensed observation the student acted on
+    actions: torch.Tensor  # long [T, B, N]
+    logp: torch.Tensor  # [T, B, N] log-probability of the action under the acting student
+    rewards: torch.Tensor  # [T, B, N]
+    dones: torch.Tensor  # bool [T, B]: the episode ended with step t
+    t_logits: torch.Tensor  # [T, B, N, A_max] teacher logits (full observation)
+    t_emb: torch.Tensor  # [T, B, N, E] teacher last-hidden embedding
+    values: torch.Tensor  # [T, B, N] teacher critic (denormalized) of the state at t
+    next_value: torch.Tensor  # [B, N] of the state after the last step
+    ep_returns: list[torch.Tensor] = field(default_factory=list)  # team returns of the episodes that ended
+    ep_metrics: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def rollout(env: Any, teacher: Teacher, team: StudentTeam, gen: torch.Generator, h0: torch.Tensor, *, seed: int,
+            num_steps: int) -> Rollout:
+    """The students act (sampled with `gen`, so a resume replays the same draws) for `num_steps` steps from
+    `env.reset(seed=seed)`; the frozen teacher labels every visited state (its GRU state starts at `h0`)."""
+    obs, state = env.reset(seed=seed)  # obs [B, N, D], state [B, S]
+    T, B, N = num_steps, obs.shape[0], obs.shape[1]
+    device = obs.device
+    X = [torch.zeros(T, B, s.in_dim, device=device) for s in team.students]
+    ro = Rollout(inputs=X, actions=torch.zeros(T, B, N, dtype=torch.long, device=device),
+                 logp=torch.zeros(T, B, N, device=device), rewards=torch.zeros(T, B, N, device=device),
+                 dones=torch.zeros(T, B, dtype=torch.bool, device=device),
+                 t_logits=torch.zeros(T, B, N, teacher.actor.n_actions_max, device=device),
+                 t_emb=torch.zeros(T, B, N, teacher.actor.embed_dim, device=device),
+                 values=torch.zeros(T, B, N, device=device), next_value=torch.zeros(B, N, device=device))
+    h = h0
+    for t in range(T):
+        xs = team.inputs(obs)
+        for i, (s, x) in enumerate(zip(team.students, xs, strict=True)):
+            logits_i = s(x)  # [B, A_i]
+            a_i = sample_actions(logits_i, gen)
+            X[i][t], ro.actions[t, :, i] = x, a_i
+            ro.logp[t, :, i] = F.log_softmax(logits_i, -1).gather(-1, a_i[:, None]).squeeze(-1)
+        tl, tz, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
+        ro.t_logits[t], ro.t_emb[t] = tl.reshape(B, N, -1), tz.reshape(B, N, -1)
+        ro.values[t] = teacher.value(state, getattr(env, "t", None))  # time-aware critics need the step count
+        obs, state, ro.rewards[t], ro.dones[t], info = env.step(ro.actions[t])
+        h = h * (~ro.dones[t]).repeat_interleave(N).unsqueeze(1).to(h.dtype)
+        if bool(ro.dones[t].any()):
+            ro.ep_returns.append(info["episode_returns"][ro.dones[t]].mean(1))
+            for k, v in info["metrics"].items():
+                ro.ep_metrics.setdefault(k, []).append(v[ro.dones[t]].float())
+    ro.next_value = teacher.value(state, getattr(env, "t", None))
+    return ro
+
+
+def update(cfg: DistillConfig, team: StudentTeam, aux: AuxHeads, optimizer: torch.optim.Optimizer, ro: Rollout, *,
+           adv: torch.Tensor, roles: torch.Tensor, terms: dict[str, float], lasso: bool,
+           diverged: Callable[[dict[str, float]], Exception]) -> tuple[dict[str, float], float]:
+    """`cfg.update_epochs` epochs over minibatches of (t, b) samples, all agents of a sample together (the
+    relation term compares agents of the same timestep). Returns the per-minibatch means of every loss term
+    (unweighted), the total loss and the grad norm, and the students' agreement with the teacher's argmax.
+    Raises `diverged(values)` before an optimizer step on a non-finite loss or grad norm."""
+    students, agents = team.students, team.team.agents
+    T, B, N = ro.actions.shape
+    device = ro.actions.device
+    M = T * B
+    flat = {"adv": adv.reshape(M, N), "logp": ro.logp.reshape(M, N), "act": ro.actions.reshape(M, N),
+            "tl": ro.t_logits.reshape(M, N, -1), "tz": ro.t_emb.reshape(M, N, -1), "roles": roles.reshape(M, N)}
+    Xf = [x.reshape(M, -1) for x in ro.inputs]
+    stats: dict[str, float] = {}
+    n_mb, agreement = 0, 0.0
+    for _ in range(cfg.update_epochs):
+        perm = torch.randperm(M, device=device)
+        for idx in perm.chunk(cfg.num_minibatches):
+            parts: dict[str, torch.Tensor] = {k: torch.zeros((), device=device) for k in (*TERMS, "ent")}
+            projected = []
+            agree = 0.0
+            for i, (s, a) in enumerate(zip(students, agents, strict=True)):
+                z = s.embed(Xf[i][idx])  # [m, H_i]
+                logits = s.head(z)  # [m, A_i]
+                tl = flat["tl"][idx, i, : a.n_actions]  # [m, A_i]: the teacher's valid actions only
+                agree += float((logits.argmax(-1) == tl.argmax(-1)).float().mean()) / N
+                if "pg" in terms:
+                    new_logp = F.log_softmax(logits, -1).gather(-1, flat["act"][idx, i, None]).squeeze(-1)
+                    a_adv = flat["adv"][idx, i]
+                    if cfg.norm_adv:
+                        a_adv = (a_adv - a_adv.mean()) / (a_adv.std() + 1e-8)
+                    pg = clipped_pg_loss(new_logp, flat["logp"][idx, i], a_adv, cfg.clip_coef)
+                    parts["pg"] = parts["pg"] + pg
+                if "kl" in terms:
+                    parts["kl"] = parts["kl"] + kd_kl_loss(tl, logits, cfg.temperature)
+                if "ce" in terms:
+                    parts["ce"] = parts["ce"] + argmax_ce_loss(tl, logits)
+                if "role" in terms:
+                    parts["role"] = parts["role"] + role_loss(aux.role[i](z), flat["roles"][idx, i])
+                if "relation" in terms:
+                    projected.append(aux.relation[i](z))
+                parts["ent"] = parts["ent"] + entropy(logits)
+            if "relation" in terms and N > 1:
+                parts["relation"] = relation_loss(relation_matrix(flat["tz"][idx]), relation_matrix(projected))
+            loss = sum(w * parts[t] for t, w in terms.items()) - cfg.ent_coef * parts["ent"]
+            if lasso:
+                parts["lasso"] = sum(group_lasso_penalty(s) for s in students)
+                loss = loss + cfg.ra_lambda * parts["lasso"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+            values = {f"loss/{k}": float(v.detach()) for k, v in {**parts, "loss": loss}.items()}
+            values["grad_norm"] = float(grad_norm)
+            if not all(map(math.isfinite, values.values())):  # stop before the step spreads NaN into the weights
+                raise diverged(values)
+            optimizer.step()
+            for k, v in {**parts, "loss": loss, "grad_norm": grad_norm}.items():
+                stats[k] = stats.get(k, 0.0) + float(v.detach())
+            agreement += agree
+            n_mb += 1
+    return {k: v / n_mb for k, v in stats.items()}, agreement / n_mb
+
+
 # --------------------------------------------------------------------------------------------- the run
 def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teacher_path: str | Path | None = None,
             resume: bool = False, progress: bool = True, team: TeamConfig | None = None) -> dict:
@@ -127,7 +249,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                                 eps=1e-5)
 
     optimizer = make_optimizer()
-    sensing = StudentTeam(team, students)
+    student_team = StudentTeam(team, students)
     from kdmarl_teacher.envs import make_env  # noqa: PLC0415
 
     env = make_env(spec.name, num_envs=cfg.num_envs, seed=cfg.seed, device=device, **spec.params)
@@ -143,7 +265,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
             students[:] = [build_student(a).to(device) for a in ck["archs"]]
             aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
             optimizer = make_optimizer()
-            sensing = StudentTeam(team, students)
+            student_team = StudentTeam(team, students)
         for s, sd in zip(students, ck["students"], strict=True):
             s.load_state_dict(sd)
         aux.load_state_dict(ck["aux"])
@@ -209,102 +331,24 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
             students[:] = [prune_to_budget(s, a.hardware).to(device)
                            for s, a in zip(students, team.agents, strict=True)]
             aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
-            optimizer, sensing, pruned = make_optimizer(), StudentTeam(team, students), True
+            optimizer, student_team, pruned = make_optimizer(), StudentTeam(team, students), True
             print("resource-aware: pruned to " + ", ".join(f"{list(s.hidden)}" for s in students))
         if cfg.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * (1.0 - iteration / n_iters)
 
         # ---- 1. rollout: students act, the frozen teacher labels --------------------------------------------------
-        obs, state = env.reset(seed=cfg.seed * SEED_STRIDE + iteration)  # obs [B, N, D], state [B, S]
-        X = [torch.zeros(T, B, s.in_dim, device=device) for s in students]  # per agent [T, B, in_i]
-        actions = torch.zeros(T, B, N, dtype=torch.long, device=device)
-        logp = torch.zeros(T, B, N, device=device)
-        rewards = torch.zeros(T, B, N, device=device)
-        dones = torch.zeros(T, B, dtype=torch.bool, device=device)
-        t_logits = torch.zeros(T, B, N, teacher.actor.n_actions_max, device=device)
-        t_emb = torch.zeros(T, B, N, teacher.actor.embed_dim, device=device)
-        values = torch.zeros(T, B, N, device=device)
-        h = h0
-        ep_returns, ep_metrics = [], {}
-        with torch.no_grad():
-            for t in range(T):
-                xs = sensing.inputs(obs)
-                for i, (s, x) in enumerate(zip(students, xs, strict=True)):
-                    logits_i = s(x)  # [B, A_i]
-                    a_i = sample_actions(logits_i, gen)
-                    X[i][t], actions[t, :, i] = x, a_i
-                    logp[t, :, i] = F.log_softmax(logits_i, -1).gather(-1, a_i[:, None]).squeeze(-1)
-                tl, tz, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
-                t_logits[t], t_emb[t] = tl.reshape(B, N, -1), tz.reshape(B, N, -1)
-                values[t] = teacher.value(state, getattr(env, "t", None))  # time-aware critics need the step count
-                obs, state, rewards[t], dones[t], info = env.step(actions[t])
-                h = h * (~dones[t]).repeat_interleave(N).unsqueeze(1).to(h.dtype)
-                if bool(dones[t].any()):
-                    ep_returns.append(info["episode_returns"][dones[t]].mean(1))
-                    for k, v in info["metrics"].items():
-                        ep_metrics.setdefault(k, []).append(v[dones[t]].float())
-            next_value = teacher.value(state, getattr(env, "t", None))
+        ro = rollout(env, teacher, student_team, gen, h0, seed=cfg.seed * SEED_STRIDE + iteration, num_steps=T)
         global_step += B * T
 
         # ---- 2. teacher-guided advantages ---------------------------------------------------------------------
-        adv, _ = gae(rewards, values, next_value, dones, gamma=cfg.gamma, lam=cfg.gae_lambda)  # [T, B, N]
-        roles = assign_roles(t_emb, centroids)  # [T, B, N]
+        adv, _ = gae(ro.rewards, ro.values, ro.next_value, ro.dones, gamma=cfg.gamma, lam=cfg.gae_lambda)  # [T, B, N]
+        roles = assign_roles(ro.t_emb, centroids)  # [T, B, N]
 
         # ---- 3. update ---------------------------------------------------------------------------------------
-        M = T * B
-        flat = {"adv": adv.reshape(M, N), "logp": logp.reshape(M, N), "act": actions.reshape(M, N),
-                "tl": t_logits.reshape(M, N, -1), "tz": t_emb.reshape(M, N, -1), "roles": roles.reshape(M, N)}
-        Xf = [x.reshape(M, -1) for x in X]
-        stats: dict[str, float] = {}
-        n_mb, agreement = 0, 0.0
-        for _ in range(cfg.update_epochs):
-            perm = torch.randperm(M, device=device)
-            for idx in perm.chunk(cfg.num_minibatches):
-                parts: dict[str, torch.Tensor] = {k: torch.zeros((), device=device) for k in (*TERMS, "ent")}
-                projected = []
-                agree = 0.0
-                for i, (s, a) in enumerate(zip(students, team.agents, strict=True)):
-                    z = s.embed(Xf[i][idx])  # [m, H_i]
-                    logits = s.head(z)  # [m, A_i]
-                    tl = flat["tl"][idx, i, : a.n_actions]  # [m, A_i]: the teacher's valid actions only
-                    agree += float((logits.argmax(-1) == tl.argmax(-1)).float().mean()) / N
-                    if "pg" in terms:
-                        new_logp = F.log_softmax(logits, -1).gather(-1, flat["act"][idx, i, None]).squeeze(-1)
-                        a_adv = flat["adv"][idx, i]
-                        if cfg.norm_adv:
-                            a_adv = (a_adv - a_adv.mean()) / (a_adv.std() + 1e-8)
-                        pg = clipped_pg_loss(new_logp, flat["logp"][idx, i], a_adv, cfg.clip_coef)
-                        parts["pg"] = parts["pg"] + pg
-                    if "kl" in terms:
-                        parts["kl"] = parts["kl"] + kd_kl_loss(tl, logits, cfg.temperature)
-                    if "ce" in terms:
-                        parts["ce"] = parts["ce"] + argmax_ce_loss(tl, logits)
-                    if "role" in terms:
-                        parts["role"] = parts["role"] + role_loss(aux.role[i](z), flat["roles"][idx, i])
-                    if "relation" in terms:
-                        projected.append(aux.relation[i](z))
-                    parts["ent"] = parts["ent"] + entropy(logits)
-                if "relation" in terms and N > 1:
-                    parts["relation"] = relation_loss(relation_matrix(flat["tz"][idx]), relation_matrix(projected))
-                loss = sum(w * parts[t] for t, w in terms.items()) - cfg.ent_coef * parts["ent"]
-                if cfg.resource_aware and not pruned:
-                    parts["lasso"] = sum(group_lasso_penalty(s) for s in students)
-                    loss = loss + cfg.ra_lambda * parts["lasso"]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
-                values = {f"loss/{k}": float(v.detach()) for k, v in {**parts, "loss": loss}.items()}
-                values["grad_norm"] = float(grad_norm)
-                if not all(map(math.isfinite, values.values())):  # stop before the step spreads NaN into the weights
-                    raise diverged(iteration + 1, values)
-                optimizer.step()
-                for k, v in {**parts, "loss": loss, "grad_norm": grad_norm}.items():
-                    stats[k] = stats.get(k, 0.0) + float(v.detach())
-                agreement += agree
-                n_mb += 1
-
+        stats, agreement = update(cfg, student_team, aux, optimizer, ro, adv=adv, roles=roles, terms=terms,
+                                  lasso=cfg.resource_aware and not pruned,
+                                  diverged=functools.partial(diverged, iteration + 1))
         if nonfinite_tensors(t for m in (*students, aux) for t in m.state_dict().items()):
             raise diverged(iteration + 1, {})
 
@@ -312,11 +356,11 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         wall = wall_before + time.time() - t0
         row: dict[str, Any] = {"iteration": iteration + 1, "global_step": global_step, "wall_time": round(wall, 3),
                                "sps": round(global_step / max(wall, 1e-9), 1)}
-        row.update({f"loss/{k}": v / n_mb for k, v in stats.items()})
-        row["teacher_agreement"] = agreement / n_mb  # a fraction, not a loss: what report's agreement panel draws
-        if ep_returns:
-            row["train_team_return"] = float(torch.cat(ep_returns).mean())
-            row.update({f"task/{k}": float(torch.cat(v).mean()) for k, v in ep_metrics.items()})
+        row.update({f"loss/{k}": v for k, v in stats.items()})
+        row["teacher_agreement"] = agreement  # a fraction, not a loss: what report's agreement panel draws
+        if ro.ep_returns:
+            row["train_team_return"] = float(torch.cat(ro.ep_returns).mean())
+            row.update({f"task/{k}": float(torch.cat(v).mean()) for k, v in ro.ep_metrics.items()})
         if (iteration + 1) % cfg.log_every == 0:
             log.write(row)
         if bar is not None:
@@ -336,7 +380,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     # ---- 5. evaluation and report ------------------------------------------------------------------------------
     for s in students:
         s.eval()
-    ev = evaluate_students(teacher, sensing.act, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
+    ev = evaluate_students(teacher, student_team.act, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
     ev_teacher, ev_students, ev_random = ev["teacher"], ev["students"], ev["random"]
     retention = team_retention(ev_students["team_return"], ev_teacher["team_return"], ev_random["team_return"])
     agents_report = []
