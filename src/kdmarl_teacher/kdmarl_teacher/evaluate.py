@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from kdmarl_student.stats import ci95_half_width
 
 from kdmarl_teacher.checkpoint import Teacher, load_teacher
 from kdmarl_teacher.networks import actor_inputs_all, sample_actions
@@ -48,18 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def mean_ci(x: torch.Tensor) -> dict[str, float]:
-    """Mean, sample std and 95 % CI half-width (Student t) of a 1-D sample."""
+    """Mean, sample std and 95 % CI half-width of a 1-D sample; the interval is kdmarl_student.stats' (Student t),
+    the one bundle evaluation reports too, so teacher and bundle tables agree."""
     x = x.double().cpu()
     n = x.numel()
     mean = float(x.mean())
     std = float(x.std()) if n > 1 else 0.0
-    try:
-        from scipy.stats import t as student_t  # noqa: PLC0415
-
-        q = float(student_t.ppf(0.975, n - 1)) if n > 1 else float("nan")
-    except ImportError:  # pragma: no cover - scipy is installed here; normal approximation otherwise
-        q = 1.959964
-    half = q * std / math.sqrt(n) if n > 1 else float("nan")
+    half = ci95_half_width(std, n)
     return {"mean": mean, "ci95": half, "low": mean - half, "high": mean + half, "std": std, "n": n}
 
 
