@@ -30,15 +30,14 @@ shutdown. Staleness uses the steady clock, so a simulator that starts late or re
 from __future__ import annotations
 
 import array
-import json
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import PoseArray, Twist
+from kdmarl_student.manifest import load_manifest
 from kdmarl_student.ros_support import (
     ACTION_QOS,
     CMD_QOS,
@@ -125,7 +124,7 @@ class RobotAdapter(Node):
         self.declare_parameter("action_timeout_s", 0.5, descriptor(
             "Student action older than this -> zero Twist.", float_range=(0.01, 60.0)))
 
-        manifest = json.loads((Path(str(self.get_parameter("bundle").value)) / "manifest.json").read_text())
+        manifest = load_manifest(str(self.get_parameter("bundle").value)).data
         self.agent = str(self.get_parameter("agent").value) or self.get_namespace().rstrip("/").rsplit("/", 1)[-1]
         entries = {a["name"]: a for a in manifest["agents"]}
         if self.agent not in entries:

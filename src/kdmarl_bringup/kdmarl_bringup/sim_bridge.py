@@ -34,7 +34,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from kdmarl_student.atomic import atomic_file
 from kdmarl_student.lifetime import bound_teardown, shutdown_requested
+from kdmarl_student.manifest import load_manifest
 from kdmarl_student.ros_support import (
     ACTION_QOS,
     CLOCK_QOS,
@@ -135,10 +135,9 @@ class SimBridge(Node):
         bundle = str(self.get_parameter("bundle").value)
         safe: dict[str, int] = {}
         if bundle:
-            manifest = json.loads((Path(bundle) / "manifest.json").read_text())
-            params = dict(manifest["scenario"].get("params", {}))
-            self.spec = scenario_spec(manifest["scenario"]["name"], **params)
-            safe = {a["name"]: int(a["action"].get("safe_action", 0)) for a in manifest["agents"]}
+            manifest = load_manifest(bundle)
+            self.spec = scenario_spec(manifest.scenario["name"], **dict(manifest.scenario.get("params", {})))
+            safe = {a.name: a.safe_action for a in manifest.agents}
         else:
             self.spec = scenario_spec(str(self.get_parameter("scenario").value))
         self.all_agents = list(self.spec.agent_names)

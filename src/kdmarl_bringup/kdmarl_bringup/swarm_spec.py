@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kdmarl_student.manifest import load_manifest
 from kdmarl_student.scenarios import MODES
 
 BACKENDS: tuple[str, ...] = ("mpe", "isaac", "real", "fake")
@@ -149,17 +150,10 @@ def parse_args(values: dict[str, str]) -> SwarmArgs:
 
 
 def read_manifest(bundle: str | Path) -> dict[str, Any]:
-    """The bundle's manifest as a dict; the student node verifies it fully, launch needs names only."""
-    path = Path(bundle) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no manifest.json in bundle directory") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("agents"), list) or not manifest["agents"]:
-        raise ValueError(f"{path}: field 'agents' must be a non-empty list")
-    return manifest
+    """The bundle's manifest, read and validated by the runtime's one reader (bounded read, schema, cross-field
+    rules; models are not opened: each student node verifies its own). A ``BundleError`` is a ``ValueError``
+    naming the file and field."""
+    return load_manifest(bundle).data
 
 
 def manifest_agents(manifest: dict[str, Any]) -> list[str]:

@@ -138,7 +138,8 @@ def test_show_args_and_bad_arguments(tmp_path: Path) -> None:
     cases = {
         "unknown backend": ((f"bundle:={TRAINED_BUNDLE}", "backend:=gazebo"),
                             "launch argument 'backend' must be one of"),
-        "missing bundle": (("bundle:=/nonexistent/bundle",), "/nonexistent/bundle/manifest.json"),
+        "missing bundle": (("bundle:=/nonexistent/bundle",),
+                           "/nonexistent/bundle: a bundle directory; it does not exist"),
         "no bundle": ((), "launch argument 'bundle' is required"),
         "rate out of range": ((f"bundle:={TRAINED_BUNDLE}", "rate:=0"), "launch argument 'rate' must be in"),
         "lockstep on robots": ((f"bundle:={TRAINED_BUNDLE}", "backend:=real"), "mode 'lockstep' needs backend 'mpe'"),

@@ -38,7 +38,7 @@ from kdmarl_student.budget import check_budget
 from kdmarl_student.bundle_files import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, read_bundle_file
 from kdmarl_student.errors import BundleError
 from kdmarl_student.onnx_wire import refuse_external_data
-from kdmarl_student.sensing import sensed_dim
+from kdmarl_student.sensing import sensed_dim, sensed_slices
 from kdmarl_student.signing import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
@@ -464,8 +464,7 @@ def build_agent_entry(
     """
     layout = {k: [int(v[0]), int(v[1])] for k, v in layout.items()}
     profile = dict(sensing)
-    if profile.get("slices", "all") in ("all", None):
-        profile["slices"] = list(layout)
+    profile["slices"] = sensed_slices(layout, profile)
     resources = {k: int(resources[k]) for k in ("params", "flops_per_decision", "memory_bytes")}
     limits = {k: (budget or {}).get(k) for k in ("max_flops", "max_params", "max_memory_bytes", "max_latency_ms")}
     met, checks = check_budget({k: v for k, v in limits.items() if k != "max_latency_ms"}, resources, None)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kdmarl_student.errors import ObservationError
-from kdmarl_student.sensing import apply_sensing, sensed_dim
+from kdmarl_student.sensing import apply_sensing, sensed_dim, sensed_slices
 
 Layout = Mapping[str, Sequence[int]]
 Selector = Callable[[np.ndarray], np.ndarray]
@@ -65,9 +65,7 @@ def make_selector(layout: Layout, sensing: Mapping[str, Any], source_dim: int) -
             return np.ascontiguousarray(apply_sensing(obs, layout_copy, sensing_copy), dtype=np.float32)
 
         return select_nearest
-    slices = sensing_copy.get("slices", "all")
-    names = list(layout_copy) if slices in ("all", None) else list(slices)
-    spans = sorted(layout_copy[name] for name in names)  # layout order, as apply_sensing
+    spans = sorted(layout_copy[name] for name in sensed_slices(layout_copy, sensing_copy))  # layout order
     indices = np.concatenate([np.arange(start, stop) for start, stop in spans]).astype(np.intp)
     if np.array_equal(indices, np.arange(source_dim)):
         return lambda obs: obs  # full observation: no copy on the hot path

@@ -28,10 +28,14 @@ import numpy as np
 SLOT_DIM = 2  # relative positions in MPE are 2-D
 
 
-def _resolve(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> list[tuple[str, int, int, int | None]]:
+def resolve_profile(
+    layout: Mapping[str, Sequence[int]], sensing: Mapping
+) -> list[tuple[str, int, int, int | None]]:
     """Validate a profile against a layout and return the plan: (slice, start, stop, k or None) in layout order.
 
-    Raises ValueError naming the offending field so config errors read as config errors.
+    The one reading of a profile (``"slices": "all"`` or absent means every slice of the layout): the numpy
+    transform, its torch twin (kdmarl_teacher.profiles), the ONNX input selector and the manifest writer all
+    use this plan. Raises ValueError naming the offending field so config errors read as config errors.
     """
     if not isinstance(sensing, Mapping):
         raise ValueError(f"sensing profile must be a mapping, got {type(sensing).__name__}")
@@ -80,7 +84,8 @@ def _resolve(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> list[tupl
 
 def sensed_dim(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> int:
     """Input size of a student with this profile (after ``apply_sensing``)."""
-    return sum(k * SLOT_DIM if k is not None else stop - start for _, start, stop, k in _resolve(layout, sensing))
+    plan = resolve_profile(layout, sensing)
+    return sum(k * SLOT_DIM if k is not None else stop - start for _, start, stop, k in plan)
 
 
 def sensing_mask(layout: Mapping[str, Sequence[int]], sensing: Mapping, source_dim: int) -> list[bool]:
@@ -89,7 +94,7 @@ def sensing_mask(layout: Mapping[str, Sequence[int]], sensing: Mapping, source_d
     For a "nearest k" slice every slot can be chosen, so the whole slice is True. For manifests and reports.
     """
     mask = [False] * source_dim
-    for _, start, stop, _ in _resolve(layout, sensing):
+    for _, start, stop, _ in resolve_profile(layout, sensing):
         for j in range(start, stop):
             mask[j] = True
     return mask
@@ -110,7 +115,7 @@ def apply_sensing(obs_full: np.ndarray, layout: Mapping[str, Sequence[int]], sen
     The result has the same dtype as the input and is a new array (never a view into ``obs_full``).
     """
     obs_full = np.asarray(obs_full)
-    plan = _resolve(layout, sensing)
+    plan = resolve_profile(layout, sensing)
     need = max(stop for _, _, stop, _ in plan)
     if obs_full.shape[-1] < need:
         raise ValueError(f"observation has {obs_full.shape[-1]} elements, the layout needs at least {need}")
@@ -119,3 +124,8 @@ def apply_sensing(obs_full: np.ndarray, layout: Mapping[str, Sequence[int]], sen
         block = obs_full[..., start:stop]
         parts.append(block if k is None else nearest_slots(block, k))
     return np.concatenate(parts, axis=-1)
+
+
+def sensed_slices(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> list[str]:
+    """The names of the slices a profile selects, in layout order (``"all"`` spelled out)."""
+    return [name for name, _, _, _ in resolve_profile(layout, sensing)]
