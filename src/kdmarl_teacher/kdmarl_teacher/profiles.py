@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
-from kdmarl_student.sensing import SLOT_DIM, _resolve, sensed_dim
+from kdmarl_student.sensing import SLOT_DIM, resolve_profile, sensed_dim
 
 from kdmarl_teacher.config import load_yaml
 from kdmarl_teacher.resources import mlp_resources
@@ -67,13 +67,13 @@ def resolve_sensing(profile: str | Mapping, layout: Mapping[str, Sequence[int]])
     nearest = {k: int(v) for k, v in dict(spec.get("nearest") or {}).items()}
     # "nearest" on a slice this scenario lacks (e.g. landmarks for the speaker) is an error: say which.
     concrete = {"name": name, "slices": slices, "nearest": nearest}
-    _resolve(layout, concrete)  # raises ValueError naming the field
+    resolve_profile(layout, concrete)  # raises ValueError naming the field
     return concrete
 
 
 def sensing_index_plan(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> list[tuple[int, int, int | None]]:
     """(start, stop, k or None) per selected slice, in layout order: what both twins execute."""
-    return [(start, stop, k) for _, start, stop, k in _resolve(layout, sensing)]
+    return [(start, stop, k) for _, start, stop, k in resolve_profile(layout, sensing)]
 
 
 def apply_sensing_torch(obs_full: torch.Tensor, layout: Mapping[str, Sequence[int]], sensing: Mapping) -> torch.Tensor:
