@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, fresh_domain_id, make_bundle, read_json, ros_env
+from conftest import REPO, TRAINED_BUNDLE, fresh_domain_id, make_bundle, read_json, ros_env
 from kdmarl_bringup.swarm_runner import node_command, write_overrides
 from kdmarl_bringup.swarm_spec import build, load_fleet, parse_args, read_manifest, swarm_nodes
 
@@ -189,3 +189,26 @@ def test_runner_runs_episodes_and_shuts_down_on_sigint(bundle: Path, tmp_path: P
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
     assert (forever / "summary.json").is_file()
+
+
+def test_committed_test_bundle_carries_the_current_hardware_budgets() -> None:
+    """The reference bundle's budgets are its hardware profiles' (a stale max_latency_ms made every node read
+    OVER): regenerate it (test/data/README.md) when a profile changes."""
+    hardware = REPO / "src" / "kdmarl_teacher" / "kdmarl_teacher" / "config" / "hardware"
+    for agent in read_json(TRAINED_BUNDLE / "manifest.json")["agents"]:
+        budget = agent["budget"]
+        profile = yaml.safe_load((hardware / f"{budget['profile']}.yaml").read_text())
+        for key in ("max_flops", "max_params", "max_memory_bytes", "max_latency_ms"):
+            assert budget[key] == profile[key], (agent["name"], key)
+
+
+def test_budget_column_names_the_field_over() -> None:
+    """FLOPs that fit must not read as OVER because latency is over: the verdict names the field."""
+    pytest.importorskip("rclpy")
+    from kdmarl_bringup.monitor import budget_verdict
+
+    from kdmarl_msgs.msg import ResourceUsage
+
+    assert budget_verdict(ResourceUsage(budget_met=True)) == ""
+    assert budget_verdict(ResourceUsage(budget_met=False, budget_exceeded=["latency"])) == " OVER latency"
+    assert budget_verdict(ResourceUsage(budget_met=False, budget_exceeded=["flops", "memory"])) == " OVER flops,memory"
