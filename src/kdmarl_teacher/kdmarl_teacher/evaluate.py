@@ -29,9 +29,7 @@ from kdmarl_student.stats import ci95_half_width
 
 from kdmarl_teacher.checkpoint import Teacher, load_teacher
 from kdmarl_teacher.networks import actor_inputs_all, sample_actions
-
-# DESIGN.md §5: mpe2 simple_spread_v3, N=3, 25 steps, seeds 1000-1199, our team-return scale.
-SPREAD_REFERENCES = {"random": -26.9, "velocity_controller": -8.05, "model_based_planner": -7.05}
+from kdmarl_teacher.references import SPREAD_REFERENCES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def bench_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_bench_figures(bench_dir: Path, tmp_path: Path) -> None:
-    from kdmarl_teacher.report import ablation_rows
+    from kdmarl_teacher.report_bench import ablation_rows
 
     out = tmp_path / "docs"
     assert cli.main(["report", "--bench", str(bench_dir), "--out-dir", str(out)]) == 0
@@ -117,6 +118,22 @@ def test_bench_figures(bench_dir: Path, tmp_path: Path) -> None:
                                             "resource_aware"]
     assert rows[0]["retention"] == 0.96
     assert png_size(out / "distill_ablation.png") == (12 * DPI, round((0.45 * len(rows) + 2.2) * DPI))
+
+
+def test_report_does_not_import_torch(bench_dir: Path, tmp_path: Path) -> None:
+    """`kdmarl report` is documented as torch-free: the teacher curve and the bench figures, in a fresh interpreter."""
+    teacher = tmp_path / "teacher_run"
+    teacher.mkdir()
+    (teacher / "metrics.csv").write_text("iteration,global_step,wall_time,train_return\n1,100,1.0,-30\n2,200,2.0,-20\n")
+    (teacher / "config.yaml").write_text("scenario: simple_spread\nenv_params: {}\n")
+    code = ("import sys; from kdmarl_teacher import cli; "
+            f"assert cli.main(['report', {str(teacher)!r}]) == 0; "
+            f"assert cli.main(['report', '--bench', {str(bench_dir)!r}, '--out-dir', "
+            f"{str(tmp_path / 'docs')!r}]) == 0; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")
+    assert (teacher / "learning_curve.png").is_file() and (tmp_path / "docs" / "distill_pareto.png").is_file()
 
 
 def test_bench_bad_inputs_name_the_file(bench_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
