@@ -6,14 +6,13 @@ Needs the ``onnx`` package (a development dependency, not a robot one): import t
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kdmarl_student.manifest import build_agent_entry, dump_manifest
+from kdmarl_student.manifest import build_agent_entry, build_manifest, dump_manifest
 from kdmarl_student.scenarios import scenario_spec
 
 
@@ -67,20 +66,12 @@ def make_bundle(out: Path, scenario: str = "simple_spread", seed: int = 0, hidde
             resources={"params": params, "flops_per_decision": flops, "memory_bytes": 4 * params},
             control_rate_hz=10.0, opset=17, budget={"name": "test", "max_flops": 10 * flops},
         ))
-    spec_dict = spec.to_dict()
-    manifest = {
-        "schema_version": "1.0", "format": "kdmarl-bundle",
-        "created": datetime.datetime.now(datetime.UTC).isoformat(),
-        "producer": {"tool": "kdmarl_bringup tests", "source": "random weights", "students": "distilled"},
-        "scenario": {"name": spec.name, "mpe2_module": spec.mpe2_module, "params": spec_dict["params"],
-                     "max_cycles": spec.max_cycles},
-        "conventions": {"flops": "2 x MACs", "memory": "weights", "latency": "not measured",
-                        "team_return": "mean over agents"},
-        "agents": entries,
-        "teacher": None,
-        "team": {"eval_seeds": eval_seeds or [1000, 1001], "teacher_return": None, "student_return": None,
-                 "random_return": None, "retention": None},
-    }
+    manifest = build_manifest(
+        scenario=spec, agents=entries, eval_seeds=eval_seeds or [1000, 1001],
+        producer={"tool": "kdmarl_bringup tests", "source": "random weights", "students": "distilled"},
+        conventions={"flops": "2 x MACs", "memory": "weights", "latency": "not measured",
+                     "team_return": "mean over agents"},
+    )
     (out / "manifest.json").write_bytes(dump_manifest(manifest, out / "manifest.json"))
     return out
 

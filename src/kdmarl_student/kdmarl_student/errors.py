@@ -17,7 +17,7 @@ class BundleError(ValueError):
     Attributes:
         path: the file at fault (``manifest.json``, ``agent_0.onnx``, ``manifest.sig``, ...).
         field: the manifest field, ONNX property or signature field at fault (JSON-pointer style,
-            e.g. ``agents/agent_0/model/sha256``); ``""`` when the whole file is at fault.
+            e.g. ``agents[0].model.sha256``, as the schema errors name it); ``""`` when the whole file is at fault.
         expected: what a valid bundle would have there, in words.
     """
 

@@ -506,6 +506,38 @@ def build_agent_entry(
     }
 
 
+def build_manifest(
+    *,
+    scenario: Any,
+    agents: list[dict[str, Any]],
+    producer: Mapping[str, Any],
+    eval_seeds: list[int] | None = None,
+    teacher: Mapping[str, Any] | None = None,
+    conventions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The top level of a schema-1.0 manifest around its ``agents[]`` entries (:func:`build_agent_entry`).
+
+    The one builder for every writer (``kdmarl export``, the test and demo bundles), so the fields and their
+    defaults are decided here; ``scenario`` is a :class:`kdmarl_student.scenarios.ScenarioSpec`. The team's
+    returns start empty: the exporter fills them after evaluating the staged bundle.
+    """
+    import datetime  # noqa: PLC0415  writers only
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "format": "kdmarl-bundle",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "producer": dict(producer),
+        "scenario": {"name": scenario.name, "mpe2_module": scenario.mpe2_module, "params": dict(scenario.params),
+                     "max_cycles": scenario.max_cycles},
+        "conventions": dict(CONVENTIONS if conventions is None else conventions),
+        "agents": list(agents),
+        "teacher": None if teacher is None else dict(teacher),
+        "team": {"eval_seeds": [int(s) for s in (eval_seeds or [])], "teacher_return": None,
+                 "student_return": None, "random_return": None, "retention": None},
+    }
+
+
 def dump_manifest(data: Mapping[str, Any], manifest_path: Path | str = MANIFEST_FILE) -> bytes:
     """Validate and serialize a manifest (stable key order, 2-space indent, trailing newline).
 

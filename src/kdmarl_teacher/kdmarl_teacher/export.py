@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import importlib.metadata
 import io
 import json
@@ -48,10 +47,9 @@ import onnxruntime as ort
 import torch
 from kdmarl_student.bundle_eval import evaluate_bundle, retention
 from kdmarl_student.manifest import (
-    CONVENTIONS,
     MANIFEST_FILE,
-    SCHEMA_VERSION,
     build_agent_entry,
+    build_manifest,
     dump_manifest,
     load_manifest,
     sha256_file,
@@ -418,21 +416,12 @@ def export_bundle(
                 "latency": measure_latency(path, teacher_in, latency_calls) if latency_calls else None,
             }
         kinds = {a.kind for a in agents}
-        manifest: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "format": "kdmarl-bundle",
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "producer": {"tool": "kdmarl export", "source": source,
-                         "students": "teacher_actor" if kinds == {"teacher_actor"} else "distilled",
-                         "versions": _versions()},
-            "scenario": {"name": spec.name, "mpe2_module": spec.mpe2_module, "params": dict(spec.params),
-                         "max_cycles": spec.max_cycles},
-            "conventions": dict(CONVENTIONS),
-            "agents": entries,
-            "teacher": teacher_entry,
-            "team": {"eval_seeds": [int(s) for s in eval_seeds], "teacher_return": None, "student_return": None,
-                     "random_return": None, "retention": None},
-        }
+        manifest = build_manifest(
+            scenario=spec, agents=entries, teacher=teacher_entry, eval_seeds=eval_seeds,
+            producer={"tool": "kdmarl export", "source": source,
+                      "students": "teacher_actor" if kinds == {"teacher_actor"} else "distilled",
+                      "versions": _versions()},
+        )
         manifest_path = stage / MANIFEST_FILE
         manifest_path.write_bytes(dump_manifest(manifest, manifest_path))
         if eval_seeds:
