@@ -10,9 +10,8 @@
 - Task figures next to the return (landmarks covered / collisions for simple_spread, goal distance for
   speaker-listener), averaged over the same episodes.
 
-`kdmarl evaluate --bundle bundles/NAME` evaluates a deployable bundle alone: its teacher actor, its students
-and uniformly random actions, each through ONNX Runtime on the real mpe2 env (`evaluate_bundle` of
-kdmarl_student, the code path the ROS sim bridge reproduces), with retention and the FLOPs of every agent.
+`kdmarl evaluate --bundle bundles/NAME` evaluates a deployable bundle alone (`evaluate_bundle.py`); this module
+is the teacher's evaluation and the command line of both, whose tables share `print_table`.
 """
 
 from __future__ import annotations
@@ -247,72 +246,12 @@ def render_episode(teacher: Teacher, seed: int, path: str | Path, fps: int = 10)
     return float(total.mean())
 
 
-def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: int = 1000) -> dict[str, Any]:
-    """Teacher actor, students and random from the bundle alone, on mpe2 seeds; a JSON-ready dict.
-
-    Retention = (R_student - R_random) / (R_teacher - R_random) on the same seeds (DESIGN.md §5); FLOPs
-    reduction per agent = the teacher actor's FLOPs per decision / the student's.
-    """
-    from kdmarl_student.bundle_eval import evaluate_bundle, retention  # noqa: PLC0415
-    from kdmarl_student.manifest import load_manifest  # noqa: PLC0415
-
-    manifest = load_manifest(bundle)
-    seeds = list(range(seed_start, seed_start + episodes))
-    results: dict[str, Any] = {}
-    for label, actor in (("teacher (ONNX)", "teacher"), ("students (ONNX)", "student"), ("random", "random")):
-        ev = evaluate_bundle(bundle, seeds, actor=actor)
-        results[label] = {
-            "team_return": mean_ci(torch.from_numpy(ev.returns)),
-            "agent_returns": {name: float(ev.agent_returns[:, i].mean()) for i, name in enumerate(ev.agents)},
-            "metrics": {k: mean_ci(torch.from_numpy(v.astype("float64"))) for k, v in ev.metrics.items()},
-            "episode_team_returns": [round(float(r), 6) for r in ev.returns],
-        }
-    mean = {k: r["team_return"]["mean"] for k, r in results.items()}
-    teacher_flops = (manifest.data.get("teacher") or {}).get("resources", {}).get("flops_per_decision")
-    agents = []
-    for entry in manifest.agents:
-        flops = entry.resources["flops_per_decision"]
-        agents.append({
-            "agent": entry.name, "input_dim": entry.input_dim, "architecture": entry.raw["model"].get("architecture"),
-            "params": entry.resources["params"], "flops": flops,
-            "flops_reduction": teacher_flops / flops if teacher_flops and flops else None,
-            "budget": entry.budget.get("profile"), "budget_met": entry.budget.get("met"),
-        })
-    return {
-        "bundle": str(bundle),
-        "scenario": manifest.scenario,
-        "episodes": episodes,
-        "seeds": [seeds[0], seeds[-1]],
-        "seeding": "mpe2 reset(seed=s) per episode; ONNX Runtime, 1 thread, greedy actions",
-        "team_return_definition": "per episode, mean over agents of each agent's summed reward (DESIGN.md §5)",
-        "results": results,
-        "retention": retention(mean["students (ONNX)"], mean["teacher (ONNX)"], mean["random"]),
-        "teacher_flops": teacher_flops,
-        "agents": agents,
-    }
-
-
-def print_bundle_agents(report: dict[str, Any]) -> None:
-    from rich.table import Table  # noqa: PLC0415
-
-    ret = report["retention"]
-    table = Table(title=f"retention {ret:.3f}" if ret is not None else "retention: n/a",
-                  caption=f"teacher actor: {report['teacher_flops']:,} FLOPs per decision"
-                  if report["teacher_flops"] else None)
-    for col in ("agent", "input", "student", "params", "FLOPs", "FLOPs reduction", "budget"):
-        table.add_column(col, justify="left" if col in ("agent", "student", "budget") else "right")
-    for a in report["agents"]:
-        budget = "-" if a["budget"] is None else f"{a['budget']} ({'met' if a['budget_met'] else 'NOT met'})"
-        reduction = f"{a['flops_reduction']:.1f}x" if a["flops_reduction"] else "-"
-        table.add_row(a["agent"], str(a["input_dim"]), str(a["architecture"]), f"{a['params']:,}",
-                      f"{a['flops']:,}", reduction, budget)
-    console().print(table)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     if args.bundle:
+        from kdmarl_teacher.evaluate_bundle import evaluate_bundle_report, print_bundle_agents  # noqa: PLC0415
+
         if args.run or args.render:
             raise ValueError("--bundle evaluates a bundle alone: give no run directory and no --render")
         report = evaluate_bundle_report(args.bundle, episodes=args.episodes, seed_start=args.seed_start)
