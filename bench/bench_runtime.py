@@ -54,10 +54,9 @@ def worker_ort(model: str, input_dim: int, calls: int, warmup: int) -> dict[str,
     import onnxruntime as ort  # noqa: PLC0415
 
     rss0 = _rss()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    from kdmarl_student.policy import session_options  # noqa: PLC0415  the robot runtime's options
+
+    session = ort.InferenceSession(model, sess_options=session_options(1), providers=["CPUExecutionProvider"])
     name, out = session.get_inputs()[0].name, session.get_outputs()[0].name
     feed = {name: np.random.default_rng(0).normal(size=(1, input_dim)).astype(np.float32)}
     for _ in range(warmup):

@@ -57,9 +57,12 @@ def _model_bytes(model: bytes | str | Path, source: str | Path | None) -> tuple[
     return data, source or path
 
 
-def _session_options(intra_op_num_threads: int) -> ort.SessionOptions:
+def session_options(intra_op_num_threads: int = 1) -> ort.SessionOptions:
     """Single-threaded, sequential, quiet, and ONNX (protobuf) format only: the format the external-data
-    check of :mod:`kdmarl_student.onnx_wire` walks, so ORT and the check read the same fields."""
+    check of :mod:`kdmarl_student.onnx_wire` walks, so ORT and the check read the same fields.
+
+    The one set of session options: the robot's runtime, the exporter's parity and latency checks and the
+    runtime benchmark all measure the session a robot runs."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(intra_op_num_threads)
     options.inter_op_num_threads = 1
@@ -91,7 +94,7 @@ def open_session(
     """
     data, model_path = _model_bytes(model, source)
     refuse_external_data(data, model_path)
-    options = _session_options(intra_op_num_threads)
+    options = session_options(intra_op_num_threads)
     available = set(ort.get_available_providers())
     if providers == "auto":
         candidates = [p for p in ACCELERATED_PROVIDERS if p in available] + [CPU_PROVIDER]

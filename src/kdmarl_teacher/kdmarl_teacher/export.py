@@ -54,6 +54,7 @@ from kdmarl_student.manifest import (
     load_manifest,
     sha256_file,
 )
+from kdmarl_student.policy import session_options
 from kdmarl_student.scenarios import ScenarioSpec, make_mpe2_env
 from kdmarl_student.sensing import apply_sensing, sensed_dim
 from torch import nn
@@ -193,11 +194,8 @@ def export_onnx(module: nn.Module, path: Path, input_dim: int, *, opset: int = O
 
 
 def cpu_session(path: Path, threads: int = 1) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    """A CPU session with the robot runtime's own options (so parity and latency describe what robots run)."""
+    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
 
 
 PARITY_RULE = "|onnx - torch| <= tolerance * max(1, max_j |torch_j|) for every logit of every observation"
