@@ -3,22 +3,36 @@
 from pathlib import Path
 
 import pytest
+from kdmarl_student.sensing import sensed_dim
 from kdmarl_teacher.profiles import TEAMS_DIR, load_team
+from kdmarl_teacher.resources import mlp_resources
+from kdmarl_teacher.students import LADDER, budget_violations
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in TEAMS_DIR.glob("*.yaml")))
 def test_shipped_teams_load(name: str) -> None:
+    """Every shipped team loads, and each agent gets the LARGEST ladder rung its hardware budget allows: the rung
+    fits, and every rung with more FLOPs (by the same resource count the exporter records) does not."""
     team = load_team(name)
-    assert [a.name for a in team.agents] == list(team.spec.agent_names)
-    assert all(a.rung.resources.flops <= a.hardware["max_flops"] for a in team.agents)
-    assert len(team.summary_lines()) == len(team.agents)
+    for a in team.agents:
+        assert not budget_violations(a.rung.resources, a.hardware), a.name
+        larger = [h for h in LADDER
+                  if mlp_resources([a.input_dim, *h, a.n_actions]).flops > a.rung.resources.flops]
+        assert all(budget_violations(mlp_resources([a.input_dim, *h, a.n_actions]), a.hardware) for h in larger), a.name
+        assert a.input_dim == sensed_dim(a.layout, a.sensing)
+    for line, a in zip(team.summary_lines(), team.agents, strict=True):
+        assert line.startswith(f"{a.name}: sensing={a.sensing['name']} ({a.input_dim} inputs) "
+                               f"hardware={a.hardware['name']} -> hidden {list(a.rung.hidden)}")
 
 
 def test_hetero_team_differs_per_agent() -> None:
+    """spread3_hetero as its YAML documents it: three sensing profiles, three boards, students sized by board."""
     team = load_team("spread3_hetero")
-    assert len({a.sensing["name"] for a in team.agents}) == 3
-    assert len({a.hardware["name"] for a in team.agents}) == 3
-    assert len({a.input_dim for a in team.agents}) >= 2
+    assert [a.sensing["name"] for a in team.agents] == ["full", "no_velocity", "nearest2_landmarks"]
+    assert [a.hardware["name"] for a in team.agents] == ["jetson_orin", "jetson_nano", "mcu_cortex_m4"]
+    assert [a.input_dim for a in team.agents] == [18, 16, 16]  # 2 velocity inputs, 2 of 6 landmark inputs dropped
+    flops = [a.rung.resources.flops for a in team.agents]
+    assert flops == sorted(flops, reverse=True) and flops[0] > flops[2]  # the larger board gets the larger student
 
 
 def _write(tmp_path: Path, text: str) -> Path:
