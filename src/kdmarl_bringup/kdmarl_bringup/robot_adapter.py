@@ -48,16 +48,14 @@ from kdmarl_student.ros_support import (
     spin_node,
     steady_clock,
 )
-from kdmarl_student.scenarios import MPE_MOVES
+from kdmarl_student.scenarios import MPE_MOVE_DIRECTIONS, MPE_MOVES
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation
 
-MOVE_DIRECTIONS: dict[str, tuple[float, float]] = {
-    "no_op": (0.0, 0.0), "left": (-1.0, 0.0), "right": (1.0, 0.0), "down": (0.0, -1.0), "up": (0.0, 1.0),
-}
+MOVE_DIRECTIONS: dict[str, tuple[float, float]] = dict(zip(MPE_MOVES, MPE_MOVE_DIRECTIONS, strict=True))
 
 
 def yaw_of(q: Any) -> float:

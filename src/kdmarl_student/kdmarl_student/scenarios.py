@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 
 MPE_MOVES: tuple[str, ...] = ("no_op", "left", "right", "down", "up")  # 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y
+# Unit direction of each move, in MPE_MOVES order (mpe2's SimpleEnv._set_action): the env port's forces and
+# the robot adapter's Twist both come from this table.
+MPE_MOVE_DIRECTIONS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 # How a scenario is stepped against its students: lockstep (evaluation: every action awaited) or realtime
 # (fixed rate, latest action wins). The launch arguments, the bridge and the student node all check this.
 MODES: tuple[str, ...] = ("lockstep", "realtime")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from kdmarl_student.scenarios import ScenarioSpec
+from kdmarl_student.scenarios import MPE_MOVE_DIRECTIONS, ScenarioSpec
 
 # mpe2 World defaults (core.py) and SimpleEnv._set_action's sensitivity.
 DT = 0.1
@@ -24,8 +24,6 @@ CONTACT_FORCE = 1e2
 CONTACT_MARGIN = 1e-3
 SENSITIVITY = 5.0  # agent.accel is None in every supported scenario
 N_MOVES = 5  # dim_p * 2 + 1
-# Discrete move -> unit direction, as in SimpleEnv._set_action: 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y.
-MOVE_DIRECTIONS = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 
 
 def sqrt(x: torch.Tensor) -> torch.Tensor:
@@ -211,7 +209,7 @@ class BatchedMPEEnv:
         self._all_movable, self._all_silent = all(scenario.movable), all(scenario.silent)
         self._all_collide = all(scenario.collide)
         # _set_action: u[axis] = +-1.0, then u *= sensitivity; the products are exact (0, +-5)
-        self._move_forces = torch.tensor(MOVE_DIRECTIONS, device=dev, dtype=dtype) * SENSITIVITY  # [5, 2]
+        self._move_forces = torch.tensor(MPE_MOVE_DIRECTIONS, device=dev, dtype=dtype) * SENSITIVITY  # [5, 2]
         size = torch.tensor(scenario.agent_size, device=dev, dtype=dtype)
         self._dist_min = size[:, None] + size[None, :]  # [A, A], mpe2: entity_a.size + entity_b.size
         collide = torch.tensor(scenario.collide, device=dev)

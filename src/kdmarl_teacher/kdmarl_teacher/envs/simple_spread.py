@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from kdmarl_student.scenarios import ScenarioSpec
+from kdmarl_student.scenarios import OCCUPANCY_DISTANCE, ScenarioSpec
 
 from .core import Scenario, WorldState
 
 AGENT_SIZE = 0.15
-OCCUPANCY_DISTANCE = 0.1  # mpe2 benchmark_data / CAPTURE_RADIUS
 
 
 class SimpleSpread(Scenario):
