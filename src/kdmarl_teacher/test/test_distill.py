@@ -73,7 +73,8 @@ def test_end_to_end_beats_random_and_teacher_is_untouched(teacher_path: Path, tm
     assert payload["teacher"]["sha256"] == sha and payload["final"]
     assert [a["name"] for a in payload["agents"]] == ["agent_0", "agent_1", "agent_2"]
     for st, a in zip(students, payload["agents"], strict=True):
-        assert st.in_dim == a["input_dim"] and a["sensing"]["name"] == "full"
+        # full sensing of spread N=3: the whole 18-input observation in, the 5 MPE actions out
+        assert a["sensing"]["name"] == "full" and a["input_dim"] == 18 and st(torch.zeros(1, 18)).shape == (1, 5)
         assert a["resources"]["flops"] <= a["hardware"]["max_flops"]
         assert "role" not in "".join(st.state_dict())  # training-only heads are not part of a student
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
@@ -82,16 +83,30 @@ def test_end_to_end_beats_random_and_teacher_is_untouched(teacher_path: Path, tm
     assert (tmp_path / "distill_report.json").is_file()
 
 
-def test_resume_continues(teacher_path: Path, tmp_path: Path) -> None:
+def test_resume_is_bit_exact(teacher_path: Path, tmp_path: Path) -> None:
+    """Two iterations, then --resume to three, equals three in one go: the same students to the bit and the same
+    metrics.csv rows. checkpoint_every=2 (not 1), so the final checkpoint of the first part, not a per-iteration
+    one, must carry the optimizer, both generators and the role centroids; lr annealing off, because its schedule
+    depends on total_steps, which a resume may extend."""
     teacher = load_teacher(teacher_path)
-    cfg = _cfg(total_steps=64 * 25 * 2, checkpoint_every=1, eval_episodes=10)
-    distill(cfg, teacher, tmp_path, progress=False)
+    kw = {"checkpoint_every": 2, "eval_episodes": 10, "anneal_lr": False}
+    whole = distill(_cfg(total_steps=64 * 25 * 3, **kw), teacher, tmp_path / "whole", progress=False)
+    distill(_cfg(total_steps=64 * 25 * 2, **kw), teacher, tmp_path / "split", progress=False)
     with pytest.raises(FileExistsError):
-        distill(cfg, teacher, tmp_path, progress=False)
-    report = distill(_cfg(total_steps=64 * 25 * 3, checkpoint_every=1, eval_episodes=10), teacher, tmp_path,
-                     progress=False, resume=True)
-    assert report["global_step"] == 64 * 25 * 3
-    assert len(list(csv.DictReader((tmp_path / "metrics.csv").open()))) == 3
+        distill(_cfg(total_steps=64 * 25 * 2, **kw), teacher, tmp_path / "split", progress=False)
+    resumed = distill(_cfg(total_steps=64 * 25 * 3, **kw), teacher, tmp_path / "split", progress=False, resume=True)
+
+    assert resumed["global_step"] == whole["global_step"] == 64 * 25 * 3
+    assert resumed["students_eval"] == whole["students_eval"]
+    (a, _), (b, _) = load_students(tmp_path / "whole"), load_students(tmp_path / "split")
+    for sa, sb in zip(a, b, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(sa.state_dict().values(), sb.state_dict().values(), strict=True))
+
+    def rows(run: Path) -> list[dict[str, str]]:
+        timing = ("wall_time", "sps")
+        return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader((run / "metrics.csv").open())]
+
+    assert rows(tmp_path / "split") == rows(tmp_path / "whole") and len(rows(tmp_path / "whole")) == 3
 
 
 def _csv_iterations(path: Path) -> list[int]:
