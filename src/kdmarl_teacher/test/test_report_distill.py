@@ -7,6 +7,7 @@ the benchmarks and the report shows up here. Bad or missing inputs must name the
 
 from __future__ import annotations
 
+import csv
 import json
 import struct
 import subprocess
@@ -54,6 +55,39 @@ def test_distill_run_figures(distill_run: Path, tmp_path: Path) -> None:
     # default: next to the run's own files
     assert cli.main(["report", str(distill_run)]) == 0
     assert png_size(distill_run / "distill_curves.png")[0] == 12 * DPI
+
+
+def test_distill_run_figures_draw_the_run(distill_run: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """What is drawn, not only that a PNG exists: the bars are the report's per-agent FLOPs and parameters, the
+    red marks students.pt's budgets, the tick labels name agent / sensing / board, the agreement panel is
+    metrics.csv's teacher_agreement column, the return panel shows the teacher's evaluation and the retention."""
+    from kdmarl_teacher.students_file import read_students_payload
+
+    from kdmarl_teacher import report_distill
+
+    figures = []
+    save = report_distill.save_figure
+    monkeypatch.setattr(report_distill, "save_figure", lambda fig, out: (figures.append(fig), save(fig, out))[1])
+    report_distill.draw_distill(distill_run, tmp_path)
+    agents_fig, curves_fig = figures
+    rep = json.loads((distill_run / "distill_report.json").read_text())
+    hardware = [a["hardware"] for a in read_students_payload(distill_run)["agents"]]
+
+    for ax, key, budget_key in zip(agents_fig.axes[:2], ("flops", "params"), ("max_flops", "max_params"), strict=True):
+        assert [round(p.get_height()) for p in ax.patches] == [a[key] for a in rep["agents"]]
+        marks = [seg[0][1] for c in ax.collections for seg in c.get_segments()]
+        assert marks == [h[budget_key] for h in hardware if h.get(budget_key)]
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        for tick, a, h in zip(ticks, rep["agents"], hardware, strict=True):
+            assert tick.split("\n")[:3] == [a["name"], a["sensing"]["name"], h["name"]]
+
+    ret_ax, agree_ax = curves_fig.axes[0], curves_fig.axes[2]
+    with (distill_run / "metrics.csv").open() as fh:
+        agreement = [float(r["teacher_agreement"]) for r in csv.DictReader(fh)]
+    assert list(agree_ax.get_lines()[0].get_ydata()) == agreement
+    assert any(list(line.get_ydata()) == [rep["teacher_eval"]["team_return"]] * 2 for line in ret_ax.get_lines())
+    assert f"retention {rep['retention']:.3f}" in ret_ax.get_title()
 
 
 def test_distill_run_bad_inputs_name_the_file(distill_run: Path, tmp_path: Path,
