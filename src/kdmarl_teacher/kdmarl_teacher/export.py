@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import importlib.metadata
 import io
-import json
 import logging
 import os
 import platform
@@ -530,7 +529,7 @@ def run(args: argparse.Namespace) -> int:
         parity_recorded=args.parity_recorded, latency_calls=args.latency_calls, dynamo=not args.legacy_exporter,
         overwrite=args.force,
     )
-    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    manifest = load_manifest(out).data  # through the runtime's reader, like every other reader of a bundle
     print(f"kdmarl export: {out} ({what})")
     print(f"{'agent':<12} {'input':>5} {'params':>8} {'FLOPs':>9} {'p50 ms':>8} {'p99 ms':>8} {'parity':>9}  budget")
     for entry in manifest["agents"]:
