@@ -113,6 +113,16 @@ def _optimizer_to_cpu(state: dict) -> dict:
     return out
 
 
+def _wait_past_event_files(tb_dir: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and a name starts with the second its writer was
+    created (then host and pid): a resumed writer created in the same second as the killed run's could sort first,
+    so its purge would be read before the events it must drop. Wait (at most a second) until ours sorts last."""
+    stamps = [int(f) for p in tb_dir.glob("events.out.tfevents.*") if (f := p.name.split(".")[3]).isdigit()]
+    delay = max(stamps) + 1 - time.time() if stamps else 0.0
+    if delay > 0:
+        time.sleep(delay)
+
+
 class MetricsLog:
     """metrics.csv (one row per logged iteration) + TensorBoard scalars, for `kdmarl train` and `kdmarl distill`.
 
@@ -138,6 +148,8 @@ class MetricsLog:
             self.path.unlink()
         # purge_step: TensorBoard drops the events of steps >= it (from earlier files too) when it reads the log
         purge = None if resume_iteration is None or resume_step is None else resume_step + 1
+        if purge is not None:
+            _wait_past_event_files(out / "tb")
         self.tb = SummaryWriter(str(out / "tb"), purge_step=purge)
 
     def write(self, row: dict[str, Any]) -> None:
