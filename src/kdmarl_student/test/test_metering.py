@@ -36,3 +36,14 @@ def test_budget_checks() -> None:
     assert met is False and checks == {"flops": True, "params": False, "latency": True}
     met, checks = check_budget({"max_flops": 4000, "max_latency_ms": 1.0}, resources, None)
     assert met is True and checks == {"flops": True}  # latency not measured yet: not judged
+
+
+def test_budget_excess_names_what_is_over_and_by_how_much() -> None:
+    """The one rule behind the manifest's 'met', the node's report and the teacher's ladder."""
+    from kdmarl_student.budget import budget_excess
+
+    budget = {"max_flops": 1000, "max_params": 500, "max_memory_bytes": None, "max_latency_ms": 1.0}
+    checks, excess = budget_excess(budget, {"flops": 1248, "params": 400, "memory": 10**9, "latency": 2.5})
+    assert checks == {"flops": False, "params": True, "latency": False}  # memory is unbounded here
+    assert excess == {"max_flops": (1248.0, 1000.0), "max_latency_ms": (2.5, 1.0)}
+    assert budget_excess(budget, {"flops": 10, "params": 10, "latency": None}) == ({"flops": True, "params": True}, {})

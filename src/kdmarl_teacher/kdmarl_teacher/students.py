@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from kdmarl_student.budget import budget_excess
 from torch import nn
 
 from kdmarl_teacher.resources import Resources, mlp_resources
@@ -102,13 +103,12 @@ class RungChoice:
 
 
 def budget_violations(res: Resources, budget: Mapping) -> dict[str, tuple[float, float]]:
-    """Which budget fields ``res`` exceeds: {field: (used, allowed)}. Budget keys follow hardware profiles."""
-    used = {"max_flops": res.flops, "max_params": res.params, "max_memory_bytes": res.memory_bytes}
-    out = {k: (float(v), float(budget[k])) for k, v in used.items() if budget.get(k) is not None and v > budget[k]}
-    lat = estimated_latency_ms(res, budget)
-    if lat is not None and budget.get("max_latency_ms") is not None and lat > budget["max_latency_ms"]:
-        out["max_latency_ms"] = (lat, float(budget["max_latency_ms"]))
-    return out
+    """Which budget fields ``res`` exceeds: {field: (used, allowed)}, by the runtime's one budget rule
+    (``kdmarl_student.budget``) with the latency the profile's throughput predicts (the robot later checks
+    the latency it measures against the same field)."""
+    used = {"flops": res.flops, "params": res.params, "memory": res.memory_bytes,
+            "latency": estimated_latency_ms(res, budget)}
+    return budget_excess(budget, used)[1]
 
 
 def estimated_latency_ms(res: Resources, budget: Mapping) -> float | None:
