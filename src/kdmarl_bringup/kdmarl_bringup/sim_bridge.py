@@ -427,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         if node is not None:
             node.write_results()
             bound_teardown()
+            node.executor_.remove_node(node)
             node.destroy_node()
+            node.executor_.shutdown()  # before the context (ros_support.spin_node says why)
         rclpy.try_shutdown(uninstall_handlers=False)  # True would reset our SIGINT handler to SIG_DFL
     return code
 

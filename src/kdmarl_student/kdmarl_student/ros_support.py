@@ -134,6 +134,9 @@ def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executo
         bound_teardown()
         executor.remove_node(node)
         node.destroy_node()
+        # Before the context: an executor left to the garbage collector destroys its guard condition after the
+        # context did, and prints "Exception ignored in Executor.__del__ ... InvalidHandle" (seen at Ctrl-C).
+        executor.shutdown()
         rclpy.try_shutdown(uninstall_handlers=False)  # True would reset our SIGINT handler to SIG_DFL
 
 
