@@ -53,6 +53,7 @@ from kdmarl_student.ros_support import (
     descriptor,
     diagnostic_status,
     init_ros,
+    publisher_names,
 )
 from kdmarl_student.scenarios import MODES, make_mpe2_env, scenario_spec, task_metrics
 from rclpy.executors import SingleThreadedExecutor
@@ -242,10 +243,9 @@ class SimBridge(Node):
         """Raise :class:`SecondDeciderError` when any agent's action topic has more than one publisher."""
         for agent in self.agents:
             topic = f"{self.topics[agent]}/action"
-            infos = self.get_publishers_info_by_topic(topic)
-            if len(infos) > 1:
-                nodes = sorted(f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos)
-                raise SecondDeciderError(f"{len(infos)} nodes publish {topic} ({', '.join(nodes)}): one student "
+            nodes = publisher_names(self, topic)
+            if len(nodes) > 1:
+                raise SecondDeciderError(f"{len(nodes)} nodes publish {topic} ({', '.join(nodes)}): one student "
                                          f"per agent, refusing to step {agent} with two deciders")
 
     def _publish_diagnostics(self, force: bool = False) -> None:

@@ -106,6 +106,16 @@ class RateMeter:
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
 
 
+def publisher_names(node: Node, topic: str) -> list[str]:
+    """Fully qualified names of the nodes publishing ``topic`` (sorted); a publisher whose node discovery has
+    not named yet reads "a node not yet discovered" rather than rmw's ``_NODE_NAME_UNKNOWN_`` placeholder."""
+    names = []
+    for info in node.get_publishers_info_by_topic(topic):
+        known = "_UNKNOWN_" not in info.node_name and "_UNKNOWN_" not in info.node_namespace
+        names.append(f"{info.node_namespace.rstrip('/')}/{info.node_name}" if known else "a node not yet discovered")
+    return sorted(names)
+
+
 def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executor: Any | None = None) -> None:
     """Spin until a stop is requested (SIGINT/SIGTERM, see :mod:`kdmarl_student.lifetime`) or the context
     shuts down, then run ``on_shutdown`` while publishing still works, then destroy the node.
@@ -148,4 +158,4 @@ def init_ros(argv: list[str] | None) -> None:
 
 
 __all__ = ["ACTION_QOS", "CLOCK_QOS", "CMD_QOS", "EPISODE_QOS", "LATCHED_QOS", "OBSERVATION_QOS", "REPORT_QOS",
-           "RateMeter", "descriptor", "diagnostic_status", "init_ros", "spin_node", "steady_clock"]
+           "RateMeter", "descriptor", "diagnostic_status", "init_ros", "publisher_names", "spin_node", "steady_clock"]

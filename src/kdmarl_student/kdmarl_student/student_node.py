@@ -67,6 +67,7 @@ from kdmarl_student.ros_support import (
     descriptor,
     diagnostic_status,
     init_ros,
+    publisher_names,
     spin_node,
     steady_clock,
 )
@@ -436,10 +437,9 @@ class StudentNode(LifecycleNode):
             self._duplicate_publishers = ""
             return
         topic = self._action_pub.topic_name
-        infos = self.get_publishers_info_by_topic(topic)
-        if len(infos) > 1:
-            nodes = sorted(f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos)
-            text = f"{len(infos)} nodes publish {topic} ({', '.join(nodes)}): two deciders for one agent"
+        nodes = publisher_names(self, topic)
+        if len(nodes) > 1:
+            text = f"{len(nodes)} nodes publish {topic} ({', '.join(nodes)}): two deciders for one agent"
             if text != self._duplicate_publishers:
                 self.get_logger().error(f"refusing to act: {text}")
             self._duplicate_publishers = text
