@@ -415,8 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         node = SimBridge()
         node.run()
         if not shutdown_requested():
-            # Let reliable subscribers (monitor, runner) receive the last summaries before the process goes.
-            node.episode_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
+            # Let reliable subscribers (monitor, runner) receive the last summaries before the process goes,
+            # reporting meanwhile (a monitor marks a node silent for 3 s STALE, and this wait can take seconds).
+            deadline = time.perf_counter() + 5.0
+            while running() and time.perf_counter() < deadline:
+                if node.episode_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=0.2)):
+                    break
+                node._publish_diagnostics()
             end = time.perf_counter() + 0.5
             while running() and time.perf_counter() < end:
                 node.executor_.spin_once(timeout_sec=0.05)
