@@ -40,7 +40,6 @@ REPORT_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
 )
-MODES = ("lockstep", "realtime")
 EPISODE_QOS = QoSProfile(  # /kdmarl/episode: a monitor that starts late still gets every summary
     history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
