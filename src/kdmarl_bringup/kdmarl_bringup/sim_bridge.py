@@ -230,8 +230,7 @@ class SimBridge(Node):
                        or self.count_publishers(f"{self.topics[a]}/action") < 1]
             if self.episode_pub.get_subscription_count() < int(self.get_parameter("episode_subscribers").value):
                 missing.append("/kdmarl/episode subscribers")
-            if not missing:
-                self._check_single_deciders()
+            if not missing:  # (run() checks for a second decider before every episode)
                 return
             if deadline is not None and time.perf_counter() > deadline:
                 self.get_logger().warning(f"students not found for {missing}; starting anyway (they will miss)")

@@ -43,7 +43,8 @@ def _ros2_launch_missing() -> str:
     return ""
 
 
-pytestmark = pytest.mark.skipif(bool(_ros2_launch_missing()), reason=_ros2_launch_missing() or "n/a")
+_MISSING = _ros2_launch_missing()
+pytestmark = pytest.mark.skipif(bool(_MISSING), reason=_MISSING or "n/a")
 
 
 class Launch:

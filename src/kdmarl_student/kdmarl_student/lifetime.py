@@ -51,13 +51,8 @@ def install_stop_handlers() -> None:
 
 
 def shutdown_requested() -> bool:
-    """True once a stop signal arrived (or :func:`request_shutdown` was called)."""
+    """True once a stop signal arrived."""
     return _requested.is_set()
-
-
-def request_shutdown() -> None:
-    """Ask the process's loops to stop, as a signal would (e.g. a bridge that finished its episodes)."""
-    _requested.set()
 
 
 def received_signals() -> tuple[str, ...]:
@@ -97,4 +92,4 @@ def bound_teardown(seconds: float = TEARDOWN_TIMEOUT_S) -> None:
 
 
 __all__ = ["TEARDOWN_TIMEOUT_S", "bound_teardown", "die_with_parent", "install_stop_handlers", "received_signals",
-           "request_shutdown", "shutdown_requested"]
+           "shutdown_requested"]

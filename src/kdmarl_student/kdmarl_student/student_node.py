@@ -291,11 +291,10 @@ class StudentNode(LifecycleNode):
             return "new"
         return "out_of_order"
 
-    def _stamp_problem(self, stamp_ns: int) -> tuple[str, str] | None:
+    def _stamp_problem(self, stamp_ns: int, now_ns: int) -> tuple[str, str] | None:
         """Realtime only: (counter, detail) when the stamp is too old or in the future on this node's clock."""
         if self._param("mode") != "realtime":
             return None
-        now_ns = self.get_clock().now().nanoseconds
         if now_ns <= 0:  # use_sim_time before the first /clock: nothing to compare with
             return None
         age_s = (now_ns - stamp_ns) / 1e9
@@ -336,8 +335,9 @@ class StudentNode(LifecycleNode):
         self._last_obs_time = now
         self._last_obs = (episode, step, stamp)
         self._obs_rate.tick(now)
-        self._obs_delay_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 if stamp_ns > 0 else None
-        problem = self._stamp_problem(stamp_ns)
+        now_ns = self.get_clock().now().nanoseconds  # node clock (sim time under use_sim_time), read once
+        self._obs_delay_ms = (now_ns - stamp_ns) / 1e6 if stamp_ns > 0 else None
+        problem = self._stamp_problem(stamp_ns, now_ns)
         if problem is None:
             return True
         counter, detail = problem
