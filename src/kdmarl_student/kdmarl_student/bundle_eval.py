@@ -6,6 +6,11 @@ manifest's scenario, then every agent acts on its own full observation each step
 (``max_cycles``). With greedy actions the returns equal those of the torch students on the same seeds
 (the ONNX/torch parity at export is 1e-5 on logits, so only exact logit ties could differ).
 
+Students with memory (history features, recurrent state) are reset at every episode start, the policies a
+caller passes in too, so each episode's return depends on its seed alone: evaluating seeds [a, b] gives
+the returns of [a] and of [b]. That is also what the ROS bridge gets, since the student node resets on a
+new episode counter.
+
 Definitions (DESIGN.md §5): team return = mean over agents of each agent's summed reward. Task figures:
 ``simple_spread`` — ``landmarks_covered`` at the last step (an agent closer than 0.1, mpe2's
 benchmark rule) and ``collisions`` (agent pairs in contact, summed over the steps of the episode);
@@ -84,7 +89,7 @@ def evaluate_bundle(
         deterministic: greedy actions; with ``False`` each agent samples with its own generator seeded
             from the episode seed and its index.
         policies: already-open policies (one per agent, any order) to reuse, e.g. by a caller that also
-            benchmarks them.
+            benchmarks them; they are reset at every episode start.
     """
     if actor not in ACTORS:
         raise ValueError(f"actor must be one of {ACTORS}, got {actor!r}")
@@ -117,6 +122,8 @@ def evaluate_bundle(
         samplers = {name: np.random.default_rng([seed, i]) for i, name in enumerate(names)}
         collisions = 0.0
         last: dict[str, float] = {}
+        for policy in by_name.values():
+            policy.reset()  # an episode start: no memory carried over from the previous episode
         while env.agents:
             actions: dict[str, int] = {}
             for name in env.agents:
@@ -125,7 +132,7 @@ def evaluate_bundle(
                 elif deterministic:
                     actions[name] = by_name[name].act(observations[name])
                 else:
-                    logits = by_name[name].logits(observations[name]).astype(np.float64)
+                    logits = by_name[name].step_logits(observations[name]).astype(np.float64)
                     probs = np.exp(logits - logits.max())
                     actions[name] = int(samplers[name].choice(probs.size, p=probs / probs.sum()))
             observations, rewards, terminations, truncations, _ = env.step(actions)

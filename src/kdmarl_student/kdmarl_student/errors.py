@@ -52,12 +52,13 @@ class PolicyOutputError(RuntimeError):
     """The policy produced an output the robot must not act on (NaN or Inf logits from a broken graph).
 
     Raised by ``StudentPolicy.act`` after the inference; the node answers with the safe action, counts it
-    under ``reason`` (``"non_finite_logits"``) and reports it on ``/diagnostics``. A ``RuntimeError`` rather
+    under ``reason`` (``"non_finite_logits"``, or ``"non_finite_state"`` for a recurrent state that went NaN/Inf;
+    the state is then kept as it was) and reports it on ``/diagnostics``. A ``RuntimeError`` rather
     than a ``ValueError``: the input was fine, the model is at fault.
 
     Attributes:
         agent: the agent whose policy misbehaved.
-        reason: a short machine-readable cause (``"non_finite_logits"``).
+        reason: a short machine-readable cause (``"non_finite_logits"`` or ``"non_finite_state"``).
     """
 
     def __init__(self, agent: str, reason: str, detail: str) -> None:

@@ -10,7 +10,8 @@ A robot trusts nothing in a bundle until it has checked it, in this order:
 3. if a public key is configured, ``manifest.sig`` verifies over the exact bytes just read;
 4. it validates against ``schema/manifest.schema.json`` (JSON Schema draft 2020-12);
 5. cross-field rules the schema cannot express (slices inside the observation, the sensing profile fits
-   the layout and gives ``input_dim``, action meanings match ``n_actions``, unique agent names);
+   the layout and gives ``input_dim``, action meanings match ``n_actions``, unique agent names, an agent's
+   ``memory`` agrees with its sensing and names graph inputs and outputs of its own);
 6. per agent on demand (:meth:`Manifest.read_model`): the model path stays inside the bundle, the file is
    regular, its size is ``model.bytes`` (and at most ``MAX_MODEL_BYTES``) before it is read, its sha256
    matches, and it keeps no tensor in ONNX external data (:mod:`kdmarl_student.onnx_wire`). The bytes
@@ -38,7 +39,7 @@ from kdmarl_student.budget import check_budget
 from kdmarl_student.bundle_files import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, read_bundle_file
 from kdmarl_student.errors import BundleError
 from kdmarl_student.onnx_wire import refuse_external_data
-from kdmarl_student.sensing import sensed_dim, sensed_slices
+from kdmarl_student.sensing import history_dim, sensed_dim, sensed_slices
 from kdmarl_student.signing import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
@@ -47,20 +48,31 @@ from kdmarl_student.signing import (
     verify_bundle_signature,
 )
 
-SCHEMA_VERSION = "1.0"
-SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0",)
+SCHEMA_VERSION = "1.1"  # what writers write; 1.1 added agents[].memory (issue 11)
+SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1")  # what this runtime reads
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "manifest.schema.json"
 MAX_JSON_DEPTH = 32  # a manifest nests 6 levels deep; the limit keeps every walk over it shallow
 MAX_INT_DIGITS = 20  # int64 has 19 digits; longer integers are no count or size of this world
+STATE_BYTES_PER_VALUE = 4  # a student's state is float32
+MEMORY_KINDS = ("history", "recurrent")
+RESET_EVENTS = ("episode_start", "step_backwards", "activate", "stale")  # when a runtime resets a state
+INITIAL_STATES = {"history": "current_observation", "recurrent": "zeros"}
 
 __all__ = [
     "MANIFEST_FILE",
+    "MEMORY_KINDS",
+    "RESET_EVENTS",
     "SCHEMA_VERSION",
     "SIGNATURE_FILE",
+    "SUPPORTED_SCHEMA_VERSIONS",
     "AgentEntry",
     "Manifest",
     "ModelFile",
+    "build_agent_entry",
+    "build_manifest",
+    "build_memory_entry",
     "decode_manifest_json",
+    "dump_manifest",
     "load_manifest",
     "resolve_bundle_file",
     "sha256_file",
@@ -214,11 +226,22 @@ class AgentEntry:
     resources: dict[str, int]
     budget: dict[str, Any]
     latency: dict[str, Any] | None
+    memory: dict[str, Any] | None  # schema 1.1 ``memory`` (history / recurrent); None: a stateless student
     raw: dict[str, Any] = field(repr=False)
 
     @property
     def field_prefix(self) -> str:
         return f"agents[{self.index}]"
+
+    @property
+    def memory_kind(self) -> str:
+        """``"none"`` (stateless), ``"history"`` or ``"recurrent"``."""
+        return "none" if self.memory is None else str(self.memory["kind"])
+
+    @property
+    def state_dim(self) -> int:
+        """Numbers of state the agent keeps between decisions (0 for a stateless student)."""
+        return 0 if self.memory is None else int(self.memory["state_dim"])
 
     @classmethod
     def from_dict(cls, index: int, data: Mapping[str, Any]) -> AgentEntry:
@@ -242,6 +265,7 @@ class AgentEntry:
             resources={k: int(v) for k, v in data["resources"].items()},
             budget=dict(data["budget"]),
             latency=data.get("latency"),
+            memory=dict(data["memory"]) if data.get("memory") is not None else None,
             raw=dict(data),
         )
 
@@ -352,6 +376,60 @@ def _check_agent(manifest_path: Path, index: int, agent: Mapping[str, Any]) -> N
     if int(action["safe_action"]) >= int(action["n_actions"]):
         raise BundleError(manifest_path, f"{prefix}.action.safe_action",
                           f"an action index below n_actions ({action['n_actions']}); got {action['safe_action']}")
+    _check_memory(manifest_path, prefix, agent)
+
+
+def _check_memory(manifest_path: Path, prefix: str, agent: Mapping[str, Any]) -> None:
+    """An agent's ``memory`` agrees with its sensing and its model entry (schema 1.1; the schema checked types).
+
+    History features in the sensing profile need a ``history`` memory entry whose ``state_dim`` is the number
+    of history features (and a ``history`` entry needs them); a ``recurrent`` entry names state input/output
+    tensors distinct from the observation and the logits. ``state_bytes`` is ``4 * state_dim`` (float32) and
+    every runtime resets at an episode start.
+    """
+    obs, memory = agent["observation"], agent.get("memory")
+    field_name = f"{prefix}.memory"
+    history = history_dim(obs["layout"], obs["sensing"])
+    if memory is None:
+        if history:
+            raise BundleError(manifest_path, field_name,
+                              f"a memory entry of kind 'history' with state_dim {history}: the sensing profile "
+                              "has history features, so the runtime must keep the previous observation")
+        return
+    kind, state_dim = memory["kind"], int(memory["state_dim"])
+    if kind == "history":
+        if not history:
+            raise BundleError(manifest_path, f"{field_name}.kind",
+                              "'recurrent' or no memory: kind 'history' needs history features in "
+                              f"{prefix}.observation.sensing, which has none")
+        if state_dim != history:
+            raise BundleError(manifest_path, f"{field_name}.state_dim",
+                              f"{history} (the history features of {prefix}.observation.sensing); got {state_dim}")
+    else:
+        if history:
+            raise BundleError(manifest_path, f"{field_name}.kind",
+                              "'history': the sensing profile has history features, and a student keeps one "
+                              f"kind of memory; got {kind!r}")
+        model = agent["model"]
+        for key in ("state_input", "state_output"):
+            if memory[key] in (model["input_name"], model["output_name"]):
+                raise BundleError(manifest_path, f"{field_name}.{key}",
+                                  f"a tensor name other than the observation input and the logits output "
+                                  f"({model['input_name']!r}, {model['output_name']!r}); got {memory[key]!r}")
+        if memory["state_input"] == memory["state_output"]:
+            raise BundleError(manifest_path, f"{field_name}.state_output",
+                              f"a name other than state_input ({memory['state_input']!r})")
+    if int(memory["state_bytes"]) != STATE_BYTES_PER_VALUE * state_dim:
+        raise BundleError(manifest_path, f"{field_name}.state_bytes",
+                          f"{STATE_BYTES_PER_VALUE * state_dim} (float32 x state_dim {state_dim}); "
+                          f"got {memory['state_bytes']}")
+    if memory["initial_state"] != INITIAL_STATES[kind]:
+        raise BundleError(manifest_path, f"{field_name}.initial_state",
+                          f"{INITIAL_STATES[kind]!r} for kind {kind!r}; got {memory['initial_state']!r}")
+    if "episode_start" not in memory["reset_on"]:
+        raise BundleError(manifest_path, f"{field_name}.reset_on",
+                          "a list holding 'episode_start' (offline evaluation, the bridge and training all reset "
+                          f"there); got {memory['reset_on']}")
 
 
 def _schema_error_field(error: Any) -> str:
@@ -378,6 +456,11 @@ def validate_manifest_data(data: Any, manifest_path: Path) -> None:
     error = best_match(_schema_validator().iter_errors(data))
     if error is not None:
         raise BundleError(manifest_path, _schema_error_field(error), f"schema: {error.message}")
+    if version == "1.0":  # 1.0 runtimes know no memory: a 1.0 manifest cannot carry one
+        for index, agent in enumerate(data["agents"]):
+            if "memory" in agent:
+                raise BundleError(manifest_path, f"agents[{index}].memory",
+                                  "schema_version '1.1' for a memory entry (a 1.0 runtime would not keep the state)")
     names = [agent["name"] for agent in data["agents"]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -455,16 +538,22 @@ def build_agent_entry(
     architecture: str = "",
     model_bytes: int | None = None,
     safe_action: int = 0,
+    memory: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ``agents[]`` entry of schema 1.0, with ``input_dim`` derived from the sensing profile and the
+    """One ``agents[]`` entry of schema 1.1, with ``input_dim`` derived from the sensing profile and the
     budget status computed from the analytic figures (so writers cannot disagree with readers).
 
     The sensing profile is written with its slices spelled out (``"all"`` becomes the list of every slice)
     so a reader of the manifest sees what the agent observes without knowing the defaults.
+
+    ``memory`` (see :func:`build_memory_entry`): ``None`` for a stateless student, or e.g.
+    ``{"kind": "recurrent", "state_dim": 32}``; a profile with history features gets its ``history`` entry
+    without being asked. ``resources["memory_bytes"]`` is the writer's figure and should count the state.
     """
     layout = {k: [int(v[0]), int(v[1])] for k, v in layout.items()}
     profile = dict(sensing)
     profile["slices"] = sensed_slices(layout, profile)
+    memory_entry = build_memory_entry(layout, profile, memory)
     resources = {k: int(resources[k]) for k in ("params", "flops_per_decision", "memory_bytes")}
     limits = {k: (budget or {}).get(k) for k in ("max_flops", "max_params", "max_memory_bytes", "max_latency_ms")}
     met, checks = check_budget({k: v for k, v in limits.items() if k != "max_latency_ms"}, resources, None)
@@ -481,7 +570,7 @@ def build_agent_entry(
     }
     if model_bytes is not None:
         model["bytes"] = int(model_bytes)
-    return {
+    entry: dict[str, Any] = {
         "name": name,
         "role": role,
         "observation": {
@@ -504,6 +593,60 @@ def build_agent_entry(
             "checks": checks,
         },
     }
+    if memory_entry is not None:
+        entry["memory"] = memory_entry
+    return entry
+
+
+def build_memory_entry(layout: Mapping[str, Any], sensing: Mapping[str, Any],
+                       memory: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The ``memory`` field of an agent entry, defaults filled (the one place they are decided).
+
+    - ``None`` and a profile without history features: ``None`` (a stateless student).
+    - ``None`` or ``{"kind": "history"}`` with history features: ``{"kind": "history", "state_dim": W,
+      "state_bytes": 4 W, "initial_state": "current_observation", "reset_on": [...]}``, W =
+      ``sensing.history_dim`` (a given ``state_dim`` must equal it).
+    - ``{"kind": "recurrent", "state_dim": H}``: plus ``state_input`` "h_in", ``state_output`` "h_out",
+      ``initial_state`` "zeros" unless given.
+
+    ``reset_on`` defaults to every event of :data:`RESET_EVENTS`. Raises ``ValueError`` naming the field for
+    an unknown kind, a missing or wrong ``state_dim`` or unknown keys (the manifest validation refuses the
+    rest with a ``BundleError``).
+    """
+    history = history_dim(layout, sensing)
+    if memory is None:
+        if not history:
+            return None
+        memory = {"kind": "history"}
+    known = {"kind", "state_dim", "state_bytes", "initial_state", "reset_on", "state_input", "state_output"}
+    unknown = sorted(set(memory) - known)
+    if unknown:
+        raise ValueError(f"memory: unknown field(s) {unknown}; known: {sorted(known)}")
+    kind = memory.get("kind")
+    if kind not in MEMORY_KINDS:
+        raise ValueError(f"memory: field 'kind' must be one of {list(MEMORY_KINDS)}; got {kind!r}")
+    if kind == "history":
+        state_dim = int(memory.get("state_dim", history))
+        if state_dim != history or not history:
+            raise ValueError(f"memory: field 'state_dim' of kind 'history' must be the profile's history width "
+                             f"{history}; got {state_dim}")
+    else:
+        if "state_dim" not in memory:
+            raise ValueError("memory: field 'state_dim' (the hidden size) is required for kind 'recurrent'")
+        state_dim = int(memory["state_dim"])
+        if state_dim < 1:
+            raise ValueError(f"memory: field 'state_dim' must be >= 1; got {state_dim}")
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "state_dim": state_dim,
+        "state_bytes": int(memory.get("state_bytes", STATE_BYTES_PER_VALUE * state_dim)),
+    }
+    if kind == "recurrent":
+        entry["state_input"] = str(memory.get("state_input", "h_in"))
+        entry["state_output"] = str(memory.get("state_output", "h_out"))
+    entry["initial_state"] = str(memory.get("initial_state", INITIAL_STATES[kind]))
+    entry["reset_on"] = [str(e) for e in memory.get("reset_on", RESET_EVENTS)]
+    return entry
 
 
 def build_manifest(
@@ -515,7 +658,7 @@ def build_manifest(
     teacher: Mapping[str, Any] | None = None,
     conventions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The top level of a schema-1.0 manifest around its ``agents[]`` entries (:func:`build_agent_entry`).
+    """The top level of a schema-1.1 manifest around its ``agents[]`` entries (:func:`build_agent_entry`).
 
     The one builder for every writer (``kdmarl export``, the test and demo bundles), so the fields and their
     defaults are decided here; ``scenario`` is a :class:`kdmarl_student.scenarios.ScenarioSpec`. The team's

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from kdmarl_student.errors import ObservationError
-from kdmarl_student.sensing import apply_sensing, sensed_dim, sensed_slices
+from kdmarl_student.sensing import apply_sensing, history_dim, sensed_dim, sensed_slices
 
 Layout = Mapping[str, Sequence[int]]
-Selector = Callable[[np.ndarray], np.ndarray]
+Selector = Callable[..., np.ndarray]  # select(obs) or, for history features, select(obs, previous)
 
 
 def validate_observation(observation: Any, source_dim: int, agent: str = "agent") -> np.ndarray:
@@ -52,19 +52,21 @@ def make_selector(layout: Layout, sensing: Mapping[str, Any], source_dim: int) -
     """Build the function that cuts the model input out of a validated full observation.
 
     Works on ``[source_dim]`` and ``[B, source_dim]`` arrays and means exactly what
-    ``kdmarl_student.sensing.apply_sensing`` means (it *is* that function for "nearest k" profiles). A
-    profile of plain slices is precomputed into one index gather, the same numbers without re-resolving
-    the profile on every decision. Raises ``ValueError`` for a profile that does not fit the layout.
+    ``kdmarl_student.sensing.apply_sensing`` means (it *is* that function for "nearest k" profiles and for
+    profiles with history features, whose selector is called ``select(obs, previous)``, ``previous`` the
+    agent's previous full observation or ``None`` at an episode start). A profile of plain slices is
+    precomputed into one index gather, the same numbers without re-resolving the profile on every
+    decision. Raises ``ValueError`` for a profile that does not fit the layout.
     """
     layout_copy = {name: (int(span[0]), int(span[1])) for name, span in layout.items()}
     sensing_copy = dict(sensing)
     sensed_dim(layout_copy, sensing_copy)  # validates the profile against the layout (ValueError)
-    if sensing_copy.get("nearest"):
+    if sensing_copy.get("nearest") or history_dim(layout_copy, sensing_copy):
 
-        def select_nearest(obs: np.ndarray) -> np.ndarray:
-            return np.ascontiguousarray(apply_sensing(obs, layout_copy, sensing_copy), dtype=np.float32)
+        def select_by_profile(obs: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+            return np.ascontiguousarray(apply_sensing(obs, layout_copy, sensing_copy, previous), dtype=np.float32)
 
-        return select_nearest
+        return select_by_profile
     spans = sorted(layout_copy[name] for name in sensed_slices(layout_copy, sensing_copy))  # layout order
     indices = np.concatenate([np.arange(start, stop) for start, stop in spans]).astype(np.intp)
     if np.array_equal(indices, np.arange(source_dim)):

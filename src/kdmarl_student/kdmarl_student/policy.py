@@ -15,6 +15,12 @@ Runtime choices follow rl_sar and NVIDIA's Isaac Sim policy node: ONNX Runtime w
 accelerator (TensorRT, CUDA) only after a dummy inference proved it works on this device —
 ``get_available_providers()`` lists what was compiled in, not what runs.
 
+Students with memory (manifest schema 1.1, ``agents[].memory``) keep a state per policy: the previous
+observation for history features (``kind: history``, computed here in numpy by the sensing transform) or
+the hidden state of a recurrent graph (``kind: recurrent``: inputs ``observation`` and ``h_in``, outputs
+``logits`` and ``h_out``). :meth:`StudentPolicy.act` advances it exactly once per accepted decision; a
+refused observation or output leaves it as it was; :meth:`StudentPolicy.reset` starts an episode.
+
 Imports: numpy, onnxruntime, psutil, jsonschema (on load), cryptography (only to verify a signature). Never torch,
 never kdmarl_teacher.
 """
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +43,13 @@ from kdmarl_student.manifest import AgentEntry, Manifest, load_manifest
 from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot
 from kdmarl_student.observation import make_selector, validate_observation
 from kdmarl_student.onnx_wire import refuse_external_data
+from kdmarl_student.sensing import history_plan
 
 LOGGER = logging.getLogger("kdmarl_student.policy")
 
 ACCELERATED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
+MEMORY_KINDS: tuple[str, ...] = ("none", "history", "recurrent")
 
 
 def _dim_is_dynamic(dim: Any) -> bool:
@@ -80,8 +88,12 @@ def open_session(
     providers: Sequence[str] | str = "auto",
     intra_op_num_threads: int = 1,
     source: str | Path | None = None,
+    state_inputs: Mapping[str, int] | None = None,
 ) -> tuple[ort.InferenceSession, str]:
     """Open an ONNX Runtime session on the first provider that survives a dummy inference.
+
+    ``state_inputs`` names the further float inputs of a recurrent graph and their widths (``{"h_in": H}``):
+    the dummy inference feeds them zeros.
 
     ``model`` is the model's bytes (what :meth:`Manifest.read_model` checked) or a path, which is then read
     once here; either way ONNX Runtime gets bytes, and models with ONNX external data are refused
@@ -100,7 +112,8 @@ def open_session(
         candidates = [p for p in ACCELERATED_PROVIDERS if p in available] + [CPU_PROVIDER]
     else:
         candidates = [p for p in providers if p in available] or [CPU_PROVIDER]
-    dummy = np.zeros((1, input_dim), dtype=np.float32)
+    dummy = {input_name: np.zeros((1, input_dim), dtype=np.float32)}
+    dummy.update({name: np.zeros((1, int(width)), np.float32) for name, width in (state_inputs or {}).items()})
     failures: list[str] = []
     for provider in candidates:
         chain = [provider] if provider == CPU_PROVIDER else [provider, CPU_PROVIDER]
@@ -117,7 +130,7 @@ def open_session(
         if provider == CPU_PROVIDER:
             return session, provider  # the dummy inference on CPU runs after the I/O check, in the caller
         try:
-            session.run(None, {input_name: dummy})
+            session.run(None, dummy)
         except Exception as exc:  # a provider that loads but cannot run (driver mismatch, ...)
             failures.append(f"{provider}: dummy inference failed: {exc}")
             continue
@@ -140,7 +153,14 @@ class StudentPolicy:
         seed: seed of the sampling generator (sampling is reproducible per policy instance).
         latency_window: ring-buffer size of the latency percentiles.
         model: ``"student"`` (default) or ``"teacher"`` to run the teacher actor shipped in the bundle
-            for this agent (comparison and benchmarks; its one-hot and padding are added here).
+            for this agent (comparison and benchmarks; its one-hot and padding are added here; always
+            stateless).
+
+    Memory (``memory_kind`` "history" or "recurrent", ``stateful`` True): the policy carries one agent's state.
+    :meth:`act` and :meth:`step_logits` advance it once per accepted observation; :meth:`reset` is an episode
+    start (zeros for a recurrent state, "no previous observation" for history features); :attr:`state` is a
+    read-only copy. :meth:`logits` and :meth:`act_batch` cannot know the state of a batch and raise
+    ``ValueError`` on a stateful policy; :meth:`logits_with_state` is the pure, batched form.
     """
 
     def __init__(
@@ -163,6 +183,7 @@ class StudentPolicy:
         self.name = agent
         self.deterministic = deterministic
         self._rng = np.random.default_rng(seed)
+        self._memory: dict[str, Any] | None = None
         if model == "student":
             model_file = self.manifest.read_model(self.spec)
             self._input_name, self._output_name = self.spec.input_name, self.spec.output_name
@@ -170,6 +191,7 @@ class StudentPolicy:
             self._select = make_selector(self.spec.layout, self.spec.sensing, self.spec.source_dim)
             output_width = self.spec.n_actions
             field_prefix = f"{self.spec.field_prefix}.model"
+            self._memory = self.spec.memory
         elif model == "teacher":
             model_file = self.manifest.read_teacher_model()
             teacher = self.manifest.data["teacher"]
@@ -180,12 +202,22 @@ class StudentPolicy:
             field_prefix = "teacher"
         else:
             raise ValueError(f"model must be 'student' or 'teacher', got {model!r}")
+        self._kind = "none" if self._memory is None else str(self._memory["kind"])
+        self._state_dim = 0 if self._memory is None else int(self._memory["state_dim"])
+        self._state_input = self._state_output = ""
+        if self._kind == "recurrent":
+            assert self._memory is not None
+            self._state_input, self._state_output = self._memory["state_input"], self._memory["state_output"]
         self.model_path = model_path = model_file.path
         self.session, self.provider = open_session(
             model_file.data, self._input_name, self.input_dim, providers=providers,
             intra_op_num_threads=intra_op_num_threads, source=model_path,
+            state_inputs={self._state_input: self._state_dim} if self._kind == "recurrent" else None,
         )
         self._check_io(model_path, field_prefix, output_width)
+        self._h: np.ndarray | None = None  # recurrent: [1, H]
+        self._previous: np.ndarray | None = None  # history: the last accepted full observation [source_dim]
+        self.reset()
         if self.provider == CPU_PROVIDER:
             if providers == "auto" and any(p in ort.get_available_providers() for p in ACCELERATED_PROVIDERS):
                 LOGGER.warning("%s: accelerated execution providers failed on this device; running on CPU", agent)
@@ -213,40 +245,62 @@ class StudentPolicy:
         return build
 
     def _check_io(self, model_path: Path, field_prefix: str, output_width: int) -> None:
-        """The ONNX graph must take [batch, input_dim] float and give [batch, n_actions]; then one dummy run."""
+        """The ONNX graph must take [batch, input_dim] float and give [batch, n_actions] (a recurrent graph also
+        takes and gives its state [batch, H] under the manifest's names); then one dummy run from zeros."""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         names = [i.name for i in inputs]
-        if len(inputs) != 1 or inputs[0].name != self._input_name:
-            raise BundleError(model_path, "graph.input",
-                              f"one input named {self._input_name!r} ({field_prefix}.input_name); got {names}")
-        shape = list(inputs[0].shape)
-        if inputs[0].type != "tensor(float)":
-            raise BundleError(model_path, "graph.input[0].type", f"tensor(float); got {inputs[0].type}")
-        if len(shape) != 2 or shape[1] != self.input_dim:
-            raise BundleError(model_path, "graph.input[0].shape",
-                              f"[batch, {self.input_dim}] (observation input_dim of the manifest, from its layout "
-                              f"and sensing); got {shape}")
-        if not _dim_is_dynamic(shape[0]) and shape[0] != 1:
-            raise BundleError(model_path, "graph.input[0].shape[0]", f"a dynamic batch axis (or 1); got {shape[0]}")
+        memory_prefix = f"{self.spec.field_prefix}.memory"
+        wanted = [(self._input_name, self.input_dim, f"{field_prefix}.input_name",
+                   "observation input_dim of the manifest, from its layout and sensing")]
+        if self._kind == "recurrent":
+            wanted.append((self._state_input, self._state_dim, f"{memory_prefix}.state_input",
+                           f"{memory_prefix}.state_dim"))
+        if sorted(names) != sorted(name for name, _, _, _ in wanted):
+            listed = " and ".join(f"{name!r} ({where})" for name, _, where, _ in wanted)
+            count = "one input" if len(wanted) == 1 else f"{len(wanted)} inputs"
+            raise BundleError(model_path, "graph.input", f"{count} named {listed}; got {names}")
+        for name, width, _, why in wanted:
+            k = names.index(name)
+            shape = list(inputs[k].shape)
+            if inputs[k].type != "tensor(float)":
+                raise BundleError(model_path, f"graph.input[{k}].type", f"tensor(float); got {inputs[k].type}")
+            if len(shape) != 2 or shape[1] != width:
+                raise BundleError(model_path, f"graph.input[{k}].shape",
+                                  f"[batch, {width}] ({why}) for {name!r}; got {shape}")
+            if not _dim_is_dynamic(shape[0]) and shape[0] != 1:
+                raise BundleError(model_path, f"graph.input[{k}].shape[0]",
+                                  f"a dynamic batch axis (or 1); got {shape[0]}")
         out_names = [o.name for o in outputs]
-        if self._output_name not in out_names:
-            raise BundleError(model_path, "graph.output",
-                              f"an output named {self._output_name!r} ({field_prefix}.output_name); got {out_names}")
-        out_shape = list(outputs[out_names.index(self._output_name)].shape)
-        if len(out_shape) != 2 or (not _dim_is_dynamic(out_shape[1]) and out_shape[1] != output_width):
-            raise BundleError(model_path, "graph.output[0].shape",
-                              f"[batch, {output_width}] (n_actions); got {out_shape}")
-        dummy = np.zeros((1, self.input_dim), np.float32)
+        wanted_out = [(self._output_name, output_width, f"{field_prefix}.output_name", "n_actions")]
+        if self._kind == "recurrent":
+            wanted_out.append((self._state_output, self._state_dim, f"{memory_prefix}.state_output",
+                               f"{memory_prefix}.state_dim"))
+        for name, width, where, why in wanted_out:
+            if name not in out_names:
+                raise BundleError(model_path, "graph.output", f"an output named {name!r} ({where}); got {out_names}")
+            k = out_names.index(name)
+            out_shape = list(outputs[k].shape)
+            if len(out_shape) != 2 or (not _dim_is_dynamic(out_shape[1]) and out_shape[1] != width):
+                raise BundleError(model_path, f"graph.output[{k}].shape", f"[batch, {width}] ({why}) for {name!r}; "
+                                  f"got {out_shape}")
+        feeds = {self._input_name: np.zeros((1, self.input_dim), np.float32)}
+        fetch = [self._output_name]
+        if self._kind == "recurrent":
+            feeds[self._state_input] = np.zeros((1, self._state_dim), np.float32)
+            fetch.append(self._state_output)
         try:
-            (logits,) = self.session.run([self._output_name], {self._input_name: dummy})
+            results = self.session.run(fetch, feeds)
         except Exception as exc:
             raise BundleError(model_path, "", f"a model that runs on a dummy observation: {exc}") from exc
-        if logits.shape != (1, output_width):
-            raise BundleError(model_path, "graph.output[0].shape",
-                              f"[1, {output_width}] on a batch-1 dummy inference; got {list(logits.shape)}")
-        if not np.isfinite(logits).all():
-            raise BundleError(model_path, "graph.output",
-                              f"finite logits on the all-zero dummy observation; got {logits[0].tolist()}")
+        for (name, width, _, why), value in zip(wanted_out, results, strict=True):
+            k = out_names.index(name)
+            if value.shape != (1, width):
+                raise BundleError(model_path, f"graph.output[{k}].shape",
+                                  f"[1, {width}] ({why}) for {name!r} on a batch-1 dummy inference; got "
+                                  f"{list(value.shape)}")
+            if not np.isfinite(value).all():
+                raise BundleError(model_path, "graph.output",
+                                  f"finite {name!r} on the all-zero dummy observation; got {value[0].tolist()}")
         self._n_outputs = output_width
 
     # ---------------------------------------------------------------------------------------- running
@@ -259,22 +313,99 @@ class StudentPolicy:
     def source_dim(self) -> int:
         return self.spec.source_dim
 
+    # ----------------------------------------------------------------------------------------- memory
+    @property
+    def memory_kind(self) -> str:
+        """``"none"`` (stateless), ``"history"`` (previous observation) or ``"recurrent"`` (hidden state)."""
+        return self._kind
+
+    @property
+    def stateful(self) -> bool:
+        return self._kind != "none"
+
+    @property
+    def state_dim(self) -> int:
+        """Numbers of state kept between decisions (the manifest's ``memory.state_dim``; 0 when stateless)."""
+        return self._state_dim
+
+    @property
+    def state(self) -> np.ndarray | None:
+        """A read-only copy of the state: ``[H]`` for a recurrent policy; for history features the previous
+        observation's history slices ``[state_dim]``, or None right after a reset; None when stateless."""
+        if self._kind == "recurrent":
+            assert self._h is not None
+            out = self._h[0].copy()
+        elif self._kind == "history" and self._previous is not None:
+            _, plan = history_plan(self.spec.layout, self.spec.sensing)
+            out = np.concatenate([self._previous[start:stop] for _, start, stop in plan])
+        else:
+            return None
+        out.flags.writeable = False
+        return out
+
+    def reset(self) -> None:
+        """Start an episode: a recurrent state of zeros, no previous observation for history features
+        (the next observation stands in for it). A no-op for a stateless policy."""
+        self._h = np.zeros((1, self._state_dim), np.float32) if self._kind == "recurrent" else None
+        self._previous = None
+
+    def _require_stateless(self, method: str) -> None:
+        if self.stateful:
+            raise ValueError(f"{self.name}: {method}() cannot know the state of a batch for a student with memory "
+                             f"({self._kind}, {self._state_dim} values); use act() / step_logits() step by step, "
+                             "or logits_with_state() with explicit states")
+
+    # ---------------------------------------------------------------------------------------- running
     def logits(self, observations: Any) -> np.ndarray:
         """Raw logits for full observations ``[source_dim]`` -> ``[n_actions]`` or ``[B, source_dim]`` ->
         ``[B, n_actions]``. Validates the input (``ObservationError``) and the output: any NaN/Inf logit
-        raises ``PolicyOutputError`` (counted in :attr:`non_finite_outputs`); not metered (offline use)."""
+        raises ``PolicyOutputError`` (counted in :attr:`non_finite_outputs`); not metered (offline use).
+        Stateless policies only (``ValueError`` otherwise; see :meth:`logits_with_state`)."""
+        self._require_stateless("logits")
         obs = validate_observation(observations, self.spec.source_dim, self.name)
         batch = obs if obs.ndim == 2 else obs[None]
-        out = self._finite_logits(batch)
+        out, _ = self._forward(batch, None)
         return out if obs.ndim == 2 else out[0]
 
-    def _finite_logits(self, batch: np.ndarray) -> np.ndarray:
-        """Run the graph on validated full observations [B, source_dim]; refuse NaN/Inf before anyone acts.
+    def logits_with_state(self, observations: Any, state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Pure batched step: full observations ``[B, source_dim]`` and their states -> (logits ``[B, n_actions]``,
+        next states). Leaves the policy's own state alone; validated like :meth:`logits`, not metered.
+
+        ``state``: recurrent, ``[B, H]`` hidden states (``None`` = zeros, an episode start); history features,
+        ``[B, source_dim]`` previous full observations (``None`` = an episode start); stateless, ``None``. The
+        next states have the same form (the observations themselves for history features; ``None`` when
+        stateless), so ``logits, state = policy.logits_with_state(obs_t, state)`` steps B episodes at once.
+        """
+        obs = validate_observation(observations, self.spec.source_dim, self.name)
+        if obs.ndim != 2:
+            raise ObservationError(self.name, "shape", f"logits_with_state() takes [B, {self.spec.source_dim}]; "
+                                   f"got shape {obs.shape}")
+        if state is not None:
+            width = self._state_dim if self._kind == "recurrent" else self.spec.source_dim
+            state = np.ascontiguousarray(state, dtype=np.float32)
+            if self._kind == "none" or state.shape != (obs.shape[0], width):
+                raise ValueError(f"{self.name}: state must be None or [{obs.shape[0]}, {width}] for memory "
+                                 f"{self._kind!r}; got shape {state.shape}")
+        return self._forward(obs, state)
+
+    def _forward(self, batch: np.ndarray, state: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run the graph on validated full observations [B, source_dim] from ``state`` (see
+        :meth:`logits_with_state`); refuse NaN/Inf logits or state before anyone acts or keeps it.
 
         A broken graph (a NaN weight, Log of a negative, 0/0) gives NaN logits, and ``argmax`` over NaN
-        is an arbitrary action: the robot must never act on it.
+        is an arbitrary action: the robot must never act on it, nor carry a NaN state into the next step.
         """
-        (out,) = self.session.run([self._output_name], {self._input_name: self._select(batch)})
+        if self._kind == "history":
+            feeds = {self._input_name: self._select(batch, state)}
+            (out,) = self.session.run([self._output_name], feeds)
+            next_state: np.ndarray | None = batch.copy()
+        elif self._kind == "recurrent":
+            h = np.zeros((batch.shape[0], self._state_dim), np.float32) if state is None else state
+            out, next_state = self.session.run([self._output_name, self._state_output],
+                                               {self._input_name: self._select(batch), self._state_input: h})
+        else:
+            (out,) = self.session.run([self._output_name], {self._input_name: self._select(batch)})
+            next_state = None
         out = out[:, : self.spec.n_actions]
         if not np.isfinite(out).all():
             self.non_finite_outputs += 1
@@ -282,18 +413,27 @@ class StudentPolicy:
             raise PolicyOutputError(self.name, "non_finite_logits",
                                     f"{rows.size} of {out.shape[0]} observation(s) gave NaN/Inf logits, first "
                                     f"{out[rows[0]].tolist()}")
-        return out
+        if self._kind == "recurrent" and not np.isfinite(next_state).all():
+            self.non_finite_outputs += 1
+            raise PolicyOutputError(self.name, "non_finite_state",
+                                    f"the recurrent state {self._state_output!r} went NaN/Inf; state kept as it was")
+        return out, next_state
 
-    def act(self, observation: Any, deterministic: bool | None = None) -> int:
-        """Action index for one full observation (the environment's or adapter's per-agent vector).
+    def _own_state(self) -> np.ndarray | None:
+        if self._kind == "recurrent":
+            return self._h
+        if self._kind == "history" and self._previous is not None:
+            return self._previous[None]
+        return None
 
-        Raises ``ObservationError`` on a wrong length, non-numeric values, NaN or Inf, and
-        ``PolicyOutputError(agent, "non_finite_logits", ...)`` when the model returns a NaN/Inf logit (checked
-        before an action is chosen; counted in :attr:`non_finite_outputs`); the caller answers both with
-        :attr:`safe_action`. The recorded latency covers the whole decision (validation, sensing,
-        inference, action choice): that is what the robot pays; refused decisions are not recorded.
-        """
-        started = time.perf_counter()
+    def _commit(self, next_state: np.ndarray | None) -> None:
+        if self._kind == "recurrent":
+            self._h = next_state
+        elif self._kind == "history":
+            assert next_state is not None
+            self._previous = next_state[0]
+
+    def _validated_one(self, observation: Any, method: str) -> np.ndarray:
         try:
             obs = validate_observation(observation, self.spec.source_dim, self.name)
         except ValueError:
@@ -301,18 +441,46 @@ class StudentPolicy:
             raise
         if obs.ndim != 1:
             self.rejected_observations += 1
-            raise ObservationError(self.name, "shape", f"act() takes one observation; got shape {obs.shape}")
-        logits = self._finite_logits(obs[None])[0]
+            raise ObservationError(self.name, "shape", f"{method}() takes one observation; got shape {obs.shape}")
+        return obs
+
+    def act(self, observation: Any, deterministic: bool | None = None) -> int:
+        """Action index for one full observation (the environment's or adapter's per-agent vector).
+
+        Raises ``ObservationError`` on a wrong length, non-numeric values, NaN or Inf, and
+        ``PolicyOutputError(agent, "non_finite_logits" | "non_finite_state", ...)`` when the model returns a
+        NaN/Inf logit or recurrent state (checked before an action is chosen; counted in
+        :attr:`non_finite_outputs`); the caller answers both with :attr:`safe_action`, and the state (if any)
+        is left as it was. An accepted decision advances the state once. The recorded latency covers the
+        whole decision (validation, sensing, inference, action choice): that is what the robot pays; refused
+        decisions are not recorded.
+        """
+        started = time.perf_counter()
+        obs = self._validated_one(observation, "act")
+        out, next_state = self._forward(obs[None], self._own_state())
+        self._commit(next_state)
+        logits = out[0]
         greedy = self.deterministic if deterministic is None else deterministic
         action = int(np.argmax(logits)) if greedy else self._sample(logits)
         self.latency.record(time.perf_counter() - started)
         return action
 
+    def step_logits(self, observation: Any) -> np.ndarray:
+        """Logits ``[n_actions]`` for one full observation, advancing the state like :meth:`act` (offline
+        evaluation with the caller's own sampling; not metered). Raises what :meth:`act` raises, and a refused
+        observation or output leaves the state as it was. On a stateless policy it equals :meth:`logits`."""
+        obs = self._validated_one(observation, "step_logits")
+        out, next_state = self._forward(obs[None], self._own_state())
+        self._commit(next_state)
+        return out[0]
+
     def act_batch(self, observations: Any, deterministic: bool | None = None) -> np.ndarray:
         """Actions [B] for full observations [B, source_dim] (offline evaluation; not metered).
 
-        Raises ``PolicyOutputError`` if any observation of the batch gives NaN/Inf logits (see :meth:`logits`).
+        Raises ``PolicyOutputError`` if any observation of the batch gives NaN/Inf logits (see :meth:`logits`);
+        stateless policies only (``ValueError`` otherwise).
         """
+        self._require_stateless("act_batch")
         logits = self.logits(observations)
         logits = logits if logits.ndim == 2 else logits[None]
         greedy = self.deterministic if deterministic is None else deterministic

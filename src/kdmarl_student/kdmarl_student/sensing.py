@@ -10,13 +10,26 @@ manifest)::
 
     {"name": "nearest2",                       # optional, for reports
      "slices": ["self_vel", "self_pos", "landmarks"],   # or "all" (default): every slice of the layout
-     "nearest": {"landmarks": 2}}              # optional: keep the k slots of that slice closest to the
+     "nearest": {"landmarks": 2},              # optional: keep the k slots of that slice closest to the
                                                # agent (slots are 2-D relative positions), nearest first
+     "history": {"mode": "delta",              # optional (issue 11): memory as features; "delta" appends
+                 "slices": ["self_pos"]}}      # obs_t - obs_{t-1} of these full-observation slices,
+                                               # "previous" appends obs_{t-1} itself
 
 Output order is the layout's order (not the order in which the profile lists the slices), so a profile's
-input vector is canonical. A "nearest k" slice contributes ``k * slot_dim`` numbers, sorted by squared
-distance ``x**2 + y**2`` (stable sort: ties keep the scenario's order). Squared distance is computed with
-the same float operations in numpy and torch so the two sorts agree exactly.
+input vector is canonical; history features come last, their slices in layout order too. A "nearest k"
+slice contributes ``k * slot_dim`` numbers, sorted by squared distance ``x**2 + y**2`` (stable sort: ties
+keep the scenario's order). Squared distance is computed with the same float operations in numpy and torch
+so the two sorts agree exactly.
+
+History features make a profile *stateful*: the transform needs the agent's previous full observation
+(``previous``). They are computed on the robot from its own observations (numpy, no extra model input), so
+an MLP student with history features exports as a plain stateless graph. Their slices name
+full-observation slices (a slice need not be selected to have its history taken, e.g. positions' deltas
+for an agent that cannot sense velocity); by default, every selected slice without "nearest" (whose slot
+order changes between steps). At an episode start there is no previous observation: ``previous`` is the
+current one (a delta of zero, "no motion seen yet"); training, export, evaluation and the node all reset
+that way.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 SLOT_DIM = 2  # relative positions in MPE are 2-D
+HISTORY_MODES = ("delta", "previous")
 
 
 def resolve_profile(
@@ -39,7 +53,7 @@ def resolve_profile(
     """
     if not isinstance(sensing, Mapping):
         raise ValueError(f"sensing profile must be a mapping, got {type(sensing).__name__}")
-    unknown_keys = set(sensing) - {"name", "slices", "nearest", "description"}
+    unknown_keys = set(sensing) - {"name", "slices", "nearest", "history", "description"}
     if unknown_keys:
         raise ValueError(f"sensing profile {sensing.get('name', '?')!r}: unknown field(s) {sorted(unknown_keys)}")
     slices = sensing.get("slices", "all")
@@ -79,13 +93,61 @@ def resolve_profile(
     for name, (start, stop) in sorted(layout.items(), key=lambda kv: kv[1][0]):
         if name in wanted:
             plan.append((name, int(start), int(stop), nearest.get(name)))
+    if sensing.get("history") is not None:
+        history_plan(layout, sensing)  # validates the history field (it resolves the profile without it)
     return plan
 
 
+def history_plan(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> tuple[str, list[tuple[str, int, int]]]:
+    """The profile's history features: (mode, [(slice, start, stop), ...] in layout order); ("", []) if none.
+
+    Validates the ``history`` field (a mapping with ``mode`` in ``HISTORY_MODES`` and optional ``slices``,
+    full-observation slice names) and raises ValueError naming it. Default slices: every selected slice
+    without "nearest" (see the module docstring).
+    """
+    history = sensing.get("history") if isinstance(sensing, Mapping) else None
+    if history is None:
+        return "", []
+    name = sensing.get("name", "?")
+    if not isinstance(history, Mapping):
+        raise ValueError(f"sensing profile {name!r}: field 'history' must be a mapping {{mode, slices}}")
+    unknown = set(history) - {"mode", "slices"}
+    if unknown:
+        raise ValueError(f"sensing profile {name!r}: field 'history' has unknown field(s) {sorted(unknown)}")
+    mode = history.get("mode", "delta")
+    if mode not in HISTORY_MODES:
+        raise ValueError(f"sensing profile {name!r}: field 'history.mode' = {mode!r}, expected one of "
+                         f"{list(HISTORY_MODES)}")
+    slices = history.get("slices")
+    if slices is None:
+        plan = resolve_profile(layout, {k: v for k, v in sensing.items() if k != "history"})
+        wanted = [s for s, _, _, k in plan if k is None]
+    elif isinstance(slices, str) or not isinstance(slices, Sequence):
+        raise ValueError(f"sensing profile {name!r}: field 'history.slices' must be a list of slice names")
+    else:
+        wanted = list(slices)
+        missing = [s for s in wanted if s not in layout]
+        if missing:
+            raise ValueError(f"sensing profile {name!r}: field 'history.slices' names {missing} not in the "
+                             f"observation layout {list(layout)}")
+        if len(set(wanted)) != len(wanted):
+            raise ValueError(f"sensing profile {name!r}: field 'history.slices' repeats a slice")
+    if not wanted:
+        raise ValueError(f"sensing profile {name!r}: field 'history' selects no slice")
+    spans = sorted((int(layout[s][0]), int(layout[s][1]), s) for s in wanted)
+    return str(mode), [(s, start, stop) for start, stop, s in spans]
+
+
+def history_dim(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> int:
+    """How many numbers the history features add (0 without history): also the state a robot keeps."""
+    return sum(stop - start for _, start, stop in history_plan(layout, sensing)[1])
+
+
 def sensed_dim(layout: Mapping[str, Sequence[int]], sensing: Mapping) -> int:
-    """Input size of a student with this profile (after ``apply_sensing``)."""
+    """Input size of a student with this profile (after ``apply_sensing``, history features included)."""
     plan = resolve_profile(layout, sensing)
-    return sum(k * SLOT_DIM if k is not None else stop - start for _, start, stop, k in plan)
+    return sum(k * SLOT_DIM if k is not None else stop - start for _, start, stop, k in plan) + history_dim(
+        layout, sensing)
 
 
 def sensing_mask(layout: Mapping[str, Sequence[int]], sensing: Mapping, source_dim: int) -> list[bool]:
@@ -109,20 +171,31 @@ def nearest_slots(block: np.ndarray, k: int) -> np.ndarray:
     return picked.reshape(*block.shape[:-1], k * SLOT_DIM)
 
 
-def apply_sensing(obs_full: np.ndarray, layout: Mapping[str, Sequence[int]], sensing: Mapping) -> np.ndarray:
+def apply_sensing(obs_full: np.ndarray, layout: Mapping[str, Sequence[int]], sensing: Mapping,
+                  previous: np.ndarray | None = None) -> np.ndarray:
     """Apply a sensing profile: obs_full [..., source_dim] (may be zero-padded past the layout) -> [..., input_dim].
 
-    The result has the same dtype as the input and is a new array (never a view into ``obs_full``).
+    ``previous`` is the agent's previous full observation (same shape), used only by a profile with
+    history features; ``None`` means an episode start (the current observation stands in, see the module
+    docstring). The result has the same dtype as the input and is a new array (never a view into ``obs_full``).
     """
     obs_full = np.asarray(obs_full)
     plan = resolve_profile(layout, sensing)
-    need = max(stop for _, _, stop, _ in plan)
+    mode, history = history_plan(layout, sensing)
+    need = max([stop for _, _, stop, _ in plan] + [stop for _, _, stop in history])
     if obs_full.shape[-1] < need:
         raise ValueError(f"observation has {obs_full.shape[-1]} elements, the layout needs at least {need}")
     parts = []
     for _, start, stop, k in plan:
         block = obs_full[..., start:stop]
         parts.append(block if k is None else nearest_slots(block, k))
+    if history:
+        prev = obs_full if previous is None else np.asarray(previous, dtype=obs_full.dtype)
+        if prev.shape != obs_full.shape:
+            raise ValueError(f"previous observation has shape {prev.shape}, the observation {obs_full.shape}")
+        for _, start, stop in history:
+            before = prev[..., start:stop]
+            parts.append(obs_full[..., start:stop] - before if mode == "delta" else before)
     return np.concatenate(parts, axis=-1)
 
 

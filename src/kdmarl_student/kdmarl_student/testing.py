@@ -1,15 +1,19 @@
-"""Small real bundles for tests, demos and benchmarks, built without torch: ONNX MLPs from numpy weights.
+"""Small real bundles for tests, demos and benchmarks, built without torch: ONNX MLPs and GRUs from numpy weights.
 
 The one bundle builder of the project's tests (the runtime's, the bringup's) and of the swarm benchmarks:
-real ONNX models (MatMul + Add + Tanh, written with ``onnx.helper``) and a manifest from the exporter's own
+real ONNX models (MatMul + Add + Tanh, and for recurrent students a GRU cell of MatMul/Add/Sigmoid/Tanh/Mul/Sub
+with explicit state ``h_in`` -> ``h_out``, written with ``onnx.helper``) and a manifest from the exporter's own
 builders (:func:`kdmarl_student.manifest.build_manifest`, ``build_agent_entry``), so it validates exactly as an
-exported one. Needs the ``onnx`` package, a development dependency: robots never import this module.
+exported one. History-feature students are plain MLPs on the wider input the sensing profile gives.
+:func:`numpy_gru_step` is the numpy reference of the recurrent graph. Needs the ``onnx`` package, a
+development dependency: robots never import this module.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +74,147 @@ def write_onnx_mlp(path: Path, weights: Weights, input_name: str = "observation"
     return path
 
 
+GATES = ("r", "z", "n")  # PyTorch's GRU gate order
+
+
+@dataclass(frozen=True)
+class GRUWeights:
+    """A recurrent student: optional tanh MLP trunk, a GRU cell (PyTorch's GRUCell), a linear head.
+
+    ``w_i[g]`` [in, H], ``w_h[g]`` [H, H], ``b_i[g]``, ``b_h[g]`` [H] for the gates g in r, z, n (weights stored
+    [in, out] as for the MLPs, i.e. the transpose of torch's ``weight_ih`` blocks); ``head`` is (W [H, A], b [A]).
+    """
+
+    trunk: Weights
+    w_i: dict[str, np.ndarray]
+    w_h: dict[str, np.ndarray]
+    b_i: dict[str, np.ndarray]
+    b_h: dict[str, np.ndarray]
+    head: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.w_h["r"].shape[0])
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.trunk[0][0].shape[0] if self.trunk else self.w_i["r"].shape[0])
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.head[0].shape[1])
+
+    def arrays(self) -> list[np.ndarray]:
+        out = [a for pair in self.trunk for a in pair]
+        for gate in GATES:
+            out += [self.w_i[gate], self.w_h[gate], self.b_i[gate], self.b_h[gate]]
+        return [*out, *self.head]
+
+
+def random_gru(input_dim: int, hidden_size: int, n_actions: int, seed: int,
+               trunk: Sequence[int] = ()) -> GRUWeights:
+    """float32 weights of a recurrent student (PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)) init for the cell)."""
+    rng = np.random.default_rng(seed)
+    trunk_w = random_mlp([input_dim, *trunk], seed + 7919) if trunk else []
+    width = trunk[-1] if trunk else input_dim
+    bound = 1.0 / np.sqrt(hidden_size)
+
+    def uniform(*shape: int) -> np.ndarray:
+        return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+    w_i = {g: uniform(width, hidden_size) for g in GATES}
+    w_h = {g: uniform(hidden_size, hidden_size) for g in GATES}
+    b_i = {g: uniform(hidden_size) for g in GATES}
+    b_h = {g: uniform(hidden_size) for g in GATES}
+    head = (rng.normal(0, 1 / np.sqrt(hidden_size), (hidden_size, n_actions)).astype(np.float32),
+            rng.normal(0, 0.1, n_actions).astype(np.float32))
+    return GRUWeights(trunk_w, w_i, w_h, b_i, b_h, head)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+
+
+def numpy_gru_step(weights: GRUWeights, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The numpy reference of the recurrent graph: (logits [B, A], h' [B, H]) for inputs x [B, in], h [B, H].
+
+    r = σ(x W_ir + b_ir + h W_hr + b_hr); z = σ(x W_iz + b_iz + h W_hz + b_hz);
+    n = tanh(x W_in + b_in + r ⊙ (h W_hn + b_hn)); h' = (1 − z) ⊙ n + z ⊙ h; logits = h' W + b.
+    """
+    x = x.astype(np.float32)
+    h = h.astype(np.float32)
+    for w, b in weights.trunk:
+        x = np.tanh(x @ w + b)
+    gi = {g: x @ weights.w_i[g] + weights.b_i[g] for g in GATES}
+    gh = {g: h @ weights.w_h[g] + weights.b_h[g] for g in GATES}
+    r = _sigmoid(gi["r"] + gh["r"])
+    z = _sigmoid(gi["z"] + gh["z"])
+    n = np.tanh(gi["n"] + r * gh["n"])
+    h_new = ((1.0 - z) * n + z * h).astype(np.float32)
+    return (h_new @ weights.head[0] + weights.head[1]).astype(np.float32), h_new
+
+
+def write_onnx_gru(path: Path, weights: GRUWeights, *, input_name: str = "observation", output_name: str = "logits",
+                   state_input: str = "h_in", state_output: str = "h_out", batch_dim: str | int = "batch") -> Path:
+    """A real, checker-clean recurrent student graph: (observation, h_in) -> (logits, h_out), the equations of
+    :func:`numpy_gru_step` in elementary ops (what a torch export of a GRUCell computes)."""
+    import onnx  # noqa: PLC0415  development dependency
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    nodes, inits = [], []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def op(kind: str, inputs: list[str], output: str) -> str:
+        nodes.append(helper.make_node(kind, inputs, [output]))
+        return output
+
+    x = input_name
+    for i, (w, b) in enumerate(weights.trunk):
+        x = op("Tanh", [op("Add", [op("MatMul", [x, const(f"tw{i}", w)], f"tmm{i}"), const(f"tb{i}", b)],
+                            f"tz{i}")], f"th{i}")
+    gi, gh = {}, {}
+    for g in GATES:
+        gi[g] = op("Add", [op("MatMul", [x, const(f"w_i{g}", weights.w_i[g])], f"xi{g}"),
+                           const(f"b_i{g}", weights.b_i[g])], f"gi{g}")
+        gh[g] = op("Add", [op("MatMul", [state_input, const(f"w_h{g}", weights.w_h[g])], f"hh{g}"),
+                           const(f"b_h{g}", weights.b_h[g])], f"gh{g}")
+    r = op("Sigmoid", [op("Add", [gi["r"], gh["r"]], "r_pre")], "r")
+    z = op("Sigmoid", [op("Add", [gi["z"], gh["z"]], "z_pre")], "z")
+    n = op("Tanh", [op("Add", [gi["n"], op("Mul", [r, gh["n"]], "r_gh_n")], "n_pre")], "n")
+    keep = op("Mul", [op("Sub", [const("one", np.ones(1)), z], "one_minus_z"), n], "keep_n")
+    h_new = op("Add", [keep, op("Mul", [z, state_input], "z_h")], state_output)
+    op("Add", [op("MatMul", [h_new, const("head_w", weights.head[0])], "head_mm"), const("head_b", weights.head[1])],
+       output_name)
+    hidden = weights.hidden_size
+    graph = helper.make_graph(
+        nodes, "gru_student",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch_dim, weights.input_dim]),
+         helper.make_tensor_value_info(state_input, TensorProto.FLOAT, [batch_dim, hidden])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch_dim, weights.n_actions]),
+         helper.make_tensor_value_info(state_output, TensorProto.FLOAT, [batch_dim, hidden])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def gru_resources(weights: GRUWeights) -> dict[str, int]:
+    """params, FLOPs (2 x MACs of the MatMuls) and memory (weights + activations + the state, float32)."""
+    hidden = weights.hidden_size
+    macs = sum(int(w.shape[0] * w.shape[1]) for w, _ in weights.trunk)
+    macs += sum(int(weights.w_i[g].size + weights.w_h[g].size) for g in GATES) + int(weights.head[0].size)
+    params = sum(int(a.size) for a in weights.arrays())
+    activations = sum(int(w.shape[1]) for w, _ in weights.trunk) + 8 * hidden + weights.n_actions
+    return {"params": params, "flops_per_decision": 2 * macs,
+            "memory_bytes": 4 * (params + weights.input_dim + activations + hidden)}
+
+
 def make_bundle(
     bundle_dir: Path,
     scenario: str = "simple_spread",
@@ -79,12 +224,18 @@ def make_bundle(
     budget: Mapping[str, Any] | None = None,
     seed: int = 0,
     eval_seeds: Sequence[int] | None = None,
+    recurrent: Mapping[str, int | Mapping[str, Any]] | None = None,
     **scenario_params: Any,
-) -> tuple[Path, dict[str, Weights], Weights]:
+) -> tuple[Path, dict[str, Any], Weights]:
     """Write a complete, valid bundle: one ONNX per agent, a shared teacher actor, the manifest.
 
     Returns (bundle_dir, per-agent weights, teacher weights) so tests can compute expected logits. The
     manifest comes from the exporter's own builders, so it validates exactly as exported ones do.
+
+    Students with memory: a ``sensing`` profile with ``"history"`` makes that agent a history-feature MLP
+    (its manifest entry gets the ``history`` memory entry); ``recurrent={"agent_1": 8}`` (or
+    ``{"agent_1": {"state_dim": 8, "trunk": [16]}}``) makes it a GRU student with that hidden size, after an
+    optional tanh trunk: its weights are then a :class:`GRUWeights` (see :func:`numpy_gru_step`).
     """
     bundle_dir.mkdir(parents=True, exist_ok=True)
     spec = scenario_spec(scenario, **scenario_params)
@@ -93,22 +244,42 @@ def make_bundle(
     teacher_in = spec.obs_dim_max + n_agents
     teacher_w = random_mlp([teacher_in, 32, max(spec.n_actions)], seed + 1000)
     teacher_path = write_onnx_mlp(bundle_dir / "teacher_actor.onnx", teacher_w)
-    entries, weights = [], {}
+    recurrent = dict(recurrent or {})
+    unknown = sorted(set(recurrent) - {a.name for a in spec.agents})
+    if unknown:
+        raise ValueError(f"recurrent names agents {unknown} not in {scenario}")
+    entries: list[dict[str, Any]] = []
+    weights: dict[str, Any] = {}
     for i, agent in enumerate(spec.agents):
         profile = dict(sensing.get(agent.name, {"slices": "all"}))
         in_dim = sensed_dim(agent.layout, profile)
-        widths = [in_dim, *hidden, agent.n_actions]
-        weights[agent.name] = random_mlp(widths, seed + i)
-        path = write_onnx_mlp(bundle_dir / f"{agent.name}.onnx", weights[agent.name])
-        macs = sum(a * b for a, b in itertools.pairwise(widths))
-        params = macs + sum(widths[1:])
+        path = bundle_dir / f"{agent.name}.onnx"
+        memory: dict[str, Any] | None = None
+        if agent.name in recurrent:
+            options = recurrent[agent.name]
+            options = {"state_dim": options} if isinstance(options, int) else dict(options)
+            trunk = tuple(options.get("trunk", ()))
+            gru = random_gru(in_dim, int(options["state_dim"]), agent.n_actions, seed + i, trunk=trunk)
+            weights[agent.name] = gru
+            write_onnx_gru(path, gru)
+            resources = gru_resources(gru)
+            architecture = f"gru{gru.hidden_size} after mlp{list(trunk)} tanh"
+            memory = {"kind": "recurrent", "state_dim": gru.hidden_size}
+        else:
+            widths = [in_dim, *hidden, agent.n_actions]
+            weights[agent.name] = random_mlp(widths, seed + i)
+            write_onnx_mlp(path, weights[agent.name])
+            macs = sum(a * b for a, b in itertools.pairwise(widths))
+            params = macs + sum(widths[1:])
+            state = 4 * (agent.obs_dim if profile.get("history") is not None else 0)
+            resources = {"params": params, "flops_per_decision": 2 * macs,
+                         "memory_bytes": 4 * (params + sum(widths)) + state}
+            architecture = f"mlp{list(hidden)} tanh" + (" + history features" if state else "")
         entries.append(build_agent_entry(
             name=agent.name, role=agent.role, source_dim=agent.obs_dim, layout=agent.layout, sensing=profile,
             action_meanings=agent.action_meanings, model_file=path.name, model_sha256=sha256_file(path),
-            kind="student", resources={"params": params, "flops_per_decision": 2 * macs,
-                                       "memory_bytes": 4 * (params + sum(widths))},
-            control_rate_hz=10.0, opset=OPSET, budget=budget, architecture=f"mlp{list(hidden)} tanh",
-            model_bytes=path.stat().st_size,
+            kind="student", resources=resources, control_rate_hz=10.0, opset=OPSET, budget=budget,
+            architecture=architecture, model_bytes=path.stat().st_size, memory=memory,
         ))
     teacher = {"file": teacher_path.name, "sha256": sha256_file(teacher_path), "input_dim": teacher_in,
                "n_actions": max(spec.n_actions), "input_name": "observation", "output_name": "logits",
@@ -121,4 +292,5 @@ def make_bundle(
     return bundle_dir, weights, teacher_w
 
 
-__all__ = ["OPSET", "Weights", "make_bundle", "numpy_forward", "random_mlp", "write_onnx_mlp"]
+__all__ = ["OPSET", "GRUWeights", "Weights", "gru_resources", "make_bundle", "numpy_forward", "numpy_gru_step",
+           "random_gru", "random_mlp", "write_onnx_gru", "write_onnx_mlp"]

@@ -263,8 +263,8 @@ CORPUS: list[Attack] = [
     Attack("manifest_symlink", _symlink_manifest, "manifest.json", "", "symlink"),
     Attack("manifest_over_1_mib", _pad("manifest.json", MAX_MANIFEST_BYTES + 1), "manifest.json", "", "at most"),
     # strict JSON
-    Attack("duplicate_key_top_level", _replace_first('"schema_version": "1.0"',
-                                                     '"schema_version": "9.9", "schema_version": "1.0"'),
+    Attack("duplicate_key_top_level", _replace_first('"schema_version": "1.1"',
+                                                     '"schema_version": "9.9", "schema_version": "1.1"'),
            "manifest.json", "schema_version", "once"),
     Attack("duplicate_key_in_model", _replace_first('"file": "agent_0.onnx"',
                                                     '"file": "agent_1.onnx", "file": "agent_0.onnx"'),
@@ -357,9 +357,148 @@ CORPUS: list[Attack] = [
 ]
 
 
+# ----------------------------------------------------------------------------- memory (schema 1.1, issue 11)
+# The memory pristine bundle: agent_1 a GRU student (h_in/h_out, H = 8), agent_2 an MLP with delta features of
+# self_pos (history, state_dim 2); agent_0 stateless.
+RECURRENT_H = 8
+MEMORY_SENSING = {"agent_2": {"slices": "all", "history": {"mode": "delta", "slices": ["self_pos"]}}}
+
+
+@pytest.fixture(scope="module")
+def memory_pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path, _, _ = make_bundle(tmp_path_factory.mktemp("hostile_memory") / "pristine", sensing=MEMORY_SENSING,
+                             recurrent={"agent_1": RECURRENT_H})
+    return path
+
+
+@pytest.fixture
+def memory_bundle(memory_pristine: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "memory_bundle"
+    shutil.copytree(memory_pristine, copy)
+    return copy
+
+
+def _memory(index: int, **changes: Any) -> Callable[[dict], None]:
+    """Change fields of agents[index].memory (a value of None removes the field)."""
+    def edit(data: dict) -> None:
+        memory = data["agents"][index]["memory"]
+        for key, value in changes.items():
+            if value is None:
+                memory.pop(key, None)
+            else:
+                memory[key] = value
+
+    return edit
+
+
+def _on(agent: str, damage: Damage) -> Damage:
+    return lambda bundle: {**(damage(bundle) or {}), "agent": agent}
+
+
+def _write_state_graph(path: Path, h_out_width: int, state_input: str = "h_in", h_weight: float = 0.5) -> Path:
+    """logits = obs @ W; h_out = tanh(h_in @ U) with U [8, h_out_width]: a recurrent graph whose state
+    output may have the wrong width, or (``h_weight`` NaN) be NaN from the zero state."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(18, 5)).astype(np.float32)
+    u = np.full((RECURRENT_H, h_out_width), h_weight, np.float32)
+    bias = np.full(h_out_width, h_weight, np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["observation", "w"], ["logits"]),
+         helper.make_node("MatMul", [state_input, "u"], ["hu"]), helper.make_node("Add", ["hu", "c"], ["hc"]),
+         helper.make_node("Tanh", ["hc"], ["h_out"])],
+        "state_graph",
+        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", 18]),
+         helper.make_tensor_value_info(state_input, TensorProto.FLOAT, ["batch", RECURRENT_H])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 5]),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["batch", h_out_width])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(u, "u"), numpy_helper.from_array(bias, "c")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="kdmarl-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _set_version(version: str) -> Callable[[dict], None]:
+    return lambda d: d.__setitem__("schema_version", version)
+
+
+_RECURRENT_ENTRY = {"kind": "recurrent", "state_dim": 8, "state_bytes": 32, "state_input": "h_in",
+                    "state_output": "h_out", "initial_state": "zeros", "reset_on": ["episode_start"]}
+_HISTORY_ENTRY = {"kind": "history", "state_dim": 2, "state_bytes": 8, "initial_state": "current_observation",
+                  "reset_on": ["episode_start"]}
+MEMORY_CORPUS: list[Attack] = [
+    Attack("memory_kind_unknown", _on("agent_1", _edit(_memory(1, kind="lstm"))), "manifest.json",
+           "agents[1].memory.kind"),
+    Attack("memory_kind_missing", _on("agent_1", _edit(_memory(1, kind=None))), "manifest.json",
+           "agents[1].memory"),
+    Attack("memory_unknown_field", _on("agent_1", _edit(_memory(1, url="http://x"))), "manifest.json",
+           "agents[1].memory.url"),
+    Attack("memory_state_dim_not_int", _on("agent_1", _edit(_memory(1, state_dim="8"))), "manifest.json",
+           "agents[1].memory.state_dim"),
+    Attack("memory_state_bytes_wrong", _on("agent_1", _edit(_memory(1, state_bytes=8))), "manifest.json",
+           "agents[1].memory.state_bytes", "32"),
+    Attack("memory_initial_state_wrong", _on("agent_1", _edit(_memory(1, initial_state="current_observation"))),
+           "manifest.json", "agents[1].memory.initial_state"),
+    Attack("memory_reset_on_unknown_event", _on("agent_1", _edit(_memory(1, reset_on=["episode_start", "noon"]))),
+           "manifest.json", "agents[1].memory.reset_on[1]"),
+    Attack("memory_reset_on_without_episode_start", _on("agent_1", _edit(_memory(1, reset_on=["activate"]))),
+           "manifest.json", "agents[1].memory.reset_on", "episode_start"),
+    Attack("memory_state_input_is_the_observation", _on("agent_1", _edit(_memory(1, state_input="observation"))),
+           "manifest.json", "agents[1].memory.state_input"),
+    Attack("memory_state_output_is_the_logits", _on("agent_1", _edit(_memory(1, state_output="logits"))),
+           "manifest.json", "agents[1].memory.state_output"),
+    Attack("memory_in_a_1_0_manifest", _on("agent_1", _edit(_set_version("1.0"))), "manifest.json",
+           "agents[1].memory", "1.1"),
+    Attack("history_state_dim_wrong", _on("agent_2", _edit(_memory(2, state_dim=3, state_bytes=12))),
+           "manifest.json", "agents[2].memory.state_dim", "2"),
+    Attack("history_without_memory_entry", _on("agent_2", _edit(lambda d: d["agents"][2].pop("memory"))),
+           "manifest.json", "agents[2].memory", "history"),
+    Attack("history_memory_without_history_features",
+           _edit(lambda d: d["agents"][0].__setitem__("memory", dict(_HISTORY_ENTRY))), "manifest.json",
+           "agents[0].memory.kind"),
+    Attack("recurrent_memory_with_history_features",
+           _on("agent_2", _edit(lambda d: d["agents"][2].__setitem__("memory", dict(_RECURRENT_ENTRY)))),
+           "manifest.json", "agents[2].memory.kind", "history"),
+    Attack("recurrent_state_dim_disagrees_with_graph",
+           _on("agent_1", _edit(_memory(1, state_dim=9, state_bytes=36))), "agent_1.onnx", "graph.input[1].shape",
+           "agents[1].memory.state_dim"),
+    Attack("recurrent_graph_missing_h_in",
+           _on("agent_1", _model_file(lambda p: write_onnx_mlp(p, random_mlp([18, 16, 5], 1)), agent_index=1)),
+           "agent_1.onnx", "graph.input", "h_in"),
+    Attack("recurrent_memory_on_a_stateless_graph",
+           _edit(lambda d: d["agents"][0].__setitem__("memory", dict(_RECURRENT_ENTRY))), "agent_0.onnx",
+           "graph.input", "h_in"),
+    Attack("stateless_entry_for_a_recurrent_graph", _on("agent_1", _edit(lambda d: d["agents"][1].pop("memory"))),
+           "agent_1.onnx", "graph.input", "one input"),
+    Attack("recurrent_state_input_renamed", _on("agent_1", _edit(_memory(1, state_input="hidden"))),
+           "agent_1.onnx", "graph.input", "hidden"),
+    Attack("recurrent_state_output_missing", _on("agent_1", _edit(_memory(1, state_output="h_next"))),
+           "agent_1.onnx", "graph.output", "h_next"),
+    Attack("recurrent_h_out_of_wrong_width",
+           _on("agent_1", _model_file(lambda p: _write_state_graph(p, h_out_width=4), agent_index=1)),
+           "agent_1.onnx", "graph.output[1].shape", "8"),
+    Attack("recurrent_h_out_not_finite",
+           _on("agent_1", _model_file(lambda p: _write_state_graph(p, RECURRENT_H, h_weight=float("nan")),
+                                      agent_index=1)),
+           "agent_1.onnx", "graph.output", "finite 'h_out'"),
+]
+
+
 def test_corpus_ids_are_unique() -> None:
-    ids = [attack.id for attack in CORPUS]
+    ids = [attack.id for attack in CORPUS + MEMORY_CORPUS]
     assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("attack", MEMORY_CORPUS, ids=[attack.id for attack in MEMORY_CORPUS])
+def test_hostile_memory_field_is_refused(memory_bundle: Path, attack: Attack) -> None:
+    test_hostile_bundle_is_refused(memory_bundle, attack)
+
+
+def test_memory_pristine_bundle_loads(memory_bundle: Path) -> None:
+    kinds = {agent: StudentPolicy(memory_bundle, agent).memory_kind for agent in ("agent_0", "agent_1", "agent_2")}
+    assert kinds == {"agent_0": "none", "agent_1": "recurrent", "agent_2": "history"}
 
 
 @pytest.mark.parametrize("attack", CORPUS, ids=[attack.id for attack in CORPUS])
