@@ -349,6 +349,9 @@ class DistillConfig:
     ent_coef: float = 0.0
     n_roles: int = 4  # k of the k-means on teacher embeddings
     rel_dim: int = 32  # common width of the students' relation projections
+    # --- students with memory (issue 11) -------------------------------------------------------------------
+    memory: str = ""  # "" = each agent's team-config choice; none / history / recurrent forces one kind on all
+    chunk_len: int = 0  # truncated BPTT length of recurrent students; 0 = num_steps (whole rollouts)
     # --- resource-aware option (group lasso + prune + fine-tune) ---------------------------------------------
     resource_aware: bool = False
     ra_width_mult: float = 2.0
@@ -366,6 +369,16 @@ class DistillConfig:
         check_device(self.device, (origins or {}).get("device"))
         if self.num_envs * self.num_steps % self.num_minibatches:
             raise ValueError("distill config key 'num_minibatches' must divide num_envs * num_steps")
+        if self.memory not in ("", "none", "history", "recurrent"):
+            raise ValueError(f"distill config key 'memory' = {self.memory!r}: expected '' (the team's choice), "
+                             "'none', 'history' or 'recurrent'")
+        if self.chunk_len and self.num_steps % self.chunk_len:
+            raise ValueError(f"distill config key 'chunk_len' ({self.chunk_len}) must divide num_steps "
+                             f"({self.num_steps}), or be 0 (= num_steps)")
+
+    def sequence_length(self, recurrent: bool) -> int:
+        """Steps per training sequence: 1 for stateless students (independent samples), else the BPTT chunk."""
+        return (self.chunk_len or self.num_steps) if recurrent else 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -392,6 +405,7 @@ DISTILL_RANGES: dict[str, Range] = {
     "lr": Range(0, 1, low_open=True),
     "update_epochs": Range(1, 1000),
     "num_minibatches": Range(1),  # and it must divide num_envs * num_steps
+    "chunk_len": Range(0, 100_000),  # and it must divide num_steps
     "max_grad_norm": Range(0, low_open=True),
     **{f"w_{t}": Range(0, 100) for t in TERMS},  # loss weights; switch a term off with use_<term>: false
     "temperature": Range(0, 100, low_open=True),

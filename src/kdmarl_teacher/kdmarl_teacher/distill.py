@@ -67,27 +67,66 @@ from kdmarl_teacher.profiles import CONFIG_DIR, TeamConfig, apply_sensing_torch,
 from kdmarl_teacher.pruning import group_lasso_penalty, prune_to_budget
 from kdmarl_teacher.resources import module_resources
 from kdmarl_teacher.roles import AuxHeads, assign_roles, fit_roles
-from kdmarl_teacher.students import StudentMLP, budget_violations, build_student
+from kdmarl_teacher.students import StudentGRU, StudentMLP, budget_violations, build_student, student_resources
 from kdmarl_teacher.students_file import FILE_NAME as STUDENTS_FILE
 from kdmarl_teacher.students_file import students_payload
 
-
 # ------------------------------------------------------------------------------------------- policies
+Student = StudentMLP | StudentGRU
+
+
 class StudentTeam:
-    """The N students with their sensing transforms: observations [B, N, D_max] -> per-agent inputs/logits."""
+    """The N students with their sensing transforms: observations [B, N, D_max] -> per-agent inputs/logits.
 
-    def __init__(self, team: TeamConfig, students: list[StudentMLP]) -> None:
+    Students with memory (issue 11) need two things from the past, both reset at an episode start exactly as
+    the robot's runtime resets them: the previous full observation (history features, ``apply_sensing``'s
+    ``previous``) and a recurrent student's hidden state. ``begin``/``act`` carry them through greedy episodes
+    that all start together (evaluation); the rollout carries its own (episodes there end at any step).
+    """
+
+    def __init__(self, team: TeamConfig, students: list[Student]) -> None:
         self.team, self.students = team, students
+        self._prev: torch.Tensor | None = None
+        self._h: list[torch.Tensor] = []
 
-    def inputs(self, obs: torch.Tensor) -> list[torch.Tensor]:
-        """obs [..., N, D_max] -> list of N tensors [..., in_dim_i] (each agent's sensed observation)."""
+    @property
+    def recurrent(self) -> bool:
+        return any(s.recurrent for s in self.students)
+
+    def inputs(self, obs: torch.Tensor, previous: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """obs [..., N, D_max] (and the previous observation, same shape, for history features; None at an
+        episode start) -> list of N tensors [..., in_dim_i] (each agent's sensed observation)."""
         agents = self.team.agents
-        return [apply_sensing_torch(obs[..., i, : a.obs_dim], a.layout, a.sensing) for i, a in enumerate(agents)]
+        return [apply_sensing_torch(obs[..., i, : a.obs_dim], a.layout, a.sensing,
+                                    None if previous is None else previous[..., i, : a.obs_dim])
+                for i, a in enumerate(agents)]
+
+    def initial_states(self, batch: int) -> list[torch.Tensor]:
+        """Per agent: zeros [batch, H_i] for a recurrent student, an empty [batch, 0] tensor otherwise."""
+        return [s.initial_state(batch) if s.recurrent else torch.zeros(batch, 0, device=s.head.weight.device)
+                for s in self.students]
+
+    def logits(self, xs: list[torch.Tensor], hs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """One decision of every student: inputs [B, in_i] and states -> (logits [B, A_i], new states)."""
+        out, new = [], []
+        for s, x, h in zip(self.students, xs, hs, strict=True):
+            logits, h_next = s.step(x, h) if s.recurrent else (s(x), h)
+            out.append(logits)
+            new.append(h_next)
+        return out, new
+
+    def begin(self, batch: int) -> None:
+        """Start ``batch`` greedy episodes (all at their first step): no previous observation, zero states."""
+        self._prev, self._h = None, self.initial_states(batch)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """Greedy joint action long [B, N]."""
-        return torch.stack([s(x).argmax(-1) for s, x in zip(self.students, self.inputs(obs), strict=True)], dim=-1)
+        """Greedy joint action long [B, N] of the episodes started by ``begin`` (their next step)."""
+        if len(self._h) != len(self.students) or self._h[0].shape[0] != obs.shape[0]:
+            self.begin(obs.shape[0])
+        logits, self._h = self.logits(self.inputs(obs, self._prev), self._h)
+        self._prev = obs
+        return torch.stack([lg.argmax(-1) for lg in logits], dim=-1)
 
 
 # ------------------------------------------------------------------------------------- rollout and update
@@ -96,6 +135,8 @@ class Rollout:
     """One iteration's student rollout with the teacher's labels, time-major: T steps of B envs, N agents."""
 
     inputs: list[torch.Tensor]  # per agent [T, B, in_dim_i]: the sensed observation the student acted on
+    states: list[torch.Tensor]  # per agent [T, B, H_i]: a recurrent student's state before step t (H_i = 0: MLP)
+    starts: torch.Tensor  # bool [T, B]: step t is the first of an episode (memory was reset before it)
     actions: torch.Tensor  # long [T, B, N]
     logp: torch.Tensor  # [T, B, N] log-probability of the action under the acting student
     rewards: torch.Tensor  # [T, B, N]
@@ -112,30 +153,45 @@ class Rollout:
 def rollout(env: Any, teacher: Teacher, team: StudentTeam, gen: torch.Generator, h0: torch.Tensor, *, seed: int,
             num_steps: int) -> Rollout:
     """The students act (sampled with `gen`, so a resume replays the same draws) for `num_steps` steps from
-    `env.reset(seed=seed)`; the frozen teacher labels every visited state (its GRU state starts at `h0`)."""
+    `env.reset(seed=seed)`; the frozen teacher labels every visited state (its GRU state starts at `h0`).
+    Memory is reset at every episode start: the previous observation of history features and the students'
+    hidden states (the teacher's too)."""
     obs, state = env.reset(seed=seed)  # obs [B, N, D], state [B, S]
     T, B, N = num_steps, obs.shape[0], obs.shape[1]
     device = obs.device
     X = [torch.zeros(T, B, s.in_dim, device=device) for s in team.students]
-    ro = Rollout(inputs=X, actions=torch.zeros(T, B, N, dtype=torch.long, device=device),
+    hs = team.initial_states(B)
+    ro = Rollout(inputs=X, states=[torch.zeros(T, *h.shape, device=device) for h in hs],
+                 starts=torch.zeros(T, B, dtype=torch.bool, device=device),
+                 actions=torch.zeros(T, B, N, dtype=torch.long, device=device),
                  logp=torch.zeros(T, B, N, device=device), rewards=torch.zeros(T, B, N, device=device),
                  dones=torch.zeros(T, B, dtype=torch.bool, device=device),
                  t_logits=torch.zeros(T, B, N, teacher.actor.n_actions_max, device=device),
                  t_emb=torch.zeros(T, B, N, teacher.actor.embed_dim, device=device),
                  values=torch.zeros(T, B, N, device=device), next_value=torch.zeros(B, N, device=device))
     h = h0
+    prev = obs  # an episode start: the current observation stands in for the previous one
+    start = torch.ones(B, dtype=torch.bool, device=device)
     for t in range(T):
-        xs = team.inputs(obs)
-        for i, (s, x) in enumerate(zip(team.students, xs, strict=True)):
-            logits_i = s(x)  # [B, A_i]
+        ro.starts[t] = start
+        xs = team.inputs(obs, prev)
+        for i, hi in enumerate(hs):
+            ro.states[i][t] = hi
+        logits, hs = team.logits(xs, hs)
+        for i, (x, logits_i) in enumerate(zip(xs, logits, strict=True)):  # logits_i [B, A_i]
             a_i = sample_actions(logits_i, gen)
             X[i][t], ro.actions[t, :, i] = x, a_i
             ro.logp[t, :, i] = F.log_softmax(logits_i, -1).gather(-1, a_i[:, None]).squeeze(-1)
         tl, tz, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
         ro.t_logits[t], ro.t_emb[t] = tl.reshape(B, N, -1), tz.reshape(B, N, -1)
         ro.values[t] = teacher.value(state, getattr(env, "t", None))  # time-aware critics need the step count
-        obs, state, ro.rewards[t], ro.dones[t], info = env.step(ro.actions[t])
-        h = h * (~ro.dones[t]).repeat_interleave(N).unsqueeze(1).to(h.dtype)
+        next_obs, state, ro.rewards[t], ro.dones[t], info = env.step(ro.actions[t])
+        start = ro.dones[t]
+        keep = (~start).to(h.dtype)  # [B]: 0 where a new episode begins (auto-reset)
+        h = h * keep.repeat_interleave(N).unsqueeze(1)
+        hs = [hi * keep.unsqueeze(1) for hi in hs]
+        prev = torch.where(start.view(B, 1, 1), next_obs, obs)
+        obs = next_obs
         if bool(ro.dones[t].any()):
             ro.ep_returns.append(info["episode_returns"][ro.dones[t]].mean(1))
             for k, v in info["metrics"].items():
@@ -144,31 +200,65 @@ def rollout(env: Any, teacher: Teacher, team: StudentTeam, gen: torch.Generator,
     return ro
 
 
+def sequences(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Time-major [T, B, ...] -> [T/length * B, length, ...]: chunk c of env b is row c * B + b (for length 1,
+    row t * B + b: the flat sample order of stateless students)."""
+    T, B = x.shape[:2]
+    return x.reshape(T // length, length, B, *x.shape[2:]).transpose(1, 2).reshape(T // length * B, length,
+                                                                                   *x.shape[2:])
+
+
+def unroll(student: Student, x: torch.Tensor, h0: torch.Tensor, starts: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recompute a student over sequences: x [m, L, in], h0 [m, H] (its state at each chunk start, stored by the
+    rollout), starts bool [m, L] -> (embeddings [m*L, E], logits [m*L, A]), back-propagating through the chunk
+    (truncated BPTT, as MAPPO's recurrent policy). The state is zeroed inside a chunk where an episode starts."""
+    m, L = x.shape[:2]
+    if not student.recurrent:
+        z = student.embed(x.reshape(m * L, -1))
+        return z, student.head(z)
+    h, zs = h0, []
+    for t in range(L):
+        if t > 0:
+            h = h * (~starts[:, t]).to(h.dtype).unsqueeze(1)
+        _, h = student.step(x[:, t], h)
+        zs.append(h)
+    z = torch.stack(zs, dim=1).reshape(m * L, -1)
+    return z, student.head(z)
+
+
 def update(cfg: DistillConfig, team: StudentTeam, aux: AuxHeads, optimizer: torch.optim.Optimizer, ro: Rollout, *,
            adv: torch.Tensor, roles: torch.Tensor, terms: dict[str, float], lasso: bool,
            diverged: Callable[[dict[str, float]], Exception]) -> tuple[dict[str, float], float]:
     """`cfg.update_epochs` epochs over minibatches of (t, b) samples, all agents of a sample together (the
-    relation term compares agents of the same timestep). Returns the per-minibatch means of every loss term
-    (unweighted), the total loss and the grad norm, and the students' agreement with the teacher's argmax.
-    Raises `diverged(values)` before an optimizer step on a non-finite loss or grad norm."""
+    relation term compares agents of the same timestep). With a recurrent student in the team, the samples
+    come in whole sequences of `cfg.chunk_len` steps of one env (truncated BPTT from the state the rollout
+    stored at the chunk's start); stateless students see the same samples either way. Returns the
+    per-minibatch means of every loss term (unweighted), the total loss and the grad norm, and the students'
+    agreement with the teacher's argmax. Raises `diverged(values)` before an optimizer step on a non-finite
+    loss or grad norm."""
     students, agents = team.students, team.team.agents
     T, B, N = ro.actions.shape
     device = ro.actions.device
-    M = T * B
-    flat = {"adv": adv.reshape(M, N), "logp": ro.logp.reshape(M, N), "act": ro.actions.reshape(M, N),
-            "tl": ro.t_logits.reshape(M, N, -1), "tz": ro.t_emb.reshape(M, N, -1), "roles": roles.reshape(M, N)}
-    Xf = [x.reshape(M, -1) for x in ro.inputs]
+    L = cfg.sequence_length(team.recurrent)  # 1: independent (t, b) samples; else BPTT chunks of L steps
+    S = T // L * B  # sequences
+    seq = {"adv": sequences(adv, L), "logp": sequences(ro.logp, L), "act": sequences(ro.actions, L),
+           "tl": sequences(ro.t_logits, L), "tz": sequences(ro.t_emb, L), "roles": sequences(roles, L)}
+    flat = {k: v.reshape(S * L, *v.shape[2:]) for k, v in seq.items()}  # sample (sequence s, step l) = s * L + l
+    Xs = [sequences(x, L) for x in ro.inputs]  # [S, L, in_i]
+    H0 = [sequences(h, L)[:, 0] for h in ro.states]  # [S, H_i]: the state at each chunk's first step
+    starts = sequences(ro.starts, L)  # [S, L]
     stats: dict[str, float] = {}
     n_mb, agreement = 0, 0.0
     for _ in range(cfg.update_epochs):
-        perm = torch.randperm(M, device=device)
-        for idx in perm.chunk(cfg.num_minibatches):
+        perm = torch.randperm(S, device=device)
+        for seq_idx in perm.chunk(cfg.num_minibatches):
+            idx = (seq_idx[:, None] * L + torch.arange(L, device=device)).reshape(-1)  # samples of these sequences
             parts: dict[str, torch.Tensor] = {k: torch.zeros((), device=device) for k in (*TERMS, "ent")}
             projected = []
             agree = 0.0
             for i, (s, a) in enumerate(zip(students, agents, strict=True)):
-                z = s.embed(Xf[i][idx])  # [m, H_i]
-                logits = s.head(z)  # [m, A_i]
+                z, logits = unroll(s, Xs[i][seq_idx], H0[i][seq_idx], starts[seq_idx])  # [m, E_i], [m, A_i]
                 tl = flat["tl"][idx, i, : a.n_actions]  # [m, A_i]: the teacher's valid actions only
                 agree += float((logits.argmax(-1) == tl.argmax(-1)).float().mean()) / N
                 if "pg" in terms:
@@ -222,7 +312,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
 
     # ---- teacher, team, students -------------------------------------------------------------------------------
     teacher_actor_res = module_resources(teacher.actor)
-    team = team or load_team(cfg.team, max_flops=teacher_actor_res.flops)
+    team = team or load_team(cfg.team, max_flops=teacher_actor_res.flops, memory=cfg.memory or None)
     spec = teacher.spec
     if team.spec.name != spec.name or team.spec.agent_names != spec.agent_names or team.spec.obs_dims != spec.obs_dims:
         raise ValueError(f"{team.source_file}: field 'scenario': team is for {team.spec.name} "
@@ -234,15 +324,16 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
                     "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step}
     N = spec.n_agents
     torch.manual_seed(cfg.seed)
-    widths = [list(a.rung.hidden) for a in team.agents]
-    if cfg.resource_aware:
-        widths = [[max(1, round(h * cfg.ra_width_mult)) for h in w] for w in widths]
-    students = [StudentMLP(a.input_dim, w, a.n_actions).to(device) for a, w in zip(team.agents, widths, strict=True)]
+    if cfg.resource_aware and any(a.rung.gru_hidden for a in team.agents):
+        raise ValueError(f"distill config key 'resource_aware': pruning supports MLP students only; team "
+                         f"{team.name} has recurrent students ({[a.name for a in team.agents if a.rung.gru_hidden]})")
+    width_mult = cfg.ra_width_mult if cfg.resource_aware else 1.0
+    students = [a.rung.build(a.input_dim, a.n_actions, width_mult).to(device) for a in team.agents]
     print(f"KD-MARL distill: team {team.name} ({team.source_file}); teacher actor {teacher_actor_res.flops} FLOPs, "
           f"{teacher_actor_res.params} params")
     for line in team.summary_lines():
         print("  " + line)
-    aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
+    aux = AuxHeads([s.embed_dim for s in students], cfg.n_roles, cfg.rel_dim).to(device)
 
     def make_optimizer() -> torch.optim.Optimizer:
         return torch.optim.Adam([*(p for s in students for p in s.parameters()), *aux.parameters()], lr=cfg.lr,
@@ -263,7 +354,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         cfg.check_resume(ck["config"])
         if ck.get("pruned"):
             students[:] = [build_student(a).to(device) for a in ck["archs"]]
-            aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
+            aux = AuxHeads([s.embed_dim for s in students], cfg.n_roles, cfg.rel_dim).to(device)
             optimizer = make_optimizer()
             student_team = StudentTeam(team, students)
         for s, sd in zip(students, ck["students"], strict=True):
@@ -330,7 +421,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         if iteration == prune_iter and not pruned:
             students[:] = [prune_to_budget(s, a.hardware).to(device)
                            for s, a in zip(students, team.agents, strict=True)]
-            aux = AuxHeads([s.hidden[-1] for s in students], cfg.n_roles, cfg.rel_dim).to(device)
+            aux = AuxHeads([s.embed_dim for s in students], cfg.n_roles, cfg.rel_dim).to(device)
             optimizer, student_team, pruned = make_optimizer(), StudentTeam(team, students), True
             print("resource-aware: pruned to " + ", ".join(f"{list(s.hidden)}" for s in students))
         if cfg.anneal_lr:
@@ -380,16 +471,18 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     # ---- 5. evaluation and report ------------------------------------------------------------------------------
     for s in students:
         s.eval()
-    ev = evaluate_students(teacher, student_team.act, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
+    ev = evaluate_students(teacher, student_team, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
     ev_teacher, ev_students, ev_random = ev["teacher"], ev["students"], ev["random"]
     retention = team_retention(ev_students["team_return"], ev_teacher["team_return"], ev_random["team_return"])
     agents_report = []
     for a, s in zip(team.agents, students, strict=True):
-        res = s.resources()
+        res = student_resources(s, a.layout, a.sensing)
         agents_report.append({"name": a.name, "sensing": a.sensing, "input_dim": a.input_dim,
-                              "hardware": a.hardware["name"], "hidden": list(s.hidden),
-                              "ladder_rung": list(a.rung.hidden), "ladder_margins": a.rung.margins,
+                              "hardware": a.hardware["name"], "memory": a.memory, "student": s.label,
+                              "hidden": list(s.hidden), "ladder_rung": list(a.rung.hidden),
+                              "ladder_label": a.rung.label, "ladder_margins": a.rung.margins,
                               "flops": res.flops, "params": res.params, "memory_bytes": res.memory_bytes,
+                              "state_bytes": res.state_bytes,
                               "flops_reduction": teacher_actor_res.flops / res.flops,
                               "fits_budget": not budget_violations(res, a.hardware)})
     report = {
@@ -401,7 +494,8 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         "retention": retention, "agents": agents_report,
         "min_flops_reduction": min(a["flops_reduction"] for a in agents_report),
         "config": dataclasses.asdict(cfg), "command": " ".join(sys.argv),
-        "flops_note": "FLOPs = 2 x MACs of the Linear layers at batch 1 (activations, LayerNorm, masking not counted)",
+        "flops_note": ("FLOPs = 2 x MACs of the Linear layers and GRU cells at batch 1 (activations, gate "
+                       "nonlinearities, LayerNorm, masking not counted); memory includes carried state"),
     }
     report_path = out / "distill_report.json"
     with writing(report_path), atomic_file(report_path) as fh:

@@ -139,11 +139,18 @@ def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, devi
     return report
 
 
+def run_student_episodes(env: Any, students: Any, seeds: list[int], generator: torch.Generator) -> dict[str, Any]:
+    """`run_episodes` for a student team: its memory is reset for the episodes about to start."""
+    students.begin(len(seeds))
+    return run_episodes(env, students.act, seeds, None, generator)
+
+
 @torch.no_grad()
-def evaluate_students(teacher: Teacher, students_act: Callable[[torch.Tensor], torch.Tensor], *, episodes: int,
-                      seed: int, device: str = "cpu") -> dict[str, dict[str, Any]]:
-    """Greedy teacher, greedy students (`students_act`, e.g. distill's ``StudentTeam.act``) and uniform random
-    on the same mpe2 seeds [seed, seed + episodes): distill_report.json's figures.
+def evaluate_students(teacher: Teacher, students: Any, *, episodes: int, seed: int, device: str = "cpu"
+                      ) -> dict[str, dict[str, Any]]:
+    """Greedy teacher, greedy students (distill's ``StudentTeam``: ``begin(E)`` starts the episodes, resetting
+    students with memory, and ``act`` steps them) and uniform random on the same mpe2 seeds
+    [seed, seed + episodes): distill_report.json's figures.
 
     Same environment (`make_eval_env`) and the same teacher/random episodes as `evaluate` (`run_episodes`), so the
     figures agree with `kdmarl evaluate`. Team return = mean over agents of each agent's episode sum (DESIGN.md
@@ -154,7 +161,7 @@ def evaluate_students(teacher: Teacher, students_act: Callable[[torch.Tensor], t
     gen = torch.Generator(device=device).manual_seed(seed)
     runs = {"teacher": run_episodes(env, "deterministic", seeds, teacher, gen),
             "random": run_episodes(env, "random", seeds, None, gen),
-            "students": run_episodes(env, students_act, seeds, None, gen)}
+            "students": run_student_episodes(env, students, seeds, gen)}
     out = {}
     for name, r in runs.items():
         stats = mean_ci(r["team"])

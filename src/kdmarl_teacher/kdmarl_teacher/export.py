@@ -5,10 +5,13 @@ and benchmarks, never run by a node) and ``manifest.json``, the collaboration pr
 ``kdmarl_student.manifest`` (schema 1.0, see docs/ARCHITECTURE.md). What the exporter guarantees:
 
 - every model is ``onnx.checker``-clean, opset 18, one float input ``observation`` ``[batch, input_dim]``
-  (dynamic batch) and one output ``logits`` ``[batch, n_actions]``;
-- ONNX and torch agree to ``--tolerance`` (1e-5) on at least 10 000 observations per agent, random and
-  recorded from rollouts of the real mpe2 environment, or the export fails (the figure goes in the
-  manifest);
+  (dynamic batch) and one output ``logits`` ``[batch, n_actions]``; a recurrent student (issue 11) also takes
+  its state ``h_in`` ``[batch, H]`` and gives ``h_out`` ``[batch, H]`` (the manifest's ``memory`` says so);
+- ONNX and torch agree to ``--tolerance`` (1e-5) on at least 10 000 random inputs per agent (random states
+  too, for a recurrent student) and, stepped exactly as a robot steps them (state carried, history
+  features from the previous observation, reset at each episode start), over at least 10 000 steps of
+  whole episodes of the real mpe2 environment with identical greedy actions, or the export fails (the
+  figure goes in the manifest);
 - the manifest lists sha256, parameters, FLOPs, memory, latency measured here, the hardware budget and
   whether it is met, and the team's teacher / student / random returns on the evaluation seeds, measured
   *from the staged bundle itself* with ``kdmarl_student.bundle_eval.evaluate_bundle``;
@@ -55,7 +58,7 @@ from kdmarl_student.manifest import (
 )
 from kdmarl_student.policy import session_options
 from kdmarl_student.scenarios import ScenarioSpec, make_mpe2_env
-from kdmarl_student.sensing import apply_sensing, sensed_dim
+from kdmarl_student.sensing import apply_sensing, history_dim, sensed_dim
 from torch import nn
 
 LOGGER = logging.getLogger("kdmarl.export")
@@ -63,6 +66,8 @@ LOGGER = logging.getLogger("kdmarl.export")
 OPSET = 18
 INPUT_NAME = "observation"
 OUTPUT_NAME = "logits"
+STATE_INPUT = "h_in"  # a recurrent student's state in and out (issue 11)
+STATE_OUTPUT = "h_out"
 TEACHER_FILE = "teacher_actor.onnx"
 DEFAULT_CONTROL_RATE_HZ = 10.0  # MPE: dt = 0.1 s per step
 
@@ -92,6 +97,19 @@ class ExportAgent:
     budget: dict[str, Any] | None = None
     resources: dict[str, int] | None = None
     architecture: str = ""
+
+    @property
+    def state_dim(self) -> int:
+        """A recurrent module's hidden size (its ONNX graph takes and gives the state); 0 otherwise."""
+        return int(getattr(self.module, "state_dim", 0)) if getattr(self.module, "recurrent", False) else 0
+
+    def memory(self, layout: dict) -> dict[str, Any] | None:
+        """The manifest's ``memory`` entry: what the robot keeps between decisions (None: stateless)."""
+        if self.state_dim:
+            return {"kind": "recurrent", "state_dim": self.state_dim, "state_input": STATE_INPUT,
+                    "state_output": STATE_OUTPUT}
+        width = history_dim(layout, self.sensing)
+        return {"kind": "history", "state_dim": width} if width else None
 
 
 # -------------------------------------------------------------------------------------------- agents
@@ -159,37 +177,47 @@ def load_student_agents(path: str | Path) -> list[ExportAgent]:
     from kdmarl_teacher.students_file import student_agents  # noqa: PLC0415
 
     return [ExportAgent(name=a.name, module=a.module, sensing=a.sensing, kind="student", budget=a.budget,
-                        architecture=a.architecture) for a in student_agents(path)]
+                        resources=a.resources, architecture=a.architecture) for a in student_agents(path)]
 
 
 # ---------------------------------------------------------------------------------------- onnx steps
-def export_onnx(module: nn.Module, path: Path, input_dim: int, *, opset: int = OPSET, dynamo: bool = True) -> None:
+def export_onnx(module: nn.Module, path: Path, input_dim: int, *, state_dim: int = 0, opset: int = OPSET,
+                dynamo: bool = True) -> None:
     """Export ``module`` with a dynamic batch axis and check the result with ``onnx.checker``.
 
-    ``dynamo=True`` uses torch's current exporter (``torch.export`` + onnxscript); ``False`` the legacy
-    TorchScript one, kept for speed in tests and as a fallback. Both give the same graph for MLPs.
+    With ``state_dim`` the module is one recurrent step, ``(observation, h_in) -> (logits, h_out)``, and the
+    graph has those two inputs and outputs (explicit state: the robot's runtime owns it). ``dynamo=True`` uses
+    torch's current exporter (``torch.export`` + onnxscript); ``False`` the legacy TorchScript one, kept for
+    speed in tests and as a fallback. Both give the same graph for MLPs and GRU cells.
     """
     module = module.eval()
-    example = (torch.zeros(2, input_dim),)
+    example: tuple[torch.Tensor, ...] = (torch.zeros(2, input_dim),)
+    inputs, outputs = [INPUT_NAME], [OUTPUT_NAME]
+    if state_dim:
+        example += (torch.zeros(2, state_dim),)
+        inputs, outputs = [INPUT_NAME, STATE_INPUT], [OUTPUT_NAME, STATE_OUTPUT]
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad():
         warnings.simplefilter("ignore")
         if dynamo:
+            batch = torch.export.Dim("batch")
             onnx_program = torch.onnx.export(
-                module, example, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-                dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False,
+                module, example, input_names=inputs, output_names=outputs, opset_version=opset,
+                dynamic_shapes=tuple({0: batch} for _ in example), dynamo=True, verbose=False,
             )
             onnx_program.save(str(path))
         else:
             torch.onnx.export(
-                module, example, str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                opset_version=opset, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, dynamo=False,
+                module, example, str(path), input_names=inputs, output_names=outputs, opset_version=opset,
+                dynamic_axes={name: {0: "batch"} for name in (*inputs, *outputs)}, dynamo=False,
             )
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) != 2 or not dims[0].dim_param or dims[1].dim_value != input_dim:
-        raise ValueError(f"{path}: exported input is not [batch, {input_dim}] with a dynamic batch axis")
+    for graph_input, width in zip(model.graph.input, (input_dim, state_dim), strict=False):
+        dims = graph_input.type.tensor_type.shape.dim
+        if len(dims) != 2 or not dims[0].dim_param or dims[1].dim_value != width:
+            raise ValueError(f"{path}: exported input {graph_input.name!r} is not [batch, {width}] with a dynamic "
+                             "batch axis")
 
 
 def cpu_session(path: Path, threads: int = 1) -> ort.InferenceSession:
@@ -200,8 +228,22 @@ def cpu_session(path: Path, threads: int = 1) -> ort.InferenceSession:
 PARITY_RULE = "|onnx - torch| <= tolerance * max(1, max_j |torch_j|) for every logit of every observation"
 
 
-def parity_error(module: nn.Module, path: Path, inputs: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
-    """(max |torch - ONNX|, the same scaled by max(1, largest |logit| of that observation)) over ``inputs``.
+def output_error(onnx_out: np.ndarray, torch_out: np.ndarray) -> tuple[float, float]:
+    """(max |torch - ONNX|, the same scaled by max(1, largest |output| of that row)) of one batch [M, K].
+
+    A NaN/Inf output on either side is an infinite difference: NaN compares False, so max() would skip it and
+    a NaN model would read as parity 0.00."""
+    finite = np.isfinite(onnx_out) & np.isfinite(torch_out)
+    diff = np.full(onnx_out.shape, np.inf)
+    diff[finite] = np.abs(onnx_out[finite] - torch_out[finite])
+    scale = np.maximum(1.0, np.abs(np.where(finite, torch_out, 0.0)).max(axis=-1, keepdims=True))  # [M, 1]
+    return float(diff.max()), float((diff / scale).max())
+
+
+def parity_error(module: nn.Module, path: Path, inputs: np.ndarray, states: np.ndarray | None = None,
+                 chunk: int = 4096) -> tuple[float, float]:
+    """(max |torch - ONNX|, the same scaled by max(1, largest |logit| of that observation)) over ``inputs``
+    (and, for a recurrent module, ``states`` [n, H]: both its outputs, logits and new state, are compared).
 
     The check uses the second figure: the float32 logits of a trained teacher on the outlier inputs of
     ``random_observations`` reach tens to hundreds, where 1e-5 absolute is below float32 resolution; for
@@ -212,16 +254,16 @@ def parity_error(module: nn.Module, path: Path, inputs: np.ndarray, chunk: int =
     with torch.no_grad():
         for start in range(0, len(inputs), chunk):
             x = np.ascontiguousarray(inputs[start : start + chunk], dtype=np.float32)
-            (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
-            torch_out = module(torch.from_numpy(x)).numpy()
-            # a NaN/Inf logit on either side is an infinite difference: NaN compares False, so max() would skip it
-            # and a NaN model would read as parity 0.00
-            finite = np.isfinite(onnx_out) & np.isfinite(torch_out)
-            diff = np.full(onnx_out.shape, np.inf)
-            diff[finite] = np.abs(onnx_out[finite] - torch_out[finite])
-            worst_abs = max(worst_abs, float(diff.max()))
-            scale = np.maximum(1.0, np.abs(np.where(finite, torch_out, 0.0)).max(axis=-1, keepdims=True))  # [chunk, 1]
-            worst_scaled = max(worst_scaled, float((diff / scale).max()))
+            if states is None:
+                pairs = [(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], module(torch.from_numpy(x)).numpy())]
+            else:
+                h = np.ascontiguousarray(states[start : start + chunk], dtype=np.float32)
+                onnx_logits, onnx_h = session.run([OUTPUT_NAME, STATE_OUTPUT], {INPUT_NAME: x, STATE_INPUT: h})
+                torch_logits, torch_h = module(torch.from_numpy(x), torch.from_numpy(h))
+                pairs = [(onnx_logits, torch_logits.numpy()), (onnx_h, torch_h.numpy())]
+            for onnx_out, torch_out in pairs:
+                abs_err, scaled_err = output_error(onnx_out, torch_out)
+                worst_abs, worst_scaled = max(worst_abs, abs_err), max(worst_scaled, scaled_err)
     return worst_abs, worst_scaled
 
 
@@ -240,36 +282,90 @@ def refuse_nonfinite_weights(agents: Sequence[ExportAgent], teacher_actor: nn.Mo
                                  "expected the finite weights of a run that did not diverge")
 
 
-def record_observations(spec: ScenarioSpec, agents: Sequence[ExportAgent], steps: int, seed: int,
-                        epsilon: float = 0.2) -> dict[str, np.ndarray]:
-    """Full observations per agent from rollouts of the real mpe2 env, so parity covers visited states.
+class Stepper:
+    """One agent's policy stepped through an episode the way the robot's runtime steps it: the sensing
+    transform with the previous observation (history features), the recurrent state carried from decision
+    to decision, both reset at an episode start. ``run(x [1, in], h [1, H]) -> (logits [1, A], h')`` is the
+    torch module or its ONNX Runtime session, so the two can be stepped side by side."""
 
-    Agents act greedily with their own module, with probability ``epsilon`` uniformly at random (seeded)
-    so the record is not a handful of repeated trajectories.
+    def __init__(self, agent: ExportAgent, layout: dict, run: Any) -> None:
+        self.agent, self.layout, self.run = agent, layout, run
+        self.reset()
+
+    def reset(self) -> None:
+        self.previous: np.ndarray | None = None
+        self.h = np.zeros((1, self.agent.state_dim), np.float32)
+
+    def step(self, observation: np.ndarray) -> np.ndarray:
+        obs = np.asarray(observation, dtype=np.float32)[None]
+        x = np.ascontiguousarray(apply_sensing(obs, self.layout, self.agent.sensing, self.previous), dtype=np.float32)
+        logits, self.h = self.run(x, self.h)
+        self.previous = obs
+        return logits[0]
+
+
+def torch_runner(agent: ExportAgent) -> Any:
+    def run(x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            if agent.state_dim:
+                logits, h_new = agent.module(torch.from_numpy(x), torch.from_numpy(h))
+                return logits.numpy(), h_new.numpy()
+            return agent.module(torch.from_numpy(x)).numpy(), h
+    return run
+
+
+def onnx_runner(agent: ExportAgent, path: Path) -> Any:
+    session = cpu_session(path, threads=1)
+
+    def run(x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if agent.state_dim:
+            logits, h_new = session.run([OUTPUT_NAME, STATE_OUTPUT], {INPUT_NAME: x, STATE_INPUT: h})
+            return logits, h_new
+        return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], h
+    return run
+
+
+def episode_parity(spec: ScenarioSpec, agents: Sequence[ExportAgent], paths: dict[str, Path], steps: int, *,
+                   seed: int, epsilon: float = 0.2) -> dict[str, dict[str, Any]]:
+    """Torch and ONNX Runtime stepped side by side through whole mpe2 episodes until every agent made
+    ``steps`` decisions: per agent the worst logit difference (absolute and scaled, as ``parity_error``), the
+    number of steps and of greedy actions that differ (which must be 0), and the episodes.
+
+    Agents act greedily with their torch module, with probability ``epsilon`` uniformly at random (seeded),
+    so the record is not a handful of repeated trajectories; both sides see the same observations.
     """
     env = make_mpe2_env(spec)
     rng = np.random.default_rng(seed)
-    by_name = {a.name: a for a in agents}
     layouts = {a.name: a.layout for a in spec.agents}
     n_actions = {a.name: a.n_actions for a in spec.agents}
-    record: dict[str, list[np.ndarray]] = {name: [] for name in by_name}
+    sides = {a.name: (Stepper(a, layouts[a.name], torch_runner(a)),
+                      Stepper(a, layouts[a.name], onnx_runner(a, paths[a.name]))) for a in agents}
+    out = {a.name: {"max_abs_diff": 0.0, "max_scaled_diff": 0.0, "steps": 0, "action_mismatches": 0} for a in agents}
     episode = 0
-    while min((len(v) for v in record.values()), default=steps) < steps:
+    while min(o["steps"] for o in out.values()) < steps:
         obs, _ = env.reset(seed=seed + episode)
         episode += 1
+        for torch_side, onnx_side in sides.values():
+            torch_side.reset()
+            onnx_side.reset()
         while env.agents:
             actions = {}
             for name in env.agents:
-                record[name].append(np.asarray(obs[name], dtype=np.float32))
-                if rng.random() < epsilon:
-                    actions[name] = int(rng.integers(n_actions[name]))
-                    continue
-                x = apply_sensing(obs[name][None].astype(np.float32), layouts[name], by_name[name].sensing)
-                with torch.no_grad():
-                    actions[name] = int(by_name[name].module(torch.from_numpy(x)).argmax(-1))
+                torch_side, onnx_side = sides[name]
+                torch_logits, onnx_logits = torch_side.step(obs[name]), onnx_side.step(obs[name])
+                abs_err, scaled_err = output_error(onnx_logits[None], torch_logits[None])
+                rec = out[name]
+                rec["max_abs_diff"], rec["max_scaled_diff"] = max(rec["max_abs_diff"], abs_err), max(
+                    rec["max_scaled_diff"], scaled_err)
+                rec["steps"] += 1
+                rec["action_mismatches"] += int(np.argmax(torch_logits) != np.argmax(onnx_logits))
+                greedy = int(np.argmax(torch_logits))
+                actions[name] = int(rng.integers(n_actions[name])) if rng.random() < epsilon else greedy
             obs, _, _, _, _ = env.step(actions)
     env.close()
-    return {name: np.stack(rows[:steps]) for name, rows in record.items()}
+    for rec in out.values():
+        rec["episodes"] = episode
+    return out
 
 
 def random_observations(n: int, dim: int, seed: int) -> np.ndarray:
@@ -280,17 +376,27 @@ def random_observations(n: int, dim: int, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def measure_latency(path: Path, input_dim: int, calls: int, warmup: int = 200) -> dict[str, Any]:
-    """Batch-1, warm, single-thread ONNX Runtime latency of one session.run (DESIGN.md §5)."""
+def measure_latency(path: Path, input_dim: int, calls: int, warmup: int = 200, state_dim: int = 0) -> dict[str, Any]:
+    """Batch-1, warm, single-thread ONNX Runtime latency of one session.run (DESIGN.md §5); a recurrent graph
+    is run with its state fed back, as on the robot."""
     session = cpu_session(path, threads=1)
-    x = np.zeros((1, input_dim), dtype=np.float32)
-    feed = {INPUT_NAME: x}
+    feed = {INPUT_NAME: np.zeros((1, input_dim), dtype=np.float32)}
+    outputs = [OUTPUT_NAME]
+    if state_dim:
+        feed[STATE_INPUT] = np.zeros((1, state_dim), dtype=np.float32)
+        outputs.append(STATE_OUTPUT)
+
+    def call() -> None:
+        result = session.run(outputs, feed)
+        if state_dim:
+            feed[STATE_INPUT] = result[1]
+
     for _ in range(warmup):
-        session.run([OUTPUT_NAME], feed)
+        call()
     times = np.empty(calls)
     for i in range(calls):
         t0 = time.perf_counter()
-        session.run([OUTPUT_NAME], feed)
+        call()
         times[i] = time.perf_counter() - t0
     ms = times * 1e3
     return {
@@ -337,7 +443,7 @@ def export_bundle(
     control_rate_hz: float | None = None,
     eval_seeds: Sequence[int] = tuple(range(1000, 1100)),
     parity_random: int = 10_000,
-    parity_recorded: int = 5_000,
+    parity_recorded: int = 10_000,
     tolerance: float = 1e-5,
     latency_calls: int = 2_000,
     opset: int = OPSET,
@@ -361,27 +467,48 @@ def export_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        recorded = record_observations(spec, agents, parity_recorded, seed=seed + 7919) if parity_recorded else {}
-        entries = []
+        pending, paths = [], {}
         for index, agent_spec in enumerate(spec.agents):
             agent = by_name[agent_spec.name]
-            input_dim = sensed_dim(agent_spec.layout, agent.sensing)
+            input_dim, state_dim = sensed_dim(agent_spec.layout, agent.sensing), agent.state_dim
             with torch.no_grad():
-                probe = agent.module(torch.zeros(1, input_dim))
+                probe = (agent.module(torch.zeros(1, input_dim), torch.zeros(1, state_dim))[0] if state_dim
+                         else agent.module(torch.zeros(1, input_dim)))
             if tuple(probe.shape) != (1, agent_spec.n_actions):
                 raise ValueError(f"{agent.name}: module maps [1, {input_dim}] to {tuple(probe.shape)}, expected "
                                  f"[1, {agent_spec.n_actions}]")
             model_file = f"{agent.name}.onnx"
             path = stage / model_file
-            export_onnx(agent.module, path, input_dim, opset=opset, dynamo=dynamo)
+            export_onnx(agent.module, path, input_dim, state_dim=state_dim, opset=opset, dynamo=dynamo)
             full = random_observations(parity_random, agent_spec.obs_dim, seed + index)
-            if agent.name in recorded:
-                full = np.concatenate([full, recorded[agent.name]])
-            inputs = apply_sensing(full, agent_spec.layout, agent.sensing)
-            diff, scaled = parity_error(agent.module, path, inputs)
+            previous = None
+            if history_dim(agent_spec.layout, agent.sensing):  # history features of random pairs of observations
+                previous = random_observations(parity_random, agent_spec.obs_dim, seed + index + 4099)
+            inputs = apply_sensing(full, agent_spec.layout, agent.sensing, previous)
+            states = None
+            if state_dim:  # a GRU's state lies in (-1, 1)
+                states = np.random.default_rng(seed + index + 8191).uniform(-1, 1, (len(inputs), state_dim))
+            diff, scaled = parity_error(agent.module, path, inputs, states)
             if not scaled <= tolerance:
                 raise ValueError(f"{agent.name}: ONNX and torch logits differ by {scaled:.3g} > {tolerance:g} "
                                  "(relative to max(1, max |logit|))")
+            paths[agent.name] = path
+            pending.append((agent_spec, agent, model_file, path, input_dim, diff, scaled, len(inputs)))
+        episodes = (episode_parity(spec, agents, paths, parity_recorded, seed=seed + 7919) if parity_recorded else {})
+        entries = []
+        for agent_spec, agent, model_file, path, input_dim, random_diff, random_scaled, n_random in pending:
+            rule, diff, scaled, n_checked = PARITY_RULE, random_diff, random_scaled, n_random
+            if agent.name in episodes:
+                ep = episodes[agent.name]
+                if not ep["max_scaled_diff"] <= tolerance or ep["action_mismatches"]:
+                    raise ValueError(f"{agent.name}: stepped through {ep['episodes']} mpe2 episodes, ONNX and torch "
+                                     f"differ by {ep['max_scaled_diff']:.3g} (tolerance {tolerance:g}) and in "
+                                     f"{ep['action_mismatches']} of {ep['steps']} greedy actions (expected 0)")
+                diff, scaled = max(diff, ep["max_abs_diff"]), max(scaled, ep["max_scaled_diff"])
+                n_checked += ep["steps"]
+                rule += (f"; {n_random} random inputs{' and states' if agent.state_dim else ''}, then "
+                         f"{ep['steps']} decisions stepped through {ep['episodes']} whole mpe2 episodes as the "
+                         "runtime steps them (state carried, reset per episode) with identical greedy actions")
             budget = dict(agent.budget) if agent.budget else None
             rate = control_rate_hz or (budget or {}).get("control_rate_hz") or DEFAULT_CONTROL_RATE_HZ
             entries.append(build_agent_entry(
@@ -390,13 +517,14 @@ def export_bundle(
                 model_sha256=sha256_file(path), kind=agent.kind,
                 resources=agent.resources or linear_chain_resources(agent.module), control_rate_hz=float(rate),
                 opset=opset, budget=budget,
-                latency=measure_latency(path, input_dim, latency_calls) if latency_calls else None,
-                parity={"max_abs_diff": diff, "max_scaled_diff": scaled, "n_observations": len(inputs),
-                        "tolerance": tolerance, "rule": PARITY_RULE},
+                latency=(measure_latency(path, input_dim, latency_calls, state_dim=agent.state_dim)
+                         if latency_calls else None),
+                parity={"max_abs_diff": diff, "max_scaled_diff": scaled, "n_observations": n_checked,
+                        "tolerance": tolerance, "rule": rule},
                 input_name=INPUT_NAME, output_name=OUTPUT_NAME, architecture=agent.architecture,
-                model_bytes=path.stat().st_size,
+                model_bytes=path.stat().st_size, memory=agent.memory(agent_spec.layout),
             ))
-            LOGGER.info("%s: exported (parity %.2g on %d observations)", agent.name, diff, len(inputs))
+            LOGGER.info("%s: exported (parity %.2g on %d observations)", agent.name, diff, n_checked)
         teacher_entry = None
         if teacher_actor is not None:
             teacher_in = int(teacher_actor.in_dim)
@@ -477,7 +605,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-rate", type=float, default=None,
                         help="control rate in Hz (default: the hardware profile's, else 10 Hz, MPE's dt)")
     parser.add_argument("--parity-random", type=int, default=10_000, help="random observations per agent")
-    parser.add_argument("--parity-recorded", type=int, default=5_000, help="rollout observations per agent")
+    parser.add_argument("--parity-recorded", type=int, default=10_000,
+                        help="decisions per agent stepped through whole mpe2 episodes (torch vs ONNX Runtime)")
     parser.add_argument("--latency-calls", type=int, default=2_000, help="batch-1 calls timed per model")
     parser.add_argument("--legacy-exporter", action="store_true", help="use torch's TorchScript ONNX exporter")
 

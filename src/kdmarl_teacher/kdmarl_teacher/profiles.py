@@ -8,8 +8,13 @@
   ``max_params``, ``max_memory_bytes``, ``max_latency_ms`` at ``control_rate_hz`` with a
   ``sustained_flops_per_s`` to estimate latency. Each file says where its figures come from.
 - A **team config** (``config/teams/NAME.yaml``) names the scenario and maps each agent to a sensing and a
-  hardware profile. ``load_team`` validates everything up front and raises ``ValueError`` naming the file,
-  the agent and the field (unknown profile, slice not in the scenario, budget no ladder rung meets).
+  hardware profile, and optionally a ``memory`` kind (issue 11): ``none`` (an MLP on the current sensed
+  observation; the default), ``history`` (an MLP with history features appended by the sensing transform:
+  by default the deltas of the selected slices; ``history: {mode, slices}`` overrides), ``recurrent`` (a GRU
+  student from ``GRU_LADDER``), or a list of kinds tried in order, the first whose ladder fits the budget
+  being taken (``[recurrent, history, none]``: memory where the budget allows it). ``load_team`` validates
+  everything up front and raises ``ValueError`` naming the file, the agent and the field (unknown profile,
+  slice not in the scenario, budget no ladder rung meets).
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from typing import Any
 
 import torch
 from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
-from kdmarl_student.sensing import SLOT_DIM, resolve_profile, sensed_dim
+from kdmarl_student.sensing import SLOT_DIM, history_dim, history_plan, resolve_profile, sensed_dim
 
 from kdmarl_teacher.config import load_yaml
 from kdmarl_teacher.resources import mlp_resources
-from kdmarl_teacher.students import LADDER, RungChoice, choose_rung
+from kdmarl_teacher.students import GRU_LADDER, LADDER, RungChoice, choose_rung, rung_resources
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 HARDWARE_DIR = CONFIG_DIR / "hardware"
@@ -42,6 +47,9 @@ SENSING_PROFILES: dict[str, dict[str, Any]] = {
     "self_and_landmarks": {"include": ["self_vel", "self_pos", "landmarks"]},
 }
 
+MEMORY_KINDS = ("none", "history", "recurrent")
+DEFAULT_HISTORY = {"mode": "delta"}  # deltas of every selected slice without "nearest" (kdmarl_student.sensing)
+
 HARDWARE_FIELDS = ("max_flops", "max_params", "max_memory_bytes", "max_latency_ms", "control_rate_hz",
                    "sustained_flops_per_s")
 
@@ -57,7 +65,7 @@ def resolve_sensing(profile: str | Mapping, layout: Mapping[str, Sequence[int]])
         name, spec = str(profile.get("name", "custom")), profile
     else:
         raise ValueError(f"sensing profile must be a name or a mapping, got {profile!r}")
-    unknown = set(spec) - {"name", "include", "exclude", "slices", "nearest", "description"}
+    unknown = set(spec) - {"name", "include", "exclude", "slices", "nearest", "history", "description"}
     if unknown:
         raise ValueError(f"sensing profile {name!r}: unknown field(s) {sorted(unknown)}")
     if "include" in spec or "slices" in spec:
@@ -67,6 +75,8 @@ def resolve_sensing(profile: str | Mapping, layout: Mapping[str, Sequence[int]])
     nearest = {k: int(v) for k, v in dict(spec.get("nearest") or {}).items()}
     # "nearest" on a slice this scenario lacks (e.g. landmarks for the speaker) is an error: say which.
     concrete = {"name": name, "slices": slices, "nearest": nearest}
+    if spec.get("history") is not None:
+        concrete["history"] = dict(spec["history"])
     resolve_profile(layout, concrete)  # raises ValueError naming the field
     return concrete
 
@@ -76,11 +86,13 @@ def sensing_index_plan(layout: Mapping[str, Sequence[int]], sensing: Mapping) ->
     return [(start, stop, k) for _, start, stop, k in resolve_profile(layout, sensing)]
 
 
-def apply_sensing_torch(obs_full: torch.Tensor, layout: Mapping[str, Sequence[int]], sensing: Mapping) -> torch.Tensor:
+def apply_sensing_torch(obs_full: torch.Tensor, layout: Mapping[str, Sequence[int]], sensing: Mapping,
+                        previous: torch.Tensor | None = None) -> torch.Tensor:
     """Torch twin of ``kdmarl_student.sensing.apply_sensing``: [..., source_dim] -> [..., input_dim].
 
-    Same plan, same float operations (squared distance x*x + y*y, stable sort), so results are bit-identical
-    to the numpy version (tested). Differentiable w.r.t. the selected values (not needed, but harmless).
+    Same plan, same float operations (squared distance x*x + y*y, stable sort, one subtraction per history
+    delta), so results are bit-identical to the numpy version (tested). ``previous`` is the previous full
+    observation for history features (``None``: an episode start, the current one stands in).
     """
     parts = []
     for start, stop, k in sensing_index_plan(layout, sensing):
@@ -93,6 +105,11 @@ def apply_sensing_torch(obs_full: torch.Tensor, layout: Mapping[str, Sequence[in
         order = torch.sort(d2, dim=-1, stable=True).indices[..., :k]  # [..., k]
         picked = torch.gather(slots, -2, order[..., None].expand(*order.shape, SLOT_DIM))  # [..., k, 2]
         parts.append(picked.reshape(*block.shape[:-1], k * SLOT_DIM))
+    mode, history = history_plan(layout, sensing)
+    prev = obs_full if previous is None else previous
+    for _, start, stop in history:
+        before = prev[..., start:stop]
+        parts.append(obs_full[..., start:stop] - before if mode == "delta" else before)
     return torch.cat(parts, dim=-1)
 
 
@@ -126,7 +143,7 @@ def load_hardware(name_or_path: str | Path) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------------------- teams
 @dataclass
 class AgentProfile:
-    """One agent of a team: its concrete sensing dict, hardware budget and the ladder rung that fits."""
+    """One agent of a team: its concrete sensing dict, hardware budget, memory kind and the ladder rung that fits."""
 
     name: str
     role: str
@@ -137,11 +154,13 @@ class AgentProfile:
     input_dim: int
     hardware: dict[str, Any]
     rung: RungChoice
+    memory: str = "none"  # one of MEMORY_KINDS: the kind the budget picked
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "obs_dim": self.obs_dim, "n_actions": self.n_actions,
                 "layout": {k: list(v) for k, v in self.layout.items()}, "sensing": self.sensing,
-                "input_dim": self.input_dim, "hardware": self.hardware, "rung": self.rung.to_dict()}
+                "input_dim": self.input_dim, "hardware": self.hardware, "rung": self.rung.to_dict(),
+                "memory": self.memory}
 
 
 @dataclass
@@ -158,8 +177,8 @@ class TeamConfig:
             r = a.rung
             margins = ", ".join(f"{k.removeprefix('max_')} x{v:g}" for k, v in r.margins.items())
             lines.append(f"{a.name}: sensing={a.sensing['name']} ({a.input_dim} inputs) hardware={a.hardware['name']} "
-                         f"-> hidden {list(r.hidden)}: {r.resources.flops} FLOPs, {r.resources.params} params, "
-                         f"{r.resources.memory_bytes} B; margins {margins}")
+                         f"memory={a.memory} -> {r.label}: {r.resources.flops} FLOPs, {r.resources.params} params, "
+                         f"{r.resources.memory_bytes} B (state {r.resources.state_bytes} B); margins {margins}")
         return lines
 
 
@@ -174,11 +193,50 @@ def team_path(name_or_path: str | Path) -> Path:
     return path
 
 
+def memory_choices(value: Any, where: str) -> list[str]:
+    """A team entry's ``memory`` (a kind or a list of kinds in order of preference) -> the list of kinds."""
+    kinds = [value] if isinstance(value, str) else value
+    if not isinstance(kinds, list) or not kinds or any(k not in MEMORY_KINDS for k in kinds):
+        raise ValueError(f"{where}: field 'memory' = {value!r}: expected one of {list(MEMORY_KINDS)} or a list "
+                         "of them in order of preference")
+    return list(kinds)
+
+
+def fit_agent(
+    sensing: dict[str, Any], layout: Mapping[str, Sequence[int]], n_actions: int, hardware: Mapping, *,
+    kinds: list[str], history: Mapping | None, ladder: Sequence[Sequence[int]], max_flops: int | None,
+) -> tuple[str, dict[str, Any], int, RungChoice | None]:
+    """The first memory kind of ``kinds`` whose ladder has a rung that fits ``hardware``:
+    (kind, sensing with history features if any, input width, rung) — the rung None if no kind fits."""
+    for kind in kinds:
+        profile = {k: v for k, v in sensing.items() if k != "history"}
+        if kind == "history":
+            profile["history"] = dict(history or sensing.get("history") or DEFAULT_HISTORY)
+            history_plan(layout, profile)  # ValueError naming the history field
+        elif kind == "none" and sensing.get("history") is not None:
+            profile["history"] = sensing["history"]  # a named profile may carry its own history features
+        in_dim = sensed_dim(layout, profile)
+        state = history_dim(layout, profile)
+        if kind == "recurrent":
+            rungs = [(t, g) for t, g in GRU_LADDER if max_flops is None
+                     or rung_resources(in_dim, n_actions, t, g).flops <= max_flops] or list(GRU_LADDER[:1])
+            rung = choose_rung(in_dim, n_actions, hardware, rungs, recurrent=True)
+        else:
+            rungs = [h for h in ladder if max_flops is None
+                     or mlp_resources([in_dim, *h, n_actions]).flops <= max_flops] or [min(ladder, key=sum)]
+            rung = choose_rung(in_dim, n_actions, hardware, rungs, state_values=state)
+        if rung is not None:
+            return kind, profile, in_dim, rung
+    return kinds[-1], profile, in_dim, None
+
+
 def load_team(
-    name_or_path: str | Path, ladder: Sequence[Sequence[int]] = LADDER, max_flops: int | None = None
+    name_or_path: str | Path, ladder: Sequence[Sequence[int]] = LADDER, max_flops: int | None = None,
+    memory: str | None = None,
 ) -> TeamConfig:
-    """Load and validate a team config; pick each agent's rung. ``max_flops`` caps the ladder (e.g. at the
-    teacher actor's FLOPs: a student is never larger than its teacher)."""
+    """Load and validate a team config; pick each agent's memory kind and rung. ``max_flops`` caps the ladder
+    (e.g. at the teacher actor's FLOPs: a student is never larger than its teacher). ``memory`` overrides
+    every agent's ``memory`` field (e.g. a benchmark comparing the kinds on one team)."""
     path = team_path(name_or_path)
     where = str(path)
     try:
@@ -206,7 +264,7 @@ def load_team(
     team = TeamConfig(name=path.stem, source_file=where, spec=spec)
     for agent in spec.agents:
         entry = {**default, **(entries.get(agent.name) or {})}
-        unknown = set(entry) - {"sensing", "hardware"}
+        unknown = set(entry) - {"sensing", "hardware", "memory", "history"}
         if unknown:
             raise ValueError(f"{where}: agent {agent.name}: unknown field(s) {sorted(unknown)}")
         for key in ("sensing", "hardware"):
@@ -222,16 +280,22 @@ def load_team(
             hardware.setdefault("name", "inline")
         except ValueError as err:
             raise ValueError(f"{where}: agent {agent.name}: field 'hardware': {err}") from err
-        in_dim = sensed_dim(agent.layout, sensing)
-        rungs = [h for h in ladder if max_flops is None
-                 or mlp_resources([in_dim, *h, agent.n_actions]).flops <= max_flops] or [min(ladder, key=sum)]
-        rung = choose_rung(in_dim, agent.n_actions, hardware, rungs)
+        kinds = memory_choices(memory if memory else entry.get("memory", "none"), f"{where}: agent {agent.name}")
+        history = entry.get("history")
+        if history is not None and not isinstance(history, Mapping):
+            raise ValueError(f"{where}: agent {agent.name}: field 'history' must be a mapping {{mode, slices}}")
+        try:
+            kind, sensing, in_dim, rung = fit_agent(sensing, agent.layout, agent.n_actions, hardware, kinds=kinds,
+                                                    history=history, ladder=ladder, max_flops=max_flops)
+        except ValueError as err:
+            raise ValueError(f"{where}: agent {agent.name}: field 'history': {err}") from err
         if rung is None:
             raise ValueError(
-                f"{where}: agent {agent.name}: field 'hardware': no student architecture fits budget "
-                f"{hardware['name']!r} ({ {k: hardware.get(k) for k in HARDWARE_FIELDS[:4]} }) "
-                f"with {in_dim} inputs and {agent.n_actions} actions; smallest rung is {list(min(ladder, key=sum))}"
+                f"{where}: agent {agent.name}: field 'hardware': no student architecture of memory kind(s) {kinds} "
+                f"fits budget {hardware['name']!r} ({ {k: hardware.get(k) for k in HARDWARE_FIELDS[:4]} }) "
+                f"with {in_dim} inputs and {agent.n_actions} actions; smallest MLP rung is "
+                f"{list(min(ladder, key=sum))}, smallest recurrent rung gru{GRU_LADDER[0][1]}"
             )
         team.agents.append(AgentProfile(agent.name, agent.role, agent.obs_dim, agent.n_actions, dict(agent.layout),
-                                        sensing, in_dim, hardware, rung))
+                                        sensing, in_dim, hardware, rung, kind))
     return team

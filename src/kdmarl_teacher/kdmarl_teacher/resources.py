@@ -6,9 +6,14 @@ Definitions (DESIGN.md §5), used everywhere in kdmarl (students' ladder, manife
   (which counts ``addmm`` as 2·m·n·k), so the analytic figure can be checked against it exactly. With
   ``count_activations=True`` one FLOP per hidden unit is added (one tanh/ReLU each) and the report says so.
 - **Parameters** = weights + biases.
-- **Memory** = weights (``bytes_per_value`` each, float32 by default) + activations at batch 1. Activations
-  are counted conservatively as the sum of every buffer of the forward pass (input, each hidden layer,
-  logits): a runtime that reuses buffers needs less, never more.
+- **Memory** = weights (``bytes_per_value`` each, float32 by default) + activations at batch 1 + the state a
+  student carries between decisions (issue 11: a GRU's hidden state, or the previous observation values of
+  history features). Activations are counted conservatively as the sum of every buffer of the forward pass
+  (input, each hidden layer, logits, a GRU's gate pre-activations): a runtime that reuses buffers needs
+  less, never more.
+- **A GRU cell** (PyTorch's ``GRUCell``: input and hidden projections to 3 gates) costs
+  ``3·H·(in + H)`` MACs; its gate nonlinearities and the state update (about 10·H elementwise operations)
+  are not counted, like activation functions, unless ``count_activations`` (then 3·H: one per gate unit).
 
 A linear chain is described by its layer widths ``[in_dim, h1, ..., hk, out_dim]``.
 """
@@ -34,10 +39,11 @@ class Resources:
     weight_bytes: int
     activation_bytes: int
     flops_include_activations: bool = False
+    state_bytes: int = 0  # carried between decisions (GRU hidden state, history features' previous values)
 
     @property
     def memory_bytes(self) -> int:
-        return self.weight_bytes + self.activation_bytes
+        return self.weight_bytes + self.activation_bytes + self.state_bytes
 
     def to_dict(self) -> dict:
         return {**asdict(self), "memory_bytes": self.memory_bytes}
@@ -61,6 +67,35 @@ def mlp_resources(
         weight_bytes=params * bytes_per_value,
         activation_bytes=sum(widths) * bytes_per_value,
         flops_include_activations=count_activations,
+    )
+
+
+def gru_resources(
+    in_dim: int, trunk: Sequence[int], gru_hidden: int, n_actions: int, *, count_activations: bool = False,
+    bytes_per_value: int = 4,
+) -> Resources:
+    """Resources of an optional MLP trunk ``[in_dim, *trunk]``, a GRU cell of ``gru_hidden`` units and a linear
+    head to ``n_actions`` logits (``kdmarl_teacher.students.StudentGRU``); the hidden state is the state."""
+    H = int(gru_hidden)
+    if H < 1:
+        raise ValueError(f"a GRU needs at least one hidden unit, got {gru_hidden}")
+    widths = [int(in_dim), *(int(w) for w in trunk)]
+    trunk_macs = sum(a * b for a, b in itertools.pairwise(widths))
+    gru_in = widths[-1]
+    gru_macs = 3 * H * (gru_in + H)
+    head_macs = H * int(n_actions)
+    macs = trunk_macs + gru_macs + head_macs
+    params = trunk_macs + sum(widths[1:]) + gru_macs + 6 * H + head_macs + int(n_actions)
+    extra = sum(widths[1:]) + 3 * H if count_activations else 0
+    activations = sum(widths) + 3 * H + 3 * H + H + int(n_actions)  # input, trunk, gi, gh, h_out, logits
+    return Resources(
+        macs=macs,
+        flops=2 * macs + extra,
+        params=params,
+        weight_bytes=params * bytes_per_value,
+        activation_bytes=activations * bytes_per_value,
+        flops_include_activations=count_activations,
+        state_bytes=H * bytes_per_value,
     )
 
 

@@ -9,7 +9,8 @@ can open a file of another version silently. The layout (docs/ARCHITECTURE.md, "
     scenario {"name", "params", "spec"}, team {"name", "source_file"}, teacher {"path", "sha256", ...}
     config   the resolved DistillConfig as a dict;  global_step
     agents   [{"name", "role", "obs_dim", "n_actions", "layout", "sensing", "input_dim", "hardware",
-               "rung", "arch": StudentMLP.arch(), "resources", "state_dict"}, ...]
+               "rung", "memory", "arch": the student's arch(), "resources", "state_dict"}, ...]
+    (version 1 files written before issue 11 have no "memory" and MLP archs without "kind": read as MLPs)
     + extra keys of the writer (distill: "final", "role_centroids")
 """
 
@@ -22,7 +23,9 @@ from typing import Any
 
 from kdmarl_teacher.checkpoint import load_checkpoint, spec_to_dict
 from kdmarl_teacher.profiles import TeamConfig
-from kdmarl_teacher.students import StudentMLP, build_student
+from kdmarl_teacher.students import StudentGRU, StudentMLP, build_student, student_resources
+
+Student = StudentMLP | StudentGRU
 
 FILE_NAME = "students.pt"
 FORMAT = "kdmarl_students"
@@ -35,7 +38,7 @@ def students_path(path: str | Path) -> Path:
     return path / FILE_NAME if path.is_dir() else path
 
 
-def students_payload(team: TeamConfig, students: list[StudentMLP], teacher_info: dict, config: dict,
+def students_payload(team: TeamConfig, students: list[Student], teacher_info: dict, config: dict,
                      *, step: int, extra: dict | None = None) -> dict:
     """The students.pt dict: every student with its profile, architecture and resources, and the teacher's hash
     (so export can refuse a teacher that changed since). Tensors are cloned to CPU."""
@@ -44,8 +47,8 @@ def students_payload(team: TeamConfig, students: list[StudentMLP], teacher_info:
         agents.append({
             "name": a.name, "role": a.role, "obs_dim": a.obs_dim, "n_actions": a.n_actions,
             "layout": {k: list(v) for k, v in a.layout.items()}, "sensing": a.sensing, "input_dim": a.input_dim,
-            "hardware": a.hardware, "rung": a.rung.to_dict(), "arch": s.arch(),
-            "resources": s.resources().to_dict(),
+            "hardware": a.hardware, "rung": a.rung.to_dict(), "memory": a.memory, "arch": s.arch(),
+            "resources": student_resources(s, a.layout, a.sensing).to_dict(),
             "state_dict": {k: v.detach().cpu().clone() for k, v in s.state_dict().items()},
         })
     return {"format": FORMAT, "version": VERSION,
@@ -64,7 +67,7 @@ def read_students_payload(path: str | Path, device: str = "cpu") -> dict:
     return payload
 
 
-def load_students(path: str | Path, device: str = "cpu") -> tuple[list[StudentMLP], dict]:
+def load_students(path: str | Path, device: str = "cpu") -> tuple[list[Student], dict]:
     """Read students.pt -> (students in agent order, eval mode, the payload dict)."""
     payload = read_students_payload(path, device)
     students = []
@@ -80,10 +83,17 @@ class StudentAgent:
     """One agent's student as a deployer sees it: the module and what the bundle records about it."""
 
     name: str
-    module: StudentMLP
+    module: Student
     sensing: dict[str, Any]
     budget: dict[str, Any] | None  # the hardware profile it was sized for
-    architecture: str  # e.g. "mlp[32, 32] tanh"
+    architecture: str  # e.g. "mlp[32, 32] tanh", "gru32 tanh"
+    resources: dict[str, int]  # {params, flops_per_decision, memory_bytes}: what the manifest records
+
+
+def _manifest_resources(module: Student, entry: Mapping[str, Any]) -> dict[str, int]:
+    sensing = entry.get("sensing") or {"slices": "all"}
+    res = student_resources(module, entry["layout"], sensing) if entry.get("layout") else module.resources()
+    return {"params": res.params, "flops_per_decision": res.flops, "memory_bytes": res.memory_bytes}
 
 
 def student_agents(path: str | Path) -> list[StudentAgent]:
@@ -95,6 +105,7 @@ def student_agents(path: str | Path) -> list[StudentAgent]:
         out.append(StudentAgent(
             name=entry["name"], module=module, sensing=dict(entry.get("sensing") or {"slices": "all"}),
             budget=dict(entry["hardware"]) if entry.get("hardware") else None,
-            architecture=f"mlp{list(arch['hidden'])} {arch.get('activation', 'tanh')}",
+            architecture=f"{module.label} {arch.get('activation', 'tanh')}",
+            resources=_manifest_resources(module, entry),
         ))
     return out

@@ -22,7 +22,7 @@ def test_shipped_teams_load(name: str) -> None:
         assert a.input_dim == sensed_dim(a.layout, a.sensing)
     for line, a in zip(team.summary_lines(), team.agents, strict=True):
         assert line.startswith(f"{a.name}: sensing={a.sensing['name']} ({a.input_dim} inputs) "
-                               f"hardware={a.hardware['name']} -> hidden {list(a.rung.hidden)}")
+                               f"hardware={a.hardware['name']} memory={a.memory} -> {a.rung.label}: ")
 
 
 def test_hetero_team_differs_per_agent() -> None:
