@@ -37,6 +37,15 @@ Bad input never kills the node, and is never acted on. Every refusal is counted 
 - in realtime mode a watchdog publishes the safe action whenever no observation arrived within
   ``observation_timeout_s``.
 
+Students with memory (manifest ``memory``: history features or a recurrent state) keep their state in the
+policy, which only an accepted decision advances: a refused, stale, out-of-order or misaddressed observation
+leaves it alone, a republish gets the cached answer. The node resets it (one INFO line each, e.g.
+``agent_1: memory reset (recurrent, 32 values): new episode 4``; ``memory_resets`` in /diagnostics), for the
+events the manifest's ``memory.reset_on`` lists (every one by default): a new episode counter
+(``episode_start``), a step counter that goes back and starts a new sequence (``step_backwards``), lifecycle
+activate (``activate``), and in realtime mode the first observation after the watchdog found the input stale
+(``stale``). A stateless student logs nothing of this.
+
 A second node publishing this agent's ``action`` topic (two students for one agent) turns the node to
 ERROR and it stops acting until the other one is gone: two deciders corrupt every episode silently.
 Health and resource timers run on the steady clock: they measure the machine, and sim time may stop or
@@ -177,7 +186,8 @@ class StudentNode(LifecycleNode):
 
     def _reset_counters(self) -> None:
         self._counts = {"actions": 0, "safe_actions": 0, "invalid_observations": 0, "stale_observations": 0,
-                        "duplicate_observations": 0, "non_finite_outputs": 0, "inference_errors": 0}
+                        "duplicate_observations": 0, "non_finite_outputs": 0, "inference_errors": 0,
+                        "memory_resets": 0}
         self._counts_at_report = dict(self._counts)
         self._invalid_reasons: dict[str, int] = {}
         self._last_obs_time: float | None = None  # steady seconds of the last accepted observation
@@ -189,6 +199,7 @@ class StudentNode(LifecycleNode):
         self._obs_delay_ms: float | None = None
         self._duplicate_publishers = ""  # non-empty: another node publishes our action topic
         self._warned: dict[str, tuple[float | None, int]] = {}  # kind -> (steady time logged, held back since)
+        self._input_went_stale = False  # realtime watchdog fired since the last accepted observation
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -219,6 +230,7 @@ class StudentNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._reset_counters()
+        self._reset_memory("activate", "activated")
         if self._param("mode") == "realtime":
             self._watchdog = self.create_timer(1.0 / float(self._param("control_rate_hz")), self._check_stale,
                                                clock=self._steady)
@@ -270,6 +282,34 @@ class StudentNode(LifecycleNode):
         suffix = f" (+{held} more since the last such warning)" if held else ""
         self._warned[kind] = (now, 0)
         self.get_logger().warning(text + suffix)
+
+    def _reset_memory(self, event: str, why: str) -> None:
+        """Reset a stateful policy's memory for ``event`` (one of the manifest's ``memory.reset_on``), say so."""
+        policy = self._policy
+        if policy is None or not policy.stateful:
+            return
+        memory = policy.spec.memory or {}
+        if event not in memory.get("reset_on", ()):
+            return
+        policy.reset()
+        self._counts["memory_resets"] += 1
+        self.get_logger().info(f"{self._agent}: memory reset ({policy.memory_kind}, {policy.state_dim} values): {why}")
+
+    def _reset_for_new_sequence(self, episode: int, step: int) -> None:
+        """An observation that starts a new sequence (``_sequence`` said "new"): reset the memory if it is a
+        new episode, a step counter gone back, or the first input after a stale period."""
+        last, stale = self._last_decision, self._input_went_stale
+        self._input_went_stale = False
+        if last is None:  # the first observation since activate, which reset already
+            return
+        if episode != last[0]:
+            self._reset_memory("episode_start", f"new episode {episode}" if episode > last[0] else
+                               f"episode counter went back from {last[0]} to {episode}")
+        elif step <= last[1]:
+            self._reset_memory("step_backwards", f"step counter of episode {episode} went back from {last[1]} to "
+                               f"{step}")
+        elif stale:
+            self._reset_memory("stale", f"input resumed after a stale period (episode {episode}, step {step})")
 
     def _sequence(self, episode: int, step: int, stamp_ns: int) -> str:
         """Where an observation stands against the last one answered: new | duplicate | out_of_order.
@@ -332,6 +372,7 @@ class StudentNode(LifecycleNode):
             _, _, _, action, safe = self._last_decision
             self._publish(episode, step, stamp, action, safe=safe, count=False)
             return False
+        self._reset_for_new_sequence(episode, step)
         self._last_obs_time = now
         self._last_obs = (episode, step, stamp)
         self._obs_rate.tick(now)
@@ -395,6 +436,8 @@ class StudentNode(LifecycleNode):
             return
         if self._duplicate_publishers:  # not acting at all: nothing to count
             return
+        if self._last_obs_time is not None:
+            self._input_went_stale = True  # a memory is out of date once the input resumes
         self._counts["stale_observations"] += 1
         episode, step, stamp = self._last_obs
         self._warn("stale", "no observation yet, safe action" if age is None else
@@ -499,6 +542,9 @@ class StudentNode(LifecycleNode):
                 "flops_per_decision": snap.flops_per_decision, "budget_met": snap.budget_met,
                 "provider": snap.provider,
             })
+        if self._policy is not None:
+            values["memory"] = self._policy.memory_kind
+            values["memory_state_dim"] = self._policy.state_dim
         problems = []
         if self._error:
             level, message = DiagnosticStatus.ERROR, f"bundle unusable, not acting: {self._error}"

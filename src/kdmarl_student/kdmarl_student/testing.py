@@ -204,6 +204,66 @@ def write_onnx_gru(path: Path, weights: GRUWeights, *, input_name: str = "observ
     return path
 
 
+def write_onnx_step_counter(path: Path, input_dim: int, n_actions: int, state_dim: int = 1) -> Path:
+    """A recurrent "memory probe": the action is the number of decisions since the last reset, modulo n_actions.
+
+    h_out = h_in + e_0 (unit 0 counts, the others stay 0) and logits_k = cos(2 pi (h_out[0] - k) / n_actions),
+    whose argmax is ``h_out[0] mod n_actions``: after a reset the actions run 1, 2, 3, ... A reset that did not
+    happen, or a state advanced twice (or by a refused observation), shifts every later action. The observation
+    is an input (``obs @ 0``) but does not matter. Ops: MatMul, Add, Mul, Cos, Sin.
+    """
+    import onnx  # noqa: PLC0415  development dependency
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    omega = 2.0 * np.pi / n_actions
+    k = np.arange(n_actions)
+    unit = np.zeros(state_dim, np.float32)
+    unit[0] = 1.0
+    arrays = {
+        "unit": unit, "pick": unit[:, None].copy(), "omega": np.array([omega], np.float32),
+        "cos_k": np.cos(omega * k)[None].astype(np.float32), "sin_k": np.sin(omega * k)[None].astype(np.float32),
+        "ignore": np.zeros((input_dim, n_actions), np.float32),
+    }
+    nodes = [
+        helper.make_node("Add", ["h_in", "unit"], ["h_out"]),
+        helper.make_node("MatMul", ["h_out", "pick"], ["count"]),
+        helper.make_node("Mul", ["count", "omega"], ["phase"]),
+        helper.make_node("Cos", ["phase"], ["cos"]), helper.make_node("Sin", ["phase"], ["sin"]),
+        helper.make_node("MatMul", ["cos", "cos_k"], ["cos_part"]),
+        helper.make_node("MatMul", ["sin", "sin_k"], ["sin_part"]),
+        helper.make_node("MatMul", ["observation", "ignore"], ["obs_part"]),
+        helper.make_node("Add", ["cos_part", "sin_part"], ["wave"]),
+        helper.make_node("Add", ["wave", "obs_part"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "step_counter",
+        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", input_dim]),
+         helper.make_tensor_value_info("h_in", TensorProto.FLOAT, ["batch", state_dim])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_actions]),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["batch", state_dim])],
+        [numpy_helper.from_array(v, name) for name, v in arrays.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def delta_probe_weights(input_dim: int, n_actions: int = 5, gain: float = 10.0) -> Weights:
+    """A history-feature "memory probe" (one linear layer): move the way the last two input features (the delta
+    of a 2-D slice, e.g. self_pos) moved, in MPE's move order (1 -x, 2 +x, 3 -y, 4 +y), and no-op (bias 0.5)
+    when it moved less than 0.05. An episode start (delta 0) shows as a no-op; a missed reset as a move."""
+    if n_actions < 5:
+        raise ValueError("the delta probe needs MPE's 5 moves")
+    w = np.zeros((input_dim, n_actions), np.float32)
+    dx, dy = input_dim - 2, input_dim - 1
+    w[dx, 1], w[dx, 2], w[dy, 3], w[dy, 4] = -gain, gain, -gain, gain
+    b = np.zeros(n_actions, np.float32)
+    b[0] = 0.5
+    return [(w, b)]
+
+
 def gru_resources(weights: GRUWeights) -> dict[str, int]:
     """params, FLOPs (2 x MACs of the MatMuls) and memory (weights + activations + the state, float32)."""
     hidden = weights.hidden_size
@@ -225,6 +285,7 @@ def make_bundle(
     seed: int = 0,
     eval_seeds: Sequence[int] | None = None,
     recurrent: Mapping[str, int | Mapping[str, Any]] | None = None,
+    memory_probe: bool = False,
     **scenario_params: Any,
 ) -> tuple[Path, dict[str, Any], Weights]:
     """Write a complete, valid bundle: one ONNX per agent, a shared teacher actor, the manifest.
@@ -236,6 +297,11 @@ def make_bundle(
     (its manifest entry gets the ``history`` memory entry); ``recurrent={"agent_1": 8}`` (or
     ``{"agent_1": {"state_dim": 8, "trunk": [16]}}``) makes it a GRU student with that hidden size, after an
     optional tanh trunk: its weights are then a :class:`GRUWeights` (see :func:`numpy_gru_step`).
+
+    ``memory_probe=True`` gives the agents with memory hand-written models whose actions show their memory
+    (random small GRUs forget within a few steps, so a missed reset would barely change an action): a
+    recurrent agent runs :func:`write_onnx_step_counter` (its weights entry is ``None``), a history agent
+    :func:`delta_probe_weights` (its profile's history must end with a 2-D delta, e.g. of self_pos).
     """
     bundle_dir.mkdir(parents=True, exist_ok=True)
     spec = scenario_spec(scenario, **scenario_params)
@@ -260,14 +326,21 @@ def make_bundle(
             options = {"state_dim": options} if isinstance(options, int) else dict(options)
             trunk = tuple(options.get("trunk", ()))
             gru = random_gru(in_dim, int(options["state_dim"]), agent.n_actions, seed + i, trunk=trunk)
-            weights[agent.name] = gru
-            write_onnx_gru(path, gru)
             resources = gru_resources(gru)
-            architecture = f"gru{gru.hidden_size} after mlp{list(trunk)} tanh"
             memory = {"kind": "recurrent", "state_dim": gru.hidden_size}
+            if memory_probe:
+                weights[agent.name] = None
+                write_onnx_step_counter(path, in_dim, agent.n_actions, gru.hidden_size)
+                architecture = "step counter (memory probe)"
+            else:
+                weights[agent.name] = gru
+                write_onnx_gru(path, gru)
+                architecture = f"gru{gru.hidden_size} after mlp{list(trunk)} tanh"
         else:
             widths = [in_dim, *hidden, agent.n_actions]
             weights[agent.name] = random_mlp(widths, seed + i)
+            if memory_probe and profile.get("history") is not None:
+                weights[agent.name] = delta_probe_weights(in_dim, agent.n_actions)
             write_onnx_mlp(path, weights[agent.name])
             macs = sum(a * b for a, b in itertools.pairwise(widths))
             params = macs + sum(widths[1:])
@@ -292,5 +365,5 @@ def make_bundle(
     return bundle_dir, weights, teacher_w
 
 
-__all__ = ["OPSET", "GRUWeights", "Weights", "gru_resources", "make_bundle", "numpy_forward", "numpy_gru_step",
-           "random_gru", "random_mlp", "write_onnx_gru", "write_onnx_mlp"]
+__all__ = ["OPSET", "GRUWeights", "Weights", "delta_probe_weights", "gru_resources", "make_bundle", "numpy_forward",
+           "numpy_gru_step", "random_gru", "random_mlp", "write_onnx_gru", "write_onnx_mlp", "write_onnx_step_counter"]

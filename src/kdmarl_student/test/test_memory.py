@@ -348,3 +348,26 @@ def test_stochastic_evaluation_steps_the_state(bundle: tuple[Path, dict]) -> Non
     sampled = evaluate_bundle(path, SEEDS, deterministic=False)
     assert sampled.returns.tolist() == evaluate_bundle(path, SEEDS, deterministic=False).returns.tolist()
     assert evaluate_bundle(path, SEEDS[2:], deterministic=False).returns.tolist() == sampled.returns[2:].tolist()
+
+
+def test_evaluate_bundle_resets_the_memory_probes(tmp_path: Path) -> None:
+    """With the memory probes (actions that show a missed reset) the returns equal fresh policies per episode,
+    and differ from policies that carry their memory from one episode into the next (so the test can fail)."""
+    path, _, _ = make_bundle(tmp_path / "probe", sensing={"agent_2": HISTORY}, recurrent={"agent_1": 3},
+                             memory_probe=True)
+    seeds = [1000, 1001, 1002, 1003]
+    result = evaluate_bundle(path, seeds)
+    np.testing.assert_array_equal(result.agent_returns, _stepped_returns(path, seeds))
+    spec = scenario_spec("simple_spread")
+    env = make_mpe2_env(spec)
+    policies = {name: StudentPolicy(path, name) for name in env.possible_agents}
+    carried = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        total = 0.0
+        while env.agents:
+            obs, rewards, _, _, _ = env.step({name: policies[name].act(obs[name]) for name in env.agents})
+            total += float(np.mean(list(rewards.values())))
+        carried.append(total)
+    assert carried[0] == pytest.approx(result.returns[0], abs=1e-12)
+    assert not np.allclose(carried[1:], result.returns[1:], rtol=0, atol=1e-9)

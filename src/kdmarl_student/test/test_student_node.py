@@ -579,3 +579,126 @@ def test_refusing_realtime_deciders_do_not_count_unsent_actions(harness: Harness
     assert harness.actions[ns][sent:] == [], "a decider acted while another one existed"
     usage = [u for u in harness.usage[ns][first_usage:] if u.node_name == f"/{ns}/student"]
     assert usage and usage[-1].actions == usage[0].actions, [u.actions for u in usage]
+
+
+# ---- students with memory (issue 11) ------------------------------------------------------------------------
+MEMORY_SENSING = {"agent_2": {"slices": ["self_vel", "landmarks"], "history": {"mode": "delta",
+                                                                                "slices": ["self_pos"]}}}
+MEMORY_AGENTS = {"recurrent": "agent_1", "history": "agent_2", "none": "agent_0"}
+
+
+@pytest.fixture(scope="module")
+def memory_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Memory probes (kdmarl_student.testing): agent_1 acts the number of decisions since its last reset mod 5,
+    agent_2 moves the way its self_pos last moved (no-op at an episode start); agent_0 a stateless MLP. Every
+    missed, extra or skipped reset, and every state advanced by an observation that should not, shows."""
+    bundle, _, _ = make_bundle(tmp_path_factory.mktemp("memory") / "bundle", seed=12, sensing=MEMORY_SENSING,
+                               recurrent={"agent_1": 4}, memory_probe=True)
+    return bundle
+
+
+def _trajectory(n: int, seed: int) -> np.ndarray:
+    """An episode's observations: self_pos starts somewhere and moves 0.2 per step along one axis."""
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform(0.0, 1.0, (n, 18)).astype(np.float32)
+    step = np.zeros(2)
+    step[seed % 2] = 0.2 if seed % 3 else -0.2
+    obs[:, 2:4] = rng.uniform(-3.0, 3.0, 2) + np.arange(n)[:, None] * step
+    return obs
+
+
+def _fresh_actions(bundle: Path, agent: str, observations: np.ndarray) -> list[int]:
+    """What a policy that starts from a reset state does on these observations (offline, same ONNX Runtime)."""
+    from kdmarl_student.policy import StudentPolicy
+
+    policy = StudentPolicy(bundle, agent)
+    return [policy.act(obs) for obs in observations]
+
+
+def _change_state(h: Harness, ns: str, transition: int) -> None:
+    from lifecycle_msgs.srv import ChangeState
+
+    client = h.node.create_client(ChangeState, f"/{ns}/student/change_state")
+    assert client.wait_for_service(timeout_sec=TIMEOUT)
+    request = ChangeState.Request()
+    request.transition.id = transition
+    future = client.call_async(request)
+    assert h.spin_until(future.done) and future.result().success, h.logs()
+
+
+@pytest.mark.parametrize("kind", list(MEMORY_AGENTS))
+def test_memory_resets_on_new_episode_step_back_and_reactivate(harness: Harness, memory_bundle: Path,
+                                                               kind: str) -> None:
+    """The node's actions equal a fresh offline policy's after each reset event (new episode, step counter gone
+    back, deactivate/activate); refused, out-of-order and republished observations leave the memory alone; each
+    reset is one INFO line and counted in /diagnostics; a stateless student logs none of it."""
+    from lifecycle_msgs.msg import Transition
+
+    h, agent = harness, MEMORY_AGENTS[kind]
+    h.start_student(agent, bundle=str(memory_bundle), report_period_s=0.25)
+    runs = [_trajectory(8, seed) for seed in range(4)]
+
+    def play(episode: int, first_step: int, observations: np.ndarray, hostile_at: int | None = None) -> list[int]:
+        actions = []
+        for i, obs in enumerate(observations):
+            step = first_step + i
+            if i == hostile_at:  # a refused observation, then a late one, before this step's real observation
+                bad = observation(episode, step, agent, h.now(), _with(4, float("nan")))
+                assert h.send_until_answered(agent, bad).is_safe_action
+                for _ in range(3):
+                    h.publish(agent, observation(episode, step - 2, agent, h.now(-5.0), obs))
+                step += 100  # the NaN observation took this step: the real one comes as a later step
+                first_step += 100
+            already = len(h.answers(agent, episode, step))  # a step number may come again in a new sequence
+            answer = h.send_until_answered(agent, observation(episode, step, agent, h.now(), obs), already)
+            assert not answer.is_safe_action, (step, answer, h.log(agent))
+            actions.append(answer.action)
+        return actions
+
+    expected = [_fresh_actions(memory_bundle, agent, run) for run in runs]
+    if kind != "none":  # the probes show a missed reset: carrying the memory over changes the actions
+        from kdmarl_student.policy import StudentPolicy
+
+        carried = StudentPolicy(memory_bundle, agent)
+        for run, fresh in zip(runs, expected, strict=True):
+            assert [carried.act(obs) for obs in run] != fresh or run is runs[0]
+    assert play(1, 0, runs[0]) == expected[0], h.logs()
+    assert play(2, 0, runs[1], hostile_at=4) == expected[1], h.logs()  # new episode; NaN + late ones ignored
+    assert play(2, 0, runs[2]) == expected[2], h.logs()  # the step counter went back with a newer stamp
+    before_reactivate = h.settle(agent)
+    _change_state(h, agent, Transition.TRANSITION_DEACTIVATE)
+    _change_state(h, agent, Transition.TRANSITION_ACTIVATE)
+    assert play(2, 500, runs[3]) == expected[3], h.logs()  # same episode, later steps: only activate reset
+    report = h.settle(agent)
+    log = h.log(agent)
+    if kind == "none":
+        assert "memory reset" not in log and count(report, "memory_resets") == 0, log
+        assert report["memory"] == "none"
+        return
+    dim = {"recurrent": 4, "history": 2}[kind]
+    prefix = f"{agent}: memory reset ({kind}, {dim} values): "
+    assert prefix + "new episode 2" in log, log
+    assert prefix + "step counter of episode 2 went back from 107 to 0" in log, log
+    assert log.count(prefix + "activated") == 2, log  # at start-up and after the reactivation
+    assert log.count(prefix) == 4, log
+    assert count(before_reactivate, "memory_resets") == 3, before_reactivate  # activate, episode 2, step back
+    assert count(report, "memory_resets") == 1, report  # counters restart at activate
+    assert (report["memory"], report["memory_state_dim"]) == (kind, str(dim))
+
+
+def test_memory_resets_after_a_stale_period(harness: Harness, memory_bundle: Path) -> None:
+    """Realtime: once the watchdog found the input stale, the next observation starts from a reset memory."""
+    h, agent = harness, MEMORY_AGENTS["recurrent"]
+    h.start_student(agent, bundle=str(memory_bundle), mode="realtime", observation_timeout_s=1.0,
+                    control_rate_hz=10.0)
+    before, after = _trajectory(6, 20), _trajectory(6, 21)
+    got = [h.send_until_answered(agent, observation(3, t, agent, h.now(), obs)).action
+           for t, obs in enumerate(before)]
+    assert got == _fresh_actions(memory_bundle, agent, before)
+    stale_from = len(h.actions[agent])
+    assert h.spin_until(lambda: any(a.is_safe_action for a in h.actions[agent][stale_from:])), h.logs()
+    got = [h.send_until_answered(agent, observation(3, 6 + t, agent, h.now(), obs)).action
+           for t, obs in enumerate(after)]
+    assert got == _fresh_actions(memory_bundle, agent, after), h.logs()
+    assert f"{agent}: memory reset (recurrent, 4 values): input resumed after a stale period (episode 3, step 6)" \
+        in h.log(agent), h.log(agent)
