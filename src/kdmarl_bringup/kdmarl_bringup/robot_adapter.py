@@ -25,6 +25,12 @@ A discrete MPE move becomes a world-frame velocity ``speed_scale`` m/s along -x/
 robot's base frame (holonomic base). A zero Twist is sent when the robot's own odometry or the student's
 action is older than its timeout (Isaac Sim keeps applying the last command), for safe actions, and at
 shutdown. Staleness uses the steady clock, so a simulator that starts late or resets its clock is harmless.
+
+Students with memory (history features, recurrent state) need nothing else from the adapter: the student keeps
+its own previous observation and state. What the adapter owns is *when* a memory is out of date: once it has
+published observations and then stops (own odometry older than ``odom_timeout_s``, a peer or the landmarks
+missing), the first observation after the gap starts a new episode counter (episode + 1, step 0), which makes
+the student reset its memory, and the adapter logs it. Episode counters start at 0, steps count per episode.
 """
 
 from __future__ import annotations
@@ -148,7 +154,9 @@ class RobotAdapter(Node):
         self.own: tuple[np.ndarray, np.ndarray, float, float] | None = None  # pos, vel, yaw, steady t
         self.peer_pos: dict[str, np.ndarray] = {}
         self.action: tuple[int, bool, float] | None = None  # action, safe, steady t
+        self.episode = 0
         self.step = 0
+        self._gap = ""  # why observations stopped after some were published (then the next starts an episode)
         self.zero_twists = 0
         self.create_subscription(Odometry, "odom", self._on_own_odom, qos_profile_sensor_data)
         for peer in self.peers:
@@ -212,14 +220,21 @@ class RobotAdapter(Node):
         if stale or missing or self.landmarks is None:
             why = "own odom stale" if stale else (f"no odom from {missing}" if missing else "no landmarks")
             self.get_logger().info(f"not observing: {why}; zero cmd_vel", throttle_duration_sec=5.0)
+            if self.step > 0 and not self._gap:
+                self._gap = why
             self._command()
             return
         assert self.own is not None
+        if self._gap:
+            self.episode, self.step = self.episode + 1, 0
+            self.get_logger().info(f"observing again after a gap ({self._gap}): episode {self.episode} starts at "
+                                   "step 0, so the student resets its memory")
+            self._gap = ""
         scale = float(self.get_parameter("world_scale").value)
         obs = spread_observation(self._to_scenario(self.own[0]), self.own[1] / scale,
                                  np.array([self._to_scenario(lm) for lm in self.landmarks]),
                                  [self._to_scenario(self.peer_pos[p]) for p in self.peers], self.n_comm)
-        msg = AgentObservation(agent=self.agent, episode=0, step=self.step)
+        msg = AgentObservation(agent=self.agent, episode=self.episode, step=self.step)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = "world"
         msg.data = array.array("f", obs.tobytes())

@@ -19,9 +19,15 @@ from kdmarl_student.testing import write_onnx_mlp
 
 
 def make_bundle(out: Path, scenario: str = "simple_spread", seed: int = 0, hidden: int = 16,
-                eval_seeds: list[int] | None = None, **scenario_params: Any) -> Path:
-    """A valid bundle of random-weight MLP students (one hidden layer of ``hidden``), one per agent."""
-    bundle, _, _ = make_student_bundle(out, scenario, hidden=(hidden,), seed=seed,
+                eval_seeds: list[int] | None = None, *, sensing: dict[str, dict] | None = None,
+                recurrent: dict[str, Any] | None = None, memory_probe: bool = False, **scenario_params: Any) -> Path:
+    """A valid bundle of random-weight MLP students (one hidden layer of ``hidden``), one per agent.
+
+    ``sensing``, ``recurrent`` and ``memory_probe`` are :func:`kdmarl_student.testing.make_bundle`'s: history
+    features, GRU students, and hand-written students whose actions show their memory.
+    """
+    bundle, _, _ = make_student_bundle(out, scenario, hidden=(hidden,), seed=seed, sensing=sensing,
+                                       recurrent=recurrent, memory_probe=memory_probe,
                                        eval_seeds=eval_seeds or [1000, 1001], **scenario_params)
     return bundle
 

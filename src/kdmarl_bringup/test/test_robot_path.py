@@ -6,6 +6,8 @@ by uniformly random actions, measured in the same test on the same start configu
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -14,14 +16,14 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from conftest import TRAINED_BUNDLE, Processes, make_seeker_bundle, spin_until  # noqa: E402
+from conftest import TRAINED_BUNDLE, Processes, make_bundle, make_seeker_bundle, spin_until  # noqa: E402
 from geometry_msgs.msg import Pose, PoseArray, PoseWithCovarianceStamped  # noqa: E402
-from kdmarl_student.ros_support import ACTION_QOS, LATCHED_QOS  # noqa: E402
+from kdmarl_student.ros_support import ACTION_QOS, LATCHED_QOS, OBSERVATION_QOS  # noqa: E402
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 
-from kdmarl_msgs.msg import AgentAction  # noqa: E402
+from kdmarl_msgs.msg import AgentAction, AgentObservation  # noqa: E402
 
 AGENTS = ("agent_0", "agent_1", "agent_2")
 ROBOTS = ("robot_a", "robot_b", "robot_c")
@@ -124,3 +126,44 @@ def test_trained_students_drive_fake_robots_to_landmarks(processes: Processes, r
     """Three fake robots driven by the trained spread3 students cover the landmarks far better than random."""
     students, random = _coverage_vs_random(processes, ros_node, TRAINED_BUNDLE)
     assert students < 0.6 * random, (students, random)
+
+
+def test_adapter_starts_a_new_episode_after_stale_odometry(processes: Processes, ros_node, tmp_path: Path) -> None:
+    """Issue 11: the robot's own odometry stops (its fake robot frozen with SIGSTOP) and resumes: the adapter
+    starts a new episode counter at step 0 and says so, the student resets its recurrent memory on it, and its
+    actions are those of a fresh memory (the step-counter probe's k-th decision after a reset is k mod 5)."""
+    bundle = make_bundle(tmp_path / "probe", recurrent={"agent_1": 4}, memory_probe=True)
+    robots = {"robot_a": "agent_0", "robot_b": "agent_1", "robot_c": "agent_2"}
+    own = "robot_b"  # drives agent_1, the recurrent probe
+    for i, robot in enumerate(robots):
+        processes.start(f"robot_{robot}", "kdmarl_bringup.fake_robot", ros_args=["-r", f"__ns:=/{robot}"],
+                        params={"initial_pose": [0.3 * i, 0.0]})
+    processes.start("adapter", "kdmarl_bringup.robot_adapter", ros_args=["-r", f"__ns:=/{own}"],
+                    params={"bundle": str(bundle), "agent": robots[own], "peers": [r for r in robots if r != own],
+                            "landmarks": [0.5, 0.5, -0.5, 0.5, 0.0, -0.5], "odom_timeout_s": 0.5})
+    processes.start("student", "kdmarl_student.student_node", ros_args=["-r", f"__ns:=/{own}"],
+                    params={"bundle": str(bundle), "agent": robots[own], "mode": "realtime"})
+    observations: list[AgentObservation] = []
+    actions: list[AgentAction] = []
+    ros_node.create_subscription(AgentObservation, f"/{own}/observation", observations.append, OBSERVATION_QOS)
+    ros_node.create_subscription(AgentAction, f"/{own}/action", actions.append, ACTION_QOS)
+    alive = tuple(processes.procs)
+
+    def decided(episode: int, count: int) -> bool:
+        return sum(1 for a in actions if a.episode == episode and not a.is_safe_action) >= count
+
+    assert spin_until(ros_node, lambda: decided(0, 10), 120.0, processes, alive=alive), processes.logs()
+    frozen = processes.procs[f"robot_{own}"]
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        spin_until(ros_node, lambda: False, 1.5)  # three odom timeouts without own odometry
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    assert spin_until(ros_node, lambda: decided(1, 10), 60.0, processes, alive=alive), processes.logs()
+    new = [o for o in observations if o.episode == 1]
+    assert new and min(o.step for o in new) == 0, [(o.episode, o.step) for o in observations[-20:]]
+    assert "observing again after a gap (own odom stale): episode 1 starts at step 0" in processes.log("adapter")
+    assert "agent_1: memory reset (recurrent, 4 values): new episode 1" in processes.log("student"), \
+        processes.log("student")
+    first = [a for a in actions if a.episode == 1 and not a.is_safe_action][:10]  # actions are reliable
+    assert [a.action for a in first] == [k % 5 for k in range(1, 11)], [(a.step, a.action) for a in first]

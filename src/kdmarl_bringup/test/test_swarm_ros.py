@@ -28,9 +28,25 @@ def _start_students(procs: Processes, bundle: Path, agents: tuple[str, ...] = AG
                     params={"bundle": str(bundle), **params}, ros_args=["-r", f"__ns:=/{agent}"])
 
 
-def test_ros_returns_equal_offline_returns(processes: Processes, ros_node, tmp_path: Path) -> None:
-    """Deterministic students, same seeds: team and per-agent returns over ROS == evaluate_bundle, exactly."""
-    bundle = make_bundle(tmp_path / "bundle", seed=3)
+HISTORY = {"slices": ["self_vel", "landmarks", "other_agents"], "history": {"mode": "delta", "slices": ["self_pos"]}}
+# Students with memory (issue 11): the node must reset them at each new episode counter exactly as
+# evaluate_bundle resets them at each episode start. "recurrent" are random GRU students (one after a tanh
+# trunk), "history" MLPs with delta features, "memory_probes" hand-written students whose actions show a
+# missed or extra reset (kdmarl_student.testing), with history features on a third agent.
+BUNDLES = {
+    "mlp": {},
+    "recurrent": {"recurrent": {"agent_0": 8, "agent_1": {"state_dim": 6, "trunk": [16]}, "agent_2": 4}},
+    "history": {"sensing": {"agent_0": {"slices": "all", "history": {"mode": "previous"}}, "agent_1": HISTORY,
+                            "agent_2": HISTORY}},
+    "memory_probes": {"recurrent": {"agent_0": 4}, "sensing": {"agent_1": HISTORY}, "memory_probe": True},
+}
+
+
+@pytest.mark.parametrize("students", list(BUNDLES))
+def test_ros_returns_equal_offline_returns(processes: Processes, ros_node, tmp_path: Path, students: str) -> None:
+    """Deterministic students, same seeds: team and per-agent returns over ROS == evaluate_bundle, exactly,
+    for stateless students and for students with memory (recurrent, history features)."""
+    bundle = make_bundle(tmp_path / "bundle", seed=3, **BUNDLES[students])
     seeds = [1000, 1001, 1002]
     summaries: list[EpisodeSummary] = []
     ros_node.create_subscription(EpisodeSummary, "/kdmarl/episode", summaries.append, EPISODE_QOS)
