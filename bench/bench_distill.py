@@ -61,6 +61,8 @@ def row_from_report(name: str, team: str, rep: dict[str, Any]) -> dict[str, Any]
         "random_return": round(rep["random_eval"]["team_return"], 3),
         "min_flops_reduction": round(rep["min_flops_reduction"], 2),
         "student_hidden": [a["hidden"] for a in rep["agents"]],
+        "student_labels": [a.get("student", f"mlp{a['hidden']}") for a in rep["agents"]],
+        "budgets_met": all(a["fits_budget"] for a in rep["agents"]),
         "student_flops": [a["flops"] for a in rep["agents"]],
         "teacher_flops": rep["teacher"]["actor_resources"]["flops"],
         "env_steps": rep["global_step"], "train_minutes": round(rep["wall_time_s"] / 60, 2),

@@ -50,7 +50,7 @@ def draw_agents(run: Path, out: Path) -> Path:
     for a, b in zip(agents, budgets, strict=True):
         sensing = a["sensing"]["name"] if isinstance(a.get("sensing"), dict) else a.get("sensing", "?")
         labels.append(f"{a['name']}\n{sensing}\n{b.get('name') or a.get('hardware', '?')}\n"
-                      f"{'x'.join(map(str, a['hidden']))}")
+                      f"{a.get('student') or 'x'.join(map(str, a['hidden']))}")  # "gru32", or MLP widths
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.8))

@@ -117,7 +117,27 @@ def linear_widths(module: nn.Module) -> list[int]:
 
 
 def module_resources(module: nn.Module, count_activations: bool = False, bytes_per_value: int = 4) -> Resources:
-    """Resources of an MLP module (chain of nn.Linear); params are counted from the module itself."""
+    """Resources of an MLP module (chain of nn.Linear); params are counted from the module itself.
+
+    A module with GRU cells (a recurrent teacher actor: trunk, GRU, head) is counted layer by layer with the
+    GRU rule of ``gru_resources``; its LayerNorms' parameters are not counted (as masking is not)."""
+    cells = [m for m in module.modules() if isinstance(m, nn.GRUCell)]
+    if cells:
+        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        macs = sum(m.in_features * m.out_features for m in linears)
+        macs += sum(3 * c.hidden_size * (c.input_size + c.hidden_size) for c in cells)
+        params = sum(p.numel() for m in (*linears, *cells) for p in m.parameters())
+        hidden = sum(c.hidden_size for c in cells)
+        activations = linears[0].in_features + sum(m.out_features for m in linears) + 7 * hidden
+        return Resources(
+            macs=macs,
+            flops=2 * macs + (sum(m.out_features for m in linears[:-1]) + 3 * hidden if count_activations else 0),
+            params=params,
+            weight_bytes=params * bytes_per_value,
+            activation_bytes=activations * bytes_per_value,
+            flops_include_activations=count_activations,
+            state_bytes=hidden * bytes_per_value,
+        )
     widths = linear_widths(module)
     res = mlp_resources(widths, count_activations=count_activations, bytes_per_value=bytes_per_value)
     params = sum(p.numel() for m in module.modules() if isinstance(m, nn.Linear) for p in m.parameters())

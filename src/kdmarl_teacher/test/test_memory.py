@@ -130,3 +130,25 @@ def test_distill_memory_students_beat_random_and_resume_bit_exact(teacher_path: 
     for a, b in zip(a_students, b_students, strict=True):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert resumed["students_eval"]["team_return"] == report["students_eval"]["team_return"]
+
+
+def test_a_recurrent_teacher_is_distilled_into_recurrent_students(tmp_path: Path) -> None:
+    """MAPPO's GRU option as the teacher: its state is carried through the student rollouts (reset per episode),
+    its cost counted with the GRU rule, and recurrent students come out of it."""
+    from kdmarl_teacher.config import default_config_path, load_config
+    from kdmarl_teacher.mappo import train
+    from kdmarl_teacher.resources import module_resources
+
+    cfg = load_config(default_config_path("simple_spread"), [
+        "num_envs=64", "total_steps=16000", "actor_hidden=[32]", "critic_hidden=[32]", "use_gru=true",
+        "gru_hidden=16", "torch_threads=1", "checkpoint_every=1000"])
+    teacher = load_teacher(train(cfg, tmp_path / "teacher", progress=False))
+    res = module_resources(teacher.actor)
+    in_dim = teacher.actor.in_dim
+    assert res.macs == in_dim * 32 + 3 * 16 * (32 + 16) + 16 * teacher.actor.n_actions_max
+    assert res.state_bytes == 4 * 16
+    report = distill(DistillConfig(team="spread3_hetero", memory="recurrent", num_envs=32, total_steps=32 * 25 * 3,
+                                   eval_episodes=10, checkpoint_every=10), teacher, tmp_path / "students",
+                     progress=False)
+    assert all(a["student"].startswith(("gru", "mlp")) and "gru" in a["student"] for a in report["agents"])
+    assert report["teacher"]["actor_resources"]["macs"] == res.macs
