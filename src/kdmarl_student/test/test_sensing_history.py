@@ -73,3 +73,21 @@ def test_bad_history_fields_are_named(history: object, words: str) -> None:
 def test_previous_of_another_shape_is_refused() -> None:
     with pytest.raises(ValueError, match="previous observation"):
         apply_sensing(_obs(2), LAYOUT, {"slices": ["self_pos"], "history": {}}, previous=_obs(3))
+
+
+@pytest.mark.parametrize("sensing", [
+    {"slices": ["self_vel", "landmarks"], "history": {"mode": "delta", "slices": ["self_pos"]}},
+    {"slices": "all", "history": {"mode": "previous"}},
+    {"slices": ["landmarks", "self_vel"], "history": {"slices": ["other_agents", "self_pos"]}},
+    {"slices": ["self_pos", "landmarks"], "nearest": {"landmarks": 2}, "history": {"mode": "delta"}},
+], ids=["delta", "previous_all", "unordered", "nearest"])
+def test_the_runtime_selector_is_apply_sensing_bit_for_bit(sensing: dict) -> None:
+    """The node's precomputed gather (kdmarl_student.observation) gives apply_sensing's numbers exactly."""
+    from kdmarl_student.observation import make_selector
+
+    select = make_selector(LAYOUT, sensing, 18)
+    obs, prev = _obs(64, seed=4), _obs(64, seed=5)
+    np.testing.assert_array_equal(select(obs, prev), apply_sensing(obs, LAYOUT, sensing, previous=prev))
+    np.testing.assert_array_equal(select(obs), apply_sensing(obs, LAYOUT, sensing))
+    np.testing.assert_array_equal(select(obs[3], prev[3]), apply_sensing(obs[3], LAYOUT, sensing, previous=prev[3]))
+    assert select(obs, prev).shape == (64, sensed_dim(LAYOUT, sensing))
