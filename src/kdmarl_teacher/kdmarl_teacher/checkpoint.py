@@ -11,6 +11,9 @@ holding everything needed to rebuild the teacher without the training code's sta
     value_norm {"enabled": bool, "state_dict"}
     global_step, iteration
 `checkpoint.pt` (for `--resume`) is the same dict plus "train_state" (optimizer, RNG states, wall time, ...).
+A QMIX teacher (`kdmarl_teacher.qmix`) has the same layout with `algo: "qmix"`: "actor" is its shared agent
+utility network (an `Actor` whose outputs are Q-values), "mixer" {"kwargs", "state_dict", "time_feature"} its
+mixing network, and no critic or value normalizer (files without "algo" are MAPPO teachers).
 
 Why atomic: a run killed while writing must leave the previous checkpoint intact, so the file is written to a
 temporary file in the same directory, fsync'ed, then `os.replace`d over the old one. A failed write (disk full)
@@ -108,14 +111,19 @@ def spec_from_dict(data: dict) -> Any:
 
 @dataclass
 class Teacher:
-    """A frozen teacher: parameter-shared actor, centralized critic, value normalizer, scenario and config."""
+    """A frozen teacher: parameter-shared actor, centralized critic, value normalizer, scenario and config.
+
+    A QMIX teacher (`algo == "qmix"`) has its agent utility network as `actor` (greedy action = argmax of its
+    outputs, exactly as for MAPPO's logits), its monotonic `mixer`, and no critic."""
 
     actor: Actor
-    critic: Critic
+    critic: Critic | None
     value_normalizer: ValueNorm | IdentityNorm
     spec: Any  # kdmarl_student.scenarios.ScenarioSpec
     config: dict
     global_step: int = 0
+    algo: str = "mappo"
+    mixer: torch.nn.Module | None = None  # QMIX: QMixer, (Q_i [M, N], mixer state [M, S']) -> Q_tot [M]
 
     @property
     def n_agents(self) -> int:
@@ -139,6 +147,9 @@ class Teacher:
         A time-aware critic (`critic.time_feature`, the default) also needs `t`, the number of steps already
         taken in each environment's episode (long [B] or an int; the batched env's `env.t` after step/reset).
         """
+        if self.critic is None:
+            raise ValueError(f"this is a {self.algo} teacher: it has no critic (its value is the mixer's Q_tot of "
+                             "the agents' utilities; see kdmarl_teacher.distill_qmix)")
         time_frac = None
         if self.critic.time_feature:
             if t is None:
@@ -157,6 +168,19 @@ def build_teacher(payload: dict, device: str | torch.device = "cpu") -> Teacher:
         raise ValueError(f"unsupported teacher checkpoint version {payload.get('version')!r}, expected {VERSION}")
     actor = Actor(**payload["actor"]["kwargs"])
     actor.load_state_dict(payload["actor"]["state_dict"])
+    spec = spec_from_dict(payload["scenario"]["spec"])
+    if payload.get("algo", "mappo") == "qmix":
+        from kdmarl_teacher.qmix import QMixer  # noqa: PLC0415 (qmix imports this module)
+
+        mixer = QMixer(**payload["mixer"]["kwargs"])
+        mixer.load_state_dict(payload["mixer"]["state_dict"])
+        for module in (actor, mixer):
+            module.to(device)
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+        return Teacher(actor, None, IdentityNorm().to(device), spec, payload["config"],
+                       int(payload.get("global_step", 0)), algo="qmix", mixer=mixer)
     critic = Critic(**payload["critic"]["kwargs"])
     critic.load_state_dict(payload["critic"]["state_dict"])
     norm: ValueNorm | IdentityNorm = ValueNorm() if payload["value_norm"]["enabled"] else IdentityNorm()
@@ -166,7 +190,6 @@ def build_teacher(payload: dict, device: str | torch.device = "cpu") -> Teacher:
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
-    spec = spec_from_dict(payload["scenario"]["spec"])
     return Teacher(actor, critic, norm, spec, payload["config"], int(payload.get("global_step", 0)))
 
 

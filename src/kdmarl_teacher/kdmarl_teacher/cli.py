@@ -21,7 +21,7 @@ from kdmarl_teacher.errors import NonFiniteError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("kdmarl_teacher.mappo", "train a MAPPO teacher (writes runs/NAME/teacher.pt)"),
+    "train": ("kdmarl_teacher.mappo", "train a MAPPO (or --algo qmix: QMIX) teacher (writes runs/NAME/teacher.pt)"),
     "evaluate": ("kdmarl_teacher.evaluate", "evaluate a teacher on fixed mpe2 seeds vs random"),
     "report": ("kdmarl_teacher.report", "draw the learning curve PNG from metrics.csv"),
     "distill": ("kdmarl_teacher.distill", "distill a teacher into per-agent students"),

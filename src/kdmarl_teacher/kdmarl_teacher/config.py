@@ -165,6 +165,115 @@ RANGES: dict[str, Range] = {
     "max_grad_norm": Range(0, low_open=True),
     "gru_hidden": Range(1, MAX_WIDTH),
 }
+@dataclass
+class QmixConfig:
+    """Hyper-parameters of `kdmarl train --algo qmix` (config/qmix_<scenario>.yaml). Defaults follow pymarl /
+    epymarl's qmix.yaml and JaxMARL's MPE QMIX config where they agree, and were tuned for wall time on a
+    2-core CPU where they differ (the shipped YAML files say which). `algo` is always "qmix": it is what tells
+    a run's config.yaml (and so `--resume`) which algorithm wrote it."""
+
+    algo: str = "qmix"
+    # --- environment -------------------------------------------------------------------------------------
+    scenario: str = "simple_spread"
+    env_params: dict = field(default_factory=dict)
+    num_envs: int = 64  # B: environments stepped as one batch; each iteration adds B sequences to the buffer
+    num_steps: int = 25  # T: steps per stored sequence (= max_cycles on MPE: one whole episode per sequence)
+    # --- run ---------------------------------------------------------------------------------------------
+    seed: int = 1
+    device: str = "cpu"
+    torch_threads: int = 1
+    total_steps: int = 5_000_000  # joint env steps
+    time_limit_minutes: float = 0.0  # > 0: also stop after this much wall time (breaks bit-exact resume)
+    checkpoint_every: int = 200  # iterations between checkpoints (checkpoint.pt holds the replay buffer too)
+    log_every: int = 1
+    eval_every: int = 20  # iterations between greedy evaluations on fixed seeds (logged as greedy_return); 0 off
+    eval_envs: int = 64  # episodes of that greedy evaluation
+    # --- replay and exploration --------------------------------------------------------------------------
+    buffer_size: int = 5000  # sequences kept (FIFO), pymarl's buffer_size
+    batch_size: int = 64  # sequences per gradient step
+    updates_per_iteration: int = 2  # gradient steps after each iteration's B sequences were added
+    learning_starts: int = 10_000  # env steps collected before the first gradient step
+    eps_start: float = 1.0
+    eps_finish: float = 0.05
+    eps_anneal_steps: int = 500_000  # env steps of the linear epsilon schedule
+    # --- optimisation ------------------------------------------------------------------------------------
+    lr: float = 5e-4
+    anneal_lr: bool = False
+    adam_eps: float = 1e-5
+    gamma: float = 0.99
+    td_lambda: float = 0.6  # TD(lambda) targets (pymarl2); 0 gives one-step double-Q targets
+    double_q: bool = True  # the online agents pick the next action, the target networks value it
+    target_update_interval: int = 200  # gradient steps between target updates (hard copy when target_tau = 1)
+    target_tau: float = 1.0  # 1: hard copy every target_update_interval steps; < 1: Polyak every step
+    max_grad_norm: float = 10.0
+    huber_delta: float = 0.0  # > 0: Huber TD loss with this threshold; 0: MSE (pymarl)
+    reward_scale: float = 1.0  # the team reward is multiplied by this for learning (logged returns are not)
+    # --- networks ----------------------------------------------------------------------------------------
+    agent_hidden: list = field(default_factory=lambda: [128, 128])  # the shared utility network's MLP
+    activation: str = "relu"
+    input_norm: bool = False  # as the MAPPO teacher: LayerNorm on the input erases MPE's distance scale
+    layer_norm: bool = False
+    use_gru: bool = False  # a GRU after the MLP trunk (pymarl's RNN agent)
+    gru_hidden: int = 64
+    mixer_embed: int = 32  # width of the mixing network (pymarl mixing_embed_dim)
+    hypernet_hidden: int = 64  # hidden width of the two-layer hypernetworks (pymarl hypernet_embed)
+    mixer_time: bool = True  # the mixer's state ends with t / max_cycles (MPE episodes end by a time limit)
+
+    def validate(self, origins: Mapping[str, str] | None = None) -> None:
+        """Types and ranges (`QMIX_RANGES`), naming the key and, via `origins`, the file or `--set`."""
+        origins = origins or {}
+        if self.algo != "qmix":
+            raise ValueError(f"config key 'algo' = {self.algo!r}: a QMIX config says algo: qmix")
+        check_ranges(self.to_dict(), QMIX_RANGES, origins, "config key")
+        check_ranges({f"env_params.{k}": v for k, v in self.env_params.items()} if isinstance(self.env_params, dict)
+                     else {}, ENV_PARAM_RANGES, origins, "config key")
+        check_device(self.device, origins.get("device"))
+        if self.activation not in ("relu", "tanh"):
+            raise ValueError(f"config key 'activation' must be 'relu' or 'tanh', got {self.activation!r}")
+        widths = self.agent_hidden
+        if not isinstance(widths, list) or not widths or not all(isinstance(w, int) and 0 < w <= MAX_WIDTH
+                                                                 for w in widths):
+            raise ValueError(f"config key 'agent_hidden' must be a non-empty list of ints in [1, {MAX_WIDTH}], "
+                             f"got {widths!r}")
+        if self.eps_finish > self.eps_start:
+            raise ValueError(f"config key 'eps_finish' ({self.eps_finish}) must not exceed 'eps_start' "
+                             f"({self.eps_start}): epsilon is annealed down")
+        if not isinstance(self.env_params, dict):
+            raise ValueError(f"config key 'env_params' must be a mapping, got {self.env_params!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check_resume(self, saved: Mapping[str, Any]) -> None:
+        """`--resume`: refuse a config that differs from the checkpoint's but in `RESUME_MAY_CHANGE`."""
+        check_resume_config(saved, self.to_dict(), RESUME_MAY_CHANGE)
+
+
+# Why these bounds: as RANGES; in addition the replay buffer holds buffer_size x (num_steps + 1) x (N x obs + state)
+# floats, so a buffer of 10^7 sequences would exhaust memory instead of failing.
+QMIX_RANGES: dict[str, Range] = {
+    **{k: RANGES[k] for k in ("num_envs", "num_steps", "seed", "torch_threads", "total_steps", "time_limit_minutes",
+                              "checkpoint_every", "log_every", "lr", "adam_eps", "gamma", "max_grad_norm",
+                              "gru_hidden")},
+    "eval_every": Range(0),
+    "eval_envs": Range(1, 65_536),
+    "buffer_size": Range(1, 1_000_000),
+    "batch_size": Range(1, 65_536),
+    "updates_per_iteration": Range(0, 1000),
+    "learning_starts": Range(0),
+    "eps_start": Range(0, 1),
+    "eps_finish": Range(0, 1),
+    "eps_anneal_steps": Range(1),
+    "td_lambda": Range(0, 1),
+    "target_update_interval": Range(1),
+    "target_tau": Range(0, 1, low_open=True),
+    "huber_delta": Range(0),
+    "reward_scale": Range(0, 1000, low_open=True),
+    "mixer_embed": Range(1, MAX_WIDTH),
+    "hypernet_hidden": Range(1, MAX_WIDTH),
+}
+
+
 # Scenario parameters with a range when present in env_params (the scenario checks which ones it accepts): a
 # batched env allocates [num_envs, N, obs_dim(N)] tensors, so N = 100 000 would exhaust memory instead of failing.
 ENV_PARAM_RANGES: dict[str, Range] = {
@@ -253,27 +362,30 @@ def coerce(key: str, value: Any, default: Any, source: str, what: str = "config 
     return value
 
 
-def apply_overrides(cfg: TeacherConfig, values: dict[str, Any], source: str,
-                    origins: dict[str, str] | None = None) -> TeacherConfig:
-    """Return a copy of `cfg` with `values` applied; `source` (a file name or '--set') goes into errors and, per
-    key, into `origins` (so a range error found later by `validate` still names where the value came from)."""
+def apply_overrides(cfg: TeacherConfig | QmixConfig, values: dict[str, Any], source: str,
+                    origins: dict[str, str] | None = None) -> TeacherConfig | QmixConfig:
+    """Return a copy of `cfg` (a TeacherConfig or a QmixConfig) with `values` applied; `source` (a file name or
+    '--set') goes into errors and, per key, into `origins` (so a range error found later by `validate` still
+    names where the value came from)."""
     if not isinstance(values, dict):
         raise ValueError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
     origins = {} if origins is None else origins
+    cls = type(cfg)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    defaults = cls()
     data = cfg.to_dict()
     for key, value in values.items():
         if key.startswith("env_params."):
             data["env_params"] = {**data["env_params"], key.split(".", 1)[1]: value}
             origins[key] = source
             continue
-        if key not in FIELD_NAMES:
-            raise ValueError(f"{source}: unknown config key '{key}' (known keys: {', '.join(FIELD_NAMES)})")
-        data[key] = coerce(key, value, getattr(TeacherConfig(), key), source)
+        if key not in names:
+            raise ValueError(f"{source}: unknown config key '{key}' (known keys: {', '.join(names)})")
+        data[key] = coerce(key, value, getattr(defaults, key), source)
         origins[key] = source
         if key == "env_params" and isinstance(value, dict):
             origins.update({f"env_params.{k}": source for k in value})
-    out = TeacherConfig(**data)
-    return out
+    return cls(**data)
 
 
 def check_resume_config(saved: Mapping[str, Any], now: Mapping[str, Any], ignore: Iterable[str]) -> None:
@@ -297,8 +409,9 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: TeacherConfig | None = None) -> TeacherConfig:
-    """Defaults <- YAML file <- `--set` overrides, then validate (types, ranges, device)."""
+                base: TeacherConfig | QmixConfig | None = None) -> TeacherConfig | QmixConfig:
+    """Defaults <- YAML file <- `--set` overrides, then validate (types, ranges, device). `base` picks the
+    algorithm: a QmixConfig() base reads a QMIX config (`load_qmix_config`), the default a MAPPO one."""
     cfg = base if base is not None else TeacherConfig()
     origins: dict[str, str] = {}
     if path is not None:
@@ -308,8 +421,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+def load_qmix_config(path: str | Path | None = None, overrides: list[str] | None = None) -> QmixConfig:
+    """`load_config` for `kdmarl train --algo qmix`: QmixConfig defaults <- YAML <- `--set`."""
+    cfg = load_config(path, overrides, base=QmixConfig())
+    assert isinstance(cfg, QmixConfig)
+    return cfg
+
+
+def config_algo(path: str | Path) -> str:
+    """Which algorithm wrote a run's config.yaml: "qmix" if it says `algo: qmix`, else "mappo" (MAPPO configs
+    predate the key and never carry it)."""
+    data = load_yaml(path)
+    return "qmix" if isinstance(data, dict) and data.get("algo") == "qmix" else "mappo"
+
+
 # ------------------------------------------------------------------------------ the distill config
 TERMS = ("pg", "kl", "ce", "relation", "role")
+QMIX_TERMS = ("kl", "ce", "util", "mixer")  # the value-decomposition recipe's terms (distill_qmix.py)
+ALL_TERMS = (*TERMS, "util", "mixer")  # every term with a use_/w_ pair (and a --no-TERM flag)
 
 
 @dataclass
@@ -342,6 +471,13 @@ class DistillConfig:
     use_role: bool = True
     w_role: float = 0.1
     temperature: float = 2.0  # softening of the KL term (scaled by T²)
+    # --- value-decomposition recipe (a QMIX teacher; distill_qmix.py): terms kl, ce, util, mixer -------------
+    use_util: bool = True  # regression of the student's utilities on the teacher's Q_i (valid actions only)
+    w_util: float = 0.1
+    use_mixer: bool = True  # mixer distillation: a training-only student mixer reproduces the teacher's Q_tot
+    w_mixer: float = 0.1
+    q_temperature: float = 0.1  # T of softmax(Q_i / T) for the KL term (Q gaps are far below logit gaps)
+    student_mixer_embed: int = 8  # width of the student mixer (training only, dropped at export)
     clip_coef: float = 0.2
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -388,9 +524,9 @@ class DistillConfig:
         `DISTILL_RESUME_MAY_CHANGE` (a resumed run may be extended or moved, not changed)."""
         check_resume_config(saved, self.to_dict(), DISTILL_RESUME_MAY_CHANGE)
 
-    def terms(self) -> dict[str, float]:
-        """Active terms and weights."""
-        return {t: float(getattr(self, f"w_{t}")) for t in TERMS if getattr(self, f"use_{t}")}
+    def terms(self, names: tuple[str, ...] = TERMS) -> dict[str, float]:
+        """Active terms and weights (of the MAPPO recipe, or `QMIX_TERMS` for the value-decomposition one)."""
+        return {t: float(getattr(self, f"w_{t}")) for t in names if getattr(self, f"use_{t}")}
 
 
 # Allowed ranges, checked at load (as RANGES for the teacher): outside them a run diverges
@@ -407,8 +543,10 @@ DISTILL_RANGES: dict[str, Range] = {
     "num_minibatches": Range(1),  # and it must divide num_envs * num_steps
     "chunk_len": Range(0, 100_000),  # and it must divide num_steps
     "max_grad_norm": Range(0, low_open=True),
-    **{f"w_{t}": Range(0, 100) for t in TERMS},  # loss weights; switch a term off with use_<term>: false
+    **{f"w_{t}": Range(0, 100) for t in ALL_TERMS},  # loss weights; switch a term off with use_<term>: false
     "temperature": Range(0, 100, low_open=True),
+    "q_temperature": Range(0, 100, low_open=True),
+    "student_mixer_embed": Range(1, 4096),
     "clip_coef": Range(0, 1, low_open=True),
     "gamma": Range(0, 1),
     "gae_lambda": Range(0, 1),
@@ -449,13 +587,13 @@ def load_distill_config(path: str | Path | None, overrides: list[str] | None = N
     return cfg
 
 
-def default_config_path(scenario: str) -> Path | None:
-    """The shipped `config/mappo_<scenario>.yaml`, if there is one."""
-    candidate = CONFIG_DIR / f"mappo_{scenario}.yaml"
+def default_config_path(scenario: str, algo: str = "mappo") -> Path | None:
+    """The shipped `config/<algo>_<scenario>.yaml` (mappo or qmix), if there is one."""
+    candidate = CONFIG_DIR / f"{algo}_{scenario}.yaml"
     return candidate if candidate.is_file() else None
 
 
-def save_config(cfg: TeacherConfig | DistillConfig, path: str | Path) -> None:
+def save_config(cfg: TeacherConfig | QmixConfig | DistillConfig, path: str | Path) -> None:
     """The run's resolved config (config.yaml, distill_config.yaml), written atomically (a write error names
     the file)."""
     with writing(path), atomic_file(path) as fh:

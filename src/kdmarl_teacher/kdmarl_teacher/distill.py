@@ -41,14 +41,14 @@ from kdmarl_student.manifest import sha256_file
 from kdmarl_teacher.checkpoint import (
     Teacher,
     atomic_save,
+    build_teacher,
     divergence_error,
     load_checkpoint,
-    load_teacher,
     nonfinite_tensors,
     prepare_run_dir,
 )
 from kdmarl_teacher.checkpoint import teacher_path as resolve_teacher_path
-from kdmarl_teacher.config import TERMS, DistillConfig, load_distill_config, save_config
+from kdmarl_teacher.config import ALL_TERMS, TERMS, DistillConfig, load_distill_config, save_config
 from kdmarl_teacher.errors import NonFiniteError, writing
 from kdmarl_teacher.evaluate import evaluate_students
 from kdmarl_teacher.losses import (
@@ -300,17 +300,10 @@ def update(cfg: DistillConfig, team: StudentTeam, aux: AuxHeads, optimizer: torc
 
 
 # --------------------------------------------------------------------------------------------- the run
-def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teacher_path: str | Path | None = None,
-            resume: bool = False, progress: bool = True, team: TeamConfig | None = None) -> dict:
-    """Run KD-MARL distillation; returns the report dict (also written to out_dir/distill_report.json)."""
-    cfg.validate()
-    out = Path(out_dir)
-    ckpt_path = prepare_run_dir(out, resume, what="distillation")
-    torch.set_num_threads(cfg.torch_threads)
-    device = torch.device(cfg.device)
-    t_start = time.time()
-
-    # ---- teacher, team, students -------------------------------------------------------------------------------
+def team_for_teacher(cfg: DistillConfig, teacher: Teacher, teacher_path: str | Path | None,
+                     team: TeamConfig | None) -> tuple[TeamConfig, Any, dict]:
+    """The team (its ladder capped at the teacher actor's FLOPs; it must be for the teacher's scenario), the
+    teacher actor's resources and the teacher record of students.pt / distill_report.json (path, sha256)."""
     teacher_actor_res = module_resources(teacher.actor)
     team = team or load_team(cfg.team, max_flops=teacher_actor_res.flops, memory=cfg.memory or None)
     spec = teacher.spec
@@ -321,7 +314,46 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         teacher_path = resolve_teacher_path(teacher_path)
     teacher_info = {"path": str(Path(teacher_path).resolve()) if teacher_path else None,
                     "sha256": sha256_file(teacher_path) if teacher_path else None,
-                    "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step}
+                    "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step,
+                    "algo": teacher.algo}
+    return team, teacher_actor_res, teacher_info
+
+
+def agent_rows(team: TeamConfig, students: list[Student], teacher_flops: int) -> list[dict[str, Any]]:
+    """distill_report.json's per-agent entries: profiles, student size, resources, FLOPs reduction, budget."""
+    rows = []
+    for a, s in zip(team.agents, students, strict=True):
+        res = student_resources(s, a.layout, a.sensing)
+        rows.append({"name": a.name, "sensing": a.sensing, "input_dim": a.input_dim,
+                     "hardware": a.hardware["name"], "memory": a.memory, "student": s.label,
+                     "hidden": list(s.hidden), "ladder_rung": list(a.rung.hidden),
+                     "ladder_label": a.rung.label, "ladder_margins": a.rung.margins,
+                     "flops": res.flops, "params": res.params, "memory_bytes": res.memory_bytes,
+                     "state_bytes": res.state_bytes,
+                     "flops_reduction": teacher_flops / res.flops,
+                     "fits_budget": not budget_violations(res, a.hardware)})
+    return rows
+
+
+def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teacher_path: str | Path | None = None,
+            resume: bool = False, progress: bool = True, team: TeamConfig | None = None) -> dict:
+    """Run KD-MARL distillation; returns the report dict (also written to out_dir/distill_report.json).
+    A QMIX teacher is distilled by the value-decomposition recipe (`distill_qmix.distill_qmix`)."""
+    if teacher.algo == "qmix":
+        from kdmarl_teacher.distill_qmix import distill_qmix  # noqa: PLC0415
+
+        return distill_qmix(cfg, teacher, out_dir, teacher_path=teacher_path, resume=resume, progress=progress,
+                            team=team)
+    cfg.validate()
+    out = Path(out_dir)
+    ckpt_path = prepare_run_dir(out, resume, what="distillation")
+    torch.set_num_threads(cfg.torch_threads)
+    device = torch.device(cfg.device)
+    t_start = time.time()
+
+    # ---- teacher, team, students -------------------------------------------------------------------------------
+    team, teacher_actor_res, teacher_info = team_for_teacher(cfg, teacher, teacher_path, team)
+    spec = teacher.spec
     N = spec.n_agents
     torch.manual_seed(cfg.seed)
     if cfg.resource_aware and any(a.rung.gru_hidden for a in team.agents):
@@ -474,17 +506,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     ev = evaluate_students(teacher, student_team, episodes=cfg.eval_episodes, seed=cfg.eval_seed, device=cfg.device)
     ev_teacher, ev_students, ev_random = ev["teacher"], ev["students"], ev["random"]
     retention = team_retention(ev_students["team_return"], ev_teacher["team_return"], ev_random["team_return"])
-    agents_report = []
-    for a, s in zip(team.agents, students, strict=True):
-        res = student_resources(s, a.layout, a.sensing)
-        agents_report.append({"name": a.name, "sensing": a.sensing, "input_dim": a.input_dim,
-                              "hardware": a.hardware["name"], "memory": a.memory, "student": s.label,
-                              "hidden": list(s.hidden), "ladder_rung": list(a.rung.hidden),
-                              "ladder_label": a.rung.label, "ladder_margins": a.rung.margins,
-                              "flops": res.flops, "params": res.params, "memory_bytes": res.memory_bytes,
-                              "state_bytes": res.state_bytes,
-                              "flops_reduction": teacher_actor_res.flops / res.flops,
-                              "fits_budget": not budget_violations(res, a.hardware)})
+    agents_report = agent_rows(team, students, teacher_actor_res.flops)
     report = {
         "team": team.name, "scenario": spec.name, "params": dict(spec.params), "teacher": teacher_info,
         "terms": terms, "resource_aware": cfg.resource_aware, "global_step": global_step,
@@ -516,8 +538,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help=f"distill YAML (default: {CONFIG_DIR / 'distill.yaml'})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a distill config key, repeatable: --set w_kl=0.5")
-    for term in TERMS:
-        parser.add_argument(f"--no-{term}", action="store_true", help=f"switch the {term} loss term off (ablation)")
+    for term in ALL_TERMS:
+        parser.add_argument(f"--no-{term}", action="store_true",
+                            help=f"switch the {term} loss term off (ablation)" + (
+                                " (QMIX teachers)" if term not in TERMS else ""))
     parser.add_argument("--resource-aware", action="store_true", help="group-lasso + prune + fine-tune option")
     parser.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
     parser.add_argument("--seed", type=int)
@@ -525,12 +549,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def resolve_config(args: argparse.Namespace) -> DistillConfig:
+def resolve_config(args: argparse.Namespace, default_file: str = "distill.yaml") -> DistillConfig:
+    """--config, else (on --resume) the run's distill_config.yaml, else the shipped `default_file`
+    (distill.yaml; distill_qmix.yaml for a QMIX teacher); then the flags, then --set."""
     path = args.config
     if path is None and args.resume and (Path(args.out) / "distill_config.yaml").exists():
         path = Path(args.out) / "distill_config.yaml"
-    if path is None and (CONFIG_DIR / "distill.yaml").exists():
-        path = CONFIG_DIR / "distill.yaml"
+    if path is None and (CONFIG_DIR / default_file).exists():
+        path = CONFIG_DIR / default_file
     overrides = list(args.overrides)
     if args.team:
         overrides.append(f"team={args.team}")
@@ -538,16 +564,17 @@ def resolve_config(args: argparse.Namespace) -> DistillConfig:
         overrides.append(f"seed={args.seed}")
     if args.device:
         overrides.append(f"device={args.device}")
-    overrides += [f"use_{t}=false" for t in TERMS if getattr(args, f"no_{t}", False)]
+    overrides += [f"use_{t}=false" for t in ALL_TERMS if getattr(args, f"no_{t}", False)]
     if args.resource_aware:
         overrides.append("resource_aware=true")
     return load_distill_config(path, overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args)
     teacher_path = resolve_teacher_path(args.teacher)
-    teacher = load_teacher(teacher_path, cfg.device)
+    payload = load_checkpoint(teacher_path, "cpu")  # which teacher it is picks the recipe and its default config
+    cfg = resolve_config(args, "distill_qmix.yaml" if payload.get("algo") == "qmix" else "distill.yaml")
+    teacher = build_teacher(payload, cfg.device)
     out = Path(args.out)
     distill(cfg, teacher, out, teacher_path=teacher_path, resume=args.resume, progress=not args.no_progress)
     print(f"wrote {out / STUDENTS_FILE} and {out / 'distill_report.json'}")

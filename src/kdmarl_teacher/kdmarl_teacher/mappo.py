@@ -404,9 +404,11 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
 
 # ---- `kdmarl train` ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algo", choices=("mappo", "qmix"),
+                        help="teacher algorithm (default mappo; a --resume continues with the run's own)")
     parser.add_argument("--scenario", help="scenario name or PettingZoo import path (default: the config's)")
     parser.add_argument("--out", required=True, help="run directory, e.g. runs/spread")
-    parser.add_argument("--config", help="YAML config (default: the shipped config/mappo_<scenario>.yaml)")
+    parser.add_argument("--config", help="YAML config (default: the shipped config/<algo>_<scenario>.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key (YAML value), repeatable: --set lr=3e-4 --set env_params.N=4")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
@@ -434,6 +436,10 @@ def resolve_config(args: argparse.Namespace) -> TeacherConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdmarl_teacher import qmix  # noqa: PLC0415 (the other teacher algorithm, same command)
+
+    if qmix.wants_qmix(args):
+        return qmix.run(args)
     cfg = resolve_config(args)
     teacher = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"wrote {teacher}")

@@ -1,0 +1,500 @@
+"""QMIX teacher training (`kdmarl train --algo qmix`), CleanRL style: the whole algorithm in one readable file.
+
+Value decomposition (Rashid et al. 2018) as pymarl / epymarl (`q_learner.py`, `modules/mixers/qmix.py`) and
+JaxMARL's `baselines/QLearning/qmix_rnn.py` do it, on this project's batched environments:
+
+- **Agent utilities**: ONE network shared by all agents (`networks.Actor`: padded observation + agent one-hot,
+  MLP or MLP+GRU, invalid actions masked to `MASKED_LOGIT`), whose outputs are read as Q_i(o_i, a) instead of
+  logits. That is the deployed part: each agent acts on argmax_a Q_i(o_i, a) of its own observation, so
+  `kdmarl evaluate`, `kdmarl export` (teacher_actor.onnx) and the distillation rollouts use it unchanged.
+- **Mixer** (`QMixer`, training only): Q_tot = w2 . elu(W1^T Q + b1) + V(s), with W1, b1, w2, V produced by
+  hypernetworks from the global state (plus t / max_cycles: MPE episodes end by a time limit, so the value of a
+  state depends on the steps left, as for the MAPPO critic). |W1| and |w2| make Q_tot monotonic in every Q_i,
+  so the argmax of Q_tot is the tuple of per-agent argmaxes: decentralized greedy execution is exact.
+- **Episode replay buffer** (`ReplayBuffer`): every iteration the B environments run `num_steps` steps from a
+  fresh reset (one whole episode each on MPE) and the B sequences are appended FIFO; gradient steps sample
+  whole sequences uniformly, so the GRU can be unrolled and TD(lambda) targets computed along time.
+- **Targets**: target copies of agent network and mixer (hard copy every `target_update_interval` gradient steps,
+  or Polyak with `target_tau` < 1); double Q (the online agents choose a', the targets value it); TD(lambda)
+  returns over the sequence (pymarl2's `build_td_lambda_targets`; lambda = 0 is one-step Q-learning), cut where
+  an episode ends (`done`: no bootstrap into the next episode).
+- **Exploration**: epsilon-greedy over each agent's *valid* actions, epsilon annealed linearly over env steps.
+- MSE (or Huber) TD loss on the team reward (the mean over agents of their rewards: the team return of DESIGN.md
+  §5 per step), Adam, global grad-norm clipping.
+
+Determinism and `--resume`: as for MAPPO, every draw after network init comes from ONE `torch.Generator`
+(exploration, replay sampling) and from the environment, which is reset at the start of every iteration with a
+seed derived from (seed, iteration); `checkpoint.pt` holds networks, target networks, optimizer, generator,
+the replay buffer and the counters, so an interrupted-and-resumed run reproduces the uninterrupted one bit for
+bit. `teacher.pt` holds what `load_teacher` needs (agent network, mixer) and says `algo: "qmix"`.
+
+Divergence: the loss and gradient norm of every gradient step and all weights after each iteration are checked;
+the first NaN/Inf stops the run (`errors.NonFiniteError`) before anything is checkpointed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdmarl_teacher.checkpoint import (
+    FORMAT,
+    VERSION,
+    atomic_save,
+    divergence_error,
+    load_checkpoint,
+    nonfinite_tensors,
+    prepare_run_dir,
+    spec_to_dict,
+)
+from kdmarl_teacher.config import QmixConfig, config_algo, default_config_path, load_qmix_config, save_config
+from kdmarl_teacher.errors import NonFiniteError
+from kdmarl_teacher.evaluate import run_episodes
+from kdmarl_teacher.mappo import SEED_STRIDE, MetricsLog, _optimizer_to_cpu
+from kdmarl_teacher.networks import Actor, actor_inputs_all
+
+ALGO = "qmix"
+STAT_KEYS = ("td_loss", "q_tot", "target_mean", "td_abs_error", "grad_norm")  # metrics.csv columns of an update
+GREEDY_EVAL_SEED = 10_000  # mpe2 seeds of the in-training greedy evaluation (distinct from the 1000-1199 report seeds)
+
+
+# ---- the mixer -------------------------------------------------------------------------------------------------
+def _hypernet(in_dim: int, hidden: int, out_dim: int) -> nn.Module:
+    """pymarl's hypernetwork: one Linear layer (hidden = 0) or Linear-ReLU-Linear."""
+    if hidden <= 0:
+        return nn.Linear(in_dim, out_dim)
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class QMixer(nn.Module):
+    """Monotonic mixing network: (Q_i of the chosen actions [M, N], mixer state [M, S]) -> Q_tot [M].
+
+    Q_tot = |W1(s)|-weighted sum of the Q_i + b1(s), ELU, then a |w2(s)|-weighted sum + V(s) (pymarl QMixer).
+    The absolute values make dQ_tot/dQ_i >= 0 for every state, which is what lets each agent maximize its own
+    utility alone. The same class, smaller (`hypernet_hidden` 0), is the students' training-only mixer."""
+
+    def __init__(self, state_dim: int, n_agents: int, embed: int = 32, hypernet_hidden: int = 64) -> None:
+        super().__init__()
+        self.state_dim, self.n_agents, self.embed = int(state_dim), int(n_agents), int(embed)
+        self.hyper_w1 = _hypernet(state_dim, hypernet_hidden, embed * n_agents)
+        self.hyper_b1 = nn.Linear(state_dim, embed)
+        self.hyper_w2 = _hypernet(state_dim, hypernet_hidden, embed)
+        self.v = nn.Sequential(nn.Linear(state_dim, embed), nn.ReLU(), nn.Linear(embed, 1))
+
+    def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """qs [M, N], state [M, S] -> Q_tot [M]."""
+        M = qs.shape[0]
+        w1 = self.hyper_w1(state).abs().view(M, self.n_agents, self.embed)  # [M, N, E], non-negative
+        b1 = self.hyper_b1(state).view(M, 1, self.embed)  # [M, 1, E]
+        hidden = nn.functional.elu(torch.bmm(qs.view(M, 1, self.n_agents), w1) + b1)  # [M, 1, E]
+        w2 = self.hyper_w2(state).abs().view(M, self.embed, 1)  # [M, E, 1], non-negative
+        return (torch.bmm(hidden, w2).view(M) + self.v(state).view(M))
+
+
+def mixer_state(state: torch.Tensor, t: torch.Tensor | None, max_cycles: int) -> torch.Tensor:
+    """The mixer's input: state [B, S] (+ t / max_cycles when `t`, long [B], the steps already taken) -> [B, S']."""
+    if t is None:
+        return state
+    return torch.cat([state, (t.to(state.dtype) / float(max_cycles)).unsqueeze(-1)], dim=-1)
+
+
+# ---- replay, exploration, targets ------------------------------------------------------------------------------
+class ReplayBuffer:
+    """FIFO buffer of fixed-length sequences of T transitions of the whole team (pymarl's EpisodeBatch, with
+    auto-reset environments instead of padding): per sequence
+
+        obs    [T+1, N, D]  padded observations, the last one after the last step (the bootstrap's input)
+        state  [T+1, S']    mixer states (global state + time feature), aligned with obs
+        start  [T+1]        bool: obs[t] is the first of an episode (a GRU's state is reset there)
+        action [T, N]       long, the joint action taken at t
+        reward [T]          team reward of step t
+        done   [T]          bool: the episode ended with step t (obs[t+1] belongs to the next episode)
+
+    Episode boundaries inside a sequence are carried by `done` (targets are not bootstrapped across them) and
+    `start` (recurrent states are reset); every stored step is a real transition, so no padding mask is needed.
+    Sampling draws from the run's generator (resume-exact)."""
+
+    FIELDS = ("obs", "state", "start", "action", "reward", "done")
+
+    def __init__(self, capacity: int, T: int, N: int, obs_dim: int, state_dim: int, *, device: torch.device) -> None:
+        self.capacity, self.size, self.pos = int(capacity), 0, 0
+        self.data = {
+            "obs": torch.zeros(capacity, T + 1, N, obs_dim, device=device),
+            "state": torch.zeros(capacity, T + 1, state_dim, device=device),
+            "start": torch.zeros(capacity, T + 1, dtype=torch.bool, device=device),
+            "action": torch.zeros(capacity, T, N, dtype=torch.long, device=device),
+            "reward": torch.zeros(capacity, T, device=device),
+            "done": torch.zeros(capacity, T, dtype=torch.bool, device=device),
+        }
+
+    def add(self, batch: dict[str, torch.Tensor]) -> None:
+        """Append B sequences (each field [B, ...]), overwriting the oldest once full."""
+        n = batch["reward"].shape[0]
+        idx = (self.pos + torch.arange(n, device=batch["reward"].device)) % self.capacity
+        for key in self.FIELDS:
+            self.data[key][idx] = batch[key]
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """n sequences drawn uniformly with replacement (as flashbax / pymarl sample episodes)."""
+        idx = torch.randint(self.size, (n,), generator=generator, device=generator.device)
+        return {k: v[idx] for k, v in self.data.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Only the filled rows, on CPU (a checkpoint early in a run stays small)."""
+        return {"size": self.size, "pos": self.pos,
+                "data": {k: v[: self.size].detach().to("cpu").clone() for k, v in self.data.items()}}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.size, self.pos = int(sd["size"]), int(sd["pos"])
+        for k, v in sd["data"].items():
+            self.data[k][: self.size] = v.to(self.data[k].device)
+
+
+def epsilon_at(cfg: QmixConfig, env_steps: int) -> float:
+    """Linear schedule eps_start -> eps_finish over the first `eps_anneal_steps` env steps, then constant."""
+    frac = min(1.0, env_steps / cfg.eps_anneal_steps)
+    return cfg.eps_start + frac * (cfg.eps_finish - cfg.eps_start)
+
+
+def epsilon_greedy(q: torch.Tensor, eps: float, n_actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """q [M, A_max] (invalid actions already masked), n_actions long [M] (agent i's valid actions are
+    0..n_i-1) -> long [M]: with probability eps a uniform *valid* action, else argmax_a q."""
+    greedy = q.argmax(-1)
+    u = torch.rand(q.shape[0], generator=generator, device=q.device)
+    r = torch.rand(q.shape[0], generator=generator, device=q.device)
+    random_action = (r * n_actions).long().clamp(max=n_actions - 1)
+    return torch.where(u < eps, random_action, greedy)
+
+
+def td_lambda_targets(rewards: torch.Tensor, dones: torch.Tensor, q_next: torch.Tensor, gamma: float,
+                      lam: float) -> torch.Tensor:
+    """TD(lambda) targets along sequences (pymarl2's build_td_lambda_targets, with auto-reset boundaries).
+
+    rewards [b, T], dones bool [b, T] (the episode ended with step t), q_next [b, T]: the target Q_tot of the
+    state after step t. G_t = r_t + gamma (1 - done_t) [(1 - lam) q_next_t + lam G_{t+1}], and at the last step
+    of a sequence G = r + gamma (1 - done) q_next (it bootstraps fully). lam = 0 gives one-step targets. -> [b, T]
+    """
+    T = rewards.shape[1]
+    out = torch.zeros_like(rewards)
+    g = q_next[:, T - 1]
+    for t in reversed(range(T)):
+        cont = (~dones[:, t]).to(rewards.dtype)
+        blend = q_next[:, t] if t == T - 1 else (1 - lam) * q_next[:, t] + lam * g
+        g = rewards[:, t] + gamma * cont * blend
+        out[:, t] = g
+    return out
+
+
+@torch.no_grad()
+def update_target(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- tau * online + (1 - tau) * target (tau = 1: a hard copy)."""
+    for t, o in zip(target.state_dict().values(), online.state_dict().values(), strict=True):
+        if t.is_floating_point():
+            t.mul_(1.0 - tau).add_(o, alpha=tau) if tau < 1.0 else t.copy_(o)
+        else:
+            t.copy_(o)
+
+
+def agent_q_sequences(agent: Actor, obs: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Utilities over sequences: obs [b, L, N, D], start bool [b, L] -> Q [b, L, N, A_max] (invalid masked).
+    A recurrent agent is unrolled from a zero state, reset where an episode starts (every sequence begins at
+    an environment reset, so the zero state is exact)."""
+    b, L, N, _ = obs.shape
+    x = actor_inputs_all(obs.reshape(b * L, N, -1)).reshape(b, L, N, -1)  # [b, L, N, Da]
+    if not agent.recurrent:
+        return agent(x)
+    h = agent.initial_state(b * N)
+    out = []
+    for t in range(L):
+        keep = (~start[:, t]).repeat_interleave(N).to(h.dtype).unsqueeze(-1)  # [b*N, 1]
+        q, _, h = agent.step(x[:, t].reshape(b * N, -1), h * keep)
+        out.append(q.view(b, N, -1))
+    return torch.stack(out, dim=1)
+
+
+def qmix_loss(cfg: QmixConfig, batch: dict[str, torch.Tensor], agent: Actor, mixer: QMixer, *, target_agent: Actor,
+              target_mixer: QMixer) -> tuple[torch.Tensor, dict[str, float]]:
+    """The TD loss of one sampled batch of b sequences (pymarl's QLearner.train): Q_tot of the taken joint
+    actions against double-Q TD(lambda) targets from the target networks. Returns (loss, stats)."""
+    obs, state, start = batch["obs"], batch["state"], batch["start"]  # [b, T+1, N, D], [b, T+1, S'], [b, T+1]
+    b, T1, N, _ = obs.shape
+    T = T1 - 1
+    q = agent_q_sequences(agent, obs, start)  # [b, T+1, N, A]
+    chosen = q[:, :T].gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)  # [b, T, N]
+    q_tot = mixer(chosen.reshape(b * T, N), state[:, :T].reshape(b * T, -1)).view(b, T)
+    with torch.no_grad():
+        q_tgt = agent_q_sequences(target_agent, obs, start)[:, 1:]  # [b, T, N, A]
+        chooser = q[:, 1:] if cfg.double_q else q_tgt  # masked actions are -1e8: never chosen
+        next_q = q_tgt.gather(-1, chooser.argmax(-1, keepdim=True)).squeeze(-1)  # [b, T, N]
+        q_tot_next = target_mixer(next_q.reshape(b * T, N), state[:, 1:].reshape(b * T, -1)).view(b, T)
+        targets = td_lambda_targets(batch["reward"] * cfg.reward_scale, batch["done"], q_tot_next, cfg.gamma,
+                                    cfg.td_lambda)
+    err = q_tot - targets
+    loss = nn.functional.huber_loss(q_tot, targets, delta=cfg.huber_delta) if cfg.huber_delta > 0 else (err**2).mean()
+    return loss, {"td_loss": float(loss.detach()), "q_tot": float(q_tot.detach().mean()),
+                  "target_mean": float(targets.mean()), "td_abs_error": float(err.detach().abs().mean())}
+
+
+# ---- networks and checkpoints -----------------------------------------------------------------------------------
+def build_networks(cfg: QmixConfig, env: Any) -> tuple[dict, dict]:
+    """Constructor kwargs of the agent network (a `networks.Actor`) and of the mixer (stored in teacher.pt)."""
+    agent_kwargs = {"obs_dim_max": int(env.obs_dim_max), "n_agents": int(env.n_agents),
+                    "n_actions": [int(a) for a in env.n_actions], "hidden": list(cfg.agent_hidden),
+                    "activation": cfg.activation, "input_norm": cfg.input_norm, "layer_norm": cfg.layer_norm,
+                    "use_gru": cfg.use_gru, "gru_hidden": cfg.gru_hidden}
+    mixer_kwargs = {"state_dim": int(env.state_dim) + int(cfg.mixer_time), "n_agents": int(env.n_agents),
+                    "embed": cfg.mixer_embed, "hypernet_hidden": cfg.hypernet_hidden}
+    return agent_kwargs, mixer_kwargs
+
+
+def _cpu(sd: dict) -> dict:
+    return {k: v.detach().to("cpu").clone() for k, v in sd.items()}
+
+
+def teacher_payload(cfg: QmixConfig, env: Any, agent: Actor, mixer: QMixer, *, agent_kwargs: dict,
+                    mixer_kwargs: dict, global_step: int, iteration: int) -> dict:
+    """The teacher.pt dict of a QMIX teacher: the MAPPO layout (kdmarl_teacher.checkpoint) with `algo: "qmix"`,
+    the agent network under "actor" (what acts) and the mixer under "mixer" (no critic, no value normalizer)."""
+    spec = env.spec
+    return {
+        "format": FORMAT, "version": VERSION, "algo": ALGO,
+        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
+        "config": cfg.to_dict(),
+        "actor": {"kwargs": agent_kwargs, "state_dict": _cpu(agent.state_dict())},
+        "mixer": {"kwargs": mixer_kwargs, "state_dict": _cpu(mixer.state_dict()),
+                  "time_feature": bool(cfg.mixer_time)},
+        "global_step": int(global_step), "iteration": int(iteration),
+    }
+
+
+# ---- training ---------------------------------------------------------------------------------------------------
+def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          stop_after_iterations: int | None = None) -> Path:
+    """Train a QMIX teacher; writes config.yaml, metrics.csv, tb/, checkpoint.pt and teacher.pt in `out_dir`.
+
+    `stop_after_iterations` stops as if interrupted after that many iterations (the resume test). Returns the
+    path of teacher.pt."""
+    from kdmarl_teacher.envs import make_env  # noqa: PLC0415
+
+    cfg.validate()
+    out = Path(out_dir)
+    ckpt_path, teacher_path = prepare_run_dir(out, resume), out / "teacher.pt"
+    torch.set_num_threads(cfg.torch_threads)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)  # network initialization
+    env = make_env(cfg.scenario, num_envs=cfg.num_envs, seed=cfg.seed, device=device, dtype=torch.float32,
+                   **cfg.env_params)
+    B, T, N = cfg.num_envs, cfg.num_steps, int(env.n_agents)
+    max_cycles = int(env.spec.max_cycles)
+    n_actions = torch.tensor(env.n_actions, device=device).repeat(B)  # [B*N], agent-major within an env
+
+    agent_kwargs, mixer_kwargs = build_networks(cfg, env)
+    agent = Actor(**agent_kwargs).to(device)
+    mixer = QMixer(**mixer_kwargs).to(device)
+    target_agent, target_mixer = copy.deepcopy(agent), copy.deepcopy(mixer)
+    for p in (*target_agent.parameters(), *target_mixer.parameters()):
+        p.requires_grad_(False)
+    params = [*agent.parameters(), *mixer.parameters()]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    buffer = ReplayBuffer(cfg.buffer_size, T, N, int(env.obs_dim_max), mixer_kwargs["state_dim"], device=device)
+
+    steps_per_iter = B * T
+    num_iterations = max(1, cfg.total_steps // steps_per_iter)
+    start_iteration, wall_offset, grad_steps = 0, 0.0, 0
+    if resume:
+        ckpt = load_checkpoint(ckpt_path, "cpu")
+        cfg.check_resume(ckpt["config"])
+        agent.load_state_dict(ckpt["actor"]["state_dict"])
+        mixer.load_state_dict(ckpt["mixer"]["state_dict"])
+        ts = ckpt["train_state"]
+        target_agent.load_state_dict(ts["target_actor"])
+        target_mixer.load_state_dict(ts["target_mixer"])
+        optimizer.load_state_dict(ts["optimizer"])
+        buffer.load_state_dict(ts["buffer"])
+        gen.set_state(ts["generator"].to(gen.get_state().device))
+        torch.set_rng_state(ts["torch_rng"])
+        start_iteration, wall_offset, grad_steps = int(ckpt["iteration"]), float(ts["wall_time"]), int(ts["grad_steps"])
+    save_config(cfg, out / "config.yaml")
+    log = MetricsLog(out, start_iteration if resume else None, start_iteration * steps_per_iter)
+    eval_env = None
+    if cfg.eval_every:
+        eval_env = make_env(cfg.scenario, num_envs=cfg.eval_envs, seed=0, device=device, dtype=torch.float32,
+                            **cfg.env_params)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=num_iterations * steps_per_iter, initial=start_iteration * steps_per_iter, unit="step",
+                   unit_scale=True, dynamic_ncols=True, desc=f"train qmix {cfg.scenario}")
+    t0 = time.perf_counter()
+    time_limit = cfg.time_limit_minutes * 60.0
+    last_return, last_greedy = float("nan"), float("nan")
+    last_checkpoint = start_iteration if resume else None
+
+    def checkpoint(iteration_done: int) -> None:
+        nonlocal last_checkpoint
+        payload = teacher_payload(cfg, env, agent, mixer, agent_kwargs=agent_kwargs, mixer_kwargs=mixer_kwargs,
+                                  global_step=iteration_done * steps_per_iter, iteration=iteration_done)
+        train_state = {"optimizer": _optimizer_to_cpu(optimizer.state_dict()), "generator": gen.get_state().cpu(),
+                       "torch_rng": torch.get_rng_state(), "wall_time": wall_offset + time.perf_counter() - t0,
+                       "target_actor": _cpu(target_agent.state_dict()), "target_mixer": _cpu(target_mixer.state_dict()),
+                       "buffer": buffer.state_dict(), "grad_steps": grad_steps}
+        atomic_save({**payload, "train_state": train_state}, ckpt_path)
+        atomic_save(payload, teacher_path)
+        last_checkpoint = iteration_done
+
+    def diverged(iteration_number: int, values: dict[str, float]) -> NonFiniteError:
+        if bar is not None:
+            bar.close()
+        log.close()
+        return divergence_error(iteration_number, values, {"agent": agent, "mixer": mixer}, ckpt_path,
+                                last_checkpoint)
+
+    def greedy(obs: torch.Tensor) -> torch.Tensor:
+        return agent(actor_inputs_all(obs)).argmax(-1)
+
+    seq = {"obs": torch.zeros(B, T + 1, N, int(env.obs_dim_max), device=device),
+           "state": torch.zeros(B, T + 1, mixer_kwargs["state_dim"], device=device),
+           "start": torch.zeros(B, T + 1, dtype=torch.bool, device=device),
+           "action": torch.zeros(B, T, N, dtype=torch.long, device=device),
+           "reward": torch.zeros(B, T, device=device), "done": torch.zeros(B, T, dtype=torch.bool, device=device)}
+    t_feature = (lambda: env.t) if cfg.mixer_time else (lambda: None)  # steps taken, per env
+    iteration = start_iteration
+    for iteration in range(start_iteration, num_iterations):
+        it_t0 = time.perf_counter()
+        if cfg.anneal_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * (1.0 - iteration / num_iterations)
+        eps = epsilon_at(cfg, iteration * steps_per_iter)
+
+        # ---- rollout: epsilon-greedy agents, B sequences of T steps ------------------------------------------
+        ep_returns: list[torch.Tensor] = []
+        ep_metrics: dict[str, list[torch.Tensor]] = {}
+        with torch.no_grad():
+            obs, state = env.reset(seed=cfg.seed * SEED_STRIDE + iteration)  # [B, N, D], [B, S]
+            starting = torch.ones(B, dtype=torch.bool, device=device)
+            h = agent.initial_state(B * N)
+            for t in range(T):
+                seq["obs"][:, t], seq["state"][:, t] = obs, mixer_state(state, t_feature(), max_cycles)
+                seq["start"][:, t] = starting
+                h = h * (~starting).repeat_interleave(N).to(h.dtype).unsqueeze(-1)
+                q, _, h = agent.step(actor_inputs_all(obs).reshape(B * N, -1), h)  # [B*N, A]
+                action = epsilon_greedy(q, eps, n_actions, gen).view(B, N)
+                obs, state, reward, done, info = env.step(action)
+                seq["action"][:, t], seq["reward"][:, t], seq["done"][:, t] = action, reward.float().mean(-1), done
+                if bool(done.any()):
+                    ep_returns.append(info["episode_returns"][done].float().mean(-1))
+                    for key, v in info.get("metrics", {}).items():
+                        ep_metrics.setdefault(key, []).append(v[done].float())
+                starting = done
+            seq["obs"][:, T], seq["state"][:, T] = obs, mixer_state(state, t_feature(), max_cycles)
+            seq["start"][:, T] = starting
+            buffer.add(seq)
+
+        # ---- gradient steps on sampled sequences -------------------------------------------------------------
+        stats = dict.fromkeys(STAT_KEYS, float("nan"))  # every column from the first row on (before learning_starts)
+        global_step = (iteration + 1) * steps_per_iter
+        if global_step >= cfg.learning_starts and buffer.size >= 1:
+            for _ in range(cfg.updates_per_iteration):
+                loss, stats = qmix_loss(cfg, buffer.sample(cfg.batch_size, gen), agent, mixer,
+                                        target_agent=target_agent, target_mixer=target_mixer)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                stats["grad_norm"] = float(grad_norm)
+                if not all(map(math.isfinite, stats.values())):
+                    raise diverged(iteration + 1, stats)
+                optimizer.step()
+                grad_steps += 1
+                if cfg.target_tau < 1.0:
+                    update_target(target_agent, agent, cfg.target_tau)
+                    update_target(target_mixer, mixer, cfg.target_tau)
+                elif grad_steps % cfg.target_update_interval == 0:
+                    update_target(target_agent, agent, 1.0)
+                    update_target(target_mixer, mixer, 1.0)
+        if nonfinite_tensors(p for m in (agent, mixer) for p in m.state_dict().items()):
+            raise diverged(iteration + 1, stats)
+
+        # ---- logging ------------------------------------------------------------------------------------------
+        now = time.perf_counter()
+        wall = wall_offset + now - t0
+        if ep_returns:
+            last_return = float(torch.cat(ep_returns).mean())
+        row: dict[str, Any] = {"greedy_return": float("nan")}
+        if eval_env is not None and ((iteration + 1) % cfg.eval_every == 0 or iteration + 1 == num_iterations):
+            seeds = list(range(GREEDY_EVAL_SEED, GREEDY_EVAL_SEED + cfg.eval_envs))
+            with torch.no_grad():
+                ev = run_episodes(eval_env, greedy, seeds, None, torch.Generator(device=device))
+            last_greedy = float(ev["team"].mean())
+            row["greedy_return"] = last_greedy
+        if (iteration + 1) % cfg.log_every == 0 or iteration + 1 == num_iterations:
+            row = {"iteration": iteration + 1, "global_step": global_step, "wall_time": round(wall, 3),
+                   "sps": round(global_step / max(wall, 1e-9), 1),
+                   "sps_iter": round(steps_per_iter / max(now - it_t0, 1e-9), 1),
+                   "episodes": int(sum(len(r) for r in ep_returns)), "train_return": last_return,
+                   "epsilon": eps, "grad_steps": grad_steps, "buffer_size": buffer.size,
+                   "lr": optimizer.param_groups[0]["lr"], **stats, **row}
+            for key, vals in ep_metrics.items():
+                row[f"task/{key}"] = float(torch.cat(vals).mean())
+            log.write(row)
+        if bar is not None:
+            bar.set_postfix(eps=f"{eps:.2f}", ret=f"{last_return:.2f}", greedy=f"{last_greedy:.2f}", refresh=False)
+            bar.update(steps_per_iter)
+
+        done_iters = iteration + 1
+        interrupted = stop_after_iterations is not None and done_iters - start_iteration >= stop_after_iterations
+        timed_out = time_limit > 0 and wall >= time_limit
+        if done_iters % cfg.checkpoint_every == 0 or done_iters == num_iterations or interrupted or timed_out:
+            checkpoint(done_iters)
+        if interrupted or timed_out:
+            break
+
+    if bar is not None:
+        bar.close()
+    log.close()
+    return teacher_path
+
+
+# ---- `kdmarl train --algo qmix` ------------------------------------------------------------------------------------
+def wants_qmix(args: argparse.Namespace) -> bool:
+    """`kdmarl train` runs QMIX with `--algo qmix`, or on `--resume` of a run whose config.yaml says so."""
+    if getattr(args, "algo", None):
+        return args.algo == ALGO
+    config = Path(args.out) / "config.yaml"
+    return bool(args.resume and args.config is None and config.is_file() and config_algo(config) == ALGO)
+
+
+def resolve_config(args: argparse.Namespace) -> QmixConfig:
+    """As `mappo.resolve_config`, with the shipped `config/qmix_<scenario>.yaml` as the default file."""
+    overrides = list(args.overrides)
+    if args.scenario:
+        overrides.insert(0, f"scenario={args.scenario}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    path = args.config
+    if path is None and args.resume and (Path(args.out) / "config.yaml").exists():
+        path = Path(args.out) / "config.yaml"
+    if path is None:
+        path = default_config_path(args.scenario or QmixConfig.scenario, ALGO)
+    return load_qmix_config(path, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    teacher = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"wrote {teacher}")
+    return 0
