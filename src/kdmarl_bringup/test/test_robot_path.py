@@ -142,7 +142,8 @@ def test_adapter_starts_a_new_episode_after_stale_odometry(processes: Processes,
                     params={"bundle": str(bundle), "agent": robots[own], "peers": [r for r in robots if r != own],
                             "landmarks": [0.5, 0.5, -0.5, 0.5, 0.0, -0.5], "odom_timeout_s": 0.5})
     processes.start("student", "kdmarl_student.student_node", ros_args=["-r", f"__ns:=/{own}"],
-                    params={"bundle": str(bundle), "agent": robots[own], "mode": "realtime"})
+                    params={"bundle": str(bundle), "agent": robots[own], "mode": "realtime",
+                            "observation_timeout_s": 2.0})  # only the adapter's new episode may reset it here
     observations: list[AgentObservation] = []
     actions: list[AgentAction] = []
     ros_node.create_subscription(AgentObservation, f"/{own}/observation", observations.append, OBSERVATION_QOS)

@@ -687,18 +687,24 @@ def test_memory_resets_on_new_episode_step_back_and_reactivate(harness: Harness,
 
 
 def test_memory_resets_after_a_stale_period(harness: Harness, memory_bundle: Path) -> None:
-    """Realtime: once the watchdog found the input stale, the next observation starts from a reset memory."""
+    """Realtime: once the watchdog found the input stale, the next observation starts from a reset memory.
+
+    The probe's k-th decision after a reset is k mod 5. Counted over the decisions (not the steps): on a loaded
+    machine a copy may arrive after observation_timeout_s and get the safe action, which must not count."""
     h, agent = harness, MEMORY_AGENTS["recurrent"]
-    h.start_student(agent, bundle=str(memory_bundle), mode="realtime", observation_timeout_s=1.0,
+    h.start_student(agent, bundle=str(memory_bundle), mode="realtime", observation_timeout_s=2.0,
                     control_rate_hz=10.0)
-    before, after = _trajectory(6, 20), _trajectory(6, 21)
-    got = [h.send_until_answered(agent, observation(3, t, agent, h.now(), obs)).action
-           for t, obs in enumerate(before)]
-    assert got == _fresh_actions(memory_bundle, agent, before)
+
+    def decisions(first_step: int, observations: np.ndarray) -> list[int]:
+        answers = [h.send_until_answered(agent, observation(3, first_step + t, agent, h.now(), obs))
+                   for t, obs in enumerate(observations)]
+        return [a.action for a in answers if not a.is_safe_action]
+
+    before = decisions(0, _trajectory(6, 20))
+    assert len(before) >= 4 and before == [k % 5 for k in range(1, len(before) + 1)], before
     stale_from = len(h.actions[agent])
     assert h.spin_until(lambda: any(a.is_safe_action for a in h.actions[agent][stale_from:])), h.logs()
-    got = [h.send_until_answered(agent, observation(3, 6 + t, agent, h.now(), obs)).action
-           for t, obs in enumerate(after)]
-    assert got == _fresh_actions(memory_bundle, agent, after), h.logs()
+    after = decisions(6, _trajectory(6, 21))
+    assert len(after) >= 4 and after == [k % 5 for k in range(1, len(after) + 1)], (after, h.log(agent))
     assert f"{agent}: memory reset (recurrent, 4 values): input resumed after a stale period (episode 3, step 6)" \
         in h.log(agent), h.log(agent)
