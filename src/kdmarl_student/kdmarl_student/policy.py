@@ -49,7 +49,6 @@ LOGGER = logging.getLogger("kdmarl_student.policy")
 
 ACCELERATED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
-MEMORY_KINDS: tuple[str, ...] = ("none", "history", "recurrent")
 
 
 def _dim_is_dynamic(dim: Any) -> bool:
