@@ -3,8 +3,8 @@
 
 On the same teacher, the same budgets and the same evaluation seeds (mpe2 1000-1199):
 - the heterogeneous team (spread3_hetero: full / no-velocity / nearest-2-landmarks sensing on Orin / Nano /
-  microcontroller budgets) with each memory kind forced on every agent, and with the team file's own choice,
-  over ``--seeds`` distillation seeds: retention (mean, spread across seeds), distillation wall time. Target:
+  microcontroller budgets) with each memory kind forced on every agent, over ``--seeds`` distillation seeds:
+  retention (mean, spread across seeds), distillation wall time. Target:
   retention >= 0.95 with every budget met;
 - the same students and teacher past the training horizon: episodes of ``max_cycles=50`` (trained on 25),
   team return over steps 26-50 and landmarks covered at step 50, against the teacher's;
@@ -142,10 +142,10 @@ def main() -> int:
         t_spread = Path(args.teacher) if args.teacher else train_teacher(
             "simple_spread", args.teacher_minutes, root / "teacher_spread", args.quick)
         if "hetero" in parts:
-            for kind in (*KINDS, "team"):
+            for kind in KINDS:
                 per_seed = []
                 for seed in args.seeds:
-                    overrides = {**common, "seed": seed, "memory": "" if kind == "team" else kind}
+                    overrides = {**common, "seed": seed, "memory": kind}
                     per_seed.append(guarded(distill_run, (f"{kind}_s{seed}", "spread3_hetero"),
                                             name=f"{kind}_s{seed}", teacher_path=t_spread, team="spread3_hetero",
                                             out=root / "hetero", overrides=overrides, **run))
@@ -195,7 +195,7 @@ def main() -> int:
         "retention = (R_student - R_random) / (R_teacher - R_random), greedy, same mpe2 seeds (DESIGN.md §5); "
         f"mean over distillation seeds {args.seeds} (one teacher), each seed's value listed",
         "memory kinds: none = MLP on the sensed observation; history = MLP + deltas of the selected slices from "
-        "the previous observation; recurrent = GRU student (GRU_LADDER); team = each agent's team-file choice",
+        "the previous observation; recurrent = GRU student (GRU_LADDER); each kind on every agent of the team",
         "the same env-step budget for every run; train_minutes is the distillation's own wall time (this machine)",
         "FLOPs = 2 x MACs of Linear layers and GRU cells at batch 1; memory includes the carried state",
     ]

@@ -3,10 +3,9 @@
 from pathlib import Path
 
 import pytest
-from kdmarl_student.sensing import sensed_dim
+from kdmarl_student.sensing import history_dim, sensed_dim
 from kdmarl_teacher.profiles import TEAMS_DIR, load_team
-from kdmarl_teacher.resources import mlp_resources
-from kdmarl_teacher.students import LADDER, budget_violations
+from kdmarl_teacher.students import GRU_LADDER, LADDER, budget_violations, rung_resources
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in TEAMS_DIR.glob("*.yaml")))
@@ -16,9 +15,11 @@ def test_shipped_teams_load(name: str) -> None:
     team = load_team(name)
     for a in team.agents:
         assert not budget_violations(a.rung.resources, a.hardware), a.name
-        larger = [h for h in LADDER
-                  if mlp_resources([a.input_dim, *h, a.n_actions]).flops > a.rung.resources.flops]
-        assert all(budget_violations(mlp_resources([a.input_dim, *h, a.n_actions]), a.hardware) for h in larger), a.name
+        state = history_dim(a.layout, a.sensing)
+        ladder = GRU_LADDER if a.rung.gru_hidden else [(h, 0) for h in LADDER]  # the picked kind's ladder
+        costs = [rung_resources(a.input_dim, a.n_actions, h, g, state_values=state) for h, g in ladder]
+        larger = [res for res in costs if res.flops > a.rung.resources.flops]
+        assert all(budget_violations(res, a.hardware) for res in larger), a.name
         assert a.input_dim == sensed_dim(a.layout, a.sensing)
     for line, a in zip(team.summary_lines(), team.agents, strict=True):
         assert line.startswith(f"{a.name}: sensing={a.sensing['name']} ({a.input_dim} inputs) "
