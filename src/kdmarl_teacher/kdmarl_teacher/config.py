@@ -476,7 +476,9 @@ class DistillConfig:
     w_util: float = 0.1
     use_mixer: bool = True  # mixer distillation: a training-only student mixer reproduces the teacher's Q_tot
     w_mixer: float = 0.1
-    q_temperature: float = 0.1  # T of softmax(Q_i / T) for the KL term (Q gaps are far below logit gaps)
+    q_temperature: float = 0.02  # T_q: QMIX utilities are compared in units of T_q (softmax(Q_i / T_q) for KL,
+    #                              CE and the students' sampling; Q / T_q for the regression): about the teacher's
+    #                              gap between its best two actions (0.02 on simple_spread)
     student_mixer_embed: int = 8  # width of the student mixer (training only, dropped at export)
     clip_coef: float = 0.2
     gamma: float = 0.99

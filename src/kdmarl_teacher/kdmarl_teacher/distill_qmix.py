@@ -14,10 +14,14 @@ Per iteration (CleanRL style, one readable loop):
 2. **Update**, E epochs over minibatches of (t, b) samples (whole BPTT chunks for recurrent students), all
    agents of a sample together, the terms each weighted and switchable (`--no-kl`, `--no-ce`, `--no-util`,
    `--no-mixer`):
-   - `kl`: T_q^2 KL(softmax(Q^T/T_q) || softmax(Q^S/T_q)), the teacher's soft preferences over actions;
-   - `ce`: cross-entropy of the student on the teacher's greedy action;
+   - `kl`: KL(softmax(Q^T/T_q) || softmax(Q^S/T_q)), the teacher's soft preferences over actions;
+   - `ce`: cross-entropy of softmax(Q^S/T_q) on the teacher's greedy action;
+     both in units of T_q (`q_temperature`): a QMIX teacher's utilities differ between actions by a few
+     hundredths (the mixer's V(s) carries the value; measured on simple_spread: median gap between the best two
+     actions 0.02), so T_q is set to that scale, without Hinton's T^2 factor (which assumes logits of order 1);
    - `util`: MSE between Q_i^S and Q_i^T over the agent's valid actions (the teacher's masked actions and the
-     padding of a smaller action set are not regressed): the utilities themselves, not only their ranking;
+     padding of a smaller action set are not regressed): the utilities themselves, level included, not only
+     their ranking (the level is what the mixer term needs);
    - `mixer`: **mixer distillation**. A small student mixer (`qmix.QMixer` with one-layer hypernetworks,
      monotonic like the teacher's; training only, never exported) maps the students' utilities of the taken
      actions and the global state to a Q_tot, regressed on the teacher's Q_tot. Its error flows into the
@@ -159,10 +163,11 @@ def term_losses(cfg: DistillConfig, team: StudentTeam, student_mixer: QMixer, mb
         _, q_s = unroll(s, mb["x"][i], mb["h0"][i], mb["starts"])  # [m*L, A_i]
         q_t = mb["tq"][:, i, : a.n_actions]  # [m*L, A_i]: the agent's valid actions only
         agree += float((q_s.argmax(-1) == q_t.argmax(-1)).float().mean()) / N
+        z_t, z_s = q_t / cfg.q_temperature, q_s / cfg.q_temperature  # utilities in units of T_q
         if "kl" in terms:
-            parts["kl"] = parts["kl"] + kd_kl_loss(q_t, q_s, cfg.q_temperature)
+            parts["kl"] = parts["kl"] + kd_kl_loss(z_t, z_s, 1.0)
         if "ce" in terms:
-            parts["ce"] = parts["ce"] + argmax_ce_loss(q_t, q_s)
+            parts["ce"] = parts["ce"] + argmax_ce_loss(z_t, z_s)
         if "util" in terms:
             parts["util"] = parts["util"] + utility_loss(q_t, q_s)
         taken.append(q_s.gather(-1, mb["act"][:, i, None]).squeeze(-1))  # [m*L]

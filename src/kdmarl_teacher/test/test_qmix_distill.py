@@ -86,7 +86,7 @@ def test_each_term_switch_changes_nothing_else(spread_teacher: Path) -> None:
         alone, _ = term_losses(cfg, st, mixer, mb, {term: all_terms[term]})
         g_term = _grads(modules, all_terms[term] * alone[term])
         for a, b, c in zip(g_all, g_off, g_term, strict=True):  # the switched-off term's gradient, nothing more
-            assert torch.allclose(a - b, c, atol=1e-6)
+            assert torch.allclose(a - b, c, atol=1e-5 * float(a.abs().max()) + 1e-7)  # float32 cancellation
     # only the mixer term reaches the (training-only) student mixer; it also moves the students' utilities
     no_mixer, _ = term_losses(cfg, st, mixer, mb, {t: w for t, w in all_terms.items() if t != "mixer"})
     g = _grads(modules, sum(no_mixer.values()))
