@@ -208,13 +208,13 @@ def fit_agent(
 ) -> tuple[str, dict[str, Any], int, RungChoice | None]:
     """The first memory kind of ``kinds`` whose ladder has a rung that fits ``hardware``:
     (kind, sensing with history features if any, input width, rung) — the rung None if no kind fits."""
-    for kind in kinds:
+    for choice in kinds:
+        # an inline sensing profile that carries its own history features is a history student
+        kind = "history" if choice == "none" and sensing.get("history") is not None else choice
         profile = {k: v for k, v in sensing.items() if k != "history"}
         if kind == "history":
             profile["history"] = dict(history or sensing.get("history") or DEFAULT_HISTORY)
             history_plan(layout, profile)  # ValueError naming the history field
-        elif kind == "none" and sensing.get("history") is not None:
-            profile["history"] = sensing["history"]  # a named profile may carry its own history features
         in_dim = sensed_dim(layout, profile)
         state = history_dim(layout, profile)
         if kind == "recurrent":
