@@ -9,8 +9,8 @@ On the same teacher, the same budgets and the same evaluation seeds (mpe2 1000-1
 - the same students and teacher past the training horizon: episodes of ``max_cycles=50`` (trained on 25),
   team return over steps 26-50 and landmarks covered at step 50, against the teacher's;
 - a partial-observation team from mpe2's own options (simple_spread with num_landmark_neighbors=2,
-  num_agent_neighbors=1: its own teacher, trained here unless given) and the speaker-listener team with a
-  recurrent listener, against MLP students;
+  num_agent_neighbors=1: its own teacher, trained here unless given) with MLP and recurrent students, and
+  the speaker-listener team with a recurrent listener against MLP students (one distillation seed each);
 - per student of the first seed's bundle of each kind: FLOPs, parameters, state bytes, ONNX Runtime p50/p99
   per decision with the state fed back (batch 1, one thread).
 
@@ -161,7 +161,7 @@ def main() -> int:
         if "partial" in parts:
             t_partial = Path(args.teacher_partial) if args.teacher_partial else train_partial_teacher(
                 args.teacher_minutes, root / "teacher_partial", args.quick)
-            for kind in KINDS:
+            for kind in ("none", "recurrent"):
                 rows.append(summarize(kind, "spread3_partial", [guarded(
                     distill_run, (kind, "spread3_partial"), name=kind, teacher_path=t_partial,
                     team="spread3_partial", out=root / "partial", overrides={**common, "memory": kind}, **run)]))

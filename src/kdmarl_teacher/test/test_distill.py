@@ -152,7 +152,7 @@ def test_killed_run_resumes_with_its_config_and_logs_every_iteration_once(
 def test_hidden_slices_change_the_student_input(teacher_path: Path) -> None:
     from kdmarl_teacher.envs import make_env
 
-    team = load_team("spread3_hetero")
+    team = load_team("spread3_hetero", memory="none")  # sensing only: no history features
     students = [StudentMLP(a.input_dim, a.rung.hidden, a.n_actions) for a in team.agents]
     st = StudentTeam(team, students)
     env = make_env("simple_spread", num_envs=8, seed=0, N=3)
