@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make bench: every benchmark in dependency order, then the README tables from bench/results/*.json.
-# About 100 minutes on a quiet 2-core machine. Run on a quiet machine: the figures are wall-clock bound.
+# About 150 minutes on a quiet 2-core machine. Run on a quiet machine: the figures are wall-clock bound.
 #   envs     batched MPE port vs the mpe2 loop                         -> bench/results/envs.json
 #   teacher  MAPPO: return after 10 minutes, throughput (+ speaker-listener 5 min) -> teacher.json
 #   distill  KD-MARL targets, baselines, ablations on those teachers   -> distill.json, distill_ablation.json
 #   ladder   retention vs FLOPs reduction over the student ladder       -> distill_ladder.json
 #   distill_memory  students with memory: MLP / history / GRU, 3 seeds, horizon 50, partial obs, speaker-listener
 #                                                                       -> distill_memory*.json (about 45 min)
+#   qmix     QMIX vs MAPPO teachers at 10 min each, value-decomposition distillation (mixer term on/off, 3 seeds),
+#            the deployment table                                       -> qmix.json, deployment.json (about 50 min)
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
 #   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
 #   memory   one student node, stage by stage                           -> node_memory.json
@@ -15,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${KDMARL_BENCH_RUNS:-runs/bench}
-only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory runtime swarm memory} "
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix runtime swarm memory} "
 want() { [[ "$only" == *" $1 "* ]]; }
 banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
 
@@ -40,6 +42,11 @@ if want distill_memory; then
   banner "distill_memory (students with memory: MLP vs history features vs recurrent)"
   rm -rf "$runs/distill_memory"
   python bench/bench_memory.py --teacher "$runs/teacher/spread" --teacher-sl "$runs/teacher/sl" --keep "$runs/distill_memory"
+fi
+if want qmix; then
+  banner "qmix (QMIX teacher, value-decomposition distillation, deployment table)"
+  rm -rf "$runs/qmix"
+  python bench/bench_qmix.py --keep "$runs/qmix"
 fi
 if want runtime; then
   banner "runtime (bundle of the distilled spread team)"
