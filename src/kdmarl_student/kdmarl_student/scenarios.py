@@ -199,11 +199,97 @@ def _reference(p: dict[str, Any]) -> tuple[tuple[AgentSpec, ...], dict[str, Any]
 _BUILDERS = {"simple_spread": _spread, "simple_speaker_listener": _speaker_listener, "simple_reference": _reference}
 
 
+# ---- SMAX (JaxMARL's SMAC re-implementation, jaxmarl 0.2.0 ``jaxmarl/environments/smax/smax_env.py``) --------
+# Scenario names are "smax:<map>"; the environment is HeuristicEnemySMAX (our team = the allies, the enemy a
+# heuristic). Nothing here imports jax: robots read layouts and meanings from this table.
+SMAX_PREFIX = "smax:"
+SMAX_UNIT_TYPES: tuple[str, ...] = ("marine", "marauder", "stalker", "zealot", "zergling", "hydralisk")
+SMAX_MOVES: tuple[str, ...] = ("north", "east", "south", "west", "stop")  # actions 0-4; 5 + j = attack enemy j
+SMAX_UNIT_FEATURES = 7 + len(SMAX_UNIT_TYPES)  # health, rel x, rel y, last move x, y, last target, cooldown, type
+SMAX_OWN_FEATURES = 4 + len(SMAX_UNIT_TYPES)  # health, x, y, cooldown, type one-hot
+# map -> (ally unit types, enemy unit types): SMAX's MAP_NAME_TO_SCENARIO without its smacv2_* maps (those draw
+# unit types and positions per episode, so an agent has no fixed type); tested equal to jaxmarl's table.
+SMAX_MAPS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "3m": ((0,) * 3, (0,) * 3),
+    "2s3z": ((2, 2, 3, 3, 3), (2, 2, 3, 3, 3)),
+    "25m": ((0,) * 25, (0,) * 25),
+    "3s5z": ((2, 2, 2, 3, 3, 3, 3, 3), (2, 2, 2, 3, 3, 3, 3, 3)),
+    "8m": ((0,) * 8, (0,) * 8),
+    "5m_vs_6m": ((0,) * 5, (0,) * 6),
+    "10m_vs_11m": ((0,) * 10, (0,) * 11),
+    "27m_vs_30m": ((0,) * 27, (0,) * 30),
+    "3s5z_vs_3s6z": ((2, 2, 2, 3, 3, 3, 3, 3), (2, 2, 2, 3, 3, 3, 3, 3, 3)),
+    "3s_vs_5z": ((2, 2, 2), (3, 3, 3, 3, 3)),
+    "6h_vs_8z": ((5,) * 6, (3,) * 8),
+}
+# HeuristicEnemySMAX keyword arguments with the values of JaxMARL's MAPPO SMAX baseline
+# (baselines/MAPPO/config/mappo_homogenous_rnn_smax.yaml ENV_KWARGS) and SMAX's defaults.
+_SMAX_DEFAULT_PARAMS: dict[str, Any] = {
+    "see_enemy_actions": True,
+    "walls_cause_death": True,
+    "attack_mode": "closest",
+    "max_steps": 100,
+}
+
+
+def is_smax(name: str) -> bool:
+    """True for a SMAX scenario name ("smax:3m")."""
+    return isinstance(name, str) and name.startswith(SMAX_PREFIX)
+
+
+def smax_agent_layout(n_allies: int, n_enemies: int) -> dict[str, tuple[int, int]]:
+    """An ally's observation in SMAX's "unit_list" order: the other allies' features, the enemies', then its own
+    (health, position, cooldown) and its unit-type one-hot."""
+    return _layout([
+        ("allies", SMAX_UNIT_FEATURES * (n_allies - 1)),
+        ("enemies", SMAX_UNIT_FEATURES * n_enemies),
+        ("own", SMAX_OWN_FEATURES - len(SMAX_UNIT_TYPES)),
+        ("unit_type", len(SMAX_UNIT_TYPES)),
+    ])
+
+
+def _smax_spec(name: str, params: dict[str, Any]) -> ScenarioSpec:
+    map_name = name.removeprefix(SMAX_PREFIX)
+    if map_name not in SMAX_MAPS:
+        raise ValueError(f"unknown SMAX map {map_name!r} in scenario {name!r}: expected one of "
+                         f"{', '.join(SMAX_PREFIX + m for m in SMAX_MAPS)}")
+    unknown = sorted(set(params) - set(_SMAX_DEFAULT_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {name}: expected a subset of "
+                         f"{sorted(_SMAX_DEFAULT_PARAMS)}")
+    resolved = {**_SMAX_DEFAULT_PARAMS, **params}
+    _check_int("max_steps", resolved["max_steps"], 1)
+    if resolved["attack_mode"] not in ("closest", "random"):
+        raise ValueError(f"parameter 'attack_mode' must be 'closest' or 'random', got {resolved['attack_mode']!r}")
+    allies, enemies = SMAX_MAPS[map_name]
+    layout = smax_agent_layout(len(allies), len(enemies))
+    obs_dim = max(stop for _, stop in layout.values())
+    meanings = SMAX_MOVES + tuple(f"attack_enemy_{j}" for j in range(len(enemies)))
+    agents = tuple(AgentSpec(f"ally_{i}", SMAX_UNIT_TYPES[t], obs_dim, len(meanings), layout, meanings)
+                   for i, t in enumerate(allies))
+    n_units = len(allies) + len(enemies)
+    return ScenarioSpec(
+        name=SMAX_PREFIX + map_name,
+        params=resolved,
+        agents=agents,
+        state_dim=(SMAX_OWN_FEATURES + 2) * n_units,  # SMAX get_world_state: every unit's features + team + type
+        max_cycles=int(resolved["max_steps"]),
+        mpe2_module="jaxmarl.environments.smax",  # not mpe2: the module the environment comes from
+        extra={"map_name": map_name, "n_allies": len(allies), "n_enemies": len(enemies),
+               "ally_unit_types": list(allies), "enemy_unit_types": list(enemies),
+               "unit_types": list(SMAX_UNIT_TYPES), "safe_action": SMAX_MOVES.index("stop"),
+               "action_mask": "per step: SMAX get_avail_actions (stop always available)"},
+    )
+
+
 def scenario_spec(name: str, **params: Any) -> ScenarioSpec:
     """Resolve a scenario name and parameters into its spec; unknown names or parameters raise ValueError.
 
-    Accepts the mpe2 module name too (``simple_spread_v3``, ``mpe2.simple_spread_v3``).
+    Accepts the mpe2 module name too (``simple_spread_v3``, ``mpe2.simple_spread_v3``), and SMAX maps as
+    ``smax:<map>`` (``smax:3m``, ``smax:2s3z``; see ``SMAX_MAPS``).
     """
+    if is_smax(name):
+        return _smax_spec(name, params)
     if not isinstance(name, str):
         raise ValueError(f"scenario name must be a str, expected one of {', '.join(SCENARIOS)}; got {name!r}")
     key = name.removeprefix("mpe2.")

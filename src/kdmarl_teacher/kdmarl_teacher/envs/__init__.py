@@ -2,7 +2,9 @@
 
 ``make_env("simple_spread", num_envs=B, seed=0, device="cpu", dtype=torch.float32, N=3)`` returns B
 environments stepped as tensors (contract in docs/ARCHITECTURE.md). A scenario given as an import path
-(``"mpe2.simple_spread_v3"``) runs B copies of that PettingZoo ParallelEnv behind the same interface.
+(``"mpe2.simple_spread_v3"``) runs B copies of that PettingZoo ParallelEnv behind the same interface, and
+``"smax:<map>"`` (``"smax:3m"``, ``"smax:2s3z"``) B JaxMARL SMAX battles (``envs/smax.py``, imported lazily:
+only SMAX pays for jax).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from kdmarl_student.scenarios import scenario_spec
+from kdmarl_student.scenarios import is_smax, scenario_spec
 
 from .core import BatchedMPEEnv, Scenario, WorldState
 from .pettingzoo_adapter import PettingZooBatchedEnv
@@ -24,11 +26,14 @@ def make_env(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     **params: Any,
-) -> BatchedMPEEnv | PettingZooBatchedEnv:
-    """The torch port for a scenario name, or the PettingZoo adapter for an import path (contains a dot).
-
-    Unknown names or parameters raise ValueError naming what was expected.
+) -> Any:
+    """The torch port for a scenario name, the PettingZoo adapter for an import path (contains a dot), or the
+    SMAX adapter for ``smax:<map>``. Unknown names or parameters raise ValueError naming what was expected.
     """
+    if is_smax(scenario):
+        from .smax import SmaxBatchedEnv  # noqa: PLC0415 (jax only for SMAX)
+
+        return SmaxBatchedEnv(scenario, num_envs, seed=seed, device=device, dtype=dtype, **params)
     if isinstance(scenario, str) and "." in scenario:
         return PettingZooBatchedEnv(scenario, num_envs, seed=seed, device=device, dtype=dtype, **params)
     spec = scenario_spec(scenario, **params)

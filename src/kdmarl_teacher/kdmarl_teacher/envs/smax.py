@@ -1,0 +1,237 @@
+"""SMAX (JaxMARL's SMAC re-implementation) behind the batched-environment interface of the MPE port.
+
+``make_env("smax:2s3z", num_envs=B, seed=0)`` gives B copies of JaxMARL's ``HeuristicEnemySMAX`` (our team =
+the allies; the enemy is SMAX's heuristic), stepped by ONE jitted, vmapped function, with torch tensors out:
+
+    obs, state = env.reset(seed=s)              # obs [B, N, obs_dim] float, state [B, state_dim]
+    obs, state = env.reset_from_seeds(seeds)    # evaluation: battle b is the one of seeds[b]
+    mask = env.available_actions()              # bool [B, N, n_actions]: SMAX get_avail_actions of the current state
+    obs, state, rewards, dones, info = env.step(actions)   # actions long [B, N]; rewards [B, N]; dones bool [B]
+
+- ``state`` is SMAX's ``world_state`` (every unit's health, position, cooldown, type one-hot, then teams and
+  types), exactly what JaxMARL's MAPPO SMAX baseline (``SMAXWorldStateWrapper``) gives its critic before it
+  appends the agent one-hot; our critic appends that one-hot itself (``networks.critic_inputs_all``).
+- Episodes end by victory, defeat or SMAX's time limit (``max_steps`` = ``spec.max_cycles``); ``dones[b]`` then
+  holds and ``obs[b]``/``state[b]`` already belong to the next episode (auto-reset, as JaxMARL's ``step``).
+  ``info["episode_returns"]`` [B, N] (valid where done), ``info["final_obs"]``/``["final_state"]`` (before the
+  reset) and ``info["metrics"]`` (valid where done): ``won`` (all enemies dead, an ally alive), ``allies_alive``
+  and ``enemy_hp_left`` (the enemy team's remaining health as a fraction of its full health) at the end.
+- Randomness: each environment b owns a JAX key chain. ``reset(seed=s)`` starts chain b at
+  ``fold_in(PRNGKey(s), b)``, ``reset_from_seeds(seeds)`` at ``PRNGKey(seeds[b])`` (evaluation: seed s is the
+  same episode whatever B is). Every reset or step first splits the chain (``key, sub = split(key)``) and hands
+  ``sub`` to JaxMARL exactly as its own ``reset(sub)`` / ``step(sub, state, actions)`` would get it; a step is
+  JaxMARL's ``MultiAgentEnv.step`` written out (``step_env`` + ``reset`` + select) only to also return the
+  observation before the auto-reset. Tested identical to raw JaxMARL stepping with the same keys and actions.
+- One compilation per function. Two things would give the jitted step a second signature (and a second 4-9 s
+  compilation): SMAX's ``reset`` leaves some state leaves weakly typed that its ``step`` returns strongly typed
+  (the heuristic enemy's last target), and jit keys its cache on whether inputs are committed to a device. So
+  every state leaf is cast to its strong type (values unchanged) in reset and step, and keys and actions are
+  committed to the CPU device; ``compile_counts()`` tells, and a test checks it stays 1 after any reset.
+- JAX arrays reach torch through DLPack (``torch.from_dlpack``, zero-copy on CPU); actions go the other way.
+
+jax and jaxmarl are imported here only, so the MPE path never pays for them. On a shared machine XLA's CPU
+thread pool can be limited with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (set before jax is imported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import torch
+from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
+
+from .core import check_batch_args
+
+
+def _import_jax() -> tuple[Any, Any, Any]:
+    """jax, jax.numpy and jaxmarl's smax module; jaxmarl prints a line about submodules on import, swallowed."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import jax  # noqa: PLC0415
+            import jax.numpy as jnp  # noqa: PLC0415
+            from jaxmarl.environments import smax  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - the bootstrap installs them
+        raise ImportError(f"SMAX scenarios need jax and jaxmarl==0.2.0 (requirements/python.txt): {exc}") from exc
+    return jax, jnp, smax
+
+
+def make_smax_env(spec: ScenarioSpec) -> Any:
+    """The raw JaxMARL ``HeuristicEnemySMAX`` for a SMAX spec (its params are the env's keyword arguments)."""
+    _jax, _jnp, smax = _import_jax()
+    p = dict(spec.params)
+    return smax.HeuristicEnemySMAX(scenario=smax.map_name_to_scenario(spec.extra["map_name"]),
+                                   attack_mode=p.pop("attack_mode"), **p)
+
+
+def _to_torch(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A JAX array as a torch tensor: zero-copy through DLPack on CPU, then cast/moved only if asked."""
+    t = torch.from_dlpack(x)
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    return t.to(device) if device.type != "cpu" else t
+
+
+class SmaxBatchedEnv:
+    """B SMAX battles as one batch (contract in the module docstring and docs/ARCHITECTURE.md)."""
+
+    def __init__(self, scenario: str, num_envs: int = 1, seed: int | None = 0, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, **params: Any) -> None:
+        check_batch_args(num_envs, dtype)
+        self.spec = scenario_spec(scenario, **params)
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.agent_names = self.spec.agent_names
+        self.n_agents = self.spec.n_agents
+        self.obs_dims: tuple[int, ...] = self.spec.obs_dims
+        self.n_actions: tuple[int, ...] = self.spec.n_actions
+        self.obs_dim_max = self.spec.obs_dim_max
+        self.state_dim = self.spec.state_dim
+        self.max_cycles = self.spec.max_cycles
+        jax, jnp, _smax = _import_jax()
+        self._jax, self._jnp = jax, jnp
+        # Every input of the jitted functions is committed to this device: jit keys its cache on committedness
+        # too, and outputs of committed inputs are committed, so keys, state and actions keep one signature.
+        self._jax_device = jax.devices("cpu")[0]
+        self.raw = raw = make_smax_env(self.spec)
+        agents = list(raw.agents)
+        n_allies = raw.num_allies
+        unit_health = raw.unit_type_health
+
+        def strong(tree: Any) -> Any:
+            # SMAX's reset leaves some leaves weakly typed (the step counter, the heuristic enemy's last target)
+            # and its step makes some of them strong: cast every leaf to a strong type of the same dtype (values
+            # unchanged), in reset AND step, so the jitted step sees one input signature and never recompiles.
+            return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), tree)
+
+        def stack_obs(obs: dict) -> Any:
+            return jnp.stack([obs[a] for a in agents], axis=0)  # [N, D]
+
+        def avail(state: Any) -> Any:
+            masks = raw.get_avail_actions(state)
+            return jnp.stack([masks[a] for a in agents], axis=0).astype(jnp.bool_)  # [N, A]
+
+        def one_reset(key: Any) -> tuple[Any, ...]:
+            key, sub = jax.random.split(key)
+            obs, state = raw.reset(sub)
+            return key, strong(state), stack_obs(obs), obs["world_state"], avail(state)
+
+        def one_step(key: Any, state: Any, actions: Any) -> tuple[Any, ...]:
+            key, sub = jax.random.split(key)
+            # JaxMARL's MultiAgentEnv.step, written out to keep the observation before the auto-reset
+            k_step, k_reset = jax.random.split(sub)
+            act = {a: actions[i] for i, a in enumerate(agents)}
+            obs_st, st_st, rewards, dones, _info = raw.step_env(k_step, state, act)
+            obs_re, st_re = raw.reset(k_reset)
+            done = dones["__all__"]
+            new_state = strong(jax.tree.map(lambda x, y: jax.lax.select(done, x, y), st_re, st_st))
+            new_obs = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), obs_re, obs_st)
+            inner = st_st.state  # the SMAX state at the end of this step, before any reset
+            alive = inner.unit_alive
+            won = jnp.all(~alive[n_allies:]) & jnp.any(alive[:n_allies])  # = SMAX's won_battle bonus condition
+            hp = jnp.where(alive, inner.unit_health, 0.0)
+            full = unit_health[inner.unit_types]
+            metrics = {"won": won.astype(jnp.float32),
+                       "allies_alive": jnp.sum(alive[:n_allies]).astype(jnp.float32),
+                       "enemy_hp_left": jnp.sum(hp[n_allies:]) / jnp.sum(full[n_allies:])}
+            r = jnp.stack([rewards[a] for a in agents])
+            return (key, new_state, stack_obs(new_obs), new_obs["world_state"], avail(new_state), r, done,
+                    stack_obs(obs_st), obs_st["world_state"], metrics)
+
+        self._reset_fn = jax.jit(jax.vmap(one_reset))
+        self._step_fn = jax.jit(jax.vmap(one_step))
+        self._keys: Any = None
+        self._state: Any = None
+        self._mask: Any = None
+        self.t = torch.zeros(num_envs, dtype=torch.long, device=self.device)  # steps taken in each episode
+        self.episode_returns = torch.zeros(num_envs, self.n_agents, dtype=torch.float64, device=self.device)
+        self.reset(seed=seed)
+
+    # ---- keys ------------------------------------------------------------------------------------------------
+    def _keys_from_seed(self, seed: int | None) -> Any:
+        jax, jnp = self._jax, self._jnp
+        if seed is None:
+            seed = int(torch.seed() % (2**31 - 1))
+        base = jax.random.PRNGKey(int(seed))
+        return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(self.num_envs, dtype=jnp.uint32))
+
+    def _keys_from_seeds(self, seeds: list[int]) -> Any:
+        jax, jnp = self._jax, self._jnp
+        seeds = [int(s) for s in seeds]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds (one per environment), got {len(seeds)}")
+        if any(not 0 <= s < 2**31 for s in seeds):
+            raise ValueError("seeds must be in [0, 2**31)")
+        return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+
+    # ---- interface -------------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reset all B environments; chain b restarts at ``fold_in(PRNGKey(seed), b)`` (``seed=None``: continue
+        the current chains, or a random seed on the first reset). Returns obs [B, N, obs_dim], state [B, S]."""
+        keys = self._keys if (seed is None and self._keys is not None) else self._keys_from_seed(seed)
+        return self._reset_keys(keys)
+
+    def reset_from_seeds(self, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Environment b starts the episode of seed ``seeds[b]`` (its chain begins at ``PRNGKey(seeds[b])``):
+        seed s is the same battle whatever B is (evaluation on fixed seeds)."""
+        return self._reset_keys(self._keys_from_seeds(seeds))
+
+    def _reset_keys(self, keys: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        keys = self._jax.device_put(keys, self._jax_device)
+        self._keys, self._state, obs, world, self._mask = self._reset_fn(keys)
+        self.t.zero_()
+        self.episode_returns.zero_()
+        return self._out(obs), self._out(world)
+
+    def available_actions(self) -> torch.Tensor:
+        """bool [B, N, n_actions]: SMAX's ``get_avail_actions`` of the current state (what may be picked now).
+        "stop" is always available, so every row has at least one True; dead units may only stop."""
+        return _to_torch(self._mask, self.device)
+
+    def _check_actions(self, actions: Any) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            actions = torch.as_tensor(actions)
+        expected = (self.num_envs, self.n_agents)
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must have shape [num_envs, n_agents] = {list(expected)}, "
+                             f"got {list(actions.shape)}")
+        if actions.dtype.is_floating_point or actions.dtype == torch.bool or actions.is_complex():
+            raise ValueError(f"actions must be integer action indices, got dtype {actions.dtype}")
+        n_act = self.n_actions[0]
+        if bool(((actions < 0) | (actions >= n_act)).any()):
+            raise ValueError(f"actions must satisfy 0 <= action < {n_act} (the action count of {self.spec.name})")
+        return actions
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Step all B battles with ``actions`` long [B, N] (an unavailable action is what SMAX does with it:
+        an attack out of range or on a dead enemy does nothing). Same returns as ``BatchedMPEEnv.step``."""
+        actions = self._check_actions(actions)
+        act = self._jax.device_put(self._jnp.from_dlpack(actions.detach().to("cpu", torch.int32).contiguous()),
+                                   self._jax_device)
+        (self._keys, self._state, obs, world, self._mask, rewards, done, final_obs, final_world,
+         metrics) = self._step_fn(self._keys, self._state, act)
+        rewards_t = _to_torch(rewards, self.device, self.dtype)
+        dones = _to_torch(done, self.device).clone()
+        self.t += 1
+        self.episode_returns += rewards_t.double()
+        info = {"episode_returns": self.episode_returns.to(self.dtype),  # a copy (or cloned below)
+                "final_obs": self._out(final_obs), "final_state": self._out(final_world),
+                "metrics": {k: _to_torch(v, self.device, self.dtype) for k, v in metrics.items()},
+                "episode_length": self.t.clone()}
+        if self.dtype == torch.float64:
+            info["episode_returns"] = info["episode_returns"].clone()
+        self.episode_returns[dones] = 0.0
+        self.t[dones] = 0
+        return self._out(obs), self._out(world), rewards_t, dones, info
+
+    def _out(self, x: Any) -> torch.Tensor:
+        return _to_torch(x, self.device, self.dtype)
+
+    def compile_counts(self) -> dict[str, int]:
+        """How many signatures each jitted function has compiled (1 each after the first step: no recompiles)."""
+        return {"reset": self._reset_fn._cache_size(), "step": self._step_fn._cache_size()}
+
+    def close(self) -> None:
+        """Nothing to release (the PettingZoo adapter's interface has it)."""
