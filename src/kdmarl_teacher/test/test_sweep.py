@@ -1,0 +1,138 @@
+"""`kdmarl sweep` on a real local Ray with real (tiny) distillations: spec errors, interruption and resume,
+failed-trial reporting, and the aggregate checked against a direct numpy/scipy computation.
+
+The grid: variants `full` and `no_kl` (the reference and a loss switch) x seeds 1, 2, plus a variant that fails
+inside every run it starts (resource-aware pruning of recurrent students, refused by `distill`), so the retry
+and the error report are exercised too. 4800 env steps per trial, 20 evaluation episodes, 2 CPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+from test_distill import teacher_path  # noqa: F401  (the module-scoped tiny MAPPO teacher fixture)
+
+from kdmarl_teacher import sweep
+
+BASE = {"num_envs": 32, "num_steps": 25, "total_steps": 32 * 25 * 6, "eval_episodes": 20, "lr": 0.01,
+        "checkpoint_every": 2}
+
+
+def _spec(tmp: Path, teacher_file: Path, **over: object) -> Path:
+    spec = {"kind": "distill", "teacher": str(teacher_file), "base": BASE, "grid": {"seed": [1, 2]},
+            "variants": {"full": {}, "no_kl": {"use_kl": False},
+                         "broken": {"resource_aware": True, "memory": "recurrent"}},
+            "reference": "full", "metric": "retention", **over}
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _cli(*args: str, **kw: object) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-m", "kdmarl_teacher.cli", "sweep", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            **kw)
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (out / "trials").glob(f"*/{sweep.TRIAL_FILE}")}
+
+
+@pytest.mark.parametrize(("over", "field"), [
+    ({"grid": {"w_kl": [-1.0]}}, "grid.w_kl[0]"),
+    ({"variants": {"full": {}, "x": {"use_foo": False}}}, "variants.x.use_foo"),
+    ({"reference": "nope"}, "reference"),
+    ({"grid": {"seed": []}}, "grid.seed"),
+    ({"metric": "accuracy"}, "metric"),
+    ({"teacher": "/nonexistent/teacher.pt"}, "teacher"),
+    ({"epochs": 3}, "epochs"),
+])
+def test_spec_errors_name_the_file_and_field(teacher_path: Path, tmp_path: Path, over: dict,  # noqa: F811
+                                             field: str) -> None:
+    spec = _spec(tmp_path, teacher_path, **over)
+    with pytest.raises(ValueError, match=re.escape(f"spec.yaml: field '{field}'")):
+        sweep.expand(sweep.load_spec(spec), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_interrupt_resume_and_aggregate(teacher_path: Path, tmp_path: Path) -> None:  # noqa: F811
+    spec, out = _spec(tmp_path, teacher_path), tmp_path / "sweep"
+
+    # 1. Start the sweep and kill it (SIGKILL, the whole process group: driver and local Ray) once a trial is done.
+    proc = _cli(str(spec), "--out", str(out), "--cpus", "2")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(r.get("status") == "done" for r in _records(out).values()):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the sweep ended before it could be interrupted:\n{proc.stdout.read()}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    done_before = {name: r for name, r in _records(out).items() if r.get("status") == "done"}
+    assert done_before and len(done_before) < 6
+    reports = {name: out / "trials" / name / "distill_report.json" for name in done_before}
+    stamp = {name: (p.stat().st_mtime_ns, p.read_bytes()) for name, p in reports.items()}
+
+    # 2. Resume: nothing finished is recomputed, every good trial ends done, the broken ones are reported.
+    proc = _cli("--resume", "--out", str(out), "--cpus", "2")
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, log  # 1: some trials failed (the broken variant)
+    for name, p in reports.items():
+        assert (p.stat().st_mtime_ns, p.read_bytes()) == stamp[name], f"{name} was recomputed"
+        assert _records(out)[name]["finished"] == done_before[name]["finished"]
+    records = _records(out)
+    good = [n for n in records if not n.startswith("broken")]
+    assert sorted(good) == ["full_seed=1", "full_seed=2", "no_kl_seed=1", "no_kl_seed=2"]
+    assert all(records[n]["status"] == "done" for n in good)
+    rep = json.loads((out / "sweep_report.json").read_text())
+    assert rep["n_trials"] == 6 and rep["done"] == 4
+    failed = {f["trial"]: f for f in rep["failed"]}
+    assert sorted(failed) == ["broken_seed=1", "broken_seed=2"]
+    for f in failed.values():  # retried once in each of the two sweep runs, the error kept
+        assert f["status"] == "error" and f["attempt"] >= 2 and "resource_aware" in f["error"]
+    assert "broken_seed=1" in (out / "sweep_report.csv").read_text()
+
+    # 3. The aggregate against a direct computation from the trial reports.
+    def retention(name: str) -> float:
+        return json.loads((out / "trials" / name / "distill_report.json").read_text())["retention"]
+
+    rows = {r["variant"]: r for r in rep["points"]}
+    x = {v: np.array([retention(f"{v}_seed={s}") for s in (1, 2)]) for v in ("full", "no_kl")}
+    for v, vals in x.items():
+        row = rows[v]
+        assert row["n"] == 2 and row["per_seed"] == {"seed=1": vals[0], "seed=2": vals[1]}
+        assert math.isclose(row["mean"], vals.mean(), rel_tol=1e-12)
+        half = stats.t.ppf(0.975, 1) * vals.std(ddof=1) / math.sqrt(2)
+        assert math.isclose(row["ci95"], half, rel_tol=1e-9)
+    cmp = rows["no_kl"]["vs_reference"]
+    d = x["no_kl"] - x["full"]
+    assert cmp["reference"] == "full" and cmp["replicates"] == ["seed=1", "seed=2"]
+    assert math.isclose(cmp["mean_diff"], d.mean(), rel_tol=1e-12, abs_tol=1e-15)
+    assert math.isclose(cmp["p_value"], stats.ttest_rel(x["no_kl"], x["full"]).pvalue, rel_tol=1e-9)
+    assert math.isclose(cmp["d_z"], d.mean() / d.std(ddof=1), rel_tol=1e-9)
+    assert cmp["boot_low"] <= d.mean() <= cmp["boot_high"]
+    assert rows["broken"]["n"] == 0
+
+    # 4. --report alone (no Ray) rewrites the same aggregate, CSV and figures; a trial is a plain distill run.
+    assert sweep.main(["--report", str(out)]) == 0
+    again = json.loads((out / "sweep_report.json").read_text())
+    assert [r["mean"] for r in again["points"] if r["n"]] == [r["mean"] for r in rep["points"] if r["n"]]
+    for name in ("sweep_report.csv", "sweep_bars.png", "sweep_pareto.png"):
+        assert (out / name).stat().st_size > 0
+    trial = out / "trials" / "full_seed=1"
+    assert {"students.pt", "distill_config.yaml", "metrics.csv", "checkpoint.pt"} <= {p.name for p in trial.iterdir()}
+    assert yaml.safe_load((trial / "distill_config.yaml").read_text())["torch_threads"] == 1
