@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
-"""KD-MARL distillation benchmark (issue 4 §4, §6): retention vs FLOPs reduction, baselines and ablations.
+"""KD-MARL distillation benchmark (issue 4 §4, §6; issue 14): retention vs FLOPs reduction, baselines and
+ablations, over distillation seeds and teachers, through `kdmarl sweep` on the local Ray.
 
-Runs, on this machine, with the same evaluation seeds (mpe2 1000-1199) and the same env-step budget per method:
-- `simple_spread` N=3, full observation, microcontroller budget (spread3_full): KD-MARL full loss.
-  Target: retention >= 0.95 at >= 30x fewer FLOPs per agent than the teacher actor, in < 10 min.
-- `simple_spread` heterogeneous team (spread3_hetero: 3 sensing x 3 hardware profiles): retention >= 0.90.
-- `simple_speaker_listener` (speaker_listener team): retention >= 0.90.
-- Baselines at the same student size and observation (spread3_full): KL-only policy distillation, MAPPO from
-  scratch at student size (shared 2x16 actor + one-hot, centralized critic, same env steps), and KD-MARL with
-  each loss term removed in turn; plus the resource-aware option (start 2x wider, group lasso, prune to the
-  same budget, fine-tune) against the ladder choice.
+Two sweeps (specs in bench/sweeps/, same evaluation seeds mpe2 1000-1199, same env-step budget per method):
+- `distill_teams.yaml` (headline rows): the full loss on spread3_full (microcontroller budget; target retention
+  >= 0.95 at >= 30x fewer FLOPs per agent, < 10 min), spread3_hetero (>= 0.90) and speaker_listener (>= 0.90),
+  5 distillation seeds each; spread3_full also across 3 teachers trained with different seeds (teachers 2 and 3
+  come from the `kind: train` sweep `teachers.yaml` unless --teachers-spread-extra gives them).
+- `distill.yaml` (ablation rows): on spread3_full, KL-only, each loss term removed in turn and the resource-aware
+  option against the full loss, 5 seeds each, paired on the seeds: mean difference with its paired bootstrap
+  95 % interval, paired t-test p-value, Cohen's d_z, and a plain verdict.
+MAPPO from scratch at student size (shared actor + one-hot, same env steps) stays one sequential run (seed 1):
+it is not a distillation, so it is not in the sweeps.
 
-    python bench/bench_distill.py --teacher-spread runs/spread --teacher-sl runs/sl   # full benchmark
-    python bench/bench_distill.py                       # trains both teachers first (--teacher-minutes each)
-    python bench/bench_distill.py --quick               # smoke check (tiny teachers, tiny budgets; ~3 min)
+    python bench/bench_distill.py --teacher-spread runs/spread --teacher-sl runs/sl --keep runs/kd_bench
+    python bench/bench_distill.py --keep runs/kd_bench --reuse     # re-tabulate / resume the sweeps there
+    python bench/bench_distill.py --quick                          # smoke check (tiny teachers and grids)
 
-Writes bench/results/distill.json (main table + targets) and bench/results/distill_ablation.json
-(--quick writes distill_quick.json instead). Run it on a quiet machine: wall times move with the load.
+Writes bench/results/distill.json and distill_ablation.json (--quick: distill_quick.json). Trial run directories
+and the sweep reports (sweep_report.json/.csv/PNGs) stay under --keep.
 """
 
 from __future__ import annotations
@@ -36,8 +38,6 @@ ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 for _pkg in ("kdmarl_student", "kdmarl_teacher"):
     sys.path.insert(0, str(ROOT / "src" / _pkg))
-
-from kdmarl_teacher.config import TERMS  # noqa: E402  (torch-free: the bench process stays light)
 
 
 def train_teacher(scenario: str, minutes: float, out: Path, quick: bool) -> Path:
@@ -132,100 +132,205 @@ def mappo_scratch_run(teacher_path: Path, out: Path, *, steps: int, episodes: in
             "terms": "PPO + centralized critic, no teacher"}
 
 
+# ------------------------------------------------------------------------------------------ through kdmarl sweep
+SWEEPS_DIR = BENCH_DIR / "sweeps"
+SWEEP_COLUMNS = ["variant", "team", "retention", "retention_ci95", "n_seeds", "retention_per_seed", "diff_vs_full",
+                 "diff_ci95", "p_value", "d_z", "verdict", "min_flops_reduction", "student_hidden", "env_steps",
+                 "train_minutes"]
+
+
+def load_bench_spec(name: str, quick: bool) -> dict[str, Any]:
+    """bench/sweeps/NAME.yaml; with `quick`, its `bench.quick` base/grid/variants/eval_episodes applied."""
+    import yaml  # noqa: PLC0415
+
+    spec = yaml.safe_load((SWEEPS_DIR / name).read_text())
+    q = (spec.get("bench") or {}).get("quick") or {}
+    if quick:
+        spec["base"] = {**spec.get("base", {}), **q.get("base", {})}
+        spec["grid"] = {**spec.get("grid", {}), **q.get("grid", {})}
+        if "variants" in q:
+            spec["variants"] = {k: v for k, v in spec["variants"].items() if k in q["variants"]}
+        if "eval_episodes" in q:
+            spec["eval_episodes"] = q["eval_episodes"]
+    return spec
+
+
+def run_spec(spec: dict[str, Any], out: Path, *, cpus: int | None = None, reuse: bool = False) -> dict[str, Any]:
+    """`kdmarl sweep SPEC --out OUT` (the same code path; the spec, as run, is written next to OUT). With `reuse`
+    and a sweep already in OUT: `kdmarl sweep --resume` (finished trials are read, not rerun)."""
+    import yaml  # noqa: PLC0415
+
+    from kdmarl_teacher import sweep  # noqa: PLC0415
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec_file = out.parent / f"{out.name}.spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    resume = reuse and (out / "trials.json").is_file()
+    argv = ([] if resume else [str(spec_file)]) + ["--out", str(out)] + (["--resume"] if resume else [])
+    argv += ["--cpus", str(cpus)] if cpus else []
+    print(f"kdmarl sweep {' '.join(argv)}", flush=True)
+    sweep.main(argv)  # 1 when some trials failed: they are error rows below
+    return json.loads((out / "sweep_report.json").read_text())
+
+
+def rows_from_sweep(report: dict[str, Any], ndigits: int = 4) -> list[dict[str, Any]]:
+    """bench/results rows from a sweep report: one per grid point, the old columns as means across seeds (and
+    teachers), plus the interval, the per-seed values and the paired comparison with the reference variant.
+    `student_ci95` becomes the 95 % interval of the mean student return across seeds (so report_bench's retention
+    error bar, student_ci95 / (R_teacher - R_random), is the interval of retention across seeds). A grid point
+    whose trials all failed is an error row naming the failures."""
+    def r(v: Any, nd: int = ndigits) -> Any:
+        return round(v, nd) if isinstance(v, float) else v
+
+    errors: dict[str, list[str]] = {}
+    for f in report["failed"]:
+        errors.setdefault(f["variant"], []).append(f"{f['trial']}: {f.get('error') or f['status']}")
+    rows = []
+    for p in report["points"]:
+        team = p.get("team_name") or p["point"].get("team")
+        if not p["n"]:
+            rows.append({"variant": p["variant"], "team": team, "label": p["label"],
+                         "error": "; ".join(errors.get(p["variant"], ["no finished trial"]))})
+            continue
+        row = {"variant": p["variant"], "team": team, "label": p["label"], "retention": r(p["mean"]),
+               "retention_ci95": r(p["ci95"]), "n_seeds": p["n"],
+               "retention_per_seed": {k: r(v) for k, v in p["per_seed"].items()},
+               "student_return": r(p.get("student_return"), 3), "student_ci95": r(p.get("student_return_ci95"), 3),
+               "teacher_return": r(p.get("teacher_return"), 3), "random_return": r(p.get("random_return"), 3),
+               "min_flops_reduction": r(p.get("min_flops_reduction"), 2), "student_hidden": p.get("student_hidden"),
+               "student_labels": p.get("student_labels"), "student_flops": p.get("student_flops"),
+               "student_params": p.get("student_params"),
+               "teacher_flops": p.get("teacher_flops"), "budgets_met": p.get("budgets_met"),
+               "env_steps": int(p["env_steps"]) if p.get("env_steps") else None,
+               "train_minutes": r(p.get("train_minutes"), 2), "total_minutes": r(p.get("total_minutes"), 2),
+               "failed_trials": p["n_trials"] - p["n_done"]}
+        cmp = p.get("vs_reference")
+        if cmp:
+            row.update({"diff_vs_full": r(cmp["mean_diff"]), "diff_ci95": [r(cmp["boot_low"]), r(cmp["boot_high"])],
+                        "p_value": r(cmp["p_value"], 4), "d_z": r(cmp["d_z"], 2), "verdict": cmp["verdict"],
+                        "n_pairs": cmp["n_pairs"]})
+        rows.append(row)
+    return rows
+
+
+def teachers_sweep(root: Path, quick: bool, reuse: bool) -> list[Path]:
+    """Teachers 2 and 3 of the teacher-seed axis: the `kind: train` sweep bench/sweeps/teachers.yaml."""
+    rep = run_spec(load_bench_spec("teachers.yaml", quick), root / "teachers", reuse=reuse)
+    paths = [Path(t["dir"]) / "teacher.pt" for t in rep["trials"] if t["status"] == "done"]
+    if len(paths) != len(rep["trials"]):
+        raise RuntimeError(f"teacher sweep: {rep['failed']}")
+    return paths
+
+
 def main() -> int:
+    import os  # noqa: PLC0415
+
     from benchlib import write_result  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--teacher-spread", help="simple_spread teacher.pt or run dir (default: train one)")
+    parser.add_argument("--teachers-spread-extra", nargs=2, metavar="TEACHER",
+                        help="teachers 2 and 3 of the teacher-seed axis (default: bench/sweeps/teachers.yaml)")
     parser.add_argument("--teacher-sl", help="simple_speaker_listener teacher (default: train one)")
     parser.add_argument("--teacher-minutes", type=float, default=10.0, help="wall time per teacher trained here")
-    parser.add_argument("--steps", type=int, default=1_500_000, help="env-step budget of every method")
-    parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes (mpe2 seeds from 1000)")
     parser.add_argument("--only", default="main,ablation", help="comma list of: main, ablation")
-    parser.add_argument("--quick", action="store_true", help="smoke check: tiny teachers and budgets")
+    parser.add_argument("--cpus", type=int, help="CPUs of the local Ray (default: all cores)")
+    parser.add_argument("--quick", action="store_true", help="smoke check: tiny teachers and grids")
     parser.add_argument("--keep", help="keep run directories under this path (default: temporary)")
     parser.add_argument("--reuse", action="store_true",
-                        help="with --keep: read finished runs (distill_report.json) instead of rerunning them")
+                        help="with --keep: resume the sweeps there (finished trials are read, not rerun)")
+    parser.add_argument("--no-scratch", action="store_true", help="skip the MAPPO-from-scratch baseline")
     args = parser.parse_args()
-    if args.quick:
-        args.steps, args.episodes = 64 * 25 * 8, 20
     parts = set(args.only.split(","))
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_distill_"))
     root.mkdir(parents=True, exist_ok=True)
-    common: dict[str, Any] = {"num_envs": 64} if args.quick else {}
     main_rows: list[dict[str, Any]] = []
     abl_rows: list[dict[str, Any]] = []
-    reuse = args.reuse
+    reports: dict[str, dict[str, Any]] = {}
+    steps = load_bench_spec("distill.yaml", args.quick)["base"]["total_steps"]
     try:
         t_spread = Path(args.teacher_spread) if args.teacher_spread else train_teacher(
             "simple_spread", args.teacher_minutes, root / "teacher_spread", args.quick)
-        spread = {"teacher_path": t_spread, "team": "spread3_full", "out": root, "steps": args.steps,
-                  "episodes": args.episodes, "reuse": reuse}
-        full = guarded(distill_run, ("kdmarl_full", "spread3_full"), name="kdmarl_full", **spread, overrides=common)
-        main_rows.append(full)
+        os.environ["KDMARL_TEACHER_SPREAD"] = str(t_spread.resolve())
         if "main" in parts:
-            main_rows.append(guarded(distill_run, ("kdmarl_full", "spread3_hetero"), name="kdmarl_full",
-                                     **{**spread, "team": "spread3_hetero", "out": root / "hetero"}, overrides=common))
+            extra = ([Path(t) for t in args.teachers_spread_extra] if args.teachers_spread_extra
+                     else teachers_sweep(root, args.quick, args.reuse))
+            for i, t in enumerate(extra, start=2):
+                os.environ[f"KDMARL_TEACHER_SPREAD_{i}"] = str(t.resolve())
             t_sl = Path(args.teacher_sl) if args.teacher_sl else train_teacher(
                 "simple_speaker_listener", args.teacher_minutes, root / "teacher_sl", args.quick)
-            main_rows.append(guarded(distill_run, ("kdmarl_full", "speaker_listener"), name="kdmarl_full",
-                                     **{**spread, "teacher_path": t_sl, "team": "speaker_listener", "out": root / "sl"},
-                                     overrides=common))
+            os.environ["KDMARL_TEACHER_SL"] = str(t_sl.resolve())
+            reports["teams"] = run_spec(load_bench_spec("distill_teams.yaml", args.quick), root / "teams",
+                                        cpus=args.cpus, reuse=args.reuse)
+            main_rows = rows_from_sweep(reports["teams"])
         if "ablation" in parts:
-            abl_rows.append(full)
-            kl_only = {f"use_{t}": t == "kl" for t in TERMS}
-            abl_rows.append(guarded(distill_run, ("kl_only", "spread3_full"), name="kl_only", **spread,
-                                    overrides={**common, **kl_only}))
-            for term in TERMS if not args.quick else ("pg",):
-                abl_rows.append(guarded(distill_run, (f"minus_{term}", "spread3_full"), name=f"minus_{term}", **spread,
-                                        overrides={**common, f"use_{term}": False}))
-            abl_rows.append(guarded(distill_run, ("resource_aware", "spread3_full"), name="resource_aware", **spread,
-                                    overrides={**common, "resource_aware": True}))
-            if "error" not in full:
-                abl_rows.append(guarded(mappo_scratch_run, ("mappo_scratch", "spread3_full"), teacher_path=t_spread,
-                                        out=root, steps=args.steps, episodes=args.episodes,
-                                        hidden=list(full["student_hidden"][0]), ref=full))
+            reports["ablation"] = run_spec(load_bench_spec("distill.yaml", args.quick), root / "ablation",
+                                           cpus=args.cpus, reuse=args.reuse)
+            abl_rows = rows_from_sweep(reports["ablation"])
+            full = next((r for r in abl_rows if r["variant"] == "kdmarl_full" and "error" not in r), None)
+            if full is not None and not args.no_scratch:
+                episodes = load_bench_spec("distill.yaml", args.quick)["base"]["eval_episodes"]
+                scratch = guarded(mappo_scratch_run, ("mappo_scratch", "spread3_full"), teacher_path=t_spread,
+                                  out=root, steps=steps, episodes=episodes, hidden=list(full["student_hidden"][0]),
+                                  ref=full)
+                abl_rows.append({**scratch, "n_seeds": 1, "verdict": "one seed, not in the sweep"})
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
-    columns = ["variant", "team", "retention", "student_return", "student_ci95", "teacher_return", "random_return",
-               "min_flops_reduction", "student_hidden", "env_steps", "train_minutes"]
     notes = ["retention = (R_student - R_random) / (R_teacher - R_random), greedy teacher and students, uniform "
-             "random, same mpe2 seeds (DESIGN.md §5)",
+             "random, same mpe2 seeds (DESIGN.md §5); each row: mean over distillation seeds (and teachers)",
+             "retention_ci95: 95 % interval across seeds, t(0.975, n-1) * sd / sqrt(n) (kdmarl_student.stats); "
+             "student_ci95 likewise for the student return",
+             "ablation: diff_vs_full = mean paired difference with kdmarl_full on the same seeds, diff_ci95 its paired "
+             "bootstrap 95 % interval (10 000 resamples, seed 0), p_value a two-sided paired t-test, d_z = "
+             "mean(diff) / sd(diff); verdict at p < 0.05",
              "FLOPs = 2 x MACs of the Linear layers at batch 1; reduction = teacher actor FLOPs / student FLOPs",
-             f"env-step budget per method: {args.steps}; one distillation seed (seed 1)"]
+             f"env-step budget per method: {steps}; run through `kdmarl sweep` (bench/sweeps/) on the local Ray, one "
+             "torch thread per trial; train_minutes move with the load (trials share the cores)"]
+    if any(r.get("variant") == "mappo_scratch" for r in abl_rows):
+        notes.append("mappo_scratch: MAPPO from scratch at student size, one seed, run sequentially (not a "
+                     "distillation, so not in the sweep)")
     if args.quick:
-        notes.insert(0, "QUICK smoke run: tiny teachers and budgets; figures are not the benchmark")
-    by_team = {r["team"]: r for r in main_rows if "error" not in r}
+        notes.insert(0, "QUICK smoke run: tiny teachers, budgets and grids; figures are not the benchmark")
+    spread_rows = [r for r in main_rows if r.get("team") == "spread3_full" and "error" not in r]
     targets = []
-    if "spread3_full" in by_team:
-        r = by_team["spread3_full"]
-        targets.append({"what": "spread N=3 full obs: retention at >= 30x FLOPs reduction, < 10 min",
+    if spread_rows:
+        r = spread_rows[0]
+        targets.append({"what": "spread N=3 full obs: retention at >= 30x FLOPs reduction, < 10 min (mean over "
+                                f"{r['n_seeds']} runs: 3 teachers x seeds)",
                         "target": "retention >= 0.95, reduction >= 30x, < 10 min",
-                        "reached": f"{r['retention']} at {r['min_flops_reduction']}x in {r['train_minutes']} min",
+                        "reached": f"{r['retention']} ± {r['retention_ci95']} at {r['min_flops_reduction']}x in "
+                                   f"{r['train_minutes']} min",
                         "met": bool(r["retention"] >= 0.95 and r["min_flops_reduction"] >= 30
                                     and r["train_minutes"] < 10)})
     for team, label in (("spread3_hetero", "heterogeneous spread team"), ("speaker_listener", "speaker-listener")):
-        if team in by_team:
-            targets.append({"what": f"{label}: retention", "target": ">= 0.90",
-                            "reached": str(by_team[team]["retention"]),
-                            "met": bool(by_team[team]["retention"] >= 0.90)})
-    full = by_team.get("spread3_full")
-    baselines = [r for r in abl_rows if r["variant"] in ("kl_only", "mappo_scratch") and "error" not in r]
-    best_baseline = max(baselines, key=lambda r: r["retention"]) if baselines else None
-    if full is not None and best_baseline is not None:
-        targets.append({"what": "KD-MARL full loss vs the better baseline at equal size",
-                        "target": f">= {best_baseline['variant']}",
-                        "reached": f"{full['retention']} vs {best_baseline['retention']}",
-                        "met": bool(full["retention"] >= best_baseline["retention"])})
-    name = "distill_quick" if args.quick else "distill"
-    write_result(name, title="KD-MARL distillation: retention, FLOPs reduction, wall time", columns=columns,
-                 rows=main_rows, targets=targets, notes=notes,
-                 extra={"ablation_rows": abl_rows} if args.quick else None)
-    if abl_rows and not args.quick:
+        for r in main_rows:
+            if r.get("team") == team and "error" not in r:
+                targets.append({"what": f"{label}: retention (mean over {r['n_seeds']} seeds)", "target": ">= 0.90",
+                                "reached": f"{r['retention']} ± {r['retention_ci95']}",
+                                "met": bool(r["retention"] >= 0.90)})
+    kl = next((r for r in abl_rows if r["variant"] == "kl_only" and "error" not in r), None)
+    if kl is not None and kl.get("p_value") is not None:
+        targets.append({"what": "KD-MARL full loss vs KL-only at equal size (paired over seeds)",
+                        "target": ">= kl_only", "reached": f"diff kl_only - full {kl['diff_vs_full']} "
+                                                            f"(95 % {kl['diff_ci95']}, p = {kl['p_value']})",
+                        "met": bool(kl["diff_vs_full"] <= 0)})
+    extra = {"sweeps": {k: v["sweep"] for k, v in reports.items()},
+             "sweep_wall_s": {k: v.get("sweep_wall_s") for k, v in reports.items()}}
+    if args.quick:
+        write_result("distill_quick", title="KD-MARL distillation: retention, FLOPs reduction, wall time",
+                     columns=SWEEP_COLUMNS, rows=main_rows, targets=targets, notes=notes,
+                     extra={**extra, "ablation_rows": abl_rows})
+        return 0
+    if main_rows:
+        write_result("distill", title="KD-MARL distillation: retention, FLOPs reduction, wall time",
+                     columns=[c for c in SWEEP_COLUMNS if c not in ("diff_vs_full", "diff_ci95", "p_value", "d_z",
+                                                                    "verdict")],
+                     rows=main_rows, targets=targets, notes=notes, extra=extra)
+    if abl_rows:
         write_result("distill_ablation", title="KD-MARL on spread3_full: baselines and ablations at equal size",
-                     columns=columns, rows=abl_rows, notes=notes)
+                     columns=SWEEP_COLUMNS, rows=abl_rows, notes=notes, extra=extra)
     return 0
 
 

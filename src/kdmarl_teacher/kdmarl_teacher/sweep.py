@@ -107,7 +107,7 @@ def _fmt(value: Any) -> str:
     if _is_path_like(value):
         value = Path(value).stem
     text = json.dumps(value) if not isinstance(value, str) else value
-    return re.sub(r"[^A-Za-z0-9.=+-]+", "", text.replace(",", "x")) or "v"
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "", text.replace(",", "x")) or "v"
 
 
 def _set_items(overrides: dict[str, Any]) -> list[str]:
@@ -366,6 +366,7 @@ def figures_from_report(kind: str, rep: dict[str, Any]) -> dict[str, Any]:
             "team": rep.get("team"), "student_hidden": [a["hidden"] for a in rep["agents"]],
             "student_labels": [a.get("student", f"mlp{a['hidden']}") for a in rep["agents"]],
             "student_flops": [a["flops"] for a in rep["agents"]],
+            "student_params": [a["params"] for a in rep["agents"]],
             "teacher_flops": rep["teacher"]["actor_resources"]["flops"],
             "budgets_met": all(a["fits_budget"] for a in rep["agents"]),
             **{f"student_{k}": s[k] for k in ("landmarks_covered", "collisions") if k in s}}
@@ -654,7 +655,8 @@ def build_report(out: Path, sweep_wall_s: float | None = None) -> dict[str, Any]
                 row[key], row[f"{key}_ci95"] = s["mean"], s["ci95"]
         if figs and figs[0].get("team") is not None:
             row["team_name"] = figs[0]["team"]
-        for key in ("student_hidden", "student_labels", "student_flops", "teacher_flops", "budgets_met"):
+        for key in ("student_hidden", "student_labels", "student_flops", "student_params", "teacher_flops",
+                    "budgets_met"):
             if figs and key in figs[0]:
                 row[key] = figs[0][key]
         rows.append(row)
