@@ -37,7 +37,15 @@ from kdmarl_student.atomic import atomic_file
 
 from kdmarl_teacher.config import check_device
 from kdmarl_teacher.errors import InputFileError, NonFiniteError, writing
-from kdmarl_teacher.networks import Actor, Critic, actor_input, actor_inputs_all, critic_inputs_all, sample_actions
+from kdmarl_teacher.networks import (
+    Actor,
+    Critic,
+    actor_input,
+    actor_inputs_all,
+    apply_action_mask,
+    critic_inputs_all,
+    sample_actions,
+)
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
 FORMAT = "kdmarl_teacher"
@@ -134,10 +142,11 @@ class Teacher:
         return actor_input(obs, agent_ids, self.n_agents)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
-            ) -> torch.Tensor:
-        """obs [B, N, obs_dim_max] -> actions long [B, N] (argmax, or sampled with the Gumbel-max trick)."""
-        logits = self.actor(actor_inputs_all(obs))
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+        """obs [B, N, obs_dim_max] -> actions long [B, N] (argmax, or sampled with the Gumbel-max trick);
+        `mask` bool [B, N, A] (SMAX's available actions, `env.available_actions()`) excludes unavailable ones."""
+        logits = apply_action_mask(self.actor(actor_inputs_all(obs)), mask)
         return logits.argmax(-1) if deterministic else sample_actions(logits, generator)
 
     @torch.no_grad()

@@ -590,8 +590,10 @@ def load_distill_config(path: str | Path | None, overrides: list[str] | None = N
 
 
 def default_config_path(scenario: str, algo: str = "mappo") -> Path | None:
-    """The shipped `config/<algo>_<scenario>.yaml` (mappo or qmix), if there is one."""
-    candidate = CONFIG_DIR / f"{algo}_{scenario}.yaml"
+    """The shipped `config/<algo>_<scenario>.yaml` (mappo or qmix), if there is one; every SMAX map
+    (`smax:<map>`) shares `config/<algo>_smax.yaml` (the command line's --scenario names the map)."""
+    name = "smax" if isinstance(scenario, str) and scenario.startswith("smax:") else scenario
+    candidate = CONFIG_DIR / f"{algo}_{name}.yaml"
     return candidate if candidate.is_file() else None
 
 

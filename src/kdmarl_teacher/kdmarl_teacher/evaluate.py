@@ -27,7 +27,7 @@ import torch
 from kdmarl_student.stats import ci95_half_width
 
 from kdmarl_teacher.checkpoint import Teacher, load_teacher
-from kdmarl_teacher.networks import actor_inputs_all, sample_actions
+from kdmarl_teacher.networks import actor_inputs_all, apply_action_mask, sample_actions
 from kdmarl_teacher.references import SPREAD_REFERENCES
 
 
@@ -73,6 +73,8 @@ def run_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.Tensor],
 
     Returns team returns [E], per-agent returns [E, N] and the task metrics [E] of the episodes.
     """
+    if hasattr(env, "available_actions"):  # SMAX: masks, and battles end at different steps
+        return run_masked_episodes(env, policy, seeds, teacher, generator)
     if hasattr(env, "reset_from_mpe2_seeds"):
         obs, _state = env.reset_from_mpe2_seeds(seeds)  # obs [E, N, obs_dim_max]
     else:  # an env without mpe2 seeding (e.g. the PettingZoo adapter): reproducible, but not mpe2's worlds
@@ -103,6 +105,51 @@ def run_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.Tensor],
             "metrics": {k: v.double() for k, v in info.get("metrics", {}).items()}}
 
 
+@torch.no_grad()
+def run_masked_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.Tensor], seeds: list[int],
+                        teacher: Teacher | None, generator: torch.Generator) -> dict[str, Any]:
+    """`run_episodes` for an env with per-step action masks (SMAX): battle b from ``env.reset_from_seeds``
+    seed b, stepped until every battle has ended once (each battle's first episode is the one counted; battles
+    that ended keep stepping into their next episode, ignored). The teacher's and the random policy pick only
+    available actions (``env.available_actions()``); random = uniform over the available ones. A callable
+    policy gets the observations only and its actions are stepped as given (SMAX ignores unavailable ones)."""
+    obs, _state = env.reset_from_seeds(seeds)
+    E, N = env.num_envs, env.n_agents
+    recurrent = teacher is not None and teacher.actor.recurrent
+    h = teacher.actor.initial_state(E * N) if recurrent else None
+    finished = torch.zeros(E, dtype=torch.bool, device=obs.device)
+    per_agent = torch.zeros(E, N, dtype=torch.float64, device=obs.device)
+    metrics: dict[str, torch.Tensor] = {}
+    for _ in range(env.spec.max_cycles + 1):
+        mask = env.available_actions()  # [E, N, A]
+        if callable(policy):
+            actions = policy(obs.float())
+        elif policy == "random":
+            actions = sample_actions(apply_action_mask(torch.zeros(mask.shape, device=obs.device), mask), generator)
+        else:
+            if recurrent:
+                logits, _, h = teacher.actor.step(actor_inputs_all(obs.float()).reshape(E * N, -1), h)
+                logits = logits.view(E, N, -1)
+            else:
+                logits = teacher.actor(actor_inputs_all(obs.float()))
+            logits = apply_action_mask(logits, mask)
+            actions = logits.argmax(-1) if policy == "deterministic" else sample_actions(logits, generator)
+        obs, _state, _rewards, dones, info = env.step(actions)
+        new = dones & ~finished
+        if bool(new.any()):
+            per_agent[new] = info["episode_returns"][new].double()
+            for k, v in info.get("metrics", {}).items():
+                metrics.setdefault(k, torch.zeros(E, dtype=torch.float64, device=obs.device))[new] = v[new].double()
+            finished |= dones
+        if bool(finished.all()):
+            break
+        if recurrent:
+            h = h * (~dones).repeat_interleave(N).float().unsqueeze(-1)
+    if not bool(finished.all()):
+        raise RuntimeError(f"battles did not end within max_steps + 1 = {env.spec.max_cycles + 1} steps")
+    return {"team": per_agent.mean(-1), "per_agent": per_agent, "metrics": metrics}
+
+
 def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, device: str = "cpu") -> dict[str, Any]:
     """All three policies on seeds seed_start .. seed_start+episodes-1; a JSON-ready dict."""
     seeds = list(range(seed_start, seed_start + episodes))
@@ -121,15 +168,22 @@ def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, devi
             "metrics": {k: mean_ci(v) for k, v in out["metrics"].items()},
             "episode_team_returns": [round(float(r), 6) for r in out["team"]],
         }
+        if "won" in out["metrics"]:  # SMAX: the win rate (fraction of battles won) with its 95 % interval
+            results[policy]["win_rate"] = mean_ci(out["metrics"]["won"])
     for policy in ("deterministic", "stochastic"):
         diff = team[policy] - team["random"]
         results[policy]["improvement_over_random"] = mean_ci(diff)  # paired on the same seeds
+    if hasattr(env, "reset_from_mpe2_seeds"):
+        seeding = "mpe2 reset(seed=s) worlds via reset_from_mpe2_seeds; env port in float64"
+    elif hasattr(env, "reset_from_seeds"):
+        seeding = "SMAX battle s = JaxMARL reset from PRNGKey(s) (env.reset_from_seeds); first episode per seed"
+    else:
+        seeding = f"env.reset(seed={seed_start}) (no mpe2 seeding)"
     report: dict[str, Any] = {
         "scenario": env.spec.to_dict(),
         "episodes": episodes,
         "seeds": [seeds[0], seeds[-1]],
-        "seeding": ("mpe2 reset(seed=s) worlds via reset_from_mpe2_seeds; env port in float64"
-                    if hasattr(env, "reset_from_mpe2_seeds") else f"env.reset(seed={seed_start}) (no mpe2 seeding)"),
+        "seeding": seeding,
         "team_return_definition": "per episode, mean over agents of each agent's summed reward (DESIGN.md §5)",
         "teacher_global_step": teacher.global_step,
         "results": results,
@@ -183,20 +237,28 @@ def print_table(report: dict[str, Any], run: str) -> None:
 
     res = report["results"]
     metric_names = sorted({k for r in res.values() for k in r["metrics"]})
+    wins = any("win_rate" in r for r in res.values())  # SMAX
+    seed_kind = "seeds" if str(report.get("seeding", "")).startswith("SMAX") else "mpe2 seeds"
     table = Table(title=f"{run}: {report['scenario']['name']}, {report['episodes']} episodes, "
-                        f"mpe2 seeds {report['seeds'][0]}-{report['seeds'][1]}")
+                        f"{seed_kind} {report['seeds'][0]}-{report['seeds'][1]}")
     table.add_column("policy")
     table.add_column("team return (95% CI)", justify="right")
+    if wins:
+        table.add_column("win rate (95% CI)", justify="right")
     for m in metric_names:
         table.add_column(m, justify="right")
     for policy, r in res.items():
         tr = r["team_return"]
         cells = [f"{tr['mean']:.3f} ± {tr['ci95']:.3f}"]
+        if wins:
+            wr = r.get("win_rate")
+            cells.append(f"{wr['mean']:.3f} ± {wr['ci95']:.3f}" if wr else "-")
         cells += [f"{r['metrics'][m]['mean']:.3f}" if m in r["metrics"] else "-" for m in metric_names]
         table.add_row(policy, *cells)
     for name, value in report.get("references", {}).items():
         if isinstance(value, float):
-            table.add_row(f"[dim]ref: {name}[/dim]", f"[dim]{value:.2f}[/dim]", *["" for _ in metric_names])
+            table.add_row(f"[dim]ref: {name}[/dim]", f"[dim]{value:.2f}[/dim]",
+                          *["" for _ in range(len(metric_names) + int(wins))])
     console().print(table)
 
 

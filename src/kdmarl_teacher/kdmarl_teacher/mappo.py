@@ -43,7 +43,14 @@ from kdmarl_teacher.checkpoint import (
 from kdmarl_teacher.config import TeacherConfig, default_config_path, load_config, save_config
 from kdmarl_teacher.errors import NonFiniteError, writing
 from kdmarl_teacher.losses import gae
-from kdmarl_teacher.networks import Actor, Critic, actor_inputs_all, critic_inputs_all, sample_actions
+from kdmarl_teacher.networks import (
+    Actor,
+    Critic,
+    actor_inputs_all,
+    apply_action_mask,
+    critic_inputs_all,
+    sample_actions,
+)
 from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
 
 SEED_STRIDE = 1_000_003  # iteration seeds: seed * SEED_STRIDE + iteration (distinct runs never share rollouts)
@@ -225,6 +232,10 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     done_buf = torch.zeros(T, B, dtype=torch.bool, device=device)  # episode ended with step t
     start_buf = torch.zeros(T, B, dtype=torch.bool, device=device)  # step t starts an episode (GRU reset)
     recurrent = actor.recurrent
+    # Environments with per-step action masks (SMAX: env.available_actions()); MPE has none and takes no mask
+    # path at all (its computation stays bit-identical). Masked logits are used to sample AND in the loss.
+    masked = hasattr(env, "available_actions")
+    mask_buf = torch.zeros(T, B, N, actor.n_actions_max, dtype=torch.bool, device=device) if masked else None
 
     bar = None
     if progress:
@@ -280,6 +291,9 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
                     keep = (~starting).repeat_interleave(N).float().unsqueeze(-1)  # [B*N, 1]
                     h_a, h_c = h_a * keep, h_c * keep
                 logits, _, h_a = actor.step(x.reshape(B * N, Da), h_a)  # [B*N, A]
+                if mask_buf is not None:
+                    mask_buf[t] = env.available_actions()  # [B, N, A] of the state the action is taken in
+                    logits = apply_action_mask(logits, mask_buf[t].reshape(B * N, -1))
                 value, h_c = critic.step(c.reshape(B * N, Dc), h_c)  # [B*N]
                 action = sample_actions(logits, gen)  # [B*N]
                 logp = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
@@ -332,6 +346,8 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
                 else:
                     new_logits = actor(x_buf[:, idx].reshape(-1, Da))  # [T*mb*N, A]
                     new_v = critic(c_buf[:, idx].reshape(-1, Dc))  # [T*mb*N]
+                if mask_buf is not None:  # same layout as new_logits: [T, mb, N] flattened
+                    new_logits = apply_action_mask(new_logits, mask_buf[:, idx].reshape(-1, new_logits.shape[-1]))
                 logp_all = torch.log_softmax(new_logits, -1)
                 mb_act = act_buf[:, idx].reshape(-1)
                 new_logp = logp_all.gather(-1, mb_act.unsqueeze(-1)).squeeze(-1)

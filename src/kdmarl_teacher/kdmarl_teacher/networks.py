@@ -31,6 +31,15 @@ def sample_actions(logits: torch.Tensor, generator: torch.Generator | None) -> t
     return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
 
 
+def apply_action_mask(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """logits [..., A] with the actions an environment says are unavailable (mask bool [..., A], False) set to
+    `MASKED_LOGIT`: never sampled, never argmax (every row must keep one available action; SMAX's "stop" always
+    is). `mask=None` (MPE: every action always available) returns the logits unchanged."""
+    if mask is None:
+        return logits
+    return logits.masked_fill(~mask.to(torch.bool), MASKED_LOGIT)
+
+
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     """Orthogonal weights, constant bias (CleanRL's `layer_init`)."""
     nn.init.orthogonal_(layer.weight, std)

@@ -192,3 +192,61 @@ def test_bad_names_and_params():
         scenario_spec("smax:3m", max_steps=0)
     with pytest.raises(ValueError, match="num_envs"):
         make_env("smax:3m", num_envs=0)
+
+
+# ---- masks in the MAPPO teacher and its evaluation ------------------------------------------------------------
+def test_masked_sampling_never_picks_unavailable():
+    from kdmarl_teacher.networks import apply_action_mask, sample_actions
+
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(4096, 8, generator=gen) < 0.3
+    mask[:, 4] = True  # SMAX: stop is always available
+    logits = torch.randn(4096, 8, generator=gen) * 10
+    logits[~mask] += 50.0  # unavailable actions would win by far if unmasked
+    masked = apply_action_mask(logits, mask)
+    for _ in range(5):
+        a = sample_actions(masked, gen)
+        assert mask.gather(-1, a[:, None]).all()
+    assert mask.gather(-1, masked.argmax(-1, keepdim=True)).all()
+    assert apply_action_mask(logits, None) is logits  # MPE: no mask, unchanged
+
+
+def test_tiny_training_run_and_evaluate(tmp_path, monkeypatch):
+    from kdmarl_teacher.checkpoint import load_teacher
+    from kdmarl_teacher.config import default_config_path, load_config
+    from kdmarl_teacher.evaluate import evaluate
+
+    from kdmarl_teacher import mappo
+
+    real_make_env = mappo.make_env
+    checked = []
+
+    def checking_make_env(*args, **kwargs):
+        env = real_make_env(*args, **kwargs)
+        step = env.step
+
+        def step_checked(actions):  # every action the teacher samples must be available
+            mask = env.available_actions()
+            assert mask.gather(-1, actions.unsqueeze(-1)).all()
+            checked.append(actions.numel())
+            return step(actions)
+
+        env.step = step_checked
+        return env
+
+    monkeypatch.setattr(mappo, "make_env", checking_make_env)
+    path = default_config_path("smax:3m")
+    assert path is not None and path.name == "mappo_smax.yaml"
+    cfg = load_config(path, ["scenario=smax:3m", "num_envs=8", "num_steps=16", "total_steps=256",
+                             "num_minibatches=2", "update_epochs=1", "checkpoint_every=1"])
+    teacher_path = mappo.train(cfg, tmp_path / "run", progress=False)
+    assert teacher_path.is_file() and (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert sum(checked) == 2 * 16 * 8 * 3
+    teacher = load_teacher(tmp_path / "run", "cpu")
+    assert teacher.spec.name == "smax:3m"
+    report = evaluate(teacher, episodes=4, seed_start=100)
+    assert report["seeding"].startswith("SMAX")
+    for policy in ("deterministic", "stochastic", "random"):
+        res = report["results"][policy]
+        assert 0.0 <= res["win_rate"]["mean"] <= 1.0 and res["win_rate"]["n"] == 4
+        assert set(res["metrics"]) == {"won", "allies_alive", "enemy_hp_left"}
