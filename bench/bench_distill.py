@@ -134,7 +134,7 @@ def mappo_scratch_run(teacher_path: Path, out: Path, *, steps: int, episodes: in
 
 # ------------------------------------------------------------------------------------------ through kdmarl sweep
 SWEEPS_DIR = BENCH_DIR / "sweeps"
-SWEEP_COLUMNS = ["variant", "team", "retention", "retention_ci95", "n_seeds", "retention_per_seed", "diff_vs_full",
+SWEEP_COLUMNS = ["variant", "team", "retention", "retention_ci95", "n_seeds", "diff_vs_full",
                  "diff_ci95", "p_value", "d_z", "verdict", "min_flops_reduction", "student_hidden", "env_steps",
                  "train_minutes"]
 

@@ -176,12 +176,12 @@ def main() -> int:
     write_result(name, title="kdmarl sweep: overhead of the local Ray vs the same runs one after another",
                  columns=["mode", "cpus", "trials", "wall_s", "mean_trial_s", "overhead_pct", "speedup"],
                  rows=rows, targets=targets, notes=notes,
-                 extra={"scaling": {"title": "Scaling on paper: the benchmark grids on N machines of M cores",
-                                    "columns": ["machines", "cores_each", "parallel_trials", "trials", "waves", "hours",
-                                                "memory_per_machine_gib"],
-                                    "rows": scaling, "notes": scaling_notes},
-                        "trial_wall_s": trial_s,
+                 extra={"trial_wall_s": trial_s, "trial_peak_rss_mb": rss, "worker_peak_rss_mb": sweep_rss,
                         "sweep_reports": {"cpus1": one_rep["sweep"], "cpus2": two_rep["sweep"]}})
+    write_result(f"{name}_scaling", title="kdmarl sweep, scaling on paper: the benchmark grids on N machines of "
+                                          "M cores",
+                 columns=["machines", "cores_each", "parallel_trials", "trials", "waves", "hours",
+                          "memory_per_machine_gib"], rows=scaling, notes=scaling_notes)
     for r in rows:
         print(f"{r['mode']:50s} wall {r['wall_s']:7.1f} s  overhead {r['overhead_pct']:6.1f} %  "
               f"speed-up {r['speedup']:.2f}")
