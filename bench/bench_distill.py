@@ -222,6 +222,18 @@ def teachers_sweep(root: Path, quick: bool, reuse: bool) -> list[Path]:
     return paths
 
 
+def link_headline_run(report: dict[str, Any], link: Path) -> None:
+    """ROOT/kdmarl_full -> the spread3_full trial of teacher 0, seed 1 (scripts/bench.sh exports that run for the
+    runtime benchmark, as before the sweep)."""
+    for t in report["trials"]:
+        if t["status"] == "done" and t.get("team") == "spread3_full" and t["replicate"] in ("teacher=0,seed=1",
+                                                                                             "seed=1"):
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(Path(t["dir"]), target_is_directory=True)
+            return
+
+
 def main() -> int:
     import os  # noqa: PLC0415
 
@@ -263,6 +275,7 @@ def main() -> int:
             reports["teams"] = run_spec(load_bench_spec("distill_teams.yaml", args.quick), root / "teams",
                                         cpus=args.cpus, reuse=args.reuse)
             main_rows = rows_from_sweep(reports["teams"])
+            link_headline_run(reports["teams"], root / "kdmarl_full")
         if "ablation" in parts:
             reports["ablation"] = run_spec(load_bench_spec("distill.yaml", args.quick), root / "ablation",
                                            cpus=args.cpus, reuse=args.reuse)
