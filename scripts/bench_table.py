@@ -44,7 +44,9 @@ def render(result: dict) -> str:
 
 
 def main() -> int:
-    results = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "bench" / "results").glob("*.json"))}
+    # *_quick.json are smoke runs of the benchmark scripts (--quick): never figures for the README
+    results = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "bench" / "results").glob("*.json"))
+               if not p.stem.endswith("_quick")}
     names = [n for n in ORDER if n in results] + sorted(n for n in results if n not in ORDER)
     body = "\n".join(render(results[n]) for n in names) or "_No benchmark results yet: run `make bench`._\n"
     readme = ROOT / "README.md"
