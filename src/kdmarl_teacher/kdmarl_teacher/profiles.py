@@ -45,6 +45,14 @@ SENSING_PROFILES: dict[str, dict[str, Any]] = {
     "nearest1_landmark": {"nearest": {"landmarks": 1}},
     "nearest2_landmarks": {"nearest": {"landmarks": 2}},
     "self_and_landmarks": {"include": ["self_vel", "self_pos", "landmarks"]},
+    # SMAX (kdmarl_student.scenarios.smax_agent_layout: allies, enemies, own, unit_type). SMAX's unit slots are
+    # 13 features wide (health, relative position, last move, last target, cooldown, type one-hot), not the 2-D
+    # position slots "nearest" ranks, and a unit out of sight is all zeros (it would rank nearest); an enemy's
+    # slot index is also what "attack_enemy_j" refers to, so reordering enemies would change the actions'
+    # meaning. So SMAX profiles drop whole slices instead of keeping the nearest k.
+    "no_allies": {"exclude": ["allies"]},  # enemies, own features and own unit type
+    "no_unit_type": {"exclude": ["unit_type"]},  # a per-agent student's own type is constant: free to drop
+    "enemies_and_own": {"exclude": ["allies", "unit_type"]},  # the smallest input that can still fight
 }
 
 MEMORY_KINDS = ("none", "history", "recurrent")
@@ -73,6 +81,9 @@ def resolve_sensing(profile: str | Mapping, layout: Mapping[str, Sequence[int]])
     else:
         slices = [s for s in layout if s not in set(spec.get("exclude", []))]
     nearest = {k: int(v) for k, v in dict(spec.get("nearest") or {}).items()}
+    if "unit_type" in layout and set(nearest) & {"allies", "enemies"}:  # SMAX: see SENSING_PROFILES
+        raise ValueError(f"sensing profile {name!r}: field 'nearest': SMAX unit slots are not 2-D positions "
+                         "(and enemy j is what attack_enemy_j targets); drop whole slices instead")
     # "nearest" on a slice this scenario lacks (e.g. landmarks for the speaker) is an error: say which.
     concrete = {"name": name, "slices": slices, "nearest": nearest}
     if spec.get("history") is not None:
