@@ -9,6 +9,7 @@
 #                                                                       -> distill_memory*.json (about 45 min)
 #   qmix     QMIX vs MAPPO teachers at 10 min each, value-decomposition distillation (mixer term on/off, 3 seeds),
 #            the deployment table                                       -> qmix.json, deployment.json (about 50 min)
+#   smax     SMAX adapter vs raw JaxMARL stepping (3m, 2s3z, 3s5z)     -> smax_env.json
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
 #   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
 #   memory   one student node, stage by stage                           -> node_memory.json
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${KDMARL_BENCH_RUNS:-runs/bench}
-only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix runtime swarm memory} "
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax runtime swarm memory} "
 want() { [[ "$only" == *" $1 "* ]]; }
 banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
 
@@ -48,6 +49,7 @@ if want qmix; then
   rm -rf "$runs/qmix"
   python bench/bench_qmix.py --keep "$runs/qmix"
 fi
+if want smax; then banner "smax (adapter vs raw JaxMARL)"; python bench/bench_smax.py; fi
 if want runtime; then
   banner "runtime (bundle of the distilled spread team)"
   kdmarl export "$runs/distill/kdmarl_full" --out "$runs/bundle" --force --eval-episodes 0
