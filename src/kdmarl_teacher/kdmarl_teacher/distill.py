@@ -12,6 +12,11 @@ One readable loop (CleanRL style). Per iteration:
 At the end: greedy evaluation of teacher, students and uniform random on the same mpe2 seeds, retention
 (DESIGN.md §5), FLOPs reduction per agent -> ``distill_report.json``.
 
+Environments with per-step action masks (SMAX: ``env.available_actions()``, issue 12): the students sample from
+masked logits (never an unavailable action), the teacher's labels are its masked logits, and every loss term
+(PG, KL, CE, entropy) uses the masked logits of the state the action was taken in; the report gains win rates.
+MPE has no masks and takes no mask path at all (bit-identical).
+
 Resource-aware option (``resource_aware: true``): each student starts ``ra_width_mult``× wider than its ladder
 rung; a group-lasso penalty on hidden units (incoming + outgoing weights), weighted by each unit's FLOPs cost,
 pushes units to zero; at ``ra_prune_at`` of the budget the weakest units are pruned until the student fits its
@@ -62,7 +67,7 @@ from kdmarl_teacher.losses import (
     role_loss,
 )
 from kdmarl_teacher.mappo import SEED_STRIDE, MetricsLog
-from kdmarl_teacher.networks import actor_inputs_all, sample_actions
+from kdmarl_teacher.networks import actor_inputs_all, apply_action_mask, sample_actions
 from kdmarl_teacher.profiles import CONFIG_DIR, TeamConfig, apply_sensing_torch, load_team
 from kdmarl_teacher.pruning import group_lasso_penalty, prune_to_budget
 from kdmarl_teacher.resources import module_resources
@@ -120,13 +125,19 @@ class StudentTeam:
         self._prev, self._h = None, self.initial_states(batch)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """Greedy joint action long [B, N] of the episodes started by ``begin`` (their next step)."""
+    def act(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Greedy joint action long [B, N] of the episodes started by ``begin`` (their next step); ``mask`` bool
+        [B, N, A_max] (SMAX's available actions) restricts each student's argmax to the available actions."""
         if len(self._h) != len(self.students) or self._h[0].shape[0] != obs.shape[0]:
             self.begin(obs.shape[0])
         logits, self._h = self.logits(self.inputs(obs, self._prev), self._h)
         self._prev = obs
-        return torch.stack([lg.argmax(-1) for lg in logits], dim=-1)
+        return torch.stack([agent_mask(lg, mask, i).argmax(-1) for i, lg in enumerate(logits)], dim=-1)
+
+
+def agent_mask(logits: torch.Tensor, mask: torch.Tensor | None, i: int) -> torch.Tensor:
+    """Agent i's logits [..., A_i] masked by its slice of ``mask`` [..., N, A_max] (None: unchanged, MPE)."""
+    return logits if mask is None else apply_action_mask(logits, mask[..., i, : logits.shape[-1]])
 
 
 # ------------------------------------------------------------------------------------- rollout and update
@@ -145,6 +156,7 @@ class Rollout:
     t_emb: torch.Tensor  # [T, B, N, E] teacher last-hidden embedding
     values: torch.Tensor  # [T, B, N] teacher critic (denormalized) of the state at t
     next_value: torch.Tensor  # [B, N] of the state after the last step
+    masks: torch.Tensor | None = None  # bool [T, B, N, A_max]: available actions at step t (SMAX); None: MPE
     ep_returns: list[torch.Tensor] = field(default_factory=list)  # team returns of the episodes that ended
     ep_metrics: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
@@ -169,21 +181,28 @@ def rollout(env: Any, teacher: Teacher, team: StudentTeam, gen: torch.Generator,
                  t_logits=torch.zeros(T, B, N, teacher.actor.n_actions_max, device=device),
                  t_emb=torch.zeros(T, B, N, teacher.actor.embed_dim, device=device),
                  values=torch.zeros(T, B, N, device=device), next_value=torch.zeros(B, N, device=device))
+    if hasattr(env, "available_actions"):  # SMAX: per-step masks (MPE: none, no mask path)
+        ro.masks = torch.zeros(T, B, N, teacher.actor.n_actions_max, dtype=torch.bool, device=device)
     h = h0
     prev = obs  # an episode start: the current observation stands in for the previous one
     start = torch.ones(B, dtype=torch.bool, device=device)
     for t in range(T):
         ro.starts[t] = start
+        mask = None
+        if ro.masks is not None:
+            ro.masks[t] = mask = env.available_actions()  # [B, N, A]: of the state the actions are taken in
         xs = team.inputs(obs, prev)
         for i, hi in enumerate(hs):
             ro.states[i][t] = hi
         logits, hs = team.logits(xs, hs)
-        for i, (x, logits_i) in enumerate(zip(xs, logits, strict=True)):  # logits_i [B, A_i]
+        for i, (x, raw_i) in enumerate(zip(xs, logits, strict=True)):  # [B, A_i]
+            logits_i = agent_mask(raw_i, mask, i)
             a_i = sample_actions(logits_i, gen)
             X[i][t], ro.actions[t, :, i] = x, a_i
             ro.logp[t, :, i] = F.log_softmax(logits_i, -1).gather(-1, a_i[:, None]).squeeze(-1)
         tl, tz, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
-        ro.t_logits[t], ro.t_emb[t] = tl.reshape(B, N, -1), tz.reshape(B, N, -1)
+        ro.t_logits[t] = apply_action_mask(tl.reshape(B, N, -1), mask)  # the teacher's targets, masked too
+        ro.t_emb[t] = tz.reshape(B, N, -1)
         ro.values[t] = teacher.value(state, getattr(env, "t", None))  # time-aware critics need the step count
         next_obs, state, ro.rewards[t], ro.dones[t], info = env.step(ro.actions[t])
         start = ro.dones[t]
@@ -244,6 +263,8 @@ def update(cfg: DistillConfig, team: StudentTeam, aux: AuxHeads, optimizer: torc
     S = T // L * B  # sequences
     seq = {"adv": sequences(adv, L), "logp": sequences(ro.logp, L), "act": sequences(ro.actions, L),
            "tl": sequences(ro.t_logits, L), "tz": sequences(ro.t_emb, L), "roles": sequences(roles, L)}
+    if ro.masks is not None:
+        seq["mask"] = sequences(ro.masks, L)
     flat = {k: v.reshape(S * L, *v.shape[2:]) for k, v in seq.items()}  # sample (sequence s, step l) = s * L + l
     Xs = [sequences(x, L) for x in ro.inputs]  # [S, L, in_i]
     H0 = [sequences(h, L)[:, 0] for h in ro.states]  # [S, H_i]: the state at each chunk's first step
@@ -259,6 +280,8 @@ def update(cfg: DistillConfig, team: StudentTeam, aux: AuxHeads, optimizer: torc
             agree = 0.0
             for i, (s, a) in enumerate(zip(students, agents, strict=True)):
                 z, logits = unroll(s, Xs[i][seq_idx], H0[i][seq_idx], starts[seq_idx])  # [m, E_i], [m, A_i]
+                if "mask" in flat:  # every term on the masked logits (the teacher's in tl are masked already)
+                    logits = agent_mask(logits, flat["mask"][idx], i)
                 tl = flat["tl"][idx, i, : a.n_actions]  # [m, A_i]: the teacher's valid actions only
                 agree += float((logits.argmax(-1) == tl.argmax(-1)).float().mean()) / N
                 if "pg" in terms:
@@ -335,6 +358,17 @@ def agent_rows(team: TeamConfig, students: list[Student], teacher_flops: int) ->
     return rows
 
 
+def win_rate_fields(ev_teacher: dict[str, Any], ev_students: dict[str, Any]) -> dict[str, Any]:
+    """SMAX: win-rate retention = student win rate / teacher win rate (issue 12; None if the teacher never wins);
+    nothing for MPE (no wins)."""
+    if "win_rate" not in ev_students:
+        return {}
+    t = ev_teacher["win_rate"]
+    return {"win_rate_retention": ev_students["win_rate"] / t if t > 0 else None,
+            "win_rate_definition": "fraction of evaluation battles won (greedy, masked actions); retention = "
+                                   "student / teacher win rate on the same seeds"}
+
+
 def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teacher_path: str | Path | None = None,
             resume: bool = False, progress: bool = True, team: TeamConfig | None = None) -> dict:
     """Run KD-MARL distillation; returns the report dict (also written to out_dir/distill_report.json).
@@ -408,7 +442,8 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
             for _ in range(T):
                 logits, z, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
                 embs.append(z)
-                obs, _, _, dones, _ = env.step(sample_actions(logits, gen).reshape(B, N))
+                mask = env.available_actions().reshape(B * N, -1) if hasattr(env, "available_actions") else None
+                obs, _, _, dones, _ = env.step(sample_actions(apply_action_mask(logits, mask), gen).reshape(B, N))
                 h = h * (~dones).repeat_interleave(N).unsqueeze(1).to(h.dtype)
         centroids = fit_roles(torch.cat(embs), cfg.n_roles, seed=cfg.seed)
 
@@ -514,6 +549,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         "eval_mode": "greedy (argmax) for teacher and students; uniform random baseline",
         "teacher_eval": ev_teacher, "students_eval": ev_students, "random_eval": ev_random,
         "retention": retention, "agents": agents_report,
+        **win_rate_fields(ev_teacher, ev_students),
         "min_flops_reduction": min(a["flops_reduction"] for a in agents_report),
         "config": dataclasses.asdict(cfg), "command": " ".join(sys.argv),
         "flops_note": ("FLOPs = 2 x MACs of the Linear layers and GRU cells at batch 1 (activations, gate "
@@ -522,6 +558,10 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     report_path = out / "distill_report.json"
     with writing(report_path), atomic_file(report_path) as fh:
         fh.write(json.dumps(report, indent=2).encode())
+    if "win_rate" in ev_students:
+        print(f"win rate: teacher {ev_teacher['win_rate']:.3f} ± {ev_teacher['win_rate_ci95']:.3f} | students "
+              f"{ev_students['win_rate']:.3f} ± {ev_students['win_rate_ci95']:.3f} | random "
+              f"{ev_random['win_rate']:.3f}")
     print(f"teacher {ev_teacher['team_return']:.2f} ± {ev_teacher['ci95']:.2f} | students "
           f"{ev_students['team_return']:.2f} ± {ev_students['ci95']:.2f} | random {ev_random['team_return']:.2f} "
           f"| retention {'n/a' if retention is None else f'{retention:.3f}'} "

@@ -17,6 +17,7 @@ is the teacher's evaluation and the command line of both, whose tables share `pr
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -112,7 +113,10 @@ def run_masked_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.T
     seed b, stepped until every battle has ended once (each battle's first episode is the one counted; battles
     that ended keep stepping into their next episode, ignored). The teacher's and the random policy pick only
     available actions (``env.available_actions()``); random = uniform over the available ones. A callable
-    policy gets the observations only and its actions are stepped as given (SMAX ignores unavailable ones)."""
+    policy with a ``mask`` parameter (students: ``StudentTeam.act``, a bundle's policies) gets the mask bool
+    [E, N, A] too; one without gets the observations only and its actions are stepped as given (SMAX ignores
+    unavailable ones)."""
+    takes_mask = callable(policy) and "mask" in inspect.signature(policy).parameters
     obs, _state = env.reset_from_seeds(seeds)
     E, N = env.num_envs, env.n_agents
     recurrent = teacher is not None and teacher.actor.recurrent
@@ -123,7 +127,7 @@ def run_masked_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.T
     for _ in range(env.spec.max_cycles + 1):
         mask = env.available_actions()  # [E, N, A]
         if callable(policy):
-            actions = policy(obs.float())
+            actions = policy(obs.float(), mask=mask) if takes_mask else policy(obs.float())
         elif policy == "random":
             actions = sample_actions(apply_action_mask(torch.zeros(mask.shape, device=obs.device), mask), generator)
         else:
@@ -222,6 +226,9 @@ def evaluate_students(teacher: Teacher, students: Any, *, episodes: int, seed: i
         out[name] = {"team_return": stats["mean"], "ci95": stats["ci95"], "episodes": episodes,
                      "seeds": [seed, seed + episodes - 1],
                      **{k: float(v.mean()) for k, v in r["metrics"].items()}}
+        if "won" in r["metrics"]:  # SMAX: the win rate with its 95 % interval, as `evaluate` reports it
+            wins = mean_ci(r["metrics"]["won"])
+            out[name].update(win_rate=wins["mean"], win_rate_ci95=wins["ci95"])
     return out
 
 

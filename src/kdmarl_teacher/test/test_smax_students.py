@@ -3,7 +3,11 @@ action mask in the manifest, the runtime's mask and `kdmarl evaluate --bundle` o
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import torch
 
 pytest.importorskip("jaxmarl")
 
@@ -35,3 +39,80 @@ def test_smax_teams_load() -> None:
     assert all(a.rung.resources.flops <= 1280 for a in hetero.agents[2:])
     capped = load_team("smax_2s3z", max_flops=60_000)  # distill caps the ladder at the teacher actor's FLOPs
     assert all(a.rung.resources.flops <= 60_000 for a in capped.agents)
+
+
+# ---- a tiny SMAX teacher (as test_smax's tiny training run) and masked distillation -----------------------------
+@pytest.fixture(scope="module")
+def smax_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kdmarl_teacher.config import default_config_path, load_config
+
+    from kdmarl_teacher import mappo
+
+    cfg = load_config(default_config_path("smax:3m"), ["scenario=smax:3m", "num_envs=8", "num_steps=16",
+                                                       "total_steps=256", "num_minibatches=2", "update_epochs=1",
+                                                       "actor_hidden=[32,32]", "critic_hidden=[32,32]"])
+    return mappo.train(cfg, tmp_path_factory.mktemp("smax_teacher") / "run", progress=False)
+
+
+def checked_envs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every env kdmarl makes from here on asserts that each action it is stepped with is available."""
+    from kdmarl_teacher import envs
+
+    real, checked = envs.make_env, []
+
+    def make_env(*args, **kwargs):
+        env = real(*args, **kwargs)
+        step = env.step
+
+        def step_checked(actions):
+            assert env.available_actions().gather(-1, actions.unsqueeze(-1)).all(), "an unavailable action"
+            checked.append(actions.numel())
+            return step(actions)
+
+        env.step = step_checked
+        return env
+
+    monkeypatch.setattr(envs, "make_env", make_env)
+    return checked
+
+
+def tiny_distill(teacher_path: Path, out: Path, team: str = "smax_3m") -> dict:
+    from kdmarl_teacher.checkpoint import load_teacher
+    from kdmarl_teacher.config import load_distill_config
+    from kdmarl_teacher.distill import distill
+    from kdmarl_teacher.profiles import CONFIG_DIR
+
+    cfg = load_distill_config(CONFIG_DIR / "distill.yaml", [f"team={team}", "num_envs=8", "num_steps=16",
+                                                            "total_steps=256", "update_epochs=1",
+                                                            "num_minibatches=2", "eval_episodes=6"])
+    return distill(cfg, load_teacher(teacher_path, "cpu"), out, teacher_path=teacher_path, progress=False)
+
+
+def test_masked_distillation_never_samples_unavailable(smax_teacher: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    checked = checked_envs(monkeypatch)  # role fitting, student rollouts, and the evaluation's three policies
+    report = tiny_distill(smax_teacher, tmp_path / "students")
+    assert sum(checked) >= 2 * 16 * 8 * 3
+    on_disk = json.loads((tmp_path / "students" / "distill_report.json").read_text())
+    assert on_disk["scenario"] == "smax:3m" and report["team"] == "smax_3m"
+    for key in ("teacher_eval", "students_eval", "random_eval"):
+        ev = on_disk[key]
+        assert 0.0 <= ev["win_rate"] <= 1.0 and ev["win_rate_ci95"] >= 0.0 and ev["episodes"] == 6
+    assert "win_rate_retention" in on_disk
+
+
+def test_masked_update_uses_masked_logits() -> None:
+    """The KL and CE terms on masked logits: an unavailable action the teacher's raw logits favour carries no
+    mass in the target, and the student's masked distribution matches it exactly when the available logits do."""
+    from kdmarl_teacher.distill import agent_mask
+    from kdmarl_teacher.losses import argmax_ce_loss, kd_kl_loss
+
+    mask = torch.tensor([[[True, False, True, True]]])  # [B=1, N=1, A=4]
+    teacher = torch.tensor([[0.0, 9.0, 1.0, 2.0]])
+    student = torch.tensor([[0.0, -9.0, 1.0, 2.0]])
+    t, s = agent_mask(teacher, mask, 0), agent_mask(student, mask, 0)
+    assert int(t.argmax()) == 3
+    assert float(kd_kl_loss(t, s, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kd_kl_loss(teacher, student, 2.0)) > 1.0  # unmasked they disagree on the unavailable action
+    assert torch.isfinite(argmax_ce_loss(t, s))
+    assert agent_mask(teacher, None, 0) is teacher  # MPE: unchanged
