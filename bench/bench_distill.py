@@ -16,6 +16,7 @@ it is not a distillation, so it is not in the sweeps.
     python bench/bench_distill.py --teacher-spread runs/spread --teacher-sl runs/sl --keep runs/kd_bench
     python bench/bench_distill.py --keep runs/kd_bench --reuse     # re-tabulate / resume the sweeps there
     python bench/bench_distill.py --quick                          # smoke check (tiny teachers and grids)
+    python bench/bench_distill.py --teacher-spread runs/spread --only ablation --keep runs/kd_bench --report-only
 
 Writes bench/results/distill.json and distill_ablation.json (--quick: distill_quick.json). Trial run directories
 and the sweep reports (sweep_report.json/.csv/PNGs) stay under --keep.
@@ -155,13 +156,20 @@ def load_bench_spec(name: str, quick: bool) -> dict[str, Any]:
     return spec
 
 
-def run_spec(spec: dict[str, Any], out: Path, *, cpus: int | None = None, reuse: bool = False) -> dict[str, Any]:
+def run_spec(spec: dict[str, Any], out: Path, *, cpus: int | None = None, reuse: bool = False,
+             report_only: bool = False) -> dict[str, Any]:
     """`kdmarl sweep SPEC --out OUT` (the same code path; the spec, as run, is written next to OUT). With `reuse`
-    and a sweep already in OUT: `kdmarl sweep --resume` (finished trials are read, not rerun)."""
+    and a sweep already in OUT: `kdmarl sweep --resume` (finished trials are read, not rerun). With `report_only`:
+    `kdmarl sweep --report OUT` (what OUT holds now; unfinished trials are listed as not run)."""
     import yaml  # noqa: PLC0415
 
     from kdmarl_teacher import sweep  # noqa: PLC0415
 
+    if report_only:
+        if not (out / "trials.json").is_file():
+            raise FileNotFoundError(f"--report-only: no sweep in {out} (trials.json missing)")
+        sweep.main(["--report", str(out)])
+        return json.loads((out / "sweep_report.json").read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
     spec_file = out.parent / f"{out.name}.spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -252,6 +260,9 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="with --keep: resume the sweeps there (finished trials are read, not rerun)")
     parser.add_argument("--no-scratch", action="store_true", help="skip the MAPPO-from-scratch baseline")
+    parser.add_argument("--report-only", action="store_true",
+                        help="with --keep: tabulate the sweeps there as they are (an interrupted "
+                             "benchmark), run no trial")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_distill_"))
@@ -273,15 +284,15 @@ def main() -> int:
                 "simple_speaker_listener", args.teacher_minutes, root / "teacher_sl", args.quick)
             os.environ["KDMARL_TEACHER_SL"] = str(t_sl.resolve())
             reports["teams"] = run_spec(load_bench_spec("distill_teams.yaml", args.quick), root / "teams",
-                                        cpus=args.cpus, reuse=args.reuse)
+                                        cpus=args.cpus, reuse=args.reuse, report_only=args.report_only)
             main_rows = rows_from_sweep(reports["teams"])
             link_headline_run(reports["teams"], root / "kdmarl_full")
         if "ablation" in parts:
             reports["ablation"] = run_spec(load_bench_spec("distill.yaml", args.quick), root / "ablation",
-                                           cpus=args.cpus, reuse=args.reuse)
+                                           cpus=args.cpus, reuse=args.reuse, report_only=args.report_only)
             abl_rows = rows_from_sweep(reports["ablation"])
             full = next((r for r in abl_rows if r["variant"] == "kdmarl_full" and "error" not in r), None)
-            if full is not None and not args.no_scratch:
+            if full is not None and not (args.no_scratch or args.report_only):
                 episodes = load_bench_spec("distill.yaml", args.quick)["base"]["eval_episodes"]
                 scratch = guarded(mappo_scratch_run, ("mappo_scratch", "spread3_full"), teacher_path=t_spread,
                                   out=root, steps=steps, episodes=episodes, hidden=list(full["student_hidden"][0]),
