@@ -725,7 +725,8 @@ def write_report(out: Path, sweep_wall_s: float | None = None) -> dict[str, Any]
             row["per_seed"] = ";".join(f"{k}:{v:.6g}" for k, v in r["per_seed"].items())
             w.writerow(["" if row.get(c) is None else row.get(c) for c in cols])
         for f in report["failed"]:
-            w.writerow([f"FAILED {f['trial']}", f["status"], f.get("error") or ""])
+            w.writerow([f"{'FAILED' if f['status'] == 'error' else 'NOT DONE'} {f['trial']}", f["status"],
+                        f.get("error") or ""])
     report["figures"] = [str(p) for p in draw(report, out)]
     _write_json(out / "sweep_report.json", report)
     return report
@@ -797,8 +798,11 @@ def print_table(report: dict[str, Any]) -> None:
 
         print(f"{r['label'][:50]:50s} {r['n']:>3d} {num(r['mean']):>14s} {num(r['ci95']):>8s} "
               f"{num(cmp.get('mean_diff')):>8s} {num(cmp.get('p_value'), '.3g'):>8s} {num(cmp.get('d_z'), '.2f'):>6s}")
-    for f in report["failed"]:
-        print(f"FAILED {f['trial']} ({f['status']}, attempt {f.get('attempt')}): {f.get('error')}")
+    for f in report["failed"]:  # every trial not done: an error (after its retry), or not run / still running
+        if f["status"] == "error":
+            print(f"FAILED {f['trial']} (attempt {f.get('attempt')}): {f.get('error')}")
+        else:
+            print(f"{str(f['status']).upper()} {f['trial']}")
 
 
 # ------------------------------------------------------------------------------------------------- CLI
