@@ -16,6 +16,11 @@ Definitions (DESIGN.md §5): team return = mean over agents of each agent's summ
 benchmark rule) and ``collisions`` (agent pairs in contact, summed over the steps of the episode);
 speaker-listener — ``goal_distance`` (listener to goal landmark at the last step); simple_reference —
 ``goal_distance`` (mean over agents of the distance between each agent's target agent and landmark).
+
+SMAX (issue 12): the battle of seed s is ``kdmarl_student.smax_battle.SmaxBattle.reset(s)`` (the teacher side's
+``reset_from_seeds([s])``), stepped until it ends; every agent gets its step's available actions as ``mask``
+(so no policy picks an unavailable one; random = uniform over the available ones), and the task figures are
+SMAX's: ``won`` (its mean is the win rate), ``allies_alive``, ``enemy_hp_left``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 
 from kdmarl_student.manifest import load_manifest
 from kdmarl_student.policy import StudentPolicy
-from kdmarl_student.scenarios import make_mpe2_env, scenario_spec, task_metrics
+from kdmarl_student.scenarios import is_smax, make_mpe2_env, scenario_spec, task_metrics
 from kdmarl_student.stats import ci95_half_width
 
 ACTORS = ("student", "teacher", "random")
@@ -66,6 +71,15 @@ def retention(student: float | None, teacher: float | None, random: float | None
     return (student - random) / (teacher - random)
 
 
+def make_bundle_env(spec: Any) -> Any:
+    """The environment a bundle is evaluated in: mpe2's parallel env, or one SMAX battle (numpy + jax)."""
+    if is_smax(spec.name):
+        from kdmarl_student.smax_battle import SmaxBattle  # noqa: PLC0415  (jax only for SMAX)
+
+        return SmaxBattle(spec)
+    return make_mpe2_env(spec)
+
+
 def evaluate_bundle(
     bundle_dir: str | Path,
     seeds: Iterable[int],
@@ -97,7 +111,8 @@ def evaluate_bundle(
     manifest = load_manifest(bundle_dir, public_key=public_key, require_signature=require_signature)
     scenario = manifest.scenario
     spec = scenario_spec(scenario["name"], **scenario["params"])
-    env = make_mpe2_env(spec)
+    env = make_bundle_env(spec)
+    masked = hasattr(env, "available_actions")
     names = list(env.possible_agents)
     missing = sorted(set(names) - set(manifest.agent_names))
     if missing:
@@ -126,19 +141,24 @@ def evaluate_bundle(
             policy.reset()  # an episode start: no memory carried over from the previous episode
         while env.agents:
             actions: dict[str, int] = {}
+            masks = env.available_actions() if masked else {}
             for name in env.agents:
+                mask = masks.get(name)
                 if actor == "random":
-                    actions[name] = int(rng.integers(n_actions[name]))
+                    actions[name] = (int(rng.integers(n_actions[name])) if mask is None
+                                     else int(rng.choice(np.flatnonzero(mask))))
                 elif deterministic:
-                    actions[name] = by_name[name].act(observations[name])
+                    actions[name] = by_name[name].act(observations[name], mask=mask)
                 else:
                     logits = by_name[name].step_logits(observations[name]).astype(np.float64)
+                    if mask is not None:
+                        logits = np.where(by_name[name].check_mask(mask), logits, -np.inf)
                     probs = np.exp(logits - logits.max())
                     actions[name] = int(samplers[name].choice(probs.size, p=probs / probs.sum()))
             observations, rewards, terminations, truncations, _ = env.step(actions)
             for i, name in enumerate(names):
                 returns[e, i] += float(rewards.get(name, 0.0))
-            last = task_metrics(spec.name, env.unwrapped.world)
+            last = dict(env.metrics) if masked else task_metrics(spec.name, env.unwrapped.world)
             collisions += last.get("collisions", 0.0)
             if all(terminations.get(n, False) or truncations.get(n, False) for n in actions):
                 break

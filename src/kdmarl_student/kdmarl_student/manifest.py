@@ -49,7 +49,8 @@ from kdmarl_student.signing import (
 )
 
 SCHEMA_VERSION = "1.1"  # what writers write; 1.1 added agents[].memory (issue 11)
-SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1")  # what this runtime reads
+MASK_SCHEMA_VERSION = "1.2"  # 1.2 added agents[].action.mask (issue 12, SMAX); written only by manifests with one
+SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2")  # what this runtime reads
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "manifest.schema.json"
 MAX_JSON_DEPTH = 32  # a manifest nests 6 levels deep; the limit keeps every walk over it shallow
 MAX_INT_DIGITS = 20  # int64 has 19 digits; longer integers are no count or size of this world
@@ -60,6 +61,7 @@ INITIAL_STATES = {"history": "current_observation", "recurrent": "zeros"}
 
 __all__ = [
     "MANIFEST_FILE",
+    "MASK_SCHEMA_VERSION",
     "MEMORY_KINDS",
     "RESET_EVENTS",
     "SCHEMA_VERSION",
@@ -228,6 +230,7 @@ class AgentEntry:
     latency: dict[str, Any] | None
     memory: dict[str, Any] | None  # schema 1.1 ``memory`` (history / recurrent); None: a stateless student
     raw: dict[str, Any] = field(repr=False)
+    action_mask: dict[str, Any] | None = None  # schema 1.2 ``action.mask``; None: every action always available
 
     @property
     def field_prefix(self) -> str:
@@ -267,6 +270,7 @@ class AgentEntry:
             latency=data.get("latency"),
             memory=dict(data["memory"]) if data.get("memory") is not None else None,
             raw=dict(data),
+            action_mask=dict(action["mask"]) if action.get("mask") is not None else None,
         )
 
 
@@ -376,6 +380,11 @@ def _check_agent(manifest_path: Path, index: int, agent: Mapping[str, Any]) -> N
     if int(action["safe_action"]) >= int(action["n_actions"]):
         raise BundleError(manifest_path, f"{prefix}.action.safe_action",
                           f"an action index below n_actions ({action['n_actions']}); got {action['safe_action']}")
+    mask = action.get("mask")
+    if mask is not None and int(mask["always_available"]) != int(action["safe_action"]):
+        raise BundleError(manifest_path, f"{prefix}.action.mask.always_available",
+                          f"the safe action {action['safe_action']} (what a refused input falls back to must always "
+                          f"be allowed); got {mask['always_available']}")
     _check_memory(manifest_path, prefix, agent)
 
 
@@ -461,6 +470,12 @@ def validate_manifest_data(data: Any, manifest_path: Path) -> None:
             if "memory" in agent:
                 raise BundleError(manifest_path, f"agents[{index}].memory",
                                   "schema_version '1.1' for a memory entry (a 1.0 runtime would not keep the state)")
+    if version in ("1.0", "1.1"):  # action masks came with 1.2: an older runtime would ignore the mask
+        for index, agent in enumerate(data["agents"]):
+            if "mask" in agent["action"]:
+                raise BundleError(manifest_path, f"agents[{index}].action.mask",
+                                  f"schema_version '{MASK_SCHEMA_VERSION}' for an action mask (a {version} runtime "
+                                  "would pick unavailable actions)")
     names = [agent["name"] for agent in data["agents"]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -539,6 +554,7 @@ def build_agent_entry(
     model_bytes: int | None = None,
     safe_action: int = 0,
     memory: Mapping[str, Any] | None = None,
+    action_mask: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One ``agents[]`` entry of schema 1.1, with ``input_dim`` derived from the sensing profile and the
     budget status computed from the analytic figures (so writers cannot disagree with readers).
@@ -549,6 +565,9 @@ def build_agent_entry(
     ``memory`` (see :func:`build_memory_entry`): ``None`` for a stateless student, or e.g.
     ``{"kind": "recurrent", "state_dim": 32}``; a profile with history features gets its ``history`` entry
     without being asked. ``resources["memory_bytes"]`` is the writer's figure and should count the state.
+
+    ``action_mask`` (schema 1.2): ``None`` when every action is always available (MPE), else
+    ``{"source": "environment", "description": ..., "always_available": safe_action}`` (SMAX).
     """
     layout = {k: [int(v[0]), int(v[1])] for k, v in layout.items()}
     profile = dict(sensing)
@@ -580,7 +599,8 @@ def build_agent_entry(
             "input_dim": int(sensed_dim(layout, profile)),
             "dtype": "float32",
         },
-        "action": {"n_actions": len(action_meanings), "meanings": list(action_meanings), "safe_action": safe_action},
+        "action": {"n_actions": len(action_meanings), "meanings": list(action_meanings), "safe_action": safe_action,
+                   **({"mask": dict(action_mask)} if action_mask is not None else {})},
         "control_rate_hz": float(control_rate_hz),
         "model": model,
         "resources": resources,
@@ -666,8 +686,9 @@ def build_manifest(
     """
     import datetime  # noqa: PLC0415  writers only
 
+    masked = any("mask" in a.get("action", {}) for a in agents)
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": MASK_SCHEMA_VERSION if masked else SCHEMA_VERSION,
         "format": "kdmarl-bundle",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "producer": dict(producer),

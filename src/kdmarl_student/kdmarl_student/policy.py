@@ -443,8 +443,37 @@ class StudentPolicy:
             raise ObservationError(self.name, "shape", f"{method}() takes one observation; got shape {obs.shape}")
         return obs
 
-    def act(self, observation: Any, deterministic: bool | None = None) -> int:
+    @property
+    def action_mask(self) -> dict[str, Any] | None:
+        """The manifest's ``action.mask`` (schema 1.2): how available actions are obtained (SMAX: per step from
+        the environment, ``always_available`` the safe action); None: every action is always available (MPE)."""
+        return self.spec.action_mask
+
+    def check_mask(self, mask: Any) -> np.ndarray:
+        """A mask of available actions -> bool ``[n_actions]`` (or ``[B, n_actions]``); ValueError naming the agent
+        and what was expected for a wrong shape, non-boolean values or a row that allows no action."""
+        arr = np.asarray(mask)
+        n = self.spec.n_actions
+        if arr.ndim not in (1, 2) or arr.shape[-1] != n:
+            raise ValueError(f"{self.name}: action mask must have {n} entries (one per action: "
+                             f"{', '.join(self.spec.action_meanings)}); got shape {list(arr.shape)}")
+        if arr.dtype != np.bool_:
+            if not np.issubdtype(arr.dtype, np.integer) or not np.isin(arr, (0, 1)).all():
+                raise ValueError(f"{self.name}: action mask must be booleans (or 0/1); got dtype {arr.dtype}")
+            arr = arr.astype(bool)
+        empty = ~arr.any(axis=-1)
+        if np.any(empty):
+            raise ValueError(f"{self.name}: action mask allows no action; expected at least one available action "
+                             f"(the safe action {self.spec.safe_action} is always available in a valid mask)")
+        return arr
+
+    def act(self, observation: Any, deterministic: bool | None = None, mask: Any = None) -> int:
         """Action index for one full observation (the environment's or adapter's per-agent vector).
+
+        ``mask``: the available actions of this step (bool ``[n_actions]``, SMAX's ``get_avail_actions``; see
+        :attr:`action_mask`): the action is chosen among them only (greedy: the best available logit; sampled:
+        unavailable actions get probability 0). A wrong length or an all-false mask is a ``ValueError`` (see
+        :meth:`check_mask`), raised before the model runs or the state advances. ``None``: every action.
 
         Raises ``ObservationError`` on a wrong length, non-numeric values, NaN or Inf, and
         ``PolicyOutputError(agent, "non_finite_logits" | "non_finite_state", ...)`` when the model returns a
@@ -455,10 +484,14 @@ class StudentPolicy:
         decisions are not recorded.
         """
         started = time.perf_counter()
+        allowed = None if mask is None else self.check_mask(mask)
+        if allowed is not None and allowed.ndim != 1:
+            raise ValueError(f"{self.name}: act() takes one mask of {self.spec.n_actions} entries; got shape "
+                             f"{list(allowed.shape)}")
         obs = self._validated_one(observation, "act")
         out, next_state = self._forward(obs[None], self._own_state())
         self._commit(next_state)
-        logits = out[0]
+        logits = out[0] if allowed is None else np.where(allowed, out[0], -np.inf)
         greedy = self.deterministic if deterministic is None else deterministic
         action = int(np.argmax(logits)) if greedy else self._sample(logits)
         self.latency.record(time.perf_counter() - started)
@@ -473,15 +506,19 @@ class StudentPolicy:
         self._commit(next_state)
         return out[0]
 
-    def act_batch(self, observations: Any, deterministic: bool | None = None) -> np.ndarray:
-        """Actions [B] for full observations [B, source_dim] (offline evaluation; not metered).
+    def act_batch(self, observations: Any, deterministic: bool | None = None, mask: Any = None) -> np.ndarray:
+        """Actions [B] for full observations [B, source_dim] (offline evaluation; not metered); ``mask`` bool
+        [B, n_actions] (or one [n_actions] for every row) as in :meth:`act`.
 
         Raises ``PolicyOutputError`` if any observation of the batch gives NaN/Inf logits (see :meth:`logits`);
         stateless policies only (``ValueError`` otherwise).
         """
         self._require_stateless("act_batch")
+        allowed = None if mask is None else self.check_mask(mask)
         logits = self.logits(observations)
         logits = logits if logits.ndim == 2 else logits[None]
+        if allowed is not None:
+            logits = np.where(allowed, logits, -np.inf)
         greedy = self.deterministic if deterministic is None else deterministic
         if greedy:
             return logits.argmax(axis=-1)
@@ -489,7 +526,7 @@ class StudentPolicy:
 
     def _sample(self, logits: np.ndarray) -> int:
         z = logits.astype(np.float64) - float(logits.max())
-        probs = np.exp(z)
+        probs = np.exp(z)  # a masked (-inf) logit gets probability 0
         probs /= probs.sum()
         return int(self._rng.choice(probs.size, p=probs))
 

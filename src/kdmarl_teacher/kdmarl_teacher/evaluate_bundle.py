@@ -36,6 +36,8 @@ def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: 
             "metrics": {k: mean_ci(torch.from_numpy(v.astype("float64"))) for k, v in ev.metrics.items()},
             "episode_team_returns": [round(float(r), 6) for r in ev.returns],
         }
+        if "won" in ev.metrics:  # SMAX: win rate with its 95 % interval, as `kdmarl evaluate` reports it
+            results[label]["win_rate"] = mean_ci(torch.from_numpy(ev.metrics["won"].astype("float64")))
     mean = {k: r["team_return"]["mean"] for k, r in results.items()}
     teacher_flops = (manifest.data.get("teacher") or {}).get("resources", {}).get("flops_per_decision")
     agents = []
@@ -52,7 +54,9 @@ def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: 
         "scenario": manifest.scenario,
         "episodes": episodes,
         "seeds": [seeds[0], seeds[-1]],
-        "seeding": "mpe2 reset(seed=s) per episode; ONNX Runtime, 1 thread, greedy actions",
+        "seeding": ("SMAX battle s = JaxMARL reset from PRNGKey(s) (SmaxBattle); ONNX Runtime, 1 thread, greedy "
+                    "actions among the available ones" if manifest.scenario["name"].startswith("smax:") else
+                    "mpe2 reset(seed=s) per episode; ONNX Runtime, 1 thread, greedy actions"),
         "team_return_definition": "per episode, mean over agents of each agent's summed reward (DESIGN.md §5)",
         "results": results,
         "retention": retention(mean["students (ONNX)"], mean["teacher (ONNX)"], mean["random"]),

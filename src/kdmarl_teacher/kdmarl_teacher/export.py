@@ -47,7 +47,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from kdmarl_student.bundle_eval import evaluate_bundle, retention
+from kdmarl_student.bundle_eval import evaluate_bundle, make_bundle_env, retention
 from kdmarl_student.manifest import (
     MANIFEST_FILE,
     build_agent_entry,
@@ -57,7 +57,7 @@ from kdmarl_student.manifest import (
     sha256_file,
 )
 from kdmarl_student.policy import session_options
-from kdmarl_student.scenarios import ScenarioSpec, make_mpe2_env
+from kdmarl_student.scenarios import ScenarioSpec
 from kdmarl_student.sensing import apply_sensing, history_dim, sensed_dim
 from torch import nn
 
@@ -334,7 +334,8 @@ def episode_parity(spec: ScenarioSpec, agents: Sequence[ExportAgent], paths: dic
     Agents act greedily with their torch module, with probability ``epsilon`` uniformly at random (seeded),
     so the record is not a handful of repeated trajectories; both sides see the same observations.
     """
-    env = make_mpe2_env(spec)
+    env = make_bundle_env(spec)
+    masked = hasattr(env, "available_actions")  # SMAX: greedy and random actions among the available ones
     rng = np.random.default_rng(seed)
     layouts = {a.name: a.layout for a in spec.agents}
     n_actions = {a.name: a.n_actions for a in spec.agents}
@@ -350,6 +351,7 @@ def episode_parity(spec: ScenarioSpec, agents: Sequence[ExportAgent], paths: dic
             onnx_side.reset()
         while env.agents:
             actions = {}
+            masks = env.available_actions() if masked else {}
             for name in env.agents:
                 torch_side, onnx_side = sides[name]
                 torch_logits, onnx_logits = torch_side.step(obs[name]), onnx_side.step(obs[name])
@@ -358,9 +360,17 @@ def episode_parity(spec: ScenarioSpec, agents: Sequence[ExportAgent], paths: dic
                 rec["max_abs_diff"], rec["max_scaled_diff"] = max(rec["max_abs_diff"], abs_err), max(
                     rec["max_scaled_diff"], scaled_err)
                 rec["steps"] += 1
+                if name in masks:  # the actions compared are the ones the runtime picks: among the available ones
+                    torch_logits = np.where(masks[name], torch_logits, -np.inf)
+                    onnx_logits = np.where(masks[name], onnx_logits, -np.inf)
                 rec["action_mismatches"] += int(np.argmax(torch_logits) != np.argmax(onnx_logits))
                 greedy = int(np.argmax(torch_logits))
-                actions[name] = int(rng.integers(n_actions[name])) if rng.random() < epsilon else greedy
+                explore = rng.random() < epsilon
+                if explore and name in masks:
+                    greedy = int(rng.choice(np.flatnonzero(masks[name])))
+                elif explore:
+                    greedy = int(rng.integers(n_actions[name]))
+                actions[name] = greedy
             obs, _, _, _, _ = env.step(actions)
     env.close()
     for rec in out.values():
@@ -431,6 +441,16 @@ def _return_stat(result: Any) -> dict[str, Any]:
     summary = result.summary()
     return {"mean": round(summary["mean"], 6), "ci95": round(summary["ci95"], 6), "episodes": summary["episodes"],
             "metrics": {k: round(v, 6) for k, v in summary["metrics"].items()}}
+
+
+def action_mask_fields(spec: ScenarioSpec) -> dict[str, Any]:
+    """SMAX: the safe action ("stop") and the manifest's ``action.mask`` (schema 1.2); MPE: nothing (no-op 0,
+    every action always available)."""
+    if "action_mask" not in spec.extra:
+        return {}
+    safe = int(spec.extra["safe_action"])
+    return {"safe_action": safe, "action_mask": {"source": "environment", "description": spec.extra["action_mask"],
+                                                 "always_available": safe}}
 
 
 def export_bundle(
@@ -523,6 +543,7 @@ def export_bundle(
                         "tolerance": tolerance, "rule": rule},
                 input_name=INPUT_NAME, output_name=OUTPUT_NAME, architecture=agent.architecture,
                 model_bytes=path.stat().st_size, memory=agent.memory(agent_spec.layout),
+                **action_mask_fields(spec),
             ))
             LOGGER.info("%s: exported (parity %.2g on %d observations)", agent.name, diff, n_checked)
         teacher_entry = None

@@ -3,6 +3,7 @@ action mask in the manifest, the runtime's mask and `kdmarl evaluate --bundle` o
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -116,3 +117,87 @@ def test_masked_update_uses_masked_logits() -> None:
     assert float(kd_kl_loss(teacher, student, 2.0)) > 1.0  # unmasked they disagree on the unavailable action
     assert torch.isfinite(argmax_ce_loss(t, s))
     assert agent_mask(teacher, None, 0) is teacher  # MPE: unchanged
+
+
+# ---- export, the runtime's mask, kdmarl evaluate --bundle --------------------------------------------------------
+@pytest.fixture(scope="module")
+def smax_bundle(smax_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kdmarl_teacher import export
+
+    run = tmp_path_factory.mktemp("smax_students") / "run"
+    tiny_distill(smax_teacher, run)
+    out = run.parent / "bundle"
+    parser = argparse.ArgumentParser()
+    export.add_arguments(parser)
+    assert export.run(parser.parse_args([str(run), "--out", str(out), "--teacher", str(smax_teacher),
+                                         "--eval-episodes", "4", "--parity-random", "200", "--parity-recorded", "60",
+                                         "--latency-calls", "50"])) == 0
+    return out
+
+
+def test_smax_manifest_says_how_the_mask_is_obtained(smax_bundle: Path) -> None:
+    from kdmarl_student.manifest import MASK_SCHEMA_VERSION, load_manifest
+
+    manifest = load_manifest(smax_bundle)
+    assert manifest.data["schema_version"] == MASK_SCHEMA_VERSION == "1.2"
+    for entry in manifest.agents:
+        assert entry.safe_action == 4 and entry.action_meanings[4] == "stop"
+        assert entry.action_mask["source"] == "environment" and entry.action_mask["always_available"] == 4
+
+
+def test_runtime_never_returns_an_unavailable_action(smax_bundle: Path) -> None:
+    import numpy as np
+    from kdmarl_student.policy import StudentPolicy
+
+    policy = StudentPolicy(smax_bundle, "ally_0", providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(64, policy.source_dim)).astype(np.float32)
+    for row in obs:
+        best = int(np.argmax(policy.logits(row)))
+        mask = rng.random(8) < 0.4
+        mask[4], mask[best] = True, False  # the favourite is unavailable: the runtime must pick another
+        assert mask[policy.act(row, mask=mask)]
+        assert mask[policy.act(row, deterministic=False, mask=mask)]
+        assert policy.act(row, mask=np.eye(8, dtype=bool)[best]) == best
+    masks = rng.random((64, 8)) < 0.3
+    masks[:, 4] = True
+    assert masks[np.arange(64), policy.act_batch(obs, mask=masks)].all()
+    with pytest.raises(ValueError, match=r"ally_0: action mask allows no action.*safe action 4"):
+        policy.act(obs[0], mask=np.zeros(8, dtype=bool))
+    with pytest.raises(ValueError, match=r"ally_0: action mask must have 8 entries .*north.*got shape \[5\]"):
+        policy.act(obs[0], mask=np.ones(5, dtype=bool))
+
+
+def test_evaluate_bundle_on_smax_reports_win_rate(smax_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kdmarl_teacher.evaluate_bundle import evaluate_bundle_report
+
+    from kdmarl_student import smax_battle
+
+    real_step, stepped = smax_battle.SmaxBattle.step, []
+
+    def step_checked(self, actions):  # every action a bundle actor picks must be available
+        masks = self.available_actions()
+        assert all(masks[a][i] for a, i in actions.items()), "an unavailable action"
+        stepped.append(len(actions))
+        return real_step(self, actions)
+
+    monkeypatch.setattr(smax_battle.SmaxBattle, "step", step_checked)
+    report = evaluate_bundle_report(smax_bundle, episodes=3, seed_start=100)
+    assert stepped and report["seeding"].startswith("SMAX")
+    for label in ("teacher (ONNX)", "students (ONNX)", "random"):
+        res = report["results"][label]
+        assert 0.0 <= res["win_rate"]["mean"] <= 1.0 and res["win_rate"]["n"] == 3
+        assert set(res["metrics"]) == {"won", "allies_alive", "enemy_hp_left"}
+
+
+def test_mask_field_needs_schema_1_2_and_the_safe_action(smax_bundle: Path) -> None:
+    from kdmarl_student.errors import BundleError
+    from kdmarl_student.manifest import validate_manifest_data
+
+    data = json.loads((smax_bundle / "manifest.json").read_text())
+    old = {**data, "schema_version": "1.1"}
+    with pytest.raises(BundleError, match=r"agents\[0\]\.action\.mask.*1\.2"):
+        validate_manifest_data(old, smax_bundle / "manifest.json")
+    data["agents"][0]["action"]["mask"]["always_available"] = 0
+    with pytest.raises(BundleError, match=r"always_available.*safe action 4"):
+        validate_manifest_data(data, smax_bundle / "manifest.json")
