@@ -19,6 +19,9 @@ JaxMARL's `baselines/QLearning/qmix_rnn.py` do it, on this project's batched env
   returns over the sequence (pymarl2's `build_td_lambda_targets`; lambda = 0 is one-step Q-learning), cut where
   an episode ends (`done`: no bootstrap into the next episode).
 - **Exploration**: epsilon-greedy over each agent's *valid* actions, epsilon annealed linearly over env steps.
+- **Action masks** (SMAX: ``env.available_actions()``): stored with each step, applied when acting (greedy and
+  random choices only among available actions) and when choosing the double-Q next action; MPE has none and
+  takes no mask path (its runs are unchanged).
 - MSE (or Huber) TD loss on the team reward (the mean over agents of their rewards: the team return of DESIGN.md
   §5 per step), Adam, global grad-norm clipping.
 
@@ -58,7 +61,7 @@ from kdmarl_teacher.config import QmixConfig, config_algo, default_config_path, 
 from kdmarl_teacher.errors import NonFiniteError
 from kdmarl_teacher.evaluate import run_episodes
 from kdmarl_teacher.mappo import SEED_STRIDE, MetricsLog, _optimizer_to_cpu
-from kdmarl_teacher.networks import Actor, actor_inputs_all
+from kdmarl_teacher.networks import Actor, actor_inputs_all, apply_action_mask
 
 ALGO = "qmix"
 STAT_KEYS = ("td_loss", "q_tot", "target_mean", "td_abs_error", "grad_norm")  # metrics.csv columns of an update
@@ -116,6 +119,7 @@ class ReplayBuffer:
         action [T, N]       long, the joint action taken at t
         reward [T]          team reward of step t
         done   [T]          bool: the episode ended with step t (obs[t+1] belongs to the next episode)
+        avail  [T+1, N, A]  bool: the actions available at obs[t] (only for an env with action masks, `n_actions`)
 
     Episode boundaries inside a sequence are carried by `done` (targets are not bootstrapped across them) and
     `start` (recurrent states are reset); every stored step is a real transition, so no padding mask is needed.
@@ -123,8 +127,10 @@ class ReplayBuffer:
 
     FIELDS = ("obs", "state", "start", "action", "reward", "done")
 
-    def __init__(self, capacity: int, T: int, N: int, obs_dim: int, state_dim: int, *, device: torch.device) -> None:
+    def __init__(self, capacity: int, T: int, N: int, obs_dim: int, state_dim: int, *, device: torch.device,
+                 n_actions: int | None = None) -> None:
         self.capacity, self.size, self.pos = int(capacity), 0, 0
+        self.fields = (*self.FIELDS, "avail") if n_actions else self.FIELDS
         self.data = {
             "obs": torch.zeros(capacity, T + 1, N, obs_dim, device=device),
             "state": torch.zeros(capacity, T + 1, state_dim, device=device),
@@ -133,12 +139,14 @@ class ReplayBuffer:
             "reward": torch.zeros(capacity, T, device=device),
             "done": torch.zeros(capacity, T, dtype=torch.bool, device=device),
         }
+        if n_actions:
+            self.data["avail"] = torch.zeros(capacity, T + 1, N, n_actions, dtype=torch.bool, device=device)
 
     def add(self, batch: dict[str, torch.Tensor]) -> None:
         """Append B sequences (each field [B, ...]), overwriting the oldest once full."""
         n = batch["reward"].shape[0]
         idx = (self.pos + torch.arange(n, device=batch["reward"].device)) % self.capacity
-        for key in self.FIELDS:
+        for key in self.fields:
             self.data[key][idx] = batch[key]
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
@@ -165,13 +173,20 @@ def epsilon_at(cfg: QmixConfig, env_steps: int) -> float:
     return cfg.eps_start + frac * (cfg.eps_finish - cfg.eps_start)
 
 
-def epsilon_greedy(q: torch.Tensor, eps: float, n_actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def epsilon_greedy(q: torch.Tensor, eps: float, n_actions: torch.Tensor, generator: torch.Generator,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
     """q [M, A_max] (invalid actions already masked), n_actions long [M] (agent i's valid actions are
-    0..n_i-1) -> long [M]: with probability eps a uniform *valid* action, else argmax_a q."""
+    0..n_i-1) -> long [M]: with probability eps a uniform *valid* action, else argmax_a q. With an env's action
+    mask (bool [M, A_max]: SMAX's available actions, already applied to q) the random action is uniform over
+    the available ones (argmax of uniform noise on them)."""
     greedy = q.argmax(-1)
     u = torch.rand(q.shape[0], generator=generator, device=q.device)
-    r = torch.rand(q.shape[0], generator=generator, device=q.device)
-    random_action = (r * n_actions).long().clamp(max=n_actions - 1)
+    if mask is None:
+        r = torch.rand(q.shape[0], generator=generator, device=q.device)
+        random_action = (r * n_actions).long().clamp(max=n_actions - 1)
+    else:
+        noise = torch.rand(q.shape, generator=generator, device=q.device)
+        random_action = noise.masked_fill(~mask, -1.0).argmax(-1)
     return torch.where(u < eps, random_action, greedy)
 
 
@@ -234,6 +249,7 @@ def qmix_loss(cfg: QmixConfig, batch: dict[str, torch.Tensor], agent: Actor, mix
     with torch.no_grad():
         q_tgt = agent_q_sequences(target_agent, obs, start)[:, 1:]  # [b, T, N, A]
         chooser = q[:, 1:] if cfg.double_q else q_tgt  # masked actions are -1e8: never chosen
+        chooser = apply_action_mask(chooser, batch["avail"][:, 1:] if "avail" in batch else None)
         next_q = q_tgt.gather(-1, chooser.argmax(-1, keepdim=True)).squeeze(-1)  # [b, T, N]
         q_tot_next = target_mixer(next_q.reshape(b * T, N), state[:, 1:].reshape(b * T, -1)).view(b, T)
         targets = td_lambda_targets(batch["reward"] * cfg.reward_scale, batch["done"], q_tot_next, cfg.gamma,
@@ -307,7 +323,10 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
     optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
-    buffer = ReplayBuffer(cfg.buffer_size, T, N, int(env.obs_dim_max), mixer_kwargs["state_dim"], device=device)
+    masked = hasattr(env, "available_actions")  # SMAX: per-step action masks; MPE: none (unchanged path)
+    A = int(agent.n_actions_max)
+    buffer = ReplayBuffer(cfg.buffer_size, T, N, int(env.obs_dim_max), mixer_kwargs["state_dim"], device=device,
+                          n_actions=A if masked else None)
 
     steps_per_iter = B * T
     num_iterations = max(1, cfg.total_steps // steps_per_iter)
@@ -362,14 +381,16 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
         return divergence_error(iteration_number, values, {"agent": agent, "mixer": mixer}, ckpt_path,
                                 last_checkpoint)
 
-    def greedy(obs: torch.Tensor) -> torch.Tensor:
-        return agent(actor_inputs_all(obs)).argmax(-1)
+    def greedy(obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return apply_action_mask(agent(actor_inputs_all(obs)), mask).argmax(-1)
 
     seq = {"obs": torch.zeros(B, T + 1, N, int(env.obs_dim_max), device=device),
            "state": torch.zeros(B, T + 1, mixer_kwargs["state_dim"], device=device),
            "start": torch.zeros(B, T + 1, dtype=torch.bool, device=device),
            "action": torch.zeros(B, T, N, dtype=torch.long, device=device),
            "reward": torch.zeros(B, T, device=device), "done": torch.zeros(B, T, dtype=torch.bool, device=device)}
+    if masked:
+        seq["avail"] = torch.zeros(B, T + 1, N, A, dtype=torch.bool, device=device)
     t_feature = (lambda: env.t) if cfg.mixer_time else (lambda: None)  # steps taken, per env
     iteration = start_iteration
     for iteration in range(start_iteration, num_iterations):
@@ -391,7 +412,12 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
                 seq["start"][:, t] = starting
                 h = h * (~starting).repeat_interleave(N).to(h.dtype).unsqueeze(-1)
                 q, _, h = agent.step(actor_inputs_all(obs).reshape(B * N, -1), h)  # [B*N, A]
-                action = epsilon_greedy(q, eps, n_actions, gen).view(B, N)
+                avail = None
+                if masked:
+                    seq["avail"][:, t] = env.available_actions()  # [B, N, A] of the state acted in
+                    avail = seq["avail"][:, t].reshape(B * N, -1)
+                    q = apply_action_mask(q, avail)
+                action = epsilon_greedy(q, eps, n_actions, gen, avail).view(B, N)
                 obs, state, reward, done, info = env.step(action)
                 seq["action"][:, t], seq["reward"][:, t], seq["done"][:, t] = action, reward.float().mean(-1), done
                 if bool(done.any()):
@@ -401,6 +427,8 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
                 starting = done
             seq["obs"][:, T], seq["state"][:, T] = obs, mixer_state(state, t_feature(), max_cycles)
             seq["start"][:, T] = starting
+            if masked:
+                seq["avail"][:, T] = env.available_actions()
             buffer.add(seq)
 
         # ---- gradient steps on sampled sequences -------------------------------------------------------------
