@@ -207,8 +207,9 @@ def test_epsilon_greedy_with_an_env_mask_picks_only_available_actions() -> None:
 def test_qmix_on_smax_steps_only_available_actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """QMIX on a masked env (SMAX 3m): every action stepped in rollouts and greedy evaluations is available,
     the buffer stores the masks it acted under, and the run checkpoints and evaluates as a teacher."""
-    from kdmarl_teacher import envs
     from kdmarl_teacher.evaluate import evaluate
+
+    from kdmarl_teacher import envs
 
     real_make_env, stepped = envs.make_env, []
 
