@@ -10,6 +10,7 @@
 #   qmix     QMIX vs MAPPO teachers at 10 min each, value-decomposition distillation (mixer term on/off, 3 seeds),
 #            the deployment table                                       -> qmix.json, deployment.json (about 50 min)
 #   smax     SMAX adapter vs raw JaxMARL stepping (3m, 2s3z, 3s5z)     -> smax_env.json
+#            MAPPO teachers on 3m (15 min), 2s3z, 3s5z (10 min) vs JaxMARL -> smax_teacher.json (about 35 min)
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
 #   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
 #   memory   one student node, stage by stage                           -> node_memory.json
@@ -49,7 +50,12 @@ if want qmix; then
   rm -rf "$runs/qmix"
   python bench/bench_qmix.py --keep "$runs/qmix"
 fi
-if want smax; then banner "smax (adapter vs raw JaxMARL)"; python bench/bench_smax.py; fi
+if want smax; then
+  banner "smax (adapter vs raw JaxMARL; MAPPO teachers within a wall-time budget)"
+  python bench/bench_smax.py
+  rm -rf "$runs/smax"
+  python bench/bench_smax_teacher.py --keep "$runs/smax"
+fi
 if want runtime; then
   banner "runtime (bundle of the distilled spread team)"
   kdmarl export "$runs/distill/kdmarl_full" --out "$runs/bundle" --force --eval-episodes 0
