@@ -29,40 +29,23 @@ the allies; the enemy is SMAX's heuristic), stepped by ONE jitted, vmapped funct
   committed to the CPU device; ``compile_counts()`` tells, and a test checks it stays 1 after any reset.
 - JAX arrays reach torch through DLPack (``torch.from_dlpack``, zero-copy on CPU); actions go the other way.
 
-jax and jaxmarl are imported here only, so the MPE path never pays for them. On a shared machine XLA's CPU
+The battle rules themselves (key chain, observations, masks, strong typing, won / allies_alive / enemy_hp_left)
+are ``kdmarl_student.smax_battle.SmaxRules``, shared with the bundle side's ``SmaxBattle`` (what ``kdmarl
+evaluate --bundle`` and the ROS bridge step); this adapter adds the batch, the auto-reset and torch. jax and
+jaxmarl are imported only when a SMAX env is made, so the MPE path never pays for them. On a shared machine XLA's CPU
 thread pool can be limited with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (set before jax is imported).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any
 
 import torch
-from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
+from kdmarl_student.scenarios import scenario_spec
+from kdmarl_student.smax_battle import SmaxRules, make_smax_env
+from kdmarl_student.smax_battle import import_smax as _import_jax
 
 from .core import check_batch_args
-
-
-def _import_jax() -> tuple[Any, Any, Any]:
-    """jax, jax.numpy and jaxmarl's smax module; jaxmarl prints a line about submodules on import, swallowed."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            import jax  # noqa: PLC0415
-            import jax.numpy as jnp  # noqa: PLC0415
-            from jaxmarl.environments import smax  # noqa: PLC0415
-    except ImportError as exc:  # pragma: no cover - the bootstrap installs them
-        raise ImportError(f"SMAX scenarios need jax and jaxmarl==0.2.0 (requirements/python.txt): {exc}") from exc
-    return jax, jnp, smax
-
-
-def make_smax_env(spec: ScenarioSpec) -> Any:
-    """The raw JaxMARL ``HeuristicEnemySMAX`` for a SMAX spec (its params are the env's keyword arguments)."""
-    _jax, _jnp, smax = _import_jax()
-    p = dict(spec.params)
-    return smax.HeuristicEnemySMAX(scenario=smax.map_name_to_scenario(spec.extra["map_name"]),
-                                   attack_mode=p.pop("attack_mode"), **p)
 
 
 def _to_torch(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -96,49 +79,21 @@ class SmaxBatchedEnv:
         # too, and outputs of committed inputs are committed, so keys, state and actions keep one signature.
         self._jax_device = jax.devices("cpu")[0]
         self.raw = raw = make_smax_env(self.spec)
-        agents = list(raw.agents)
-        n_allies = raw.num_allies
-        unit_health = raw.unit_type_health
-
-        def strong(tree: Any) -> Any:
-            # SMAX's reset leaves some leaves weakly typed (the step counter, the heuristic enemy's last target)
-            # and its step makes some of them strong: cast every leaf to a strong type of the same dtype (values
-            # unchanged), in reset AND step, so the jitted step sees one input signature and never recompiles.
-            return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), tree)
-
-        def stack_obs(obs: dict) -> Any:
-            return jnp.stack([obs[a] for a in agents], axis=0)  # [N, D]
-
-        def avail(state: Any) -> Any:
-            masks = raw.get_avail_actions(state)
-            return jnp.stack([masks[a] for a in agents], axis=0).astype(jnp.bool_)  # [N, A]
+        rules = SmaxRules(raw)  # the battle rules, shared with the bundle side (kdmarl_student.smax_battle)
+        select = jax.lax.select
 
         def one_reset(key: Any) -> tuple[Any, ...]:
-            key, sub = jax.random.split(key)
-            obs, state = raw.reset(sub)
-            return key, strong(state), stack_obs(obs), obs["world_state"], avail(state)
+            key, state, obs = rules.reset(key)
+            return key, state, rules.stack(obs), obs["world_state"], rules.avail(state)
 
         def one_step(key: Any, state: Any, actions: Any) -> tuple[Any, ...]:
-            key, sub = jax.random.split(key)
             # JaxMARL's MultiAgentEnv.step, written out to keep the observation before the auto-reset
-            k_step, k_reset = jax.random.split(sub)
-            act = {a: actions[i] for i, a in enumerate(agents)}
-            obs_st, st_st, rewards, dones, _info = raw.step_env(k_step, state, act)
+            key, k_reset, obs_st, st_st, r, done = rules.step(key, state, actions)
             obs_re, st_re = raw.reset(k_reset)
-            done = dones["__all__"]
-            new_state = strong(jax.tree.map(lambda x, y: jax.lax.select(done, x, y), st_re, st_st))
-            new_obs = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), obs_re, obs_st)
-            inner = st_st.state  # the SMAX state at the end of this step, before any reset
-            alive = inner.unit_alive
-            won = jnp.all(~alive[n_allies:]) & jnp.any(alive[:n_allies])  # = SMAX's won_battle bonus condition
-            hp = jnp.where(alive, inner.unit_health, 0.0)
-            full = unit_health[inner.unit_types]
-            metrics = {"won": won.astype(jnp.float32),
-                       "allies_alive": jnp.sum(alive[:n_allies]).astype(jnp.float32),
-                       "enemy_hp_left": jnp.sum(hp[n_allies:]) / jnp.sum(full[n_allies:])}
-            r = jnp.stack([rewards[a] for a in agents])
-            return (key, new_state, stack_obs(new_obs), new_obs["world_state"], avail(new_state), r, done,
-                    stack_obs(obs_st), obs_st["world_state"], metrics)
+            new_state = rules.strong(jax.tree.map(lambda x, y: select(done, x, y), st_re, st_st))
+            new_obs = jax.tree.map(lambda x, y: select(done, x, y), obs_re, obs_st)
+            return (key, new_state, rules.stack(new_obs), new_obs["world_state"], rules.avail(new_state), r, done,
+                    rules.stack(obs_st), obs_st["world_state"], rules.metrics(st_st))
 
         self._reset_fn = jax.jit(jax.vmap(one_reset))
         self._step_fn = jax.jit(jax.vmap(one_step))
