@@ -7,6 +7,9 @@ MPE sees familiar dynamics). Topics are relative, as on a real robot: ``cmd_vel`
 ``<robot>/base_link``, sensor-data QoS). ``initialpose`` in (geometry_msgs/PoseWithCovarianceStamped,
 RViz's "2D Pose Estimate" convention) teleports the robot and stops it: tests use it to start an episode.
 A command older than ``cmd_timeout_s`` is treated as zero, like a real base's watchdog.
+
+MPE-only, like the robot adapter that drives it: a point robot stands in for simple_spread's agents. SMAX
+bundles (``smax:<map>``) have no robot path; they run over ROS in the simulation bridge only.
 """
 
 from __future__ import annotations

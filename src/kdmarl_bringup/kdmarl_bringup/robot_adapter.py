@@ -54,7 +54,7 @@ from kdmarl_student.ros_support import (
     spin_node,
     steady_clock,
 )
-from kdmarl_student.scenarios import MPE_MOVE_DIRECTIONS, MPE_MOVES
+from kdmarl_student.scenarios import MPE_MOVE_DIRECTIONS, MPE_MOVES, is_smax
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -135,6 +135,10 @@ class RobotAdapter(Node):
             raise ValueError(f"agent {self.agent!r} not in the bundle ({sorted(entries)})")
         scenario = manifest["scenario"]
         params = scenario.get("params", {})
+        if is_smax(scenario["name"]):
+            raise ValueError(f"the robot adapter is MPE-only (simple_spread kinematics from odometry); the bundle's "
+                             f"scenario {scenario['name']} is a SMAX battle, which runs in the simulation bridge "
+                             "only (kdmarl_bringup.sim_bridge)")
         if scenario["name"] != "simple_spread" or params.get("num_agent_neighbors") or params.get(
                 "num_landmark_neighbors"):
             raise ValueError("the robot adapter builds full simple_spread observations only; scenario "

@@ -1,8 +1,11 @@
-"""Simulation bridge: steps the real mpe2 environment of a bundle's scenario with actions that come over ROS.
+"""Simulation bridge: steps the simulator of a bundle's scenario with actions that come over ROS.
 
-Per agent it publishes ``/<ns>/observation`` (the full mpe2 observation, float32, exactly what the offline
-evaluation feeds the policy) and listens on ``/<ns>/action``. It never imports torch or kdmarl_teacher: a
-simulation machine needs numpy, mpe2 and rclpy only.
+The simulator is picked from the scenario's name (:mod:`kdmarl_bringup.simulators`): the real mpe2 env for
+the MPE scenarios, one SMAX battle (``kdmarl_student.smax_battle.SmaxBattle``, jax + jaxmarl) for ``smax:<map>``.
+Per agent it publishes ``/<ns>/observation`` (the full observation, float32, exactly what the offline
+evaluation feeds the policy; on SMAX with the step's available actions in ``action_mask``, empty on MPE) and
+listens on ``/<ns>/action``. It never imports torch or kdmarl_teacher: a simulation machine needs numpy,
+rclpy and the simulator (mpe2, or jax + jaxmarl for SMAX) only.
 
 Lockstep mode (evaluation): observation t goes out, the bridge waits until every agent answered step t or
 ``action_timeout_s`` passed (a missing agent does no-op and its miss is counted), then steps. Observations
@@ -10,7 +13,8 @@ use the sensor-data QoS (best effort), so the bridge re-sends step t to agents t
 ``republish_period_s``; a student answers a repeat with the same deterministic action. The very first step
 waits up to ``wait_for_students_s`` instead: that is the start-up handshake, so a slow machine does not
 turn start-up into misses. Episode k is ``reset(seed=seed + k)``, the convention of the offline evaluation,
-so with deterministic students the team returns over ROS equal the offline returns exactly.
+so with deterministic students the team returns (and on SMAX the wins) over ROS equal the offline ones
+exactly. A missing agent's action is the manifest's safe action (MPE no-op 0, SMAX stop 4).
 
 Realtime mode (robots' semantics): a fixed-rate loop on the steady clock; at each tick every agent's latest
 action wins (no-op if it has none younger than ``action_timeout_s``); an agent whose answer to the previous
@@ -30,6 +34,7 @@ run with ``use_sim_time`` (simulated time = steps x dt, monotonic across episode
 from __future__ import annotations
 
 import array
+import itertools
 import json
 import sys
 import time
@@ -55,12 +60,13 @@ from kdmarl_student.ros_support import (
     init_ros,
     publisher_names,
 )
-from kdmarl_student.scenarios import MODES, make_mpe2_env, scenario_spec, task_metrics
+from kdmarl_student.scenarios import MODES, scenario_spec
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Header
 
+from kdmarl_bringup.simulators import make_simulator
 from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary
 
 
@@ -87,21 +93,15 @@ class EpisodeTally:
         return cls(np.zeros(n_agents), np.zeros(n_agents, dtype=np.int64))
 
 
-def episode_metrics(env: Any, scenario: str) -> dict[str, float]:
-    """Task figures of the current world state with the offline evaluation's definitions (one source:
-    ``kdmarl_student.bundle_eval``), so over-ROS and offline metrics compare like for like."""
-    return task_metrics(scenario, env.unwrapped.world)
-
-
 class SimBridge(Node):
-    """The mpe2 environment behind per-agent observation/action topics."""
+    """A simulator (mpe2 or SMAX) behind per-agent observation/action topics."""
 
     def __init__(self) -> None:
         super().__init__("sim_bridge")
         self.declare_parameter("bundle", "", descriptor(
             "Bundle directory; its manifest names the scenario, its parameters and the agents.", read_only=True))
         self.declare_parameter("scenario", "simple_spread", descriptor(
-            "Scenario when no bundle is given (mpe2 defaults).", read_only=True))
+            "Scenario when no bundle is given (its defaults; smax:<map> for SMAX).", read_only=True))
         self.declare_parameter("mode", "lockstep", descriptor(
             "lockstep (evaluation: wait for every action) | realtime (fixed rate, latest action wins).",
             read_only=True, additional_constraints="lockstep | realtime"))
@@ -118,7 +118,7 @@ class SimBridge(Node):
             read_only=True, float_range=(0.0, 3600.0)))
         self.declare_parameter("episodes", 0, descriptor("Episodes to run, then exit (0 = until shut down).",
                                                          read_only=True, int_range=(0, 1_000_000)))
-        self.declare_parameter("seed", 1000, descriptor("Episode k resets mpe2 with seed + k.", read_only=True,
+        self.declare_parameter("seed", 1000, descriptor("Episode k resets the simulator with seed + k.", read_only=True,
                                                         int_range=(0, 2**31 - 1)))
         self.declare_parameter("agents", [""], descriptor(
             "Agents that have a student; others do no-op without being waited for (default: every agent).",
@@ -142,7 +142,7 @@ class SimBridge(Node):
         else:
             self.spec = scenario_spec(str(self.get_parameter("scenario").value))
         self.all_agents = list(self.spec.agent_names)
-        self.noop = {a: safe.get(a, 0) for a in self.all_agents}
+        self.noop = {a: safe.get(a, int(self.spec.extra.get("safe_action", 0))) for a in self.all_agents}
         agents = [a for a in self.get_parameter("agents").value if a] or list(self.all_agents)
         namespaces = [n for n in self.get_parameter("namespaces").value if n] or list(agents)
         unknown = sorted(set(agents) - set(self.all_agents))
@@ -153,8 +153,8 @@ class SimBridge(Node):
         self.mode = str(self.get_parameter("mode").value)
         if self.mode not in MODES:
             raise ValueError(f"parameter 'mode' must be one of {MODES}, got {self.mode!r}")
-        self.env = make_mpe2_env(self.spec)
-        self.dt = float(getattr(self.env.unwrapped.world, "dt", 0.1))
+        self.sim = make_simulator(self.spec)  # mpe2, or SMAX for smax:<map> (kdmarl_bringup.simulators)
+        self.dt = self.sim.dt
 
         self.obs_pubs = {a: self.create_publisher(AgentObservation, f"/{ns}/observation", OBSERVATION_QOS)
                          for a, ns in zip(agents, namespaces, strict=True)}
@@ -173,6 +173,7 @@ class SimBridge(Node):
         self.episode = 0
         self.step_index = 0
         self.answers: dict[str, int] = {}
+        self.masks: dict[str, np.ndarray] | None = None  # the current step's available actions (SMAX)
         self.latest: dict[str, tuple[int, int, int, float]] = {}  # agent -> (episode, step, action, steady t)
         self.sent_at: dict[tuple[int, int], float] = {}  # first publish time of recent steps (steady)
         self.timed: set[tuple[tuple[int, int], str]] = set()
@@ -208,6 +209,8 @@ class SimBridge(Node):
             msg = AgentObservation(agent=agent, episode=self.episode, step=self.step_index)
             msg.header = Header(stamp=stamp, frame_id="world")
             msg.data = array.array("f", np.asarray(obs[agent], dtype=np.float32).tobytes())
+            if self.masks is not None:  # SMAX: the step's available actions (empty on MPE = every action)
+                msg.action_mask = [bool(v) for v in self.masks[agent]]
             self.obs_pubs[agent].publish(msg)
 
     def _forget_old_steps(self, keep: int = 50) -> None:
@@ -281,7 +284,7 @@ class SimBridge(Node):
         return [a for a in self.agents if a not in self.answers]
 
     def _finish_episode(self, seed: int, tally: EpisodeTally) -> None:
-        metrics = episode_metrics(self.env, self.spec.name)
+        metrics = self.sim.episode_metrics()
         if "collisions" in metrics:
             metrics["collisions"] = float(tally.collisions)
         steps, returns, misses = tally.steps, tally.returns, tally.misses
@@ -317,23 +320,34 @@ class SimBridge(Node):
     def _advance(self, actions: dict[str, int], tally: EpisodeTally) -> tuple[dict[str, np.ndarray], bool]:
         """Step the env with one action per agent, account the step in ``tally``; (observations, done)."""
         self._forget_old_steps()
-        obs, rewards, terms, truncs, _ = self.env.step(actions)
+        obs, rewards, done = self.sim.step(actions)
+        self.masks = self.sim.masks()
         self.total_steps += 1
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=self._sim_stamp()))
         tally.returns += np.array([rewards.get(a, 0.0) for a in self.all_agents], dtype=np.float64)
-        tally.collisions += episode_metrics(self.env, self.spec.name).get("collisions", 0.0)
+        tally.collisions += self.sim.step_metrics().get("collisions", 0.0)
         tally.steps += 1
         self._publish_diagnostics()
-        return obs, all(terms.get(a, True) or truncs.get(a, True) for a in self.all_agents)
+        return obs, done
+
+    def _steps(self) -> Any:
+        """Step indices of one episode: up to the simulator's step limit, or until its ``done`` (SMAX)."""
+        limit = self.sim.step_limit
+        return itertools.count() if limit is None else range(limit)
+
+    def _reset(self, seed: int) -> dict[str, np.ndarray]:
+        obs = self.sim.reset(seed)
+        self.masks = self.sim.masks()
+        return obs
 
     def _run_lockstep_episode(self, seed: int, first: bool) -> None:
-        obs, _ = self.env.reset(seed=seed)
+        obs = self._reset(seed)
         tally = EpisodeTally.start(len(self.all_agents))
         timeout = float(self.get_parameter("action_timeout_s").value)
         republish = float(self.get_parameter("republish_period_s").value)
         handshake = float(self.get_parameter("wait_for_students_s").value)
-        for t in range(self.spec.max_cycles):
+        for t in self._steps():
             self.step_index, self.answers = t, {}
             loop_start = time.perf_counter()
             self.sent_at[(self.episode, t)] = loop_start
@@ -356,13 +370,13 @@ class SimBridge(Node):
         self._finish_episode(seed, tally)
 
     def _run_realtime_episode(self, seed: int) -> None:
-        obs, _ = self.env.reset(seed=seed)
+        obs = self._reset(seed)
         tally = EpisodeTally.start(len(self.all_agents))
         period = 1.0 / float(self.get_parameter("rate_hz").value)
         timeout = float(self.get_parameter("action_timeout_s").value)
         self.step_index, self.answers = 0, {}
         next_tick = time.perf_counter()
-        for t in range(self.spec.max_cycles):
+        for t in self._steps():
             self.step_index, self.answers = t, {}
             self.sent_at[(self.episode, t)] = time.perf_counter()
             self._publish_observations(obs, self.agents)

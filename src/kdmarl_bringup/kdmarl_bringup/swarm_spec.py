@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 from kdmarl_student.manifest import load_manifest
-from kdmarl_student.scenarios import MODES
+from kdmarl_student.scenarios import MODES, is_smax
 
 BACKENDS: tuple[str, ...] = ("mpe", "isaac", "real", "fake")
 SIM_TIME_BACKENDS: frozenset[str] = frozenset({"mpe", "isaac"})
@@ -213,6 +213,11 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
     adapters and students, the bridge last (it waits for the students anyway).
     """
     agents = manifest_agents(manifest)
+    scenario = str(manifest.get("scenario", {}).get("name", ""))
+    if is_smax(scenario) and args.backend != "mpe":
+        raise ValueError(f"backend {args.backend!r} is MPE-only (robot adapters and fake robots drive simple_spread "
+                         f"kinematics); the bundle's scenario {scenario} is a SMAX battle: use backend 'mpe' (the "
+                         "simulation bridge steps SMAX)")
     robots = fleet if fleet is not None else default_fleet(agents)
     enabled = [r for r in robots if r.enabled]
     if not enabled:

@@ -70,6 +70,7 @@ __all__ = [
     "AgentEntry",
     "Manifest",
     "ModelFile",
+    "action_mask_fields",
     "build_agent_entry",
     "build_manifest",
     "build_memory_entry",
@@ -529,6 +530,17 @@ CONVENTIONS: dict[str, str] = {
     "team_return": "per episode, mean over agents of each agent's summed reward; mean over eval_seeds with a 95% "
     "Student t confidence interval; retention = (R_student - R_random) / (R_teacher - R_random)",
 }
+
+
+def action_mask_fields(spec: Any) -> dict[str, Any]:
+    """SMAX: the safe action ("stop") and the manifest's ``action.mask`` (schema 1.2); MPE: nothing (no-op 0,
+    every action always available): the ``build_agent_entry`` arguments of a scenario spec's agents, for every
+    writer of bundles (the exporter, the test builder)."""
+    if "action_mask" not in spec.extra:
+        return {}
+    safe = int(spec.extra["safe_action"])
+    return {"safe_action": safe, "action_mask": {"source": "environment", "description": spec.extra["action_mask"],
+                                                 "always_available": safe}}
 
 
 def build_agent_entry(

@@ -26,6 +26,10 @@ Bad input never kills the node, and is never acted on. Every refusal is counted 
 
 - an observation of the wrong length, with NaN/Inf, addressed to another agent or to no agent at all gets
   the safe action (``invalid_observations``, reasons ``shape``, ``non_finite``, ``agent``);
+- an ``action_mask`` (the step's available actions, SMAX) is passed to the policy, which then picks among the
+  available actions only; a mask whose length is not the agent's action count gets the safe action with a
+  warning naming the topic and the expected length (reason ``mask``), and an all-false mask too (reason
+  ``invalid``). An empty mask means every action is available (MPE);
 - a policy output with NaN/Inf logits (a broken graph) gets the safe action (``non_finite_outputs``);
 - in realtime mode, a stamp older than ``observation_timeout_s`` or more than ``max_clock_skew_s`` in the
   future (1970, 2100, a wrong clock) gets the safe action (``stale_observations`` / reason ``stamp``); in
@@ -393,9 +397,20 @@ class StudentNode(LifecycleNode):
     def _decide(self, msg: AgentObservation) -> None:
         """Run the policy on an admitted observation; every failure is answered with the safe action."""
         observation = np.frombuffer(msg.data, dtype=np.float32) if len(msg.data) else np.zeros(0, np.float32)
+        mask = None
+        if len(msg.action_mask):  # the step's available actions (SMAX); empty = every action
+            n_actions = self._policy.spec.n_actions
+            if len(msg.action_mask) != n_actions:
+                topic = self._obs_sub.topic_name if self._obs_sub is not None else "observation"
+                self._count_invalid("mask")  # its own warning kind: a wiring fault, not a bad reading
+                self._warn("mask", f"refused action mask on {topic}, safe action: {len(msg.action_mask)} entries, "
+                           f"expected {n_actions} (one per action of {self._agent}) or none (every action)")
+                self._publish_safe(msg)
+                return
+            mask = np.asarray(msg.action_mask, dtype=bool)
         start = time.perf_counter()
         try:
-            action = int(self._policy.act(observation))
+            action = int(self._policy.act(observation, mask=mask))
         except ValueError as err:  # ObservationError: wrong length, NaN/Inf, not numeric
             self._answer_safe(msg, getattr(err, "reason", "invalid"), str(err))
             return

@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from kdmarl_student.manifest import MANIFEST_FILE, build_agent_entry, build_manifest, dump_manifest, sha256_file
+from kdmarl_student.manifest import (
+    MANIFEST_FILE,
+    action_mask_fields,
+    build_agent_entry,
+    build_manifest,
+    dump_manifest,
+    sha256_file,
+)
 from kdmarl_student.scenarios import scenario_spec
 from kdmarl_student.sensing import sensed_dim
 
@@ -353,6 +360,7 @@ def make_bundle(
             action_meanings=agent.action_meanings, model_file=path.name, model_sha256=sha256_file(path),
             kind="student", resources=resources, control_rate_hz=10.0, opset=OPSET, budget=budget,
             architecture=architecture, model_bytes=path.stat().st_size, memory=memory,
+            **action_mask_fields(spec),  # SMAX: safe action "stop" and the mask (schema 1.2)
         ))
     teacher = {"file": teacher_path.name, "sha256": sha256_file(teacher_path), "input_dim": teacher_in,
                "n_actions": max(spec.n_actions), "input_name": "observation", "output_name": "logits",

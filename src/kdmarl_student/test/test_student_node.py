@@ -207,8 +207,9 @@ def count(report: dict[str, str], counter: str) -> int:
 
 
 def observation(episode: int, step: int, agent: str, stamp: Time | None = None,
-                data: np.ndarray | list[float] = GOOD) -> AgentObservation:
-    msg = AgentObservation(agent=agent, episode=episode, step=step, data=[float(x) for x in data])
+                data: np.ndarray | list[float] = GOOD, *, mask: list[bool] | None = None) -> AgentObservation:
+    msg = AgentObservation(agent=agent, episode=episode, step=step, data=[float(x) for x in data],
+                           action_mask=[bool(m) for m in mask or []])
     if stamp is not None:
         msg.header.stamp = stamp
     return msg
@@ -272,11 +273,12 @@ class Case:
     student: str = REALTIME
 
 
-def _one(data: Any = GOOD, agent: str | None = None, stamp: Callable[[Harness], Time] | None = None) -> Build:
+def _one(data: Any = GOOD, agent: str | None = None, stamp: Callable[[Harness], Time] | None = None,
+         mask: list[bool] | None = None) -> Build:
     """A single message at step 0 of the case's episode (stamped now unless ``stamp`` says otherwise)."""
     def build(h: Harness, episode: int, own: str) -> list[AgentObservation]:
         when = stamp(h) if stamp is not None else h.now()
-        return [observation(episode, 0, own if agent is None else agent, when, data)]
+        return [observation(episode, 0, own if agent is None else agent, when, data, mask=mask)]
 
     return build
 
@@ -332,6 +334,11 @@ CASES = [
     # A valid observation on which the model itself returns NaN logits (log of a negative number).
     Case("nan_logits", _one(_with(3, -2.0)), "safe", "non_finite_outputs", student=LOCKSTEP),
     Case("minus_inf_logits", _one(_with(0, -1.0)), "safe", "non_finite_outputs", student=LOCKSTEP),
+    # Action masks (SMAX): one entry per action (5 here) or none; an all-false mask allows nothing.
+    Case("mask_too_short", _one(mask=[True] * 4), "safe", "reason:mask"),
+    Case("mask_too_long", _one(mask=[True] * 6), "safe", "reason:mask", student=LOCKSTEP),
+    Case("mask_all_false", _one(mask=[False] * 5), "safe", "reason:invalid"),
+    Case("mask_all_true", _one(mask=[True] * 5), "acted"),
 ]
 # Episode of each case: its own, so cases never meet through the step-order rules; the fence before a case
 # is episode - 1, the one after a dropped attack episode + 1.
@@ -448,6 +455,22 @@ def test_a_different_refusal_is_logged_despite_the_throttle(fleet: Harness) -> N
     assert answer.is_safe_action
     assert "policy output not finite" in h.log(ns)[start:]  # written before the answer was published
     assert h.log(ns)[start:].index("invalid observation") < h.log(ns)[start:].rindex("policy output not finite")
+
+
+def test_action_mask_is_obeyed_and_a_wrong_length_is_refused_by_name(fleet: Harness) -> None:
+    """A one-hot mask makes the policy pick that action (never an unavailable one); a mask of the wrong length
+    gets the safe action and a WARN naming the topic and the expected length."""
+    h, ns = fleet, REALTIME
+    for action in range(5):
+        mask = [i == action for i in range(5)]
+        answer = h.send_until_answered(ns, observation(80_000 + action, 0, ns, h.now(), GOOD, mask=mask))
+        assert (answer.action, answer.is_safe_action) == (action, False), answer
+    start = len(h.log(ns))
+    steps = itertools.count()
+    line = f"refused action mask on /{ns}/observation, safe action: 3 entries, expected 5"
+    h.spin_until(lambda: line in h.log(ns)[start:], 20.0, step=lambda: h.send_until_answered(
+        ns, observation(80_010, next(steps), ns, h.now(), GOOD, mask=[True] * 3)))
+    assert line in h.log(ns)[start:], h.logs()
 
 
 # ---- bundles, budgets, the watchdog ----------------------------------------------------------------------

@@ -50,6 +50,7 @@ import torch
 from kdmarl_student.bundle_eval import evaluate_bundle, make_bundle_env, retention
 from kdmarl_student.manifest import (
     MANIFEST_FILE,
+    action_mask_fields,
     build_agent_entry,
     build_manifest,
     dump_manifest,
@@ -441,16 +442,6 @@ def _return_stat(result: Any) -> dict[str, Any]:
     summary = result.summary()
     return {"mean": round(summary["mean"], 6), "ci95": round(summary["ci95"], 6), "episodes": summary["episodes"],
             "metrics": {k: round(v, 6) for k, v in summary["metrics"].items()}}
-
-
-def action_mask_fields(spec: ScenarioSpec) -> dict[str, Any]:
-    """SMAX: the safe action ("stop") and the manifest's ``action.mask`` (schema 1.2); MPE: nothing (no-op 0,
-    every action always available)."""
-    if "action_mask" not in spec.extra:
-        return {}
-    safe = int(spec.extra["safe_action"])
-    return {"safe_action": safe, "action_mask": {"source": "environment", "description": spec.extra["action_mask"],
-                                                 "always_available": safe}}
 
 
 def export_bundle(
