@@ -237,6 +237,13 @@ def is_smax(name: str) -> bool:
     return isinstance(name, str) and name.startswith(SMAX_PREFIX)
 
 
+def observation_scale(name: str) -> float:
+    """Typical magnitude of a scenario's observation entries: MPE's relative positions and velocities reach a
+    few units (1.5); SMAX's features are normalized (health and cooldown fractions, positions over the sight
+    range, one-hots: 0.5). The exporter draws its random parity inputs at this scale."""
+    return 0.5 if is_smax(name) else 1.5
+
+
 def smax_agent_layout(n_allies: int, n_enemies: int) -> dict[str, tuple[int, int]]:
     """An ally's observation in SMAX's "unit_list" order: the other allies' features, the enemies', then its own
     (health, position, cooldown) and its unit-type one-hot."""

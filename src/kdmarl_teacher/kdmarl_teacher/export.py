@@ -58,7 +58,7 @@ from kdmarl_student.manifest import (
     sha256_file,
 )
 from kdmarl_student.policy import session_options
-from kdmarl_student.scenarios import ScenarioSpec
+from kdmarl_student.scenarios import ScenarioSpec, observation_scale
 from kdmarl_student.sensing import apply_sensing, history_dim, sensed_dim
 from torch import nn
 
@@ -379,10 +379,13 @@ def episode_parity(spec: ScenarioSpec, agents: Sequence[ExportAgent], paths: dic
     return out
 
 
-def random_observations(n: int, dim: int, seed: int) -> np.ndarray:
-    """Random observations at MPE scales and beyond (positions of a few units, some large outliers)."""
+def random_observations(n: int, dim: int, seed: int, scale: float = 1.5) -> np.ndarray:
+    """Random observations at the scenario's scale and beyond: normal with sd `scale` (MPE: 1.5, positions of a
+    few units; SMAX's normalized features: 0.5; ``kdmarl_student.scenarios.observation_scale``), a tenth of
+    them 10x larger (outliers). Float32 rounding grows with the inputs, so inputs far outside the scenario's
+    range would test rounding, not the export."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(0.0, 1.5, (n, dim))
+    x = rng.normal(0.0, scale, (n, dim))
     x[: n // 10] *= 10.0
     return x.astype(np.float32)
 
@@ -491,10 +494,11 @@ def export_bundle(
             model_file = f"{agent.name}.onnx"
             path = stage / model_file
             export_onnx(agent.module, path, input_dim, state_dim=state_dim, opset=opset, dynamo=dynamo)
-            full = random_observations(parity_random, agent_spec.obs_dim, seed + index)
+            scale = observation_scale(spec.name)
+            full = random_observations(parity_random, agent_spec.obs_dim, seed + index, scale)
             previous = None
             if history_dim(agent_spec.layout, agent.sensing):  # history features of random pairs of observations
-                previous = random_observations(parity_random, agent_spec.obs_dim, seed + index + 4099)
+                previous = random_observations(parity_random, agent_spec.obs_dim, seed + index + 4099, scale)
             inputs = apply_sensing(full, agent_spec.layout, agent.sensing, previous)
             states = None
             if state_dim:  # a GRU's state lies in (-1, 1)
@@ -542,7 +546,8 @@ def export_bundle(
             teacher_in = int(teacher_actor.in_dim)
             path = stage / TEACHER_FILE
             export_onnx(teacher_actor, path, teacher_in, opset=opset, dynamo=dynamo)
-            _, scaled = parity_error(teacher_actor, path, random_observations(2_000, teacher_in, seed + 99))
+            _, scaled = parity_error(teacher_actor, path, random_observations(
+                2_000, teacher_in, seed + 99, observation_scale(spec.name)))
             if not scaled <= tolerance:
                 raise ValueError(f"teacher actor: ONNX and torch logits differ by {scaled:.3g} > {tolerance:g} "
                                  "(relative to max(1, max |logit|))")
