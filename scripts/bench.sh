@@ -11,6 +11,7 @@
 #            the deployment table                                       -> qmix.json, deployment.json (about 50 min)
 #   smax     SMAX adapter vs raw JaxMARL stepping (3m, 2s3z, 3s5z)     -> smax_env.json
 #            MAPPO teachers on 3m (15 min), 2s3z, 3s5z (10 min) vs JaxMARL -> smax_teacher.json (about 35 min)
+#            students of the 2s3z teacher on microcontroller budgets, 3 seeds -> smax_students.json (about 25 min)
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
 #   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
 #   memory   one student node, stage by stage                           -> node_memory.json
@@ -55,6 +56,7 @@ if want smax; then
   python bench/bench_smax.py
   rm -rf "$runs/smax"
   python bench/bench_smax_teacher.py --keep "$runs/smax"
+  python bench/bench_smax_students.py --teacher "$runs/smax/mappo_2s3z" --keep "$runs/smax"
 fi
 if want runtime; then
   banner "runtime (bundle of the distilled spread team)"
