@@ -2,8 +2,9 @@
 
 `distill_pareto.png`, retention vs FLOPs reduction over the student ladder (distill_ladder.json), and
 `distill_ablation.png`, retention per baseline and ablation with 95 % CI (distill_ablation.json, plus any baseline
-rows of distill.json). Retention error bars are the student team return's 95 % CI divided by (R_teacher -
-R_random): the teacher and random figures are treated as exact, which they are not quite; the caption says so.
+rows of distill.json). Retention error bars are the 95 % interval across distillation seeds for rows from a
+sweep (n_seeds > 1), else the student team return's 95 % CI divided by (R_teacher - R_random): the teacher and
+random figures are treated as exact, which they are not quite; the caption says which.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def _row_field(path: Path, i: int, row: dict[str, Any], key: str) -> Any:
 
 
 def _retention_ci(row: dict[str, Any]) -> float:
-    """Half-width of the retention CI from the student return's CI (teacher and random taken as exact)."""
+    """Half-width of the retention CI: across distillation seeds when the row has it (a sweep's
+    `retention_ci95`), else from the student return's CI (teacher and random taken as exact)."""
+    if row.get("n_seeds", 1) > 1 and row.get("retention_ci95") is not None:
+        return float(row["retention_ci95"])
     span = row["teacher_return"] - row["random_return"]
     ci = row.get("ci95", row.get("student_ci95"))
     return abs(ci / span) if ci is not None and span else 0.0
@@ -135,7 +139,8 @@ def draw_ablation(bench_dir: Path, out: Path) -> Path:
         for yp, r in zip(ypos, rows, strict=True):
             if "error" in r:
                 if ax is axes[0]:
-                    ax.text(0.02, yp, f"failed: {r['error'][:40]}", va="center", fontsize=7, color="red")
+                    what = "not run" if "not run" in r["error"] else f"failed: {r['error'][:40]}"
+                    ax.text(0.02, yp, what, va="center", fontsize=7, color="red")
                 continue
             ret, ci = r["retention"], _retention_ci(r)
             ax.barh(yp, ret, xerr=ci, color=colors.get(r["variant"], "tab:gray"), alpha=0.85, capsize=3)
@@ -163,9 +168,12 @@ def draw_ablation(bench_dir: Path, out: Path) -> Path:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     steps = ok[0].get("env_steps")
+    seeds = [int(r.get("n_seeds") or 1) for r in ok]
     fig.suptitle("Baselines and ablations at equal student size (spread N=3, full obs, mpe2 seeds 1000-1199)\n"
                  + (f"same {steps / 1e6:.1f}M env-step budget each; " if steps else "")
-                 + "one distillation seed; error bar = student return 95 % CI / (R_t - R_rand)", fontsize=10)
+                 + (f"{max(seeds)} distillation seeds per variant (n < {max(seeds)}: see the table); error bar = "
+                    "95 % interval across seeds" if max(seeds) > 1 else
+                    "one distillation seed; error bar = student return 95 % CI / (R_t - R_rand)"), fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_figure(fig, out)
 
