@@ -99,27 +99,31 @@ def guarded(fn: Any, label: tuple[str, str], **kwargs: Any) -> dict[str, Any]:
         return {"variant": label[0], "team": label[1], "error": f"{type(err).__name__}: {err}"}
 
 
+def train_scratch(teacher_path: Path, out: Path, *, steps: int, hidden: list[int]) -> tuple[Any, float]:
+    """MAPPO from scratch with the student's size as the (shared) actor: the teacher's own training config (same
+    scenario, rollout shape, optimizer, critic) with only the actor, the env-step budget and the thread count
+    changed. Returns the trained policy (a loaded teacher checkpoint) and its training minutes."""
+    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.config import TeacherConfig, apply_overrides  # noqa: PLC0415
+    from kdmarl_teacher.mappo import train  # noqa: PLC0415
+
+    saved = dict(load_teacher(teacher_path).config)
+    saved.update(total_steps=steps, actor_hidden=list(hidden), use_gru=False, torch_threads=1,
+                 time_limit_minutes=0, checkpoint_every=100000)
+    cfg = apply_overrides(TeacherConfig(), saved, f"{teacher_path} (config) + the scratch baseline's changes", {})
+    cfg.validate({})
+    t0 = time.time()
+    small = load_teacher(train(cfg, out, progress=sys.stderr.isatty()))
+    return small, (time.time() - t0) / 60
+
+
 def mappo_scratch_run(teacher_path: Path, out: Path, *, steps: int, episodes: int, hidden: list[int],
                       ref: dict[str, Any]) -> dict[str, Any]:
-    """MAPPO from scratch with the student's size as the (shared) actor, same env steps, same eval seeds."""
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.config import load_config  # noqa: PLC0415
+    """MAPPO from scratch at student size (`train_scratch`), same env steps, same eval seeds as the students."""
     from kdmarl_teacher.evaluate import evaluate  # noqa: PLC0415
-    from kdmarl_teacher.mappo import train  # noqa: PLC0415
     from kdmarl_teacher.resources import module_resources  # noqa: PLC0415
 
-    teacher = load_teacher(teacher_path)
-    cfg_dict = dict(teacher.config)
-    keep = ("scenario", "env_params", "num_envs", "num_steps", "lr", "anneal_lr", "gamma", "gae_lambda",
-            "update_epochs", "num_minibatches", "clip_coef", "vf_coef", "ent_coef", "max_grad_norm", "critic_hidden",
-            "activation", "input_norm", "seed")
-    overrides = [f"{k}={v}" for k, v in cfg_dict.items() if k in keep and not isinstance(v, dict)]
-    overrides += [f"total_steps={steps}", f"actor_hidden={hidden}", "use_gru=false", "torch_threads=1",
-                  "time_limit_minutes=0", "checkpoint_every=100000"]
-    cfg = load_config(None, overrides)
-    cfg.env_params = dict(cfg_dict.get("env_params", {}))
-    t0 = time.time()
-    small = load_teacher(train(cfg, out / "mappo_scratch", progress=sys.stderr.isatty()))
+    small, minutes = train_scratch(teacher_path, out / "mappo_scratch", steps=steps, hidden=hidden)
     res = evaluate(small, episodes=episodes, seed_start=1000)["results"]
     r_small = res["deterministic"]["team_return"]
     r_random, r_teacher = ref["random_return"], ref["teacher_return"]
@@ -129,7 +133,7 @@ def mappo_scratch_run(teacher_path: Path, out: Path, *, steps: int, episodes: in
             "student_return": round(r_small["mean"], 3), "student_ci95": round(r_small["ci95"], 3),
             "teacher_return": r_teacher, "random_return": r_random,
             "min_flops_reduction": round(ref["teacher_flops"] / flops, 2), "student_hidden": [hidden],
-            "student_flops": [flops], "env_steps": steps, "train_minutes": round((time.time() - t0) / 60, 2),
+            "student_flops": [flops], "env_steps": steps, "train_minutes": round(minutes, 2),
             "terms": "PPO + centralized critic, no teacher"}
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Overhead of `kdmarl sweep` (issue 14 §3): a small grid on the local Ray vs the same runs one after another.
 
-The grid: 2 variants (full loss, KL off) x 2 distillation seeds = 4 trials of about a minute each on spread3_full
+The grid: 2 variants (full loss, KL off) x 2 distillation seeds = 4 trials of about 80 s each on spread3_full
 (--quick: about 10 s each, on a tiny teacher trained here). Three measurements, each in its own directory:
 1. sequential: the same trial function `kdmarl sweep` runs (`sweep.run_trial`), called 4 times in this process;
 2. `kdmarl sweep --cpus 1`: one trial at a time on Ray, so the difference to 1. is Ray Tune's overhead (start,
@@ -37,6 +37,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from bench_distill import SWEEPS_DIR, load_bench_spec, train_teacher  # noqa: E402  (puts src/kdmarl_* on sys.path)
+from benchlib import RESULTS_DIR  # noqa: E402
 
 FULL_STEPS = 1_500_000  # env steps of one benchmark trial (bench/sweeps/*.yaml)
 
@@ -100,12 +101,39 @@ def scaling_rows(trial_min: float, rss_mb: float, overhead: float, n_trials: int
     return rows
 
 
+def write_scaling(name: str, *, trial_s: float, steps: int, rss_mb: float, overhead: float) -> None:
+    """bench/results/NAME_scaling.json: the benchmark grids of bench/sweeps/ on N machines of M cores, from one
+    trial's measured wall time (`trial_s` at `steps` env steps, scaled linearly to FULL_STEPS), its peak memory and
+    the measured sweep overhead (the larger of --cpus 1 and --cpus 2: every row runs trials side by side)."""
+    from benchlib import write_result  # noqa: PLC0415
+
+    sizes = grid_sizes()
+    total = sum(sizes.values()) - sizes["teachers.yaml"]
+    full_trial_min = trial_s * FULL_STEPS / steps / 60
+    notes = [f"benchmark grids (bench/sweeps/): {sizes} -> {total} distillation trials (teachers.yaml trains 2 "
+             "teachers of 10 min before them)",
+             f"per trial: {full_trial_min:.2f} min at {FULL_STEPS} env steps, extrapolated linearly from the "
+             f"{trial_s:.1f} s measured at {steps} steps here on spread3_full (one core per trial; speaker-listener "
+             f"and history-feature trials differ), x (1 + {100 * max(overhead, 0):.1f} % measured overhead)",
+             "hours = waves x trial time, waves = ceil(trials / (machines x cores)); memory = cores x peak RSS "
+             "of one trial process",
+             "command: `ray start --head --num-cpus M` on one machine, `ray start --address HEAD:6379 "
+             "--num-cpus M` on the others (same checkout/venv and a shared runs/ at the same path), then "
+             "`kdmarl sweep bench/sweeps/distill.yaml --out runs/ablation --address auto`"]
+    write_result(f"{name}_scaling", title="kdmarl sweep, scaling on paper: the benchmark grids on N machines of "
+                                          "M cores",
+                 columns=["machines", "cores_each", "parallel_trials", "trials", "waves", "hours",
+                          "memory_per_machine_gib"],
+                 rows=scaling_rows(full_trial_min, rss_mb, overhead, total), notes=notes)
+
+
 def main() -> int:
     from benchlib import write_result  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--teacher", help="simple_spread teacher.pt or run dir (default: train a tiny one here)")
-    parser.add_argument("--steps", type=int, default=1_200_000, help="env steps per trial (~1 min on this machine)")
+    parser.add_argument("--steps", type=int, default=1_000_000,
+                        help="env steps per trial (about 80 s on this machine: runs of a minute or more)")
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per trial")
     parser.add_argument("--quick", action="store_true", help="~10 s trials on a tiny teacher")
     parser.add_argument("--keep", help="keep the run directories under this path (default: temporary)")
@@ -134,6 +162,7 @@ def main() -> int:
     rss = max(r["peak_rss_mb"] for r in seq_records)  # this process: teacher, env, students (and torch)
     sweep_rss = one_rep.get("worker_peak_rss_mb")
     overhead1 = (one_wall - seq_wall) / seq_wall
+    overhead2 = (two_wall - seq_wall / 2) / (seq_wall / 2)
     rows = [
         {"mode": "sequential (same trial function, this process)", "cpus": 1, "trials": n, "wall_s": round(seq_wall, 1),
          "mean_trial_s": round(mean_trial, 1), "overhead_pct": 0.0, "speedup": 1.0},
@@ -142,19 +171,15 @@ def main() -> int:
          "speedup": round(seq_wall / one_wall, 2)},
         {"mode": "kdmarl sweep --cpus 2 (local Ray)", "cpus": 2, "trials": n, "wall_s": round(two_wall, 1),
          "mean_trial_s": round(two_rep["trial_wall_s"]["mean"], 1),
-         "overhead_pct": round(100 * (two_wall - seq_wall / 2) / (seq_wall / 2), 1),
+         "overhead_pct": round(100 * overhead2, 1),
          "speedup": round(seq_wall / two_wall, 2)},
     ]
-    sizes = grid_sizes()
-    total = sum(sizes.values()) - sizes["teachers.yaml"]
-    full_trial_min = mean_trial * FULL_STEPS / args.steps / 60
-    scaling = scaling_rows(full_trial_min, max(rss, sweep_rss or 0.0), overhead1, total)
     notes = [f"grid: 2 variants (full, KL off) x 2 seeds on spread3_full, {args.steps} env steps and "
              f"{args.episodes} evaluation episodes per trial, 1 torch thread per trial",
              "overhead_pct of --cpus 1: (sweep wall - sequential wall) / sequential wall, Ray start and shutdown "
              "included; of --cpus 2: against half the sequential wall (perfect 2-way parallelism)",
              f"peak RSS of a trial process: {rss:.0f} MB sequential, {sweep_rss} MB in a Ray worker",
-             "the machine is shared with other jobs: walls move with the load; run on a quiet machine for the figure"]
+             "walls move with the machine's load: measure with no other job running (as for the committed figure)"]
     if args.quick:
         notes.insert(0, "QUICK smoke run: ~10 s trials, where Ray's fixed start-up cost dominates; the target is "
                         "for runs of a minute or more")
@@ -162,30 +187,18 @@ def main() -> int:
                                               f"(4 trials of {mean_trial / 60:.1f} min, --cpus 1)",
                                       "target": "<= 5 %", "reached": f"{100 * overhead1:.1f} %",
                                       "met": bool(overhead1 <= 0.05)}]
-    scaling_notes = [f"benchmark grids (bench/sweeps/): {sizes} -> {total} distillation trials (teachers.yaml "
-                     "trains 2 teachers of 10 min before them)",
-                     f"per trial: {full_trial_min:.2f} min at {FULL_STEPS} env steps, extrapolated linearly from the "
-                     f"{mean_trial:.1f} s measured at {args.steps} steps here (one core per trial), "
-                     f"x (1 + {100 * max(overhead1, 0):.1f} % overhead)",
-                     "hours = waves x trial time, waves = ceil(trials / (machines x cores)); memory = cores x peak RSS "
-                     "of one trial process",
-                     "command: `ray start --head --num-cpus M` on one machine, `ray start --address HEAD:6379 "
-                     "--num-cpus M` on the others (same checkout/venv and a shared runs/ at the same path), then "
-                     "`kdmarl sweep bench/sweeps/distill.yaml --out runs/ablation --address auto`"]
     name = "sweep_quick" if args.quick else "sweep"
     write_result(name, title="kdmarl sweep: overhead of the local Ray vs the same runs one after another",
                  columns=["mode", "cpus", "trials", "wall_s", "mean_trial_s", "overhead_pct", "speedup"],
                  rows=rows, targets=targets, notes=notes,
                  extra={"trial_wall_s": trial_s, "trial_peak_rss_mb": rss, "worker_peak_rss_mb": sweep_rss,
                         "sweep_reports": {"cpus1": one_rep["sweep"], "cpus2": two_rep["sweep"]}})
-    write_result(f"{name}_scaling", title="kdmarl sweep, scaling on paper: the benchmark grids on N machines of "
-                                          "M cores",
-                 columns=["machines", "cores_each", "parallel_trials", "trials", "waves", "hours",
-                          "memory_per_machine_gib"], rows=scaling, notes=scaling_notes)
+    write_scaling(name, trial_s=mean_trial, steps=args.steps, rss_mb=max(rss, sweep_rss or 0.0),
+                  overhead=max(overhead1, overhead2))
     for r in rows:
         print(f"{r['mode']:50s} wall {r['wall_s']:7.1f} s  overhead {r['overhead_pct']:6.1f} %  "
               f"speed-up {r['speedup']:.2f}")
-    for r in scaling:
+    for r in json.loads((RESULTS_DIR / f"{name}_scaling.json").read_text())["rows"]:
         print(f"{r['machines']} x {r['cores_each']} cores: {r['trials']} trials in {r['waves']} waves, "
               f"{r['hours']} h, {r['memory_per_machine_gib']} GiB per machine")
     return 0

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # make bench: every benchmark in dependency order, then the README tables from bench/results/*.json.
-# About 150 minutes on a quiet 2-core machine. Run on a quiet machine: the figures are wall-clock bound.
+# About 7 hours on a quiet 2-core machine (most of it the 5-seed distillation sweeps and SMAX); run on a quiet
+# machine: the figures are wall-clock bound. Stages, each with its rough wall time:
 #   envs     batched MPE port vs the mpe2 loop                         -> bench/results/envs.json
-#   teacher  MAPPO: return after 10 minutes, throughput (+ speaker-listener 5 min) -> teacher.json
-#   distill  KD-MARL targets, baselines, ablations on those teachers   -> distill.json, distill_ablation.json
-#   ladder   retention vs FLOPs reduction over the student ladder       -> distill_ladder.json
+#   teacher  MAPPO: return after 10 minutes, throughput (+ speaker-listener 5 min) -> teacher.json (about 15 min)
+#   distill  kdmarl sweep: 2 more spread teachers, headline rows (3 teams x 5 seeds, spread3_full x 3 teachers),
+#            baselines and one-term-off ablations x 5 seeds           -> distill.json, distill_ablation.json
+#                                                                       (about 2 h 15 min)
+#   ladder   kdmarl sweep: retention vs FLOPs reduction, 6 rungs x 5 seeds -> distill_ladder.json (about 50 min)
 #   distill_memory  students with memory: MLP / history / GRU, 3 seeds, horizon 50, partial obs, speaker-listener
 #                                                                       -> distill_memory*.json (about 45 min)
 #   qmix     QMIX vs MAPPO teachers at 10 min each, value-decomposition distillation (mixer term on/off, 3 seeds),
 #            the deployment table                                       -> qmix.json, deployment.json (about 50 min)
 #   smax     SMAX adapter vs raw JaxMARL stepping (3m, 2s3z, 3s5z)     -> smax_env.json
 #            MAPPO teachers on 3m (15 min), 2s3z, 3s5z (10 min) vs JaxMARL -> smax_teacher.json (about 35 min)
-#            students of the 2s3z teacher on microcontroller budgets, 3 seeds -> smax_students.json (about 25 min)
+#            students on microcontroller budgets, 3 seeds: 2s3z full loss and KL-only, MAPPO from scratch at
+#            equal size, 3m full loss                                 -> smax_students.json (about 75 min)
+#   sweep    kdmarl sweep's overhead: 4 trials of ~80 s on the local Ray vs one after another, and the
+#            scaling table of the benchmark grids on N machines        -> sweep.json, sweep_scaling.json (about 15 min)
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
 #   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
 #   memory   one student node, stage by stage                           -> node_memory.json
@@ -20,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${KDMARL_BENCH_RUNS:-runs/bench}
-only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax runtime swarm memory} "
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax sweep runtime swarm memory} "
 want() { [[ "$only" == *" $1 "* ]]; }
 banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
 
@@ -56,7 +62,13 @@ if want smax; then
   python bench/bench_smax.py
   rm -rf "$runs/smax"
   python bench/bench_smax_teacher.py --keep "$runs/smax"
-  python bench/bench_smax_students.py --teacher "$runs/smax/mappo_2s3z" --keep "$runs/smax"
+  python bench/bench_smax_students.py --teacher "$runs/smax/mappo_2s3z" --teacher-3m "$runs/smax/mappo_3m" \
+    --keep "$runs/smax"
+fi
+if want sweep; then
+  banner "sweep (kdmarl sweep on the local Ray vs sequential; scaling on paper)"
+  rm -rf "$runs/sweep"
+  python bench/bench_sweep.py --teacher "$runs/teacher/spread" --keep "$runs/sweep"
 fi
 if want runtime; then
   banner "runtime (bundle of the distilled spread team)"
