@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -127,8 +128,11 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         both = sorted(set(mine) & set(full))
         if variant != "kdmarl_full" and both:
             cmp = paired([mine[k]["win_rate_retention"] for k in both], [full[k]["win_rate_retention"] for k in both])
-            row.update({"diff_vs_full": round(cmp["mean_diff"], 4), "p_value": round(cmp["p_value"], 4),
-                        "d_z": round(cmp["d_z"], 2), "verdict": cmp["verdict"], "n_pairs": cmp["n_pairs"]})
+            def num(v: float, nd: int) -> float | None:
+                return None if math.isnan(v) else round(v, nd)
+
+            row.update({"diff_vs_full": round(cmp["mean_diff"], 4), "p_value": num(cmp["p_value"], 4),
+                        "d_z": num(cmp["d_z"], 2), "verdict": cmp["verdict"], "n_pairs": cmp["n_pairs"]})
         out.append(row)
     return out
 
