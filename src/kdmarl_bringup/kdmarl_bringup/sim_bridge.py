@@ -20,6 +20,11 @@ Realtime mode (robots' semantics): a fixed-rate loop on the steady clock; at eac
 action wins (no-op if it has none younger than ``action_timeout_s``); an agent whose answer to the previous
 observation did not arrive before the tick has missed its deadline (counted).
 
+The bridge trusts no publisher with the simulator: an action index outside the agent's action space is
+ignored with a warning naming the topic (the agent has missed that step; ``invalid_actions``), and on SMAX an
+action the step's mask forbids (a realtime answer to an earlier step, or a student that ignores the mask) is
+replaced by the safe action (``unavailable_actions``), so the simulator only ever steps available actions.
+
 Exactly one student per agent: two nodes publishing one agent's ``action`` topic would both answer and
 corrupt every episode, so the bridge refuses to start (and stops) when it sees that, naming the nodes.
 It exits 0 after its episodes or when stopped (SIGINT/SIGTERM), 1 on an error (bad parameters, a second
@@ -143,6 +148,7 @@ class SimBridge(Node):
             self.spec = scenario_spec(str(self.get_parameter("scenario").value))
         self.all_agents = list(self.spec.agent_names)
         self.noop = {a: safe.get(a, int(self.spec.extra.get("safe_action", 0))) for a in self.all_agents}
+        self.n_actions = dict(zip(self.all_agents, self.spec.n_actions, strict=True))
         agents = [a for a in self.get_parameter("agents").value if a] or list(self.all_agents)
         namespaces = [n for n in self.get_parameter("namespaces").value if n] or list(agents)
         unknown = sorted(set(agents) - set(self.all_agents))
@@ -181,6 +187,8 @@ class SimBridge(Node):
         self.summaries: list[dict[str, Any]] = []
         self.total_steps = 0
         self.total_misses = 0
+        self.invalid_actions = 0  # messages whose action index is outside the agent's action space (ignored)
+        self.unavailable_actions = 0  # actions the step's mask forbids (SMAX), replaced by the safe action
         self.started = time.perf_counter()
         self.stepping_time = 0.0  # lockstep: wall time of timed steps (observation out -> env stepped)
         self.timed_steps = 0
@@ -189,6 +197,13 @@ class SimBridge(Node):
     # ---- callbacks ---------------------------------------------------------------------------------
     def _on_action(self, agent: str, msg: AgentAction) -> None:
         now = time.perf_counter()
+        if not 0 <= msg.action < self.n_actions[agent]:  # never let a rogue publisher step the simulator
+            self.invalid_actions += 1
+            self.get_logger().warning(
+                f"{self.topics[agent]}/action: action {msg.action} is outside {agent}'s action space "
+                f"[0, {self.n_actions[agent]}) of {self.spec.name}; ignored, so it counts as a missed action",
+                throttle_duration_sec=5.0)
+            return
         self.latest[agent] = (msg.episode, msg.step, int(msg.action), now)
         key = (msg.episode, msg.step)
         sent = self.sent_at.get(key)
@@ -259,6 +274,7 @@ class SimBridge(Node):
         values = {
             "mode": self.mode, "scenario": self.spec.name, "episode": self.episode, "step": self.step_index,
             "steps": self.total_steps, "missed_actions": self.total_misses,
+            "invalid_actions": self.invalid_actions, "unavailable_actions": self.unavailable_actions,
             "steps_per_s": self.timed_steps / self.stepping_time if self.stepping_time > 0 else 0.0,
             "obs_to_action_p50_ms": None if lat is None else float(np.percentile(lat, 50)),
             "obs_to_action_p99_ms": None if lat is None else float(np.percentile(lat, 99)),
@@ -320,6 +336,17 @@ class SimBridge(Node):
     def _advance(self, actions: dict[str, int], tally: EpisodeTally) -> tuple[dict[str, np.ndarray], bool]:
         """Step the env with one action per agent, account the step in ``tally``; (observations, done)."""
         self._forget_old_steps()
+        if self.masks is not None:  # SMAX: the simulator only ever takes an available action
+            for agent, action in actions.items():
+                if not self.masks[agent][action]:
+                    # realtime: the latest answer may be an earlier step's (attack a unit now dead or out of
+                    # range); lockstep: only a student that ignores the published mask gets here
+                    self.unavailable_actions += 1
+                    self.get_logger().warning(
+                        f"{self.topics.get(agent, agent)}/action: action {action} is not available at step "
+                        f"{self.step_index} of episode {self.episode}; stepped with the safe action "
+                        f"{self.noop[agent]}", throttle_duration_sec=5.0)
+                    actions = {**actions, agent: self.noop[agent]}
         obs, rewards, done = self.sim.step(actions)
         self.masks = self.sim.masks()
         self.total_steps += 1
@@ -403,7 +430,8 @@ class SimBridge(Node):
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(0)
         return {
             "mode": self.mode, "scenario": self.spec.name, "agents": self.all_agents, "steps": self.total_steps,
-            "missed_actions": self.total_misses, "wall_time_s": time.perf_counter() - self.started,
+            "missed_actions": self.total_misses, "invalid_actions": self.invalid_actions,
+            "unavailable_actions": self.unavailable_actions, "wall_time_s": time.perf_counter() - self.started,
             "lockstep_steps_per_s": self.timed_steps / self.stepping_time if self.stepping_time > 0 else None,
             "obs_to_action_ms": {
                 "count": int(lat.size),

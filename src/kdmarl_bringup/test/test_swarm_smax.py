@@ -15,9 +15,9 @@ pytest.importorskip("jaxmarl")
 
 from conftest import Processes, make_bundle, read_json, spin_until  # noqa: E402
 from kdmarl_student.bundle_eval import evaluate_bundle  # noqa: E402
-from kdmarl_student.ros_support import EPISODE_QOS, OBSERVATION_QOS  # noqa: E402
+from kdmarl_student.ros_support import ACTION_QOS, EPISODE_QOS, OBSERVATION_QOS  # noqa: E402
 
-from kdmarl_msgs.msg import AgentObservation, EpisodeSummary  # noqa: E402
+from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary  # noqa: E402
 
 AGENTS = ("ally_0", "ally_1", "ally_2")
 SEEDS = [1000, 1001]
@@ -56,6 +56,65 @@ def test_smax_ros_lockstep_equals_offline_evaluation(processes: Processes, ros_n
     assert all(list(s.missed_actions) == [0, 0, 0] for s in summaries)
     # The masks went over the wire: 8 entries (4 moves, stop, 3 attacks), stop always available.
     assert masks and all(len(m) == 8 and m[4] for m in masks)
+
+
+ATTACK_0, STOP = 5, 4  # smax:3m actions: 4 moves, stop, attack enemy 0..2
+
+
+def test_bridge_never_steps_an_invalid_or_unavailable_action(processes: Processes, ros_node, tmp_path: Path) -> None:
+    """Rogue deciders (the test process publishes every agent's action): ally_0 always attacks enemy 0, which
+    is unavailable while it is out of range or dead; ally_1 sends an index outside the action space; ally_2
+    stops. The bridge must finish the battle, ignore ally_1's messages (missed, warned with the topic), step
+    ally_0 with the safe action wherever its attack is unavailable, and so equal an offline battle that
+    applies exactly those substitutions."""
+    from kdmarl_student.manifest import load_manifest
+    from kdmarl_student.scenarios import scenario_spec
+    from kdmarl_student.smax_battle import SmaxBattle
+
+    bundle = make_bundle(tmp_path / "bundle", "smax:3m", seed=3, max_steps=12)
+    rogue = {"ally_0": ATTACK_0, "ally_1": 99, "ally_2": STOP}
+    pubs = {a: ros_node.create_publisher(AgentAction, f"/{a}/action", ACTION_QOS) for a in AGENTS}
+    sent = {a: 0 for a in AGENTS}
+
+    def answer(agent: str, obs: AgentObservation) -> None:
+        pubs[agent].publish(AgentAction(agent=agent, episode=obs.episode, step=obs.step, action=rogue[agent]))
+        sent[agent] += 1
+
+    for agent in AGENTS:
+        ros_node.create_subscription(AgentObservation, f"/{agent}/observation",
+                                     lambda m, a=agent: answer(a, m), OBSERVATION_QOS)
+    summaries: list[EpisodeSummary] = []
+    ros_node.create_subscription(EpisodeSummary, "/kdmarl/episode", summaries.append, EPISODE_QOS)
+    results = tmp_path / "bridge.json"
+    processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
+        "bundle": str(bundle), "episodes": 1, "seed": SEEDS[0], "results_file": str(results),
+        "action_timeout_s": 0.5, "wait_for_students_s": 15.0, "episode_subscribers": 1})
+    assert spin_until(ros_node, lambda: len(summaries) >= 1, 120.0, processes), processes.logs()
+    assert processes.procs["bridge"].wait(60) == 0, processes.logs()
+
+    manifest = load_manifest(bundle)
+    battle = SmaxBattle(scenario_spec(manifest.scenario["name"], **dict(manifest.scenario.get("params", {}))))
+    battle.reset(SEEDS[0])
+    returns, substituted, steps, done = np.zeros(3), 0, 0, False
+    while not done:
+        attack_available = bool(battle.available_actions()["ally_0"][ATTACK_0])
+        substituted += not attack_available
+        actions = {"ally_0": ATTACK_0 if attack_available else STOP, "ally_1": STOP, "ally_2": STOP}
+        _, rewards, terms, truncs, _ = battle.step(actions)
+        returns += [rewards[a] for a in AGENTS]
+        steps += 1
+        done = all(terms[a] or truncs[a] for a in AGENTS)
+
+    over_ros = read_json(results)
+    (episode,) = over_ros["episodes"]
+    assert episode["steps"] == steps and substituted > 0
+    np.testing.assert_array_equal(episode["agent_returns"], returns)
+    assert episode["missed_actions"] == [0, steps, 0]  # ally_1's answers were all ignored
+    assert over_ros["unavailable_actions"] == substituted
+    assert over_ros["invalid_actions"] >= steps and sent["ally_1"] >= steps
+    log = processes.log("bridge")
+    assert "/ally_1/action: action 99 is outside ally_1's action space [0, 8) of smax:3m" in log, log
+    assert f"/ally_0/action: action {ATTACK_0} is not available" in log, log
 
 
 def test_smax_bundle_is_refused_by_the_robot_backends(tmp_path: Path) -> None:
