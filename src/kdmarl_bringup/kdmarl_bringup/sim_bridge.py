@@ -337,16 +337,7 @@ class SimBridge(Node):
         """Step the env with one action per agent, account the step in ``tally``; (observations, done)."""
         self._forget_old_steps()
         if self.masks is not None:  # SMAX: the simulator only ever takes an available action
-            for agent, action in actions.items():
-                if not self.masks[agent][action]:
-                    # realtime: the latest answer may be an earlier step's (attack a unit now dead or out of
-                    # range); lockstep: only a student that ignores the published mask gets here
-                    self.unavailable_actions += 1
-                    self.get_logger().warning(
-                        f"{self.topics.get(agent, agent)}/action: action {action} is not available at step "
-                        f"{self.step_index} of episode {self.episode}; stepped with the safe action "
-                        f"{self.noop[agent]}", throttle_duration_sec=5.0)
-                    actions = {**actions, agent: self.noop[agent]}
+            actions = {agent: self._available_or_safe(agent, action) for agent, action in actions.items()}
         obs, rewards, done = self.sim.step(actions)
         self.masks = self.sim.masks()
         self.total_steps += 1
@@ -357,6 +348,20 @@ class SimBridge(Node):
         tally.steps += 1
         self._publish_diagnostics()
         return obs, done
+
+    def _available_or_safe(self, agent: str, action: int) -> int:
+        """``action`` if the step's mask allows it, else the agent's safe action (counted and warned).
+
+        Realtime: the latest answer may be an earlier step's (attack a unit now dead or out of range);
+        lockstep: only a student that ignores the published mask gets here."""
+        assert self.masks is not None
+        if self.masks[agent][action]:
+            return action
+        self.unavailable_actions += 1
+        self.get_logger().warning(
+            f"{self.topics.get(agent, agent)}/action: action {action} is not available at step {self.step_index} "
+            f"of episode {self.episode}; stepped with the safe action {self.noop[agent]}", throttle_duration_sec=5.0)
+        return self.noop[agent]
 
     def _steps(self) -> Any:
         """Step indices of one episode: up to the simulator's step limit, or until its ``done`` (SMAX)."""
