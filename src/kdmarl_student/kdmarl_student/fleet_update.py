@@ -1,0 +1,495 @@
+"""Robot side of fleet updates (issue 23): fetch a team's newest release with TUF, check it, stage it atomically.
+
+ROS-free (the node is :mod:`kdmarl_student.updater_node`; ``python -m kdmarl_student.fleet_update`` runs the same
+loop without ROS). One :meth:`FleetUpdater.check`:
+
+1. ``tuf.ngclient.Updater.refresh()`` against the repository URL (the workstation for the lead, the lead's mirror
+   for followers): root chain, timestamp, snapshot, targets, each verified (signatures and thresholds,
+   versions never going back, expiry). An expired timestamp means nobody re-signed it: the robot keeps its
+   release, logs a WARNING and reports ``frozen``.
+2. ``<team>/release.json`` (the release index, a target like any other) names the release, what it supersedes
+   and its files; every file must be a target of the same team and release (its ``custom.kdmarl``), or the
+   release mixes two releases and is refused.
+3. Every file is downloaded by ``Updater.download_target`` (length bounded by the signed metadata, so endless
+   data stops at the signed length; sha256 checked) into a hidden staging directory.
+4. The bundle's own ed25519 signature (:mod:`kdmarl_student.signing`, the bundle key configured on the robot),
+   every model's sha256 (:meth:`Manifest.read_model`), exactly the manifest's agents and no other file, this
+   robot's agent present, and this device's budget (:func:`kdmarl_student.budget.budget_excess` on the agent's
+   FLOPs, parameters and memory; the latency is measured on the robot by :class:`~kdmarl_student.release_slot.
+   ReleaseSlot`); finally the agent's policy is loaded with ONNX Runtime and runs one dummy inference.
+5. Only then the staging directory is renamed to ``releases/<release>`` and the ``staged`` pointer (a symlink,
+   replaced atomically) names it. The node switches at the announced cut-over (``current``), keeping
+   ``previous`` for a revert.
+
+Every refusal leaves the releases directory as it was (the staging directory is removed) and is recorded in
+``status.json`` (``last_refusal``). A lead also *mirrors* what it verified: metadata byte for byte from
+ngclient's trusted cache (``root_history/N.root.json``, ``targets.json``, ``snapshot.json``, ``timestamp.json``,
+renamed to their consistent-snapshot names) and the targets under their hashed names, timestamp last, so its
+followers verify the workstation's signatures themselves: a lead that alters a byte is refused by them.
+
+Imports tuf (ngclient), numpy, onnxruntime (policy check); never torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater
+from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
+
+from kdmarl_student.atomic import atomic_file
+from kdmarl_student.budget import budget_excess
+from kdmarl_student.errors import BundleError
+from kdmarl_student.manifest import load_manifest
+from kdmarl_student.signing import MANIFEST_FILE, SIGNATURE_FILE
+
+LOGGER = logging.getLogger("kdmarl_student.fleet_update")
+
+RELEASE_INDEX = "release.json"
+POINTERS = ("current", "previous", "staged")
+MAX_INDEX_AGENTS = 1024
+
+__all__ = ["POINTERS", "FleetUpdater", "ReleaseStore", "UpdateResult", "main"]
+
+
+class UpdateRefused(Exception):  # noqa: N818  (a refusal, not a bug)
+    """A release that must not be staged; ``str()`` says which file or field and why."""
+
+
+# --------------------------------------------------------------------------------------------- on disk
+class ReleaseStore:
+    """``ROOT/<release>/`` directories and the pointers ``current``, ``previous``, ``staged`` (relative symlinks,
+    each replaced atomically with ``os.replace``). Hidden ``.staging-*`` directories are never pointed to and are
+    removed by :meth:`clean`. ``status.json`` (written atomically) keeps what diagnostics report."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # pointers
+    def pointer(self, name: str) -> int | None:
+        link = self.root / name
+        if not link.is_symlink():
+            return None
+        target = os.readlink(link)
+        return int(target) if target.isdigit() and (self.root / target).is_dir() else None
+
+    def path(self, name: str) -> Path | None:
+        version = self.pointer(name)
+        return None if version is None else self.root / str(version)
+
+    def set_pointer(self, name: str, version: int | None) -> None:
+        if name not in POINTERS:
+            raise ValueError(f"pointer must be one of {POINTERS}; got {name!r}")
+        link = self.root / name
+        if version is None:
+            link.unlink(missing_ok=True)
+        else:
+            if not (self.root / str(version)).is_dir():
+                raise FileNotFoundError(f"{self.root / str(version)}: no such release to point {name} at")
+            tmp = self.root / f".{name}.{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)
+            os.symlink(str(version), tmp)
+            os.replace(tmp, link)
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def promote(self) -> int:
+        """At the cut-over: ``previous`` <- ``current``, ``current`` <- ``staged``, no ``staged``."""
+        staged = self.pointer("staged")
+        if staged is None:
+            raise FileNotFoundError(f"{self.root}: nothing staged to promote")
+        current = self.pointer("current")
+        if current is not None and current != staged:
+            self.set_pointer("previous", current)
+        self.set_pointer("current", staged)
+        self.set_pointer("staged", None)
+        return staged
+
+    def revert(self, reason: str) -> int | None:
+        """Back to the last good release: ``current`` <- ``previous``; the bad release is remembered (never
+        staged again) and the reason recorded."""
+        bad, previous = self.pointer("current"), self.pointer("previous")
+        status = self.status()
+        status["reverted"] = sorted({*status.get("reverted", []), *([bad] if bad is not None else [])})
+        status["last_refusal"] = {"release": bad, "reason": f"reverted: {reason}", "time": time.time()}
+        self.write_status(status)
+        if previous is not None:
+            self.set_pointer("current", previous)
+            self.set_pointer("previous", None)
+        return previous
+
+    # staging
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A hidden directory for one download; removed unless :meth:`commit` renamed it."""
+        directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            yield directory
+        finally:
+            if directory.exists():
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def commit(self, staging: Path, version: int) -> Path:
+        """fsync every file, rename the staging dir to ``<version>`` and point ``staged`` at it."""
+        for path in staging.iterdir():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        final = self.root / str(version)
+        if final.exists():  # left by an earlier attempt that never got a pointer (or a reverted release)
+            if version in {self.pointer(p) for p in POINTERS}:
+                raise FileExistsError(f"{final}: release {version} is already staged or running")
+            shutil.rmtree(final)
+        os.rename(staging, final)
+        self._fsync_dir()
+        self.set_pointer("staged", version)
+        return final
+
+    def clean(self) -> None:
+        """Remove staging leftovers and release dirs no pointer names."""
+        keep = {str(v) for p in POINTERS if (v := self.pointer(p)) is not None}
+        for path in self.root.iterdir():
+            if path.name.startswith(".staging-") or (path.name.isdigit() and path.name not in keep and path.is_dir()):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def listing(self) -> dict[str, Any]:
+        """What is on disk: pointers and release dirs (hidden entries included), for tests and diagnostics."""
+        return {"pointers": {p: self.pointer(p) for p in POINTERS},
+                "entries": sorted(p.name for p in self.root.iterdir() if p.name not in POINTERS + ("status.json",))}
+
+    # status
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.root / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write_status(self, status: Mapping[str, Any]) -> None:
+        with atomic_file(self.root / "status.json") as handle:
+            handle.write((json.dumps(status, indent=2, sort_keys=True) + "\n").encode())
+
+
+# --------------------------------------------------------------------------------------------- network
+class CountingFetcher(Urllib3Fetcher):
+    """ngclient's urllib3 fetcher, counting the bytes received (what a robot pays on the wire for payloads)."""
+
+    def __init__(self, socket_timeout: int = 10) -> None:
+        super().__init__(socket_timeout=socket_timeout, app_user_agent="kdmarl-updater")
+        self.bytes_received = 0
+        self.requests = 0
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        self.requests += 1
+        for chunk in super()._fetch(url):
+            self.bytes_received += len(chunk)
+            yield chunk
+
+
+@dataclass
+class UpdateResult:
+    """One check: ``status`` is ``staged`` (a new release is ready), ``up_to_date``, ``frozen`` (expired
+    metadata: nothing changes, WARN) or ``refused`` (``reason`` says which file/field/URL and why)."""
+
+    status: str
+    release: int | None = None
+    reason: str = ""
+    bytes_received: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    team: str = ""
+    supersedes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class FleetUpdater:
+    """Keeps one robot's releases in ``state_dir`` up to date from a TUF repository.
+
+    Args:
+        state_dir: ``tuf/`` (ngclient's trusted metadata), ``releases/`` (:class:`ReleaseStore`),
+            ``mirror/`` (a lead's copy for its followers).
+        repository_url: base URL of the repository or mirror (``metadata/`` and ``targets/`` below it).
+        team: the team name the releases are published under.
+        agent: this robot's agent; the release must have it.
+        trusted_root: the repository's ``1.root.json`` (bytes or path), installed with the robot; used only until
+            ngclient has cached a root (later roots are verified from it, rotations included).
+        bundle_public_key: the bundle signing key (``kdmarl sign``); every bundle must verify with it.
+        device_budget: this robot's limits (``max_flops``, ``max_params``, ``max_memory_bytes``), or None.
+        mirror: keep a byte-exact mirror under ``state_dir/mirror`` for followers (lead robots).
+        socket_timeout: seconds without a byte before a download fails.
+    """
+
+    def __init__(self, state_dir: str | Path, repository_url: str, team: str, agent: str, *,
+                 trusted_root: bytes | str | Path, bundle_public_key: Any,
+                 device_budget: Mapping[str, Any] | None = None, mirror: bool = False,
+                 socket_timeout: int = 10) -> None:
+        self.state_dir = Path(state_dir)
+        self.url = repository_url.rstrip("/")
+        self.team, self.agent = team, agent
+        self.trusted_root = trusted_root if isinstance(trusted_root, bytes) else Path(trusted_root).read_bytes()
+        self.bundle_public_key = bundle_public_key
+        self.device_budget = dict(device_budget or {})
+        self.metadata_dir = self.state_dir / "tuf"
+        self.store = ReleaseStore(self.state_dir / "releases")
+        self.mirror_dir = self.state_dir / "mirror" if mirror else None
+        self.socket_timeout = socket_timeout
+
+    # ------------------------------------------------------------------------------------------ check
+    def check(self) -> UpdateResult:
+        """One update attempt; never raises for a bad repository (the result says what happened)."""
+        started = time.perf_counter()
+        fetcher = CountingFetcher(self.socket_timeout)
+        self.store.clean()
+        try:
+            result = self._check(fetcher)
+        except tuf_errors.ExpiredMetadataError as exc:
+            result = UpdateResult("frozen", reason=f"{self.url}/metadata: {exc} (nobody re-signed it: keeping "
+                                  "the current release; run kdmarl publish --refresh on the workstation)")
+            LOGGER.warning("%s", result.reason)
+        except (UpdateRefused, BundleError) as exc:
+            result = UpdateResult("refused", reason=str(exc))
+        except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
+            result = UpdateResult("refused", reason=f"{self.url}: {type(exc).__name__}: {exc}")
+        except OSError as exc:
+            result = UpdateResult("refused", reason=f"{self.url}: {type(exc).__name__}: {exc}")
+        result.bytes_received, result.requests = fetcher.bytes_received, fetcher.requests
+        result.seconds = time.perf_counter() - started
+        result.team = result.team or self.team
+        self._record(result)
+        if result.status == "refused":
+            LOGGER.error("update refused: %s", result.reason)
+        return result
+
+    def _record(self, result: UpdateResult) -> None:
+        status = self.store.status()
+        status.update(last_check={"status": result.status, "release": result.release, "time": time.time()},
+                      pointers={p: self.store.pointer(p) for p in POINTERS})
+        if result.status in ("refused", "frozen"):
+            status["last_refusal"] = {"release": result.release, "reason": result.reason, "time": time.time(),
+                                      "status": result.status}
+        self.store.write_status(status)
+
+    def _updater(self, fetcher: CountingFetcher) -> Updater:
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        cached = (self.metadata_dir / "root.json").exists()
+        return Updater(metadata_dir=str(self.metadata_dir), metadata_base_url=f"{self.url}/metadata/",
+                       target_base_url=f"{self.url}/targets/", fetcher=fetcher,
+                       bootstrap=None if cached else self.trusted_root)
+
+    def _check(self, fetcher: CountingFetcher) -> UpdateResult:
+        updater = self._updater(fetcher)
+        updater.refresh()
+        index_path = f"{self.team}/{RELEASE_INDEX}"
+        index_info = updater.get_targetinfo(index_path)
+        if index_info is None:
+            raise UpdateRefused(f"{self.url}: the signed targets list no {index_path} (no release of team "
+                                f"{self.team!r})")
+        release = self._custom(index_info, index_path, "index")["release"]
+        known = {self.store.pointer("current"), self.store.pointer("staged")}
+        if release in known:
+            self._mirror(updater, release, index_info)
+            return UpdateResult("up_to_date", release=release)
+        newest = max((v for v in known if v is not None), default=None)
+        if newest is not None and release < newest:
+            raise UpdateRefused(f"{index_path}: release {release} is older than release {newest} on this robot "
+                                "(rollback refused)")
+        if release in self.store.status().get("reverted", []):
+            return UpdateResult("up_to_date", release=release, reason=f"release {release} was reverted here")
+        with self.store.staging() as staging:
+            updater.download_target(index_info, filepath=str(staging / RELEASE_INDEX))
+            index = self._read_index(staging / RELEASE_INDEX, release)
+            infos = self._download(updater, index, staging)
+            self._verify(staging, index)
+            self.store.commit(staging, release)
+        LOGGER.info("staged release %d of team %s", release, self.team)
+        self._mirror(updater, release, index_info, infos)
+        return UpdateResult("staged", release=release, supersedes=index.get("supersedes"))
+
+    # ------------------------------------------------------------------------------------------ checks
+    def _custom(self, info: TargetFile, path: str, kind: str) -> dict[str, Any]:
+        custom = (info.custom or {}).get("kdmarl") if isinstance(info.custom, dict) else None
+        if not isinstance(custom, dict) or custom.get("team") != self.team or type(custom.get("release")) is not int \
+                or custom.get("kind") != kind:
+            raise UpdateRefused(f"targets metadata, {path}: custom.kdmarl with team {self.team!r}, an integer "
+                                f"release and kind {kind!r}; got {custom!r}")
+        return custom
+
+    def _read_index(self, path: Path, release: int) -> dict[str, Any]:
+        try:
+            index = json.loads(path.read_bytes())
+        except ValueError as exc:
+            raise UpdateRefused(f"{path.name}: a JSON release index: {exc}") from exc
+        files = index.get("files") if isinstance(index, dict) else None
+        if not isinstance(files, dict) or not 0 < len(files) <= MAX_INDEX_AGENTS + 2:
+            raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: field 'files', an object of the release's files")
+        if index.get("team") != self.team or index.get("release") != release:
+            raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: team {self.team!r} and release {release} as its "
+                                f"targets entry says; got team {index.get('team')!r}, release {index.get('release')!r}")
+        return index
+
+    def _download(self, updater: Updater, index: Mapping[str, Any], staging: Path) -> dict[str, TargetFile]:
+        infos: dict[str, TargetFile] = {}
+        names: set[str] = set()
+        for path, meta in index["files"].items():
+            info = updater.get_targetinfo(path)
+            if info is None:
+                raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: lists {path}, which the signed targets "
+                                    "metadata do not")
+            custom = self._custom(info, path, str((meta or {}).get("kind")))
+            if custom["release"] != index["release"]:
+                raise UpdateRefused(f"targets metadata, {path}: custom.kdmarl.release {index['release']} (the "
+                                    f"release being installed); got {custom['release']}: a release mixing "
+                                    "two releases is refused")
+            name = path.rsplit("/", 1)[-1]
+            if not path.startswith(f"{self.team}/{index['release']}/") or name in names or name == RELEASE_INDEX:
+                raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: file {path} outside "
+                                    f"{self.team}/{index['release']}/ or repeated")
+            names.add(name)
+            updater.download_target(info, filepath=str(staging / name))
+            infos[path] = info
+        return infos
+
+    def _verify(self, staging: Path, index: Mapping[str, Any]) -> None:
+        manifest = load_manifest(staging, public_key=self.bundle_public_key)
+        expected = {MANIFEST_FILE, SIGNATURE_FILE, RELEASE_INDEX, *(a.model_file for a in manifest.agents)}
+        present = {p.name for p in staging.iterdir()}
+        if present != expected:
+            raise UpdateRefused(f"release {index['release']}: exactly the manifest, its signature and one model per "
+                                f"manifest agent; missing {sorted(expected - present)}, extra "
+                                f"{sorted(present - expected)}")
+        if sorted(index.get("agents") or []) != sorted(manifest.agent_names):
+            raise UpdateRefused(f"{RELEASE_INDEX}: field 'agents' {index.get('agents')} must be the manifest's "
+                                f"agents {list(manifest.agent_names)}")
+        for agent in manifest.agents:
+            manifest.read_model(agent)
+        entry = manifest.agent(self.agent)
+        _, excess = budget_excess(self.device_budget, {
+            "flops": entry.resources.get("flops_per_decision"), "params": entry.resources.get("params"),
+            "memory": entry.resources.get("memory_bytes")})
+        if excess:
+            over = ", ".join(f"{k} {used:g} > {limit:g}" for k, (used, limit) in excess.items())
+            raise UpdateRefused(f"{staging.name}/{MANIFEST_FILE}: {entry.field_prefix}.resources over this robot's "
+                                f"budget ({over}): release {index['release']} refused")
+        from kdmarl_student.policy import StudentPolicy  # noqa: PLC0415  onnxruntime only when a release arrives
+
+        StudentPolicy(staging, self.agent, public_key=self.bundle_public_key, providers=["CPUExecutionProvider"])
+
+    # ------------------------------------------------------------------------------------------ mirror
+    def _mirror(self, updater: Updater, release: int, index_info: TargetFile,
+                infos: Mapping[str, TargetFile] | None = None) -> None:
+        """Copy what was just verified into ``mirror/``: targets first, metadata after, timestamp last."""
+        if self.mirror_dir is None:
+            return
+        release_dir = self.store.root / str(release)
+        if not release_dir.is_dir():
+            return
+        targets = self.mirror_dir / "targets"
+        index = json.loads((release_dir / RELEASE_INDEX).read_bytes())
+        copies = {f"{self.team}/{RELEASE_INDEX}": (release_dir / RELEASE_INDEX, index_info.hashes["sha256"])}
+        for path in index["files"]:
+            local = release_dir / path.rsplit("/", 1)[-1]
+            copies[path] = (local, infos[path].hashes["sha256"] if infos else _sha256(local))
+        for path, (local, digest) in copies.items():
+            dirname, _, basename = path.rpartition("/")
+            out = targets / dirname / f"{digest}.{basename}"
+            if not out.exists():
+                with atomic_file(out) as handle:
+                    handle.write(local.read_bytes())
+        metadata = self.mirror_dir / "metadata"
+        files: list[tuple[Path, str]] = [(p, p.name) for p in sorted((self.metadata_dir / "root_history").glob(
+            "*.root.json"), key=lambda p: int(p.name.split(".")[0]))]
+        for role in ("targets", "snapshot"):
+            source = self.metadata_dir / f"{role}.json"
+            version = json.loads(source.read_bytes())["signed"]["version"]
+            files.append((source, f"{version}.{role}.json"))
+        files.append((self.metadata_dir / "timestamp.json", "timestamp.json"))
+        for source, name in files:
+            data, out = source.read_bytes(), metadata / name
+            if not out.exists() or out.read_bytes() != data:
+                with atomic_file(out) as handle:
+                    handle.write(data)
+
+    # ------------------------------------------------------------------------------------------ status
+    def state(self) -> dict[str, Any]:
+        return {**self.store.status(), "pointers": {p: self.store.pointer(p) for p in POINTERS}}
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def _budget_from_args(args: argparse.Namespace) -> dict[str, float]:
+    return {k: v for k, v in (("max_flops", args.max_flops), ("max_params", args.max_params),
+                              ("max_memory_bytes", args.max_memory_bytes)) if v is not None}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", type=Path, required=True, help="this robot's update state directory")
+    parser.add_argument("--url", required=True, help="repository or lead mirror base URL")
+    parser.add_argument("--team", required=True)
+    parser.add_argument("--agent", required=True, help="this robot's agent name")
+    parser.add_argument("--trusted-root", type=Path, required=True, help="the repository's 1.root.json")
+    parser.add_argument("--bundle-key", type=Path, required=True, help="bundle signing public key (PEM)")
+    parser.add_argument("--max-flops", type=float)
+    parser.add_argument("--max-params", type=float)
+    parser.add_argument("--max-memory-bytes", type=float)
+    parser.add_argument("--mirror", action="store_true", help="lead: keep state/mirror for followers")
+    parser.add_argument("--serve-port", type=int, help="lead: serve state/mirror on this port")
+    parser.add_argument("--serve-host", default="127.0.0.1")
+    parser.add_argument("--poll", type=float, default=0.0, help="seconds between checks (0: check once)")
+    parser.add_argument("--until-release", type=int, help="with --poll: stop once this release is staged")
+    parser.add_argument("--timeout", type=float, default=0.0, help="with --poll: give up after this many seconds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kdmarl_student.fleet_update``: one check, or a polling loop; one JSON line per check."""
+    parser = argparse.ArgumentParser(description="kdmarl fleet updater (no ROS)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    updater = FleetUpdater(args.state, args.url, args.team, args.agent, trusted_root=args.trusted_root,
+                           bundle_public_key=args.bundle_key, device_budget=_budget_from_args(args),
+                           mirror=args.mirror or args.serve_port is not None)
+    stack = contextlib.ExitStack()
+    with stack:
+        if args.serve_port is not None:
+            from kdmarl_student.fleet_serve import serving  # noqa: PLC0415
+
+            assert updater.mirror_dir is not None
+            (updater.mirror_dir / "metadata").mkdir(parents=True, exist_ok=True)
+            url = stack.enter_context(serving(updater.mirror_dir, args.serve_host, args.serve_port))
+            print(json.dumps({"serving": url}), flush=True)
+        started = time.monotonic()
+        while True:
+            result = updater.check()
+            print(json.dumps({**asdict(result), "time": time.time()}), flush=True)
+            # a serving lead keeps polling (its followers need it); others may stop at the awaited release
+            done = args.serve_port is None and args.until_release is not None \
+                and updater.store.pointer("staged") == args.until_release
+            if args.poll <= 0 or done or (args.timeout and time.monotonic() - started > args.timeout):
+                return 0 if result.status in ("staged", "up_to_date") else 1
+            time.sleep(args.poll)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
