@@ -179,7 +179,7 @@ class FleetRepository(Repository):
                                    "private keys must never be in a directory that is served")
 
     # ------------------------------------------------------------------------------------ storage
-    def _latest_version(self, role: str) -> int:
+    def latest_version(self, role: str) -> int:
         pattern = re.compile(rf"^(\d+)\.{role}\.json$")
         versions = [int(m.group(1)) for p in self.metadata_dir.glob(f"*.{role}.json")
                     if (m := pattern.match(p.name))]
@@ -195,7 +195,7 @@ class FleetRepository(Repository):
             path = self._path(role, 0)
             exists = path.is_file()
         else:
-            version = self._latest_version(role)
+            version = self.latest_version(role)
             path, exists = self._path(role, version), version > 0
         if exists:
             return Metadata.from_file(str(path))
@@ -211,7 +211,7 @@ class FleetRepository(Repository):
             handle.write(md.to_bytes(_PRETTY))
         return path
 
-    def _sign(self, role: str, md: Metadata, signers: Iterable[CryptoSigner]) -> None:
+    def sign_with(self, role: str, md: Metadata, signers: Iterable[CryptoSigner]) -> None:
         md.signatures.clear()
         for signer in signers:
             md.sign(signer, append=True)
@@ -222,7 +222,7 @@ class FleetRepository(Repository):
         root = md.signed if role == Root.type else self.root()
         assert isinstance(root, Root)
         signers = self.keystore.signers(root, role)
-        self._sign(role, md, signers)
+        self.sign_with(role, md, signers)
         result = root.get_verification_result(role, md.signed_bytes, md.signatures)
         if not result.verified:
             need = root.roles[role].threshold
@@ -234,11 +234,11 @@ class FleetRepository(Repository):
 
     @property
     def targets_infos(self) -> dict[str, MetaFile]:
-        return {"targets.json": MetaFile(version=self._latest_version(Targets.type))}
+        return {"targets.json": MetaFile(version=self.latest_version(Targets.type))}
 
     @property
     def snapshot_info(self) -> MetaFile:
-        return MetaFile(version=self._latest_version(Snapshot.type))
+        return MetaFile(version=self.latest_version(Snapshot.type))
 
     # ------------------------------------------------------------------------------------ queries
     def current_release(self, team: str) -> int | None:
@@ -264,7 +264,7 @@ def init_repository(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] 
     threshold ``targets_threshold``), one snapshot and one timestamp key, all ed25519, written to the keystore."""
     keystore = keys if isinstance(keys, KeyStore) else KeyStore(keys)
     repo = FleetRepository(repo_dir, keystore, expiry)
-    if repo._latest_version(Root.type) > 0:  # noqa: SLF001
+    if repo.latest_version(Root.type) > 0:
         raise PublishError(f"{repo.metadata_dir}: a repository already exists here (1.root.json found)")
     for count, threshold, role in ((root_keys, root_threshold, Root.type),
                                    (targets_keys, targets_threshold, Targets.type)):
@@ -308,7 +308,7 @@ def publish_bundle(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] |
     older releases stay, content-addressed), then one snapshot and one timestamp version."""
     keystore = keys if isinstance(keys, KeyStore) else KeyStore(keys)
     repo = FleetRepository(repo_dir, keystore, expiry)
-    if repo._latest_version(Root.type) == 0:  # noqa: SLF001
+    if repo.latest_version(Root.type) == 0:
         raise PublishError(f"{repo.metadata_dir}: no repository (no 1.root.json); create one with "
                            "kdmarl publish --init --repo DIR --keys KEYDIR")
     bundle_dir = Path(bundle_dir)
@@ -385,7 +385,7 @@ def rotate_keys(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] | st
     new_root.version += 1
     new_root.expires = _now() + repo.expiry[Root.type]
     new_signers = keystore.signers(new_root, Root.type)
-    repo._sign(Root.type, new_md, {s.public_key.keyid: s for s in [*old_signers, *new_signers]}.values())  # noqa: SLF001
+    repo.sign_with(Root.type, new_md, {s.public_key.keyid: s for s in [*old_signers, *new_signers]}.values())
     result = new_root.get_root_verification_result(old_root, new_md.signed_bytes, new_md.signatures)
     if not result.verified:
         raise PublishError(f"root version {new_root.version} is not signed by thresholds of both the old and the "

@@ -175,7 +175,7 @@ class ReleaseStore:
     def listing(self) -> dict[str, Any]:
         """What is on disk: pointers and release dirs (hidden entries included), for tests and diagnostics."""
         return {"pointers": {p: self.pointer(p) for p in POINTERS},
-                "entries": sorted(p.name for p in self.root.iterdir() if p.name not in POINTERS + ("status.json",))}
+                "entries": sorted(p.name for p in self.root.iterdir() if p.name not in (*POINTERS, "status.json"))}
 
     # status
     def status(self) -> dict[str, Any]:
