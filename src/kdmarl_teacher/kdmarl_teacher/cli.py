@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("kdmarl_teacher.distill", "distill a teacher into per-agent students"),
     "export": ("kdmarl_teacher.export", "export students to an ONNX bundle"),
     "sign": ("kdmarl_teacher.sign", "sign a bundle manifest"),
+    "publish": ("kdmarl_teacher.publish", "publish a signed bundle as a fleet release (TUF)"),
     "sweep": ("kdmarl_teacher.sweep", "run a grid of distill/train runs on Ray Tune; --report aggregates it"),
 }
 
