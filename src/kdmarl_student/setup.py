@@ -18,5 +18,6 @@ setup(
     description="On-board kdmarl runtime and student node (numpy + onnxruntime, never torch).",
     license="Apache-2.0",
     extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": ["student_node = kdmarl_student.student_node:main"]},
+    entry_points={"console_scripts": ["student_node = kdmarl_student.student_node:main",
+                                    "updater_node = kdmarl_student.updater_node:main"]},
 )

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -462,3 +465,13 @@ def test_staging_leftovers_from_a_crash_are_cleaned(tmp_path: Path) -> None:
 def _quiet_ort(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.ERROR, logger="kdmarl_student.policy")
     yield
+
+
+def test_fleet_modules_import_neither_torch_nor_the_teacher() -> None:
+    code = ("import sys; import kdmarl_student.fleet_update, kdmarl_student.fleet_repo, kdmarl_student.fleet_serve, "
+            "kdmarl_student.release_slot; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'kdmarl_teacher', 'onnx')))")
+    src = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": src})
+    assert out.stdout.strip() == "[]"
