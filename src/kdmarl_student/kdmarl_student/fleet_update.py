@@ -10,10 +10,12 @@ loop without ROS). One :meth:`FleetUpdater.check`:
 2. ``<team>/release.json`` (the release index, a target like any other) names the release, what it supersedes
    and its files; every file must be a target of the same team and release (its ``custom.kdmarl``), or the
    release mixes two releases and is refused.
-3. Every file is downloaded by ``Updater.download_target`` (length bounded by the signed metadata, so endless
-   data stops at the signed length; sha256 checked) into a hidden staging directory.
+3. The manifest, its signature and this robot's model (every model for a lead, which mirrors them) are
+   downloaded by ``Updater.download_target`` (length bounded by the signed metadata, so endless data stops at the
+   signed length; sha256 checked) into a hidden staging directory.
 4. The bundle's own ed25519 signature (:mod:`kdmarl_student.signing`, the bundle key configured on the robot),
-   every model's sha256 (:meth:`Manifest.read_model`), exactly the manifest's agents and no other file, this
+   the downloaded models' sha256 (:meth:`Manifest.read_model`), the release listing exactly the manifest's
+   agents' models and no other file, this
    robot's agent present, and this device's budget (:func:`kdmarl_student.budget.budget_excess` on the agent's
    FLOPs, parameters and memory; the latency is measured on the robot by :class:`~kdmarl_student.release_slot.
    ReleaseSlot`); finally the agent's policy is loaded with ONNX Runtime and runs one dummy inference.
@@ -239,13 +241,17 @@ class FleetUpdater:
         bundle_public_key: the bundle signing key (``kdmarl sign``); every bundle must verify with it.
         device_budget: this robot's limits (``max_flops``, ``max_params``, ``max_memory_bytes``), or None.
         mirror: keep a byte-exact mirror under ``state_dir/mirror`` for followers (lead robots).
+        whole_team: download every agent's model (default: only when mirroring). Otherwise a robot downloads the
+            manifest, its signature and its own model: the others' files are still checked to be listed, signed
+            targets of this release (TUF targets and the signed manifest both carry their hashes), just not
+            fetched, so a robot pays for its own model only.
         socket_timeout: seconds without a byte before a download fails.
     """
 
     def __init__(self, state_dir: str | Path, repository_url: str, team: str, agent: str, *,
                  trusted_root: bytes | str | Path, bundle_public_key: Any,
                  device_budget: Mapping[str, Any] | None = None, mirror: bool = False,
-                 socket_timeout: int = 10) -> None:
+                 whole_team: bool | None = None, socket_timeout: int = 10) -> None:
         self.state_dir = Path(state_dir)
         self.url = repository_url.rstrip("/")
         self.team, self.agent = team, agent
@@ -255,6 +261,9 @@ class FleetUpdater:
         self.metadata_dir = self.state_dir / "tuf"
         self.store = ReleaseStore(self.state_dir / "releases")
         self.mirror_dir = self.state_dir / "mirror" if mirror else None
+        self.whole_team = mirror if whole_team is None else whole_team
+        if mirror and not self.whole_team:
+            raise ValueError("a mirroring (lead) updater must download the whole team (whole_team=True)")
         self.socket_timeout = socket_timeout
 
     # ------------------------------------------------------------------------------------------ check
@@ -368,24 +377,31 @@ class FleetUpdater:
                 raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: file {path} outside "
                                     f"{self.team}/{index['release']}/ or repeated")
             names.add(name)
-            updater.download_target(info, filepath=str(staging / name))
             infos[path] = info
+            if self.whole_team or meta.get("kind") != "model" or meta.get("agent") == self.agent:
+                updater.download_target(info, filepath=str(staging / name))
         return infos
 
     def _verify(self, staging: Path, index: Mapping[str, Any]) -> None:
         manifest = load_manifest(staging, public_key=self.bundle_public_key)
-        expected = {MANIFEST_FILE, SIGNATURE_FILE, RELEASE_INDEX, *(a.model_file for a in manifest.agents)}
-        present = {p.name for p in staging.iterdir()}
-        if present != expected:
+        listed = {path.rsplit("/", 1)[-1]: meta or {} for path, meta in index["files"].items()}
+        expected = {MANIFEST_FILE: None, SIGNATURE_FILE: None, **{a.model_file: a.name for a in manifest.agents}}
+        if set(listed) != set(expected):
             raise UpdateRefused(f"release {index['release']}: exactly the manifest, its signature and one model per "
-                                f"manifest agent; missing {sorted(expected - present)}, extra "
-                                f"{sorted(present - expected)}")
-        if sorted(index.get("agents") or []) != sorted(manifest.agent_names):
-            raise UpdateRefused(f"{RELEASE_INDEX}: field 'agents' {index.get('agents')} must be the manifest's "
-                                f"agents {list(manifest.agent_names)}")
-        for agent in manifest.agents:
-            manifest.read_model(agent)
+                                f"manifest agent; missing {sorted(set(expected) - set(listed))}, extra "
+                                f"{sorted(set(listed) - set(expected))}")
+        wrong = sorted(name for name, agent in expected.items() if agent and listed[name].get("agent") != agent)
+        if wrong or sorted(index.get("agents") or []) != sorted(manifest.agent_names):
+            raise UpdateRefused(f"{RELEASE_INDEX}: files {wrong} or field 'agents' {index.get('agents')} disagree "
+                                f"with the manifest's agents {list(manifest.agent_names)}")
         entry = manifest.agent(self.agent)
+        mine = manifest.agents if self.whole_team else (entry,)
+        present = {p.name for p in staging.iterdir()}
+        wanted = {MANIFEST_FILE, SIGNATURE_FILE, RELEASE_INDEX, *(a.model_file for a in mine)}
+        if present != wanted:
+            raise UpdateRefused(f"{staging}: downloaded files {sorted(present)}; expected {sorted(wanted)}")
+        for agent in mine:
+            manifest.read_model(agent)
         _, excess = budget_excess(self.device_budget, {
             "flops": entry.resources.get("flops_per_decision"), "params": entry.resources.get("params"),
             "memory": entry.resources.get("memory_bytes")})
@@ -454,6 +470,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-params", type=float)
     parser.add_argument("--max-memory-bytes", type=float)
     parser.add_argument("--mirror", action="store_true", help="lead: keep state/mirror for followers")
+    parser.add_argument("--whole-team", action="store_true", help="download every agent's model (implied by --mirror)")
     parser.add_argument("--serve-port", type=int, help="lead: serve state/mirror on this port")
     parser.add_argument("--serve-host", default="127.0.0.1")
     parser.add_argument("--poll", type=float, default=0.0, help="seconds between checks (0: check once)")
@@ -469,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     updater = FleetUpdater(args.state, args.url, args.team, args.agent, trusted_root=args.trusted_root,
                            bundle_public_key=args.bundle_key, device_budget=_budget_from_args(args),
-                           mirror=args.mirror or args.serve_port is not None)
+                           mirror=args.mirror or args.serve_port is not None, whole_team=args.whole_team or None)
     stack = contextlib.ExitStack()
     with stack:
         if args.serve_port is not None:

@@ -201,8 +201,8 @@ def _tampered_target(fleet: Fleet) -> None:
 
 def _substituted_target(fleet: Fleet) -> None:
     fleet.publish()
-    old = (fleet.bundles["r1"] / "agent_1.onnx").read_bytes()
-    path = stored(fleet.repo, f"{TEAM}/2/agent_1.onnx")
+    old = (fleet.bundles["r1"] / "agent_0.onnx").read_bytes()  # release 1's model for this robot
+    path = stored(fleet.repo, f"{TEAM}/2/agent_0.onnx")
     assert len(old) == path.stat().st_size  # same length: only the hash can tell
     path.write_bytes(old)
 
@@ -384,6 +384,22 @@ def test_lead_mirror_is_byte_exact_and_followers_update_from_it(fleet: Fleet) ->
             mirrored = lead.mirror_dir / path.relative_to(fleet.repo)
             if "/2/" in str(path) or mirrored.exists():
                 assert mirrored.read_bytes() == path.read_bytes()
+
+
+def test_a_follower_downloads_only_its_own_model_a_lead_the_whole_team(fleet: Fleet) -> None:
+    with serving(fleet.repo) as url:
+        lead, follower = fleet.robot(url, "lead", mirror=True), fleet.robot(url, "follower", agent="agent_1")
+        results = [lead.check(), follower.check()]
+    assert [r.status for r in results] == ["staged", "staged"]
+    files = {r: sorted(p.name for p in r.store.path("staged").iterdir()) for r in (lead, follower)}
+    assert files[follower] == ["agent_1.onnx", "manifest.json", "manifest.sig", "release.json"]
+    assert files[lead] == ["agent_0.onnx", "agent_1.onnx", "agent_2.onnx", "manifest.json", "manifest.sig",
+                           "release.json"]
+    models = sum((fleet.bundles["r1"] / f"agent_{i}.onnx").stat().st_size for i in (0, 2))
+    assert results[0].bytes_received - results[1].bytes_received == models
+    policy = StudentPolicy(follower.store.path("staged"), "agent_1", public_key=fleet.pub,
+                           providers=["CPUExecutionProvider"])
+    assert policy.act(np.zeros(18, np.float32)) in range(5)
 
 
 def test_targets_threshold_needs_two_of_three_keys_possibly_in_two_keystores(fleet: Fleet) -> None:
