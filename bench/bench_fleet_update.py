@@ -160,6 +160,8 @@ def run(n_robots: int, poll: float, tmp: Path) -> dict[str, Any]:
             if followers else None,
             "lead_bytes_staging_check": per_robot[0]["bytes_staging_check"],
             "bytes_since_publish_max": max(p["bytes_since_publish"] for p in per_robot),
+            # what the lead sent its followers (HTTP bodies) from publish to the last follower staged
+            "lead_relay_bytes_sent": sum(p["bytes_since_publish"] for p in followers),
             "release_files_bytes": release_bytes, "per_robot": per_robot}
 
 
@@ -167,17 +169,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--robots", type=int, default=16)
     parser.add_argument("--poll", type=float, default=0.25, help="seconds between each robot's checks")
+    parser.add_argument("--repeats", type=int, default=3, help="independent runs (fresh repository and robots)")
     parser.add_argument("--out", default="fleet_update")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kdmarl-fleet-bench-") as tmp:
-        result = run(args.robots, args.poll, Path(tmp))
-    row = {k: v for k, v in result.items() if k != "per_robot"}
-    print(json.dumps(row, indent=2))
+    results = []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory(prefix="kdmarl-fleet-bench-") as tmp:
+            results.append(run(args.robots, args.poll, Path(tmp)))
+    rows = [{"run": i + 1, **{k: v for k, v in r.items() if k != "per_robot"}} for i, r in enumerate(results)]
+    for row in rows:
+        print(json.dumps(row))
     path = write_result(
         args.out,
         title=f"Fleet update: publish -> {args.robots} robots staged (lead relays to followers)",
-        columns=list(row),
-        rows=[row],
+        columns=list(rows[0]),
+        rows=rows,
         notes=[
             "Every robot is a separate process on this one shared 2-core machine (other engineers' jobs were "
             "running): the figure includes their CPU contention and is an upper bound for separate hosts, where "
@@ -190,7 +196,7 @@ def main() -> int:
             "Not measured here: the hot swap of a running lockstep swarm at the cut-over (needs the student-node "
             "hook, see docs/fleet_updates.md).",
         ],
-        extra={"per_robot": result["per_robot"]},
+        extra={"per_robot": [r["per_robot"] for r in results]},
     )
     print(path)
     return 0
