@@ -13,6 +13,10 @@ with the last good policy (memory reset: its old state belongs to another episod
 ``max_latency_ms`` after ``latency_window`` decisions on the new release reverts at the next decision. A revert is
 written to the :class:`~kdmarl_student.fleet_update.ReleaseStore` (``current`` back to ``previous``; the bad release
 is never staged again) and shown by :meth:`status` (what ``/diagnostics`` reports).
+
+Nothing in :meth:`ReleaseSlot.act` touches the disk: the pointer changes of a swap or a revert are queued and
+written by :meth:`ReleaseSlot.sync_store`, which the node calls after it has published the action (or from its
+report timer), so a cut-over never puts fsyncs into a decision.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class ReleaseSlot:
         self._episode = -1
         self._step = -1
         self._pending_latency_revert = ""
+        self._store_ops: list[tuple[str, int, str]] = []  # ("promote" | "revert", release, reason), for sync_store
 
     # --------------------------------------------------------------------------------------- loading
     def start(self, release: int, bundle_dir: str | Path) -> None:
@@ -157,8 +162,7 @@ class ReleaseSlot:
         self._current.policy.reset()
         self._current.policy.latency.reset()
         self.cutover_episode = None
-        if self.store is not None and self.store.pointer("staged") == self._current.release:
-            self.store.promote()
+        self._store_ops.append(("promote", self._current.release, ""))
         self.events.append(SlotEvent("swap", self._current.release, self._episode, self._step, "", time.time()))
         LOGGER.info("%s: release %s from episode %d", self.agent, self._current.release, self._episode)
 
@@ -169,10 +173,24 @@ class ReleaseSlot:
         bad = self._current
         self._current, self._last_good = self._last_good, None
         self._current.policy.reset()
-        if self.store is not None and bad is not None and self.store.pointer("current") == bad.release:
-            self.store.revert(reason)
+        if bad is not None:
+            self._store_ops.append(("revert", bad.release, reason))
         self.events.append(SlotEvent("revert", self._current.release, self._episode, self._step, reason, time.time()))
         LOGGER.error("%s: reverted to release %s: %s", self.agent, self._current.release, reason)
+
+    def sync_store(self) -> None:
+        """Write the queued swaps and reverts to the release store (``current``/``previous``/``staged``), in order.
+
+        Call it after the decision's action went out; a no-op without a store or with nothing queued.
+        """
+        ops, self._store_ops = self._store_ops, []
+        if self.store is None:
+            return
+        for op, release, reason in ops:
+            if op == "promote" and self.store.pointer("staged") == release:
+                self.store.promote()
+            elif op == "revert" and self.store.pointer("current") == release:
+                self.store.revert(reason)
 
     # --------------------------------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:

@@ -491,3 +491,17 @@ def test_fleet_modules_import_neither_torch_nor_the_teacher() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": src})
     assert out.stdout.strip() == "[]"
+
+
+def test_store_changes_from_two_processes_are_serialized(tmp_path: Path) -> None:
+    """The updater and the student's slot live in different processes: read-modify-write of status.json under the
+    store lock loses no update (without the lock, two writers interleave and increments vanish)."""
+    code = ("import sys; from kdmarl_student.fleet_update import ReleaseStore\n"
+            "store = ReleaseStore(sys.argv[1])\n"
+            "def bump(s): s['n'] = s.get('n', 0) + 1\n"
+            "for _ in range(150): store.update_status(bump)\n")
+    src = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "releases")], env=env) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert ReleaseStore(tmp_path / "releases").status()["n"] == 300

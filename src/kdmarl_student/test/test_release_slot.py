@@ -73,6 +73,8 @@ def test_swap_at_cutover_episode_no_missed_decision(tmp_path: Path, key: tuple[P
     expected = [ref[r].act(o) for r, o in zip(releases, obs, strict=True)]
     assert actions == expected
     assert [ref[1].act(o) for o in obs] != [ref[2].act(o) for o in obs]  # the releases act differently
+    assert store.listing()["pointers"] == {"current": 1, "previous": None, "staged": 2}  # act() wrote nothing
+    slot.sync_store()
     assert store.listing()["pointers"] == {"current": 2, "previous": 1, "staged": None}
     assert slot.status()["release"] == 2 and slot.status()["last_good_release"] == 1
     assert slot.status()["last_event"].startswith("swap 2 at episode 2 step 0")
@@ -128,6 +130,7 @@ def test_non_finite_output_reverts_to_last_good_on_the_same_decision(tmp_path: P
     ref1.reset()
     assert action == ref1.act(broken)  # answered by release 1, same decision
     assert slot.release == 1 and "non_finite_logits" in slot.status()["last_revert"]
+    slot.sync_store()  # the swap to 2, then the revert to 1
     assert store.listing()["pointers"] == {"current": 1, "previous": None, "staged": None}
     assert store.status()["reverted"] == [2] and "reverted" in store.status()["last_refusal"]["reason"]
     assert any("reverted to release 1" in r.getMessage() for r in caplog.records)
