@@ -78,7 +78,7 @@ def test_updater_node_stages_announced_release_and_reports_refusals(tmp_path: Pa
             assert refused.level == DiagnosticStatus.ERROR and "verification failed" in values["last_refusal"]
             assert values["staged_release"] == "1" and values["cutover_episode"] == "5"
             assert sorted(p.name for p in (tmp_path / "robot" / "releases").iterdir()) == \
-                ["1", "staged", "status.json"]
+                ["1", "lock", "staged", "status.json"]
         finally:
             proc.terminate()
             proc.wait(timeout=20)
