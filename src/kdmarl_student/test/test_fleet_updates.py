@@ -371,19 +371,20 @@ def test_lead_mirror_is_byte_exact_and_followers_update_from_it(fleet: Fleet) ->
     with serving(fleet.repo) as url:
         lead = fleet.robot(url, "lead", mirror=True)
         assert lead.check().status == "staged"
+        rotate_keys(fleet.repo, fleet.keys, "root")  # followers installed with 1.root.json walk the chain via the lead
         fleet.publish()
         assert lead.check().status == "staged"
         with serving(lead.mirror_dir) as lead_url:
             followers = [fleet.robot(lead_url, f"f{i}", agent=f"agent_{i}") for i in (1, 2)]
             results = [f.check() for f in followers]
     assert [(r.status, r.release) for r in results] == [("staged", 2), ("staged", 2)]
-    for name in ("1.root.json", "3.targets.json", "3.snapshot.json", "timestamp.json"):
+    for name in ("1.root.json", "2.root.json", "3.targets.json", "3.snapshot.json", "timestamp.json"):
         assert (lead.mirror_dir / "metadata" / name).read_bytes() == (fleet.repo / "metadata" / name).read_bytes()
-    for path in (fleet.repo / "targets").rglob("*"):
-        if path.is_file() and (f"/{TEAM}/2/" in str(path) or path.name.endswith("release.json")):
-            mirrored = lead.mirror_dir / path.relative_to(fleet.repo)
-            if "/2/" in str(path) or mirrored.exists():
-                assert mirrored.read_bytes() == path.read_bytes()
+    release_2 = sorted(p.relative_to(fleet.repo) for p in (fleet.repo / "targets" / TEAM / "2").iterdir())
+    assert len(release_2) == 5
+    for relative in release_2:
+        assert (lead.mirror_dir / relative).read_bytes() == (fleet.repo / relative).read_bytes()
+    assert [json.loads((f.metadata_dir / "root.json").read_bytes())["signed"]["version"] for f in followers] == [2, 2]
 
 
 def test_a_follower_downloads_only_its_own_model_a_lead_the_whole_team(fleet: Fleet) -> None:
