@@ -84,24 +84,33 @@ def _is_inside(child: Path, parent: Path) -> bool:
 
 
 class KeyStore:
-    """Private keys by key id: ``<dir>/<keyid>.key`` (PEM PKCS#8, mode 0600). New keys go to the first dir."""
+    """Private keys by key id: ``<dir>/<keyid>.key`` (PEM PKCS#8, mode 0600, encrypted when a passphrase is given).
+    New keys go to the first dir."""
 
-    def __init__(self, dirs: Sequence[str | Path] | str | Path) -> None:
+    def __init__(self, dirs: Sequence[str | Path] | str | Path, passphrase: bytes | None = None) -> None:
         if isinstance(dirs, (str, Path)):
             dirs = [dirs]
         if not dirs:
             raise PublishError("a keystore directory is required (--keys DIR)")
         self.dirs = [Path(d) for d in dirs]
+        self.passphrase = passphrase or None
 
     def generate(self) -> CryptoSigner:
         """A new ed25519 key, written to the first keystore dir (created 0700; the file 0600, never overwritten)."""
-        signer = CryptoSigner.generate_ed25519()
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
+        private = Ed25519PrivateKey.generate()
+        signer = CryptoSigner(private)
+        encryption = (serialization.BestAvailableEncryption(self.passphrase) if self.passphrase
+                      else serialization.NoEncryption())
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
         target = self.dirs[0]
         target.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = target / f"{signer.public_key.keyid}.key"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(signer.private_bytes)
+            handle.write(pem)
             handle.flush()
             os.fsync(handle.fileno())
         return signer
@@ -114,9 +123,10 @@ class KeyStore:
             path = directory / f"{key.keyid}.key"
             if path.is_file():
                 try:
-                    private = load_pem_private_key(path.read_bytes(), password=None)
+                    private = load_pem_private_key(path.read_bytes(), password=self.passphrase)
                 except (ValueError, TypeError) as exc:
-                    raise PublishError(f"{path}: a PEM PKCS#8 private key: {exc}") from exc
+                    raise PublishError(f"{path}: a PEM PKCS#8 private key (with the right passphrase, "
+                                       f"$KDMARL_SIGNING_PASSPHRASE, if it is encrypted): {exc}") from exc
                 return CryptoSigner(private, key)
         return None
 

@@ -6,22 +6,27 @@
     kdmarl publish --rotate root --repo fleet/repo --keys ~/kdmarl-keys     # or targets / snapshot / timestamp
 
 ``--keys`` may be repeated: threshold keys held by different people or media are brought together only for the
-signing. Keys are never written inside ``--repo`` (refused). The logic is :mod:`kdmarl_student.fleet_repo`
+signing. Keys are never written inside ``--repo`` (refused); with ``$KDMARL_SIGNING_PASSPHRASE`` set they are
+encrypted (read from the environment only, as ``kdmarl sign`` does). The logic is :mod:`kdmarl_student.fleet_repo`
 (tuf's metadata API, no torch); this module only parses arguments and prints what happened.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from kdmarl_student.fleet_repo import (
+    KeyStore,
     init_repository,
     publish_bundle,
     refresh_timestamp,
     rotate_keys,
 )
+
+from kdmarl_teacher.sign import PASSPHRASE_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,11 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     expiry = {"timestamp": timedelta(hours=args.timestamp_hours)}
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    keys = KeyStore(args.keys, passphrase=passphrase.encode() if passphrase else None)
     actions = [bool(args.init), bool(args.refresh), args.rotate is not None, args.bundle is not None]
     if sum(actions) != 1:
         raise ValueError("give exactly one of: BUNDLE, --init, --refresh, --rotate ROLE")
     if args.init:
-        repo = init_repository(args.repo, args.keys, root_keys=args.root_keys, root_threshold=args.root_threshold,
+        repo = init_repository(args.repo, keys, root_keys=args.root_keys, root_threshold=args.root_threshold,
                                targets_keys=args.targets_keys, targets_threshold=args.targets_threshold,
                                expiry=expiry)
         print(f"kdmarl publish: repository {args.repo} (root {args.root_threshold} of {args.root_keys} keys, "
@@ -60,16 +67,16 @@ def run(args: argparse.Namespace) -> int:
               f"robots); install {repo.metadata_dir / '1.root.json'} on every robot")
         return 0
     if args.refresh:
-        version = refresh_timestamp(args.repo, args.keys, expiry=expiry)
+        version = refresh_timestamp(args.repo, keys, expiry=expiry)
         print(f"kdmarl publish: {args.repo}/metadata/timestamp.json version {version}")
         return 0
     if args.rotate:
-        version = rotate_keys(args.repo, args.keys, args.rotate, count=args.count, threshold=args.threshold,
+        version = rotate_keys(args.repo, keys, args.rotate, count=args.count, threshold=args.threshold,
                               expiry=expiry)
         print(f"kdmarl publish: {args.rotate} keys rotated: {args.repo}/metadata/{version}.root.json (signed by the "
               "old and the new root keys); destroy the old private keys once every robot has updated")
         return 0
-    release = publish_bundle(args.repo, args.keys, args.bundle, team=args.team, public_key=args.public_key,
+    release = publish_bundle(args.repo, keys, args.bundle, team=args.team, public_key=args.public_key,
                              expiry=expiry)
     print(f"kdmarl publish: team {release.team} release {release.release} (supersedes {release.supersedes}), "
           f"{len(release.files)} files, snapshot version {release.snapshot_version}")

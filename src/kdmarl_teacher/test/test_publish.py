@@ -70,3 +70,20 @@ def test_publish_imports_no_torch() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_keystore_encrypted_with_the_signing_passphrase(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KDMARL_SIGNING_PASSPHRASE", "correct horse")
+    assert kdmarl("sign", "--generate-key", tmp_path / "team") == 0
+    bundle, _, _ = make_bundle(tmp_path / "b1")
+    assert kdmarl("sign", bundle, "--key", tmp_path / "team.key") == 0
+    assert kdmarl("publish", "--init", "--repo", tmp_path / "repo", "--keys", tmp_path / "keys") == 0
+    keys = list((tmp_path / "keys").glob("*.key"))
+    assert len(keys) == 6 and all(b"ENCRYPTED PRIVATE KEY" in k.read_bytes() for k in keys)
+    monkeypatch.delenv("KDMARL_SIGNING_PASSPHRASE")
+    capsys.readouterr()
+    assert kdmarl("publish", bundle, "--repo", tmp_path / "repo", "--keys", tmp_path / "keys") == 2
+    assert "KDMARL_SIGNING_PASSPHRASE" in capsys.readouterr().err
+    monkeypatch.setenv("KDMARL_SIGNING_PASSPHRASE", "correct horse")
+    assert kdmarl("publish", bundle, "--repo", tmp_path / "repo", "--keys", tmp_path / "keys") == 0
