@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
@@ -234,18 +235,43 @@ class ReleaseStore:
 
 # --------------------------------------------------------------------------------------------- network
 class CountingFetcher(Urllib3Fetcher):
-    """ngclient's urllib3 fetcher, counting the bytes received (what a robot pays on the wire for payloads)."""
+    """ngclient's urllib3 fetcher, counting the bytes received (what a robot pays on the wire for payloads) and
+    bounding the whole check in time.
 
-    def __init__(self, socket_timeout: int = 10) -> None:
+    ngclient's own bound is per gap between bytes (``socket_timeout``): a server trickling one byte every few
+    seconds (slow retrieval) could hold a download for hours. Here the body is read with ``read1`` (whatever has
+    arrived, at most a chunk), so the deadline is checked after every receive and a check that takes longer than
+    ``max_seconds`` fails with ``SlowRetrievalError``.
+    """
+
+    def __init__(self, socket_timeout: int = 10, max_seconds: float = 300.0) -> None:
         super().__init__(socket_timeout=socket_timeout, app_user_agent="kdmarl-updater")
         self.bytes_received = 0
         self.requests = 0
+        self.max_seconds = max_seconds
+        self.deadline = time.monotonic() + max_seconds
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         self.requests += 1
-        for chunk in super()._fetch(url):
-            self.bytes_received += len(chunk)
-            yield chunk
+        self._url = url
+        return super()._fetch(url)
+
+    def _chunks(self, response: Any) -> Iterator[bytes]:
+        url = getattr(self, "_url", "")
+        try:
+            while True:
+                if time.monotonic() > self.deadline:
+                    raise tuf_errors.SlowRetrievalError(
+                        f"{url}: the update check took longer than {self.max_seconds:g} s (slow retrieval refused)")
+                chunk = response.read1(self.chunk_size)
+                if not chunk:
+                    return
+                self.bytes_received += len(chunk)
+                yield chunk
+        except urllib3.exceptions.TimeoutError as exc:
+            raise tuf_errors.SlowRetrievalError(f"{url}: no byte for {self.socket_timeout} s") from exc
+        finally:
+            response.release_conn()
 
 
 @dataclass
@@ -287,12 +313,14 @@ class FleetUpdater:
             targets of this release (TUF targets and the signed manifest both carry their hashes), just not
             fetched, so a robot pays for its own model only.
         socket_timeout: seconds without a byte before a download fails.
+        max_check_seconds: a whole check (every download of it) taking longer fails (slow retrieval).
     """
 
     def __init__(self, state_dir: str | Path, repository_url: str, team: str, agent: str, *,
                  trusted_root: bytes | str | Path, bundle_public_key: Any,
                  device_budget: Mapping[str, Any] | None = None, mirror: bool = False,
-                 whole_team: bool | None = None, socket_timeout: int = 10) -> None:
+                 whole_team: bool | None = None, socket_timeout: int = 10,
+                 max_check_seconds: float = 300.0) -> None:
         self.state_dir = Path(state_dir)
         self.url = repository_url.rstrip("/")
         self.team, self.agent = team, agent
@@ -306,12 +334,13 @@ class FleetUpdater:
         if mirror and not self.whole_team:
             raise ValueError("a mirroring (lead) updater must download the whole team (whole_team=True)")
         self.socket_timeout = socket_timeout
+        self.max_check_seconds = max_check_seconds
 
     # ------------------------------------------------------------------------------------------ check
     def check(self) -> UpdateResult:
         """One update attempt; never raises for a bad repository (the result says what happened)."""
         started = time.perf_counter()
-        fetcher = CountingFetcher(self.socket_timeout)
+        fetcher = CountingFetcher(self.socket_timeout, self.max_check_seconds)
         self.store.clean()
         try:
             result = self._check(fetcher)
@@ -514,6 +543,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--whole-team", action="store_true", help="download every agent's model (implied by --mirror)")
     parser.add_argument("--serve-port", type=int, help="lead: serve state/mirror on this port")
     parser.add_argument("--serve-host", default="127.0.0.1")
+    parser.add_argument("--max-check-seconds", type=float, default=300.0,
+                        help="a check taking longer is refused (slow retrieval)")
     parser.add_argument("--poll", type=float, default=0.0, help="seconds between checks (0: check once)")
     parser.add_argument("--until-release", type=int, help="with --poll: stop once this release is staged")
     parser.add_argument("--timeout", type=float, default=0.0, help="with --poll: give up after this many seconds")
@@ -527,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     updater = FleetUpdater(args.state, args.url, args.team, args.agent, trusted_root=args.trusted_root,
                            bundle_public_key=args.bundle_key, device_budget=_budget_from_args(args),
-                           mirror=args.mirror or args.serve_port is not None, whole_team=args.whole_team or None)
+                           mirror=args.mirror or args.serve_port is not None, whole_team=args.whole_team or None,
+                           max_check_seconds=args.max_check_seconds)
     stack = contextlib.ExitStack()
     with stack:
         if args.serve_port is not None:

@@ -46,7 +46,8 @@ class UpdaterNode(Node):
         self.updater = FleetUpdater(
             self._param("state_dir"), self._param("repository_url"), self._param("team"), agent,
             trusted_root=self._param("trusted_root"), bundle_public_key=self._param("bundle_public_key"),
-            device_budget=budget, mirror=bool(self._param("mirror")) or int(self._param("serve_port")) > 0)
+            device_budget=budget, mirror=bool(self._param("mirror")) or int(self._param("serve_port")) > 0,
+            max_check_seconds=float(self._param("max_check_seconds")))
         self.agent = agent
         self._server = None
         if int(self._param("serve_port")) > 0:
@@ -87,6 +88,8 @@ class UpdaterNode(Node):
         for name in ("max_flops", "max_params", "max_memory_bytes"):
             self.declare_parameter(name, 0.0, descriptor(f"This device's {name} (0: unbounded); a release over it "
                                                          "is refused.", float_range=(0.0, 1e18), **ro))
+        self.declare_parameter("max_check_seconds", 300.0, descriptor(
+            "A check (all its downloads) taking longer is refused: slow retrieval.", float_range=(1.0, 86400.0), **ro))
         self.declare_parameter("report_period_s", 1.0, descriptor("Period of /diagnostics (steady clock).",
                                                                   float_range=(0.05, 60.0), **ro))
         for name in ("state_dir", "repository_url", "team", "trusted_root", "bundle_public_key"):

@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -43,6 +44,7 @@ from tuf.api.metadata import Metadata, Targets, Timestamp
 TEAM = "simple_spread"
 AGENT = "agent_0"
 BUDGET = {"max_flops": 4000}  # release bundles with 16-wide students fit; the 64x64 one does not
+MAX_CHECK_S = 3.0  # a whole update check of these small releases takes well under a second
 
 
 # ----------------------------------------------------------------------------------------- fixtures
@@ -76,7 +78,8 @@ class Fleet:
 
     def robot(self, url: str, name: str = "robot", agent: str = AGENT, mirror: bool = False) -> FleetUpdater:
         return FleetUpdater(self.tmp / name, url, TEAM, agent, trusted_root=self.repo / "metadata" / "1.root.json",
-                            bundle_public_key=self.pub, device_budget=BUDGET, mirror=mirror)
+                            bundle_public_key=self.pub, device_budget=BUDGET, mirror=mirror,
+                            max_check_seconds=MAX_CHECK_S)
 
     def publish(self, name: str = "r2", **kwargs: object) -> None:
         publish_bundle(self.repo, self.keys, self.bundles[name], public_key=kwargs.pop("public_key", self.pub),
@@ -162,6 +165,28 @@ class EndlessHandler(StaticHandler):
         super().do_GET()
 
 
+class TrickleHandler(StaticHandler):
+    """Serves the release-2 ``agent_0.onnx`` with its true length and bytes, 16 bytes every 0.1 s (slow retrieval:
+    never a gap long enough for a socket timeout)."""
+
+    def do_GET(self) -> None:  # noqa: N802  (http.server names it)
+        if self.path.startswith(f"/targets/{TEAM}/2/") and self.path.endswith(".agent_0.onnx"):
+            data = Path(self.translate_path(self.path)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for start in range(0, len(data), 16):
+                    self.wfile.write(data[start:start + 16])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
 # -------------------------------------------------------------------------------------- attacks
 # Each attack gets the fleet after the robot runs release 1, publishes/attacks, and returns
 # (directory to serve, handler); the robot must refuse ("refused") or freeze ("frozen") with `expect` in the reason.
@@ -226,7 +251,7 @@ def _revoked_targets_keys(fleet: Fleet) -> None:
     resign(fleet, Targets.type, lambda md: None, signers=old)  # release 2 signed by the revoked targets keys
 
 
-def _endless_target(fleet: Fleet) -> None:
+def _publish_release_2(fleet: Fleet) -> None:
     fleet.publish()
 
 
@@ -304,7 +329,8 @@ ATTACKS = [
     Attack("substituted_target", _substituted_target, "LengthOrHashMismatchError"),
     Attack("targets_below_threshold", _below_threshold, "UnsignedMetadataError"),
     Attack("revoked_targets_keys", _revoked_targets_keys, "UnsignedMetadataError"),
-    Attack("endless_target", _endless_target, "DownloadLengthMismatchError", handler=EndlessHandler),
+    Attack("endless_target", _publish_release_2, "DownloadLengthMismatchError", handler=EndlessHandler),
+    Attack("slow_retrieval", _publish_release_2, "took longer than", handler=TrickleHandler),
     Attack("release_missing_an_agent", _missing_agent, "missing ['agent_2.onnx']"),
     Attack("release_mixing_two_releases", _mixed_releases, "mixing two releases"),
     Attack("bundle_signature_fails", _foreign_bundle_signature, "verification failed"),
