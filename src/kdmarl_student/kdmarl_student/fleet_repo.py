@@ -66,7 +66,7 @@ _PRETTY = JSONSerializer(compact=False)
 
 __all__ = [
     "DEFAULT_EXPIRY", "RELEASE_INDEX", "FleetRepository", "KeyStore", "PublishError", "Release",
-    "init_repository", "publish_bundle", "refresh_timestamp", "release_paths", "rotate_keys",
+    "init_repository", "publish_bundle", "refresh", "release_paths", "rotate_keys",
 ]
 
 
@@ -350,13 +350,53 @@ def publish_bundle(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] |
                    snapshot_version=repo.snapshot().version, targets_version=repo.targets().version)
 
 
-def refresh_timestamp(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] | str | Path,
-                      expiry: Mapping[str, timedelta] | None = None) -> int:
-    """Sign a new timestamp (same snapshot): run it more often than the timestamp lifetime, or robots freeze."""
+def refresh(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] | str | Path,
+            expiry: Mapping[str, timedelta] | None = None) -> dict[str, str]:
+    """Keep the repository's signatures alive: a new timestamp every time (same snapshot), and any role within the
+    last half of its lifetime re-signed as a new version, when the keystore holds a threshold of its keys (snapshot
+    and timestamp keys are online; root and targets keys are offline, so for them a warning says to bring them).
+
+    Run it (``kdmarl publish --refresh``) more often than the timestamp lifetime, or robots freeze. Returns, per
+    role, what was done or why not (messages starting with ``WARNING`` need an operator).
+    """
     keystore = keys if isinstance(keys, KeyStore) else KeyStore(keys)
     repo = FleetRepository(repo_dir, keystore, expiry)
+    now = _now()
+    report: dict[str, str] = {}
+
+    def due(role: str) -> bool:
+        return repo.open(role).signed.expires - now < repo.expiry[role] / 2
+
+    def enough(role: str) -> bool:
+        root = repo.root()
+        return len(keystore.signers(root, role)) >= root.roles[role].threshold
+
+    if due(Root.type):
+        if enough(Root.type):
+            md = repo.open(Root.type)
+            md.signed.version += 1
+            md.signed.expires = now + repo.expiry[Root.type]
+            repo.sign_with(Root.type, md, keystore.signers(repo.root(), Root.type))
+            repo.write(Root.type, md)
+            report[Root.type] = f"re-signed as version {md.signed.version}"
+        else:
+            report[Root.type] = (f"WARNING: root expires {repo.root().expires.isoformat()}; re-sign it with the root "
+                                 "keys (--keys OFFLINE_DIR) before then, or robots freeze")
+    if due(Targets.type):
+        if enough(Targets.type):
+            with repo.edit_targets():
+                pass
+            report[Targets.type] = f"re-signed as version {repo.targets().version}"
+        else:
+            report[Targets.type] = (f"WARNING: targets expire {repo.targets().expires.isoformat()}; bring a threshold "
+                                    "of targets keys (--keys) before then, or robots freeze")
+    snapshot_forced = due(Snapshot.type)
+    created, _ = repo.do_snapshot(force=snapshot_forced)
+    if created:
+        report[Snapshot.type] = f"re-signed as version {repo.snapshot().version}"
     repo.do_timestamp(force=True)
-    return repo.timestamp().version
+    report[Timestamp.type] = f"version {repo.timestamp().version}, expires {repo.timestamp().expires.isoformat()}"
+    return report
 
 
 def rotate_keys(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] | str | Path, role: str, *,

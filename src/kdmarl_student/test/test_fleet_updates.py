@@ -30,7 +30,7 @@ from kdmarl_student.fleet_repo import (
     hashed_target_path,
     init_repository,
     publish_bundle,
-    refresh_timestamp,
+    refresh,
     rotate_keys,
 )
 from kdmarl_student.fleet_serve import StaticHandler, serving
@@ -192,7 +192,7 @@ class TrickleHandler(StaticHandler):
 # (directory to serve, handler); the robot must refuse ("refused") or freeze ("frozen") with `expect` in the reason.
 def _replayed_timestamp(fleet: Fleet) -> None:
     old = (fleet.repo / "metadata" / "timestamp.json").read_bytes()
-    refresh_timestamp(fleet.repo, fleet.keys)
+    refresh(fleet.repo, fleet.keys)
     fleet.sync()
     fleet.publish()
     (fleet.repo / "metadata" / "timestamp.json").write_bytes(old)
@@ -476,6 +476,27 @@ def test_one_snapshot_version_per_release_and_the_release_names_team_and_predece
     assert custom == {"team": TEAM, "release": 2, "supersedes": 1, "kind": "model", "agent": "agent_1"}
     with pytest.raises(PublishError, match="not newer"):
         publish_bundle(fleet.repo, fleet.keys, fleet.bundles["r1"], public_key=fleet.pub, release=2)
+
+
+def test_refresh_re_signs_roles_near_expiry_with_the_keys_at_hand(fleet: Fleet, tmp_path: Path) -> None:
+    short = {"targets": timedelta(days=200), "snapshot": timedelta(days=80)}  # current ones are 90 / 30 days
+    repo = fleet.store()
+    versions = {r: repo.open(r).signed.version for r in ("root", "targets", "snapshot", "timestamp")}
+    online = tmp_path / "online"  # the workstation's cron: snapshot and timestamp keys only
+    online.mkdir()
+    for role in ("snapshot", "timestamp"):
+        for keyid in repo.root().roles[role].keyids:
+            shutil.copy(fleet.keys / f"{keyid}.key", online / f"{keyid}.key")
+    report = refresh(fleet.repo, online, expiry=short)
+    assert report["targets"].startswith("WARNING: targets expire") and "root" not in report
+    assert report["snapshot"] == f"re-signed as version {versions['snapshot'] + 1}"
+    assert repo.open("targets").signed.version == versions["targets"]
+    report = refresh(fleet.repo, fleet.keys, expiry=short)  # offline targets keys brought in
+    assert report["targets"] == f"re-signed as version {versions['targets'] + 1}"
+    assert repo.open("timestamp").signed.version == versions["timestamp"] + 2  # one per refresh
+    with serving(fleet.repo) as url:
+        result = fleet.robot(url).check()
+    assert (result.status, result.release) == ("staged", 1)
 
 
 def test_keys_never_inside_the_served_repository(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from kdmarl_student.fleet_repo import (
     KeyStore,
     init_repository,
     publish_bundle,
-    refresh_timestamp,
+    refresh,
     rotate_keys,
 )
 
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root-threshold", type=int, default=1)
     parser.add_argument("--targets-keys", type=int, default=3)
     parser.add_argument("--targets-threshold", type=int, default=2)
-    parser.add_argument("--refresh", action="store_true", help="sign a new timestamp (keeps robots from freezing)")
+    parser.add_argument("--refresh", action="store_true",
+                        help="sign a new timestamp, and re-sign roles in the last half of their lifetime (cron)")
     parser.add_argument("--rotate", choices=("root", "targets", "snapshot", "timestamp"),
                         help="replace every key of this role (new root version signed by old and new root keys)")
     parser.add_argument("--count", type=int, help="--rotate: number of new keys (default: as many as before)")
@@ -67,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
               f"robots); install {repo.metadata_dir / '1.root.json'} on every robot")
         return 0
     if args.refresh:
-        version = refresh_timestamp(args.repo, keys, expiry=expiry)
-        print(f"kdmarl publish: {args.repo}/metadata/timestamp.json version {version}")
+        for role, what in refresh(args.repo, keys, expiry=expiry).items():
+            print(f"kdmarl publish: {role}: {what}", file=sys.stderr if what.startswith("WARNING") else sys.stdout)
         return 0
     if args.rotate:
         version = rotate_keys(args.repo, keys, args.rotate, count=args.count, threshold=args.threshold,
