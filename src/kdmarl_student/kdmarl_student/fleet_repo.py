@@ -84,7 +84,8 @@ def _is_inside(child: Path, parent: Path) -> bool:
 
 
 class KeyStore:
-    """Private keys by key id: ``<dir>/<keyid>.key`` (PEM PKCS#8, mode 0600, encrypted when a passphrase is given).
+    """Private keys by key id: ``<dir>/<role>-<keyid>.key`` (PEM PKCS#8, mode 0600, encrypted when a passphrase is
+    given; the role prefix only tells an operator which files to move to offline media, lookups use the key id).
     New keys go to the first dir."""
 
     def __init__(self, dirs: Sequence[str | Path] | str | Path, passphrase: bytes | None = None) -> None:
@@ -95,7 +96,7 @@ class KeyStore:
         self.dirs = [Path(d) for d in dirs]
         self.passphrase = passphrase or None
 
-    def generate(self) -> CryptoSigner:
+    def generate(self, role: str) -> CryptoSigner:
         """A new ed25519 key, written to the first keystore dir (created 0700; the file 0600, never overwritten)."""
         from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
@@ -107,7 +108,7 @@ class KeyStore:
         pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
         target = self.dirs[0]
         target.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = target / f"{signer.public_key.keyid}.key"
+        path = target / f"{role}-{signer.public_key.keyid}.key"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
@@ -120,8 +121,9 @@ class KeyStore:
         from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: PLC0415
 
         for directory in self.dirs:
-            path = directory / f"{key.keyid}.key"
-            if path.is_file():
+            for path in sorted(directory.glob(f"*{key.keyid}.key")):
+                if not path.is_file():
+                    continue
                 try:
                     private = load_pem_private_key(path.read_bytes(), password=self.passphrase)
                 except (ValueError, TypeError) as exc:
@@ -287,7 +289,7 @@ def init_repository(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] 
         root.consistent_snapshot = True
         for role, (count, threshold) in counts.items():
             for _ in range(count):
-                root.add_key(keystore.generate().public_key, role)
+                root.add_key(keystore.generate(role).public_key, role)
             root.roles[role].threshold = threshold
     with repo.edit_targets():
         pass
@@ -430,7 +432,7 @@ def rotate_keys(repo_dir: str | Path, keys: KeyStore | Sequence[str | Path] | st
     for keyid in list(new_root.roles[role].keyids):
         new_root.revoke_key(keyid, role)
     for _ in range(count):
-        new_root.add_key(keystore.generate().public_key, role)
+        new_root.add_key(keystore.generate(role).public_key, role)
     new_root.roles[role].threshold = threshold
     new_root.version += 1
     new_root.expires = _now() + repo.expiry[Root.type]

@@ -436,9 +436,9 @@ def test_targets_threshold_needs_two_of_three_keys_possibly_in_two_keystores(fle
     holder_a, holder_b = fleet.tmp / "holder_a", fleet.tmp / "holder_b"
     for directory in (holder_a, holder_b):
         directory.mkdir(mode=0o700)
-    for path in fleet.keys.glob("*.key"):  # the online keys (root, snapshot, timestamp) stay in keys/
-        if path.stem in targets_keys:
-            shutil.move(str(path), str([holder_a, holder_b, holder_b][targets_keys.index(path.stem)] / path.name))
+    for path in fleet.keys.glob("targets-*.key"):  # the other keys (root, snapshot, timestamp) stay in keys/
+        keyid = path.stem.removeprefix("targets-")
+        shutil.move(str(path), str([holder_a, holder_b, holder_b][targets_keys.index(keyid)] / path.name))
     with pytest.raises(PublishError, match="targets needs 2 signature"):
         publish_bundle(fleet.repo, [fleet.keys, holder_a], fleet.bundles["r2"], public_key=fleet.pub)
     assert FleetRepository(fleet.repo, KeyStore(fleet.keys)).current_release(TEAM) == 1  # nothing published
@@ -485,8 +485,8 @@ def test_refresh_re_signs_roles_near_expiry_with_the_keys_at_hand(fleet: Fleet, 
     online = tmp_path / "online"  # the workstation's cron: snapshot and timestamp keys only
     online.mkdir()
     for role in ("snapshot", "timestamp"):
-        for keyid in repo.root().roles[role].keyids:
-            shutil.copy(fleet.keys / f"{keyid}.key", online / f"{keyid}.key")
+        for path in fleet.keys.glob(f"{role}-*.key"):
+            shutil.copy(path, online / path.name)
     report = refresh(fleet.repo, online, expiry=short)
     assert report["targets"].startswith("WARNING: targets expire") and "root" not in report
     assert report["snapshot"] == f"re-signed as version {versions['snapshot'] + 1}"
