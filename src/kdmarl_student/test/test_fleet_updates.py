@@ -553,3 +553,26 @@ def test_store_changes_from_two_processes_are_serialized(tmp_path: Path) -> None
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "releases")], env=env) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert ReleaseStore(tmp_path / "releases").status()["n"] == 300
+
+
+def test_updater_stages_and_the_slot_switches_on_one_release_store(fleet: Fleet) -> None:
+    """The flow on a robot: the updater stages release 2 while release 1 acts, the slot switches at the cut-over and
+    writes the pointers, the next check finds nothing new and keeps both releases on disk (2 running, 1 for revert)."""
+    from kdmarl_student.release_slot import ReleaseSlot
+
+    obs = np.zeros(18, np.float32)
+    with serving(fleet.repo) as url:
+        robot = fleet.robot(url)
+        run_release_1(robot)
+        slot = ReleaseSlot(AGENT, public_key=fleet.pub, store=robot.store)
+        assert slot.start_from_store() == 1
+        fleet.publish()
+        assert robot.check().status == "staged"
+        slot.stage(2, robot.store.path("staged"), cutover_episode=1)
+        slot.act(obs, episode=0, step=0)
+        assert slot.release == 1
+        slot.act(obs, episode=1, step=0)
+        slot.sync_store()
+        assert slot.release == 2
+        assert robot.check().status == "up_to_date"
+    assert robot.store.listing() == {"pointers": {"current": 2, "previous": 1, "staged": None}, "entries": ["1", "2"]}

@@ -182,3 +182,23 @@ def test_a_late_announcement_never_splits_an_episode(tmp_path: Path, key: tuple[
         slot.act(o, episode=episode, step=step)
         releases.append(slot.release)
     assert releases == [1] * (2 * EPISODE) + [2] * EPISODE
+
+
+def test_team_swap_drill_returns_equal_offline_evaluation_of_each_release(tmp_path: Path) -> None:
+    """A 3-agent team in lockstep on the real mpe2 env switches from release 1 to 2 at episode 3: no missed
+    decision, no mixed episode, and every episode's return is the offline evaluation's of its release, bit for bit."""
+    from kdmarl_student.bundle_eval import evaluate_bundle
+    from kdmarl_student.swap_drill import run_swap_drill
+
+    r1, _, _ = make_bundle(tmp_path / "r1", seed=1)
+    r2, _, _ = make_bundle(tmp_path / "r2", seed=2)
+    seeds = list(range(1000, 1006))
+    drill = run_swap_drill(r1, r2, seeds, stage_episode=1, cutover_episode=3)
+    assert drill.missed_decisions == 0 and drill.mixed_episodes == 0
+    assert drill.decisions == 6 * 25 * 3
+    assert [set(r.values()) for r in drill.releases] == [{1}] * 3 + [{2}] * 3
+    before = evaluate_bundle(r1, seeds[:3]).returns
+    after = evaluate_bundle(r2, seeds[3:]).returns
+    assert drill.team_returns.tolist() == [*before.tolist(), *after.tolist()]
+    assert evaluate_bundle(r1, seeds[3:]).returns.tolist() != after.tolist()  # the releases are told apart
+    assert len(drill.swap_decision_ms) == 3
