@@ -9,8 +9,11 @@ it (TUF refresh + download + bundle signature + sha256 + budget + one ONNX dummy
 Bytes on the wire are the HTTP bodies each robot received (ngclient's fetcher counts them; headers not counted),
 for the check that staged release 2, and for every check from publish to staged (polls included).
 
-What it does not measure: the hot swap of a running lockstep swarm at the cut-over (needs the student-node hook,
-not merged yet), so "acting on the new release" is not part of this figure.
+Then the swap itself, without ROS (``kdmarl_student.swap_drill``): the same 16-agent team in lockstep on the real
+mpe2 env, one ``ReleaseSlot`` per agent, release 2 staged during episode 1 and switched at episode 3: missed
+decisions, mixed episodes, whether every episode's return equals the offline evaluation of its release bit for bit,
+and the decision time at the cut-over. What it does not measure: the swap in a running ROS swarm (student nodes
+and sim bridge over DDS), which needs the student-node hook (not merged yet).
 
     python bench/bench_fleet_update.py                 # 16 robots, writes bench/results/fleet_update.json
     python bench/bench_fleet_update.py --robots 4      # quick look
@@ -36,8 +39,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import write_result
+from kdmarl_student.bundle_eval import evaluate_bundle
 from kdmarl_student.fleet_repo import init_repository, publish_bundle
 from kdmarl_student.signing import generate_keypair, load_private_key, sign_bundle
+from kdmarl_student.swap_drill import run_swap_drill
 from kdmarl_student.testing import make_bundle
 
 TEAM = "fleet"
@@ -102,6 +107,18 @@ def wait_all(robots: list[Robot], release: int, timeout: float) -> None:
     raise TimeoutError(f"release {release} not staged within {timeout} s by {missing}")
 
 
+def swap_drill(bundle_1: Path, bundle_2: Path, episodes: int = 8, cutover: int = 3) -> dict[str, Any]:
+    """The ROS-free lockstep swap of the whole team (see module docstring)."""
+    seeds = list(range(1000, 1000 + episodes))
+    drill = run_swap_drill(bundle_1, bundle_2, seeds, stage_episode=1, cutover_episode=cutover)
+    offline = np.concatenate([evaluate_bundle(bundle_1, seeds[:cutover]).returns,
+                              evaluate_bundle(bundle_2, seeds[cutover:]).returns])
+    return {"swap_episodes": episodes, "swap_cutover_episode": cutover, "swap_decisions": drill.decisions,
+            "swap_missed_decisions": drill.missed_decisions, "swap_mixed_episodes": drill.mixed_episodes,
+            "swap_returns_equal_offline": bool(drill.team_returns.tolist() == offline.tolist()),
+            "swap_decision_ms_max": max(drill.swap_decision_ms), "decision_ms_p50": drill.decision_ms_p50}
+
+
 def run(n_robots: int, poll: float, tmp: Path) -> dict[str, Any]:
     generate_keypair(tmp / "bundle.key", tmp / "bundle.pub")
     bundles = []
@@ -153,7 +170,8 @@ def run(n_robots: int, poll: float, tmp: Path) -> dict[str, Any]:
     followers = [p for p in per_robot if p["robot"] != "lead"]
     release_bytes = sum(p.stat().st_size for p in bundles[1].iterdir() if p.is_file())
     times = np.array([p["staged_after_s"] for p in per_robot])
-    return {"robots": n_robots, "poll_s": poll, "publish_s": publish_s,
+    drill = swap_drill(bundles[0], bundles[1])
+    return {"robots": n_robots, "poll_s": poll, "publish_s": publish_s, **drill,
             "all_staged_s": float(times.max()), "lead_staged_s": per_robot[0]["staged_after_s"],
             "median_staged_s": float(np.median(times)),
             "follower_bytes_staging_check_mean": float(np.mean([p["bytes_staging_check"] for p in followers]))
@@ -193,8 +211,12 @@ def main() -> int:
             "Bytes are HTTP bodies received by ngclient (headers not counted); the staging check downloads the "
             "new timestamp, snapshot, targets metadata, the release index, the manifest, its signature and all "
             "agents' models (each robot verifies the whole team's bundle).",
-            "Not measured here: the hot swap of a running lockstep swarm at the cut-over (needs the student-node "
-            "hook, see docs/fleet_updates.md).",
+            "swap_*: the ROS-free lockstep drill (kdmarl_student.swap_drill) of the same team: one ReleaseSlot per "
+            "agent on the real mpe2 env, release 2 staged in episode 1, switched at step 0 of the cut-over "
+            "episode; swap_decision_ms_max is the slowest act() of the cut-over decision (memory reset + first "
+            "inference of the new session) against decision_ms_p50 over all decisions.",
+            "Not measured here: the swap in a running ROS swarm (student nodes + sim bridge over DDS) and time to "
+            "*acting* on the new release: both need the student-node hook (docs/fleet_updates.md).",
         ],
         extra={"per_robot": [r["per_robot"] for r in results]},
     )
