@@ -147,44 +147,55 @@ def stored(repo_dir: Path, path: str) -> Path:
     return hashed_target_path(repo_dir / "targets", path, md.signed.targets[path].hashes["sha256"])
 
 
-class EndlessHandler(StaticHandler):
-    """Serves the release-2 ``agent_0.onnx`` as an endless stream (no Content-Length), the rest as files."""
+class HostileTargetHandler(StaticHandler):
+    """Serves release 2's ``agent_0.onnx`` from :meth:`chunks` (with ``Content-Length`` when :meth:`length` gives
+    one), every other file as it is: the hostile servers of the corpus."""
+
+    def length(self) -> int | None:
+        return None
+
+    def chunks(self) -> Iterator[bytes]:
+        raise NotImplementedError
 
     def do_GET(self) -> None:  # noqa: N802  (http.server names it)
-        if self.path.startswith(f"/targets/{TEAM}/2/") and self.path.endswith(".agent_0.onnx"):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.end_headers()
-            try:
-                for _ in range(1 << 16):  # 1 GiB at most: bounded in time even if the client never stops
-                    self.wfile.write(b"\0" * 16384)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            self.close_connection = True
+        if not (self.path.startswith(f"/targets/{TEAM}/2/") and self.path.endswith(".agent_0.onnx")):
+            super().do_GET()
             return
-        super().do_GET()
+        self.send_response(200)
+        if self.length() is not None:
+            self.send_header("Content-Length", str(self.length()))
+        self.end_headers()
+        try:
+            for chunk in self.chunks():
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
 
-class TrickleHandler(StaticHandler):
-    """Serves the release-2 ``agent_0.onnx`` with its true length and bytes, 16 bytes every 0.1 s (slow retrieval:
-    never a gap long enough for a socket timeout)."""
+class EndlessHandler(HostileTargetHandler):
+    """An endless stream of zeros, no Content-Length (1 GiB at most: bounded even if the client never stops)."""
 
-    def do_GET(self) -> None:  # noqa: N802  (http.server names it)
-        if self.path.startswith(f"/targets/{TEAM}/2/") and self.path.endswith(".agent_0.onnx"):
-            data = Path(self.translate_path(self.path)).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            try:
-                for start in range(0, len(data), 16):
-                    self.wfile.write(data[start:start + 16])
-                    self.wfile.flush()
-                    time.sleep(0.1)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            self.close_connection = True
-            return
-        super().do_GET()
+    def chunks(self) -> Iterator[bytes]:
+        for _ in range(1 << 16):
+            yield b"\0" * 16384
+
+
+class TrickleHandler(HostileTargetHandler):
+    """The true bytes, 16 every 0.1 s: never a gap long enough for a socket timeout (slow retrieval)."""
+
+    def _data(self) -> bytes:
+        return Path(self.translate_path(self.path)).read_bytes()
+
+    def length(self) -> int | None:
+        return len(self._data())
+
+    def chunks(self) -> Iterator[bytes]:
+        data = self._data()
+        for start in range(0, len(data), 16):
+            yield data[start:start + 16]
+            time.sleep(0.1)
 
 
 # -------------------------------------------------------------------------------------- attacks
