@@ -354,6 +354,9 @@ class FleetUpdater:
             result = UpdateResult("refused", reason=f"{self.url}: {type(exc).__name__}: {exc}")
         except OSError as exc:
             result = UpdateResult("refused", reason=f"{self.url}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a robot's updater must outlive anything a repository can send; logged in full
+            LOGGER.exception("update check failed unexpectedly")
+            result = UpdateResult("refused", reason=f"{self.url}: unexpected {type(exc).__name__}: {exc}")
         result.bytes_received, result.requests = fetcher.bytes_received, fetcher.requests
         result.seconds = time.perf_counter() - started
         result.team = result.team or self.team
@@ -422,8 +425,11 @@ class FleetUpdater:
         except ValueError as exc:
             raise UpdateRefused(f"{path.name}: a JSON release index: {exc}") from exc
         files = index.get("files") if isinstance(index, dict) else None
-        if not isinstance(files, dict) or not 0 < len(files) <= MAX_INDEX_AGENTS + 2:
-            raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: field 'files', an object of the release's files")
+        if not isinstance(files, dict) or not 0 < len(files) <= MAX_INDEX_AGENTS + 2 or not all(
+                isinstance(p, str) and isinstance(m, dict) and isinstance(m.get("kind"), str)
+                and isinstance(m.get("agent", ""), str) for p, m in files.items()):
+            raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: field 'files', an object mapping each file of the "
+                                "release to {kind, agent}")
         if index.get("team") != self.team or index.get("release") != release:
             raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: team {self.team!r} and release {release} as its "
                                 f"targets entry says; got team {index.get('team')!r}, release {index.get('release')!r}")
@@ -437,7 +443,7 @@ class FleetUpdater:
             if info is None:
                 raise UpdateRefused(f"{self.team}/{RELEASE_INDEX}: lists {path}, which the signed targets "
                                     "metadata do not")
-            custom = self._custom(info, path, str((meta or {}).get("kind")))
+            custom = self._custom(info, path, meta["kind"])
             if custom["release"] != index["release"]:
                 raise UpdateRefused(f"targets metadata, {path}: custom.kdmarl.release {index['release']} (the "
                                     f"release being installed); got {custom['release']}: a release mixing "

@@ -291,6 +291,14 @@ def _mixed_releases(fleet: Fleet) -> None:
     republish(fleet, mix)
 
 
+def _malformed_index(fleet: Fleet) -> None:
+    fleet.publish()
+
+    def strings_for_objects(repo: FleetRepository, targets: Targets) -> None:
+        rewrite_index(repo, targets, lambda index: index.update(files={p: "model" for p in index["files"]}))
+    republish(fleet, strings_for_objects)
+
+
 def _foreign_bundle_signature(fleet: Fleet) -> None:
     fleet.publish("foreign", public_key=None)  # the publisher did not check: the robot does
 
@@ -344,6 +352,7 @@ ATTACKS = [
     Attack("slow_retrieval", _publish_release_2, "took longer than", handler=TrickleHandler),
     Attack("release_missing_an_agent", _missing_agent, "missing ['agent_2.onnx']"),
     Attack("release_mixing_two_releases", _mixed_releases, "mixing two releases"),
+    Attack("malformed_release_index", _malformed_index, "field 'files', an object mapping"),
     Attack("bundle_signature_fails", _foreign_bundle_signature, "verification failed"),
     Attack("release_over_budget", _over_budget, "over this robot's budget"),
     Attack("lead_forged_release", _lead_forged_release, "UnsignedMetadataError", via_lead=True),
