@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from kdmarl_student.errors import PolicyOutputError
-from kdmarl_student.fleet_update import ReleaseStore
 from kdmarl_student.policy import StudentPolicy
+from kdmarl_student.release_store import ReleaseStore
 
 LOGGER = logging.getLogger("kdmarl_student.release_slot")
 

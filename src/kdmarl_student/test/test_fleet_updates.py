@@ -34,8 +34,9 @@ from kdmarl_student.fleet_repo import (
     rotate_keys,
 )
 from kdmarl_student.fleet_serve import StaticHandler, serving
-from kdmarl_student.fleet_update import FleetUpdater, ReleaseStore
+from kdmarl_student.fleet_update import FleetUpdater
 from kdmarl_student.policy import StudentPolicy
+from kdmarl_student.release_store import ReleaseStore
 from kdmarl_student.signing import generate_keypair, load_private_key, sign_bundle
 from securesystemslib.signer import CryptoSigner
 from test_support_bundles import make_bundle
@@ -564,7 +565,7 @@ def test_fleet_modules_import_neither_torch_nor_the_teacher() -> None:
 def test_store_changes_from_two_processes_are_serialized(tmp_path: Path) -> None:
     """The updater and the student's slot live in different processes: read-modify-write of status.json under the
     store lock loses no update (without the lock, two writers interleave and increments vanish)."""
-    code = ("import sys; from kdmarl_student.fleet_update import ReleaseStore\n"
+    code = ("import sys; from kdmarl_student.release_store import ReleaseStore\n"
             "store = ReleaseStore(sys.argv[1])\n"
             "def bump(s): s['n'] = s.get('n', 0) + 1\n"
             "for _ in range(150): store.update_status(bump)\n")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from kdmarl_student.errors import BundleError, PolicyOutputError
-from kdmarl_student.fleet_update import ReleaseStore
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.release_slot import ReleaseSlot
+from kdmarl_student.release_store import ReleaseStore
 from kdmarl_student.signing import generate_keypair, load_private_key, sign_bundle
 from test_support_bundles import install_model, make_bundle, write_onnx_log_policy
 
