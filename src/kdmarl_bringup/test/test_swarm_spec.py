@@ -4,7 +4,9 @@ translation of those specs into processes; the real LaunchDescription where laun
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +100,27 @@ def test_bad_fleets_are_refused(bundle: Path, tmp_path: Path) -> None:
     all_off = [r.__class__(r.name, r.agent, False) for r in load_fleet(CONFIG / "fleet.example.yaml", agents)]
     with pytest.raises(ValueError, match="no enabled robot"):
         swarm_nodes(parse_args({"bundle": str(bundle)}), read_manifest(bundle), all_off)
+
+
+def test_a_fleet_larger_than_the_team_is_refused(bundle: Path, tmp_path: Path) -> None:
+    """Issue 22: the launch refuses more robots than the bundle has agents, and a manifest whose team is not the
+    scenario's (600 agents for simple_spread N=3 used to give 602 node specs)."""
+    from kdmarl_bringup.swarm_spec import Robot
+
+    args, manifest = parse_args({"bundle": str(bundle)}), read_manifest(bundle)
+    robots = [Robot(f"r{i}", f"agent_{i % 3}") for i in range(4)]
+    with pytest.raises(ValueError, match="a fleet of 4 robots for a team of 3 agents"):
+        swarm_nodes(args, manifest, robots)
+    with pytest.raises(ValueError, match="distinct agents"):
+        swarm_nodes(args, manifest, [Robot("a", "agent_0"), Robot("b", "agent_0")])
+    assert len(swarm_nodes(args, manifest, robots[:3])) == 5  # monitor, 3 students, bridge
+    big = tmp_path / "big"
+    shutil.copytree(bundle, big)
+    data = json.loads((big / "manifest.json").read_text())
+    data["agents"] = [{**data["agents"][0], "name": f"agent_{i}"} for i in range(600)]
+    (big / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"3 agents .* got 600"):
+        build({"bundle": str(big)})
 
 
 def test_params_yaml_has_wildcard_and_node_sections() -> None:

@@ -38,7 +38,9 @@ from typing import Any
 from kdmarl_student.budget import check_budget
 from kdmarl_student.bundle_files import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, read_bundle_file
 from kdmarl_student.errors import BundleError
+from kdmarl_student.onnx_graph import check_graph
 from kdmarl_student.onnx_wire import refuse_external_data
+from kdmarl_student.scenarios import is_smax, scenario_spec
 from kdmarl_student.sensing import history_dim, sensed_dim, sensed_slices
 from kdmarl_student.signing import (
     MANIFEST_FILE,
@@ -354,6 +356,7 @@ class Manifest:
                                   f"sha256 {sha256} as {MANIFEST_FILE} says; the file has {actual} "
                                   "(modified or corrupted model: refused)")
         refuse_external_data(data, path)
+        check_graph(data, path)  # the exporter's operators only, float32 outputs of fixed width (issue 22)
         return ModelFile(path=path, data=data)
 
 
@@ -481,8 +484,43 @@ def validate_manifest_data(data: Any, manifest_path: Path) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise BundleError(manifest_path, "agents[].name", f"unique agent names; {duplicates} repeat")
+    check_team(data, manifest_path)
     for index, agent in enumerate(data["agents"]):
         _check_agent(manifest_path, index, agent)
+
+
+def check_team(data: Mapping[str, Any], manifest_path: Path) -> None:
+    """The manifest's agents are the scenario's team (issue 22): a known scenario with valid parameters, as many
+    agents as it has, with its names in its order (MPE: ``agent_0``..; SMAX: one ``ally_i`` per allied unit, the
+    role naming the unit type), each with the scenario's observation width and action count. A 600-agent
+    manifest for a 3-agent ``simple_spread`` would otherwise start 600 nodes."""
+    scenario = data["scenario"]
+    try:
+        spec = scenario_spec(scenario["name"], **dict(scenario.get("params") or {}))
+    except (ValueError, TypeError) as exc:
+        raise BundleError(manifest_path, "scenario", f"a scenario this runtime knows, with valid parameters: {exc}") \
+            from exc
+    agents = data["agents"]
+    expected = list(spec.agent_names)
+    what = f"the allied units of {spec.name}" if is_smax(spec.name) else f"the agents of {spec.name}"
+    if len(agents) != len(expected):
+        raise BundleError(manifest_path, "agents", f"{len(expected)} agents ({what}: {expected}); got {len(agents)}")
+    for index, (agent, want) in enumerate(zip(agents, spec.agents, strict=True)):
+        prefix = f"agents[{index}]"
+        if agent["name"] != want.name:
+            raise BundleError(manifest_path, f"{prefix}.name", f"{want.name!r} ({what}, in order: {expected}); "
+                              f"got {agent['name']!r}")
+        if is_smax(spec.name) and agent["role"] != want.role:
+            raise BundleError(manifest_path, f"{prefix}.role", f"{want.role!r} (the unit type of {want.name} in "
+                              f"{spec.name}); got {agent['role']!r}")
+        if int(agent["observation"]["source_dim"]) != want.obs_dim:
+            raise BundleError(manifest_path, f"{prefix}.observation.source_dim",
+                              f"{want.obs_dim} ({want.name}'s observation in {spec.name}); got "
+                              f"{agent['observation']['source_dim']}")
+        if int(agent["action"]["n_actions"]) != want.n_actions:
+            raise BundleError(manifest_path, f"{prefix}.action.n_actions",
+                              f"{want.n_actions} ({want.name}'s actions in {spec.name}); got "
+                              f"{agent['action']['n_actions']}")
 
 
 def load_manifest(
