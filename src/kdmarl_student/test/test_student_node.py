@@ -337,7 +337,7 @@ CASES = [
     # Action masks (SMAX): one entry per action (5 here) or none; an all-false mask allows nothing.
     Case("mask_too_short", _one(mask=[True] * 4), "safe", "reason:mask"),
     Case("mask_too_long", _one(mask=[True] * 6), "safe", "reason:mask", student=LOCKSTEP),
-    Case("mask_all_false", _one(mask=[False] * 5), "safe", "reason:invalid"),
+    Case("mask_all_false", _one(mask=[False] * 5), "safe", "reason:mask"),  # issue 22: was counted as "invalid"
     Case("mask_all_true", _one(mask=[True] * 5), "acted"),
 ]
 # Episode of each case: its own, so cases never meet through the step-order rules; the fence before a case
