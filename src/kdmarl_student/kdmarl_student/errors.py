@@ -67,7 +67,7 @@ class PolicyOutputError(RuntimeError):
         super().__init__(f"policy output for '{agent}' unusable ({reason}): {detail}")
 
 
-class DecisionTimeout(PolicyOutputError):
+class DecisionTimeoutError(PolicyOutputError):
     """A decision ran past its deadline and ONNX Runtime cancelled it (``RunOptions.terminate``, issue 22).
 
     Raised by ``StudentPolicy.act`` (reason ``"deadline"``) when :meth:`StudentPolicy.cancel_overdue` terminated the

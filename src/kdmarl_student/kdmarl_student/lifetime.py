@@ -37,7 +37,7 @@ TEARDOWN_TIMEOUT_S = 5.0
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _requested = threading.Event()
 _signals: list[str] = []
-_wakeup_read: int | None = None
+_wakeup: list[int] = []  # the read end of the signal wakeup pipe, once made
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -62,16 +62,15 @@ def signal_wakeup() -> int | None:
     """A file descriptor that becomes readable (one byte per signal number) whenever a signal arrives, from any
     thread: ``signal.set_wakeup_fd`` on a non-blocking pipe. Call from the main thread after
     :func:`install_stop_handlers`; returns the read end (once per process; None where unsupported)."""
-    global _wakeup_read
-    if _wakeup_read is not None:
-        return _wakeup_read
+    if _wakeup:
+        return _wakeup[0]
     if threading.current_thread() is not threading.main_thread():
         return None
     read, write = os.pipe()
     os.set_blocking(read, False)
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-    _wakeup_read = read
+    _wakeup.append(read)
     return read
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import onnxruntime as ort
 
 from kdmarl_student.budget import check_budget
-from kdmarl_student.errors import BundleError, DecisionTimeout, ObservationError, PolicyOutputError
+from kdmarl_student.errors import BundleError, DecisionTimeoutError, ObservationError, PolicyOutputError
 from kdmarl_student.manifest import AgentEntry, Manifest, load_manifest
 from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot
 from kdmarl_student.observation import make_selector, validate_observation
@@ -351,7 +351,7 @@ class StudentPolicy:
         except Exception as exc:
             if options.terminate:
                 self.deadline_overruns += 1
-                raise DecisionTimeout(self.name, "deadline", "ONNX Runtime cancelled the run at its deadline") from exc
+                raise DecisionTimeoutError(self.name, "deadline", "ONNX Runtime cancelled the run at its deadline") from exc
             raise
         finally:
             self._inflight = None
@@ -359,7 +359,7 @@ class StudentPolicy:
     def cancel_overdue(self, deadline_s: float, now: float | None = None) -> bool:
         """Cancel the run in flight if it started more than ``deadline_s`` ago (thread-safe: meant for another
         thread; ONNX Runtime checks the flag between operators). The decision then raises
-        :class:`~kdmarl_student.errors.DecisionTimeout`. True when a run was cancelled."""
+        :class:`~kdmarl_student.errors.DecisionTimeoutError`. True when a run was cancelled."""
         inflight = self._inflight  # one read: the run may end meanwhile, its own RunOptions stays its own
         if inflight is None:
             return False

@@ -90,7 +90,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage
-from kdmarl_student.errors import DecisionTimeout, PolicyOutputError
+from kdmarl_student.errors import DecisionTimeoutError, PolicyOutputError
 from kdmarl_student.lifetime import note_signal, signal_wakeup
 from kdmarl_student.node_health import NodeState, deadline_seconds, snapshot_values, state_name, verdict
 from kdmarl_student.node_params import declare_student_parameters
@@ -378,7 +378,7 @@ class StudentNode(LifecycleNode):
         except ValueError as err:  # ObservationError: wrong length, NaN/Inf, not numeric
             self._answer_safe(msg, getattr(err, "reason", "invalid"), str(err), mask=mask)
             return
-        except DecisionTimeout:
+        except DecisionTimeoutError:
             self._overrun(msg, mask, time.perf_counter() - start)
             return
         except PolicyOutputError as err:  # NaN/Inf logits, a wrong shape: the model is broken, never act on it
