@@ -351,7 +351,8 @@ class StudentPolicy:
         except Exception as exc:
             if options.terminate:
                 self.deadline_overruns += 1
-                raise DecisionTimeoutError(self.name, "deadline", "ONNX Runtime cancelled the run at its deadline") from exc
+                raise DecisionTimeoutError(self.name, "deadline",
+                                           "ONNX Runtime cancelled the run at its deadline") from exc
             raise
         finally:
             self._inflight = None
