@@ -178,12 +178,19 @@ def test_runner_runs_episodes_and_shuts_down_on_sigint(bundle: Path, tmp_path: P
          "--log-dir", str(log_dir), "--record-mcap", "true", "--timeout", "240", "--expect-equal"],
         env=env, capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "monitor summary" in result.stdout and "yes" in result.stdout
+    assert "monitor summary" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["1000"], ["1001"])]
+    assert [r[0] for r in rows] == ["1000", "1001"], result.stdout
+    assert all(r[3] == "yes" for r in rows), result.stdout  # team return over ROS == offline, per seed
     summary = read_json(log_dir / "summary.json")
     assert summary["episodes"]["count"] == 2 and summary["episodes"]["missed_actions"] == 0
     assert len(summary["nodes"]) == 3
-    for name in ("resources.png", "resource_usage.csv", "episodes.csv", "run.mcap"):
-        assert (log_dir / name).stat().st_size > 0, name
+    episodes_csv = (log_dir / "episodes.csv").read_text().splitlines()
+    assert len(episodes_csv) == 3 and [line.split(",")[2] for line in episodes_csv[1:]] == ["1000", "1001"], \
+        episodes_csv
+    usage = (log_dir / "resource_usage.csv").read_text()
+    assert all(f"/agent_{i}/resource_usage" in usage for i in range(3)), usage[:500]
+    assert (log_dir / "resources.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from mcap_ros2.reader import read_ros2_messages
 
     topics = {m.channel.topic for m in read_ros2_messages(str(log_dir / "run.mcap"))}
@@ -211,7 +218,8 @@ def test_runner_runs_episodes_and_shuts_down_on_sigint(bundle: Path, tmp_path: P
     assert len(pids) == 5
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-    assert (forever / "summary.json").is_file()
+    finished = len(csv.read_text().splitlines()) - 1
+    assert read_json(forever / "summary.json")["episodes"]["count"] == finished >= 1
 
 
 def test_committed_test_bundle_carries_the_current_hardware_budgets() -> None:

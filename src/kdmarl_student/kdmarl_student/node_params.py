@@ -43,6 +43,10 @@ STUDENT_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
                         {"read_only": True, "float_range": (0.05, 60.0)}),
     "warn_throttle_s": (5.0, "Minimum interval between repeated log lines of one kind caused by incoming messages "
                         "(warnings and INFO alike; the counters carry the totals).", {"float_range": (0.0, 3600.0)}),
+    "nice": (0, "Scheduling niceness of the node's decision and supervisor threads, set at start (-20 highest .. 19; "
+             "0 = leave it). A negative value needs CAP_SYS_NICE; if refused the node says so and goes on. On a "
+             "busy robot computer it keeps other processes from preempting a decision (CFS: never starves them).",
+             {"read_only": True, "int_range": (-20, 19)}),
     "max_clock_skew_s": (0.5, "Realtime: an observation stamped more than this far in the future (node clock) is "
                          "refused.", {"float_range": (0.0, 3600.0)}),
 }

@@ -120,4 +120,58 @@ def open_session(
     raise BundleError(model_path, "", f"an execution provider that works; tried {failures}")
 
 
-__all__ = ["ACCELERATED_PROVIDERS", "CPU_PROVIDER", "dim_is_dynamic", "open_session", "session_options"]
+Wanted = list[tuple[str, int, str, str]]  # (tensor name, width, manifest field naming it, why that width)
+
+
+def check_session_io(session: ort.InferenceSession, model_path: str | Path, wanted_in: Wanted,
+                     wanted_out: Wanted) -> None:
+    """The graph takes exactly ``wanted_in`` as float [batch, width] inputs and gives ``wanted_out`` as float
+    [batch, width] outputs (a recurrent graph: observation and state in, logits and state out, under the manifest's
+    names); then one dummy run from zeros must give finite values of exactly those widths. ``BundleError`` naming
+    the graph field otherwise."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    names = [i.name for i in inputs]
+    if sorted(names) != sorted(name for name, _, _, _ in wanted_in):
+        listed = " and ".join(f"{name!r} ({where})" for name, _, where, _ in wanted_in)
+        count = "one input" if len(wanted_in) == 1 else f"{len(wanted_in)} inputs"
+        raise BundleError(model_path, "graph.input", f"{count} named {listed}; got {names}")
+    for name, width, _, why in wanted_in:
+        k = names.index(name)
+        shape = list(inputs[k].shape)
+        if inputs[k].type != "tensor(float)":
+            raise BundleError(model_path, f"graph.input[{k}].type", f"tensor(float); got {inputs[k].type}")
+        if len(shape) != 2 or shape[1] != width:
+            raise BundleError(model_path, f"graph.input[{k}].shape",
+                              f"[batch, {width}] ({why}) for {name!r}; got {shape}")
+        if not dim_is_dynamic(shape[0]) and shape[0] != 1:
+            raise BundleError(model_path, f"graph.input[{k}].shape[0]", f"a dynamic batch axis (or 1); got {shape[0]}")
+    out_names = [o.name for o in outputs]
+    for name, width, where, why in wanted_out:
+        if name not in out_names:
+            raise BundleError(model_path, "graph.output", f"an output named {name!r} ({where}); got {out_names}")
+        k = out_names.index(name)
+        if outputs[k].type != "tensor(float)":
+            raise BundleError(model_path, f"graph.output[{k}].type",
+                              f"tensor(float) for {name!r}; got {outputs[k].type}")
+        out_shape = list(outputs[k].shape)
+        if len(out_shape) != 2 or (not dim_is_dynamic(out_shape[1]) and out_shape[1] != width):
+            raise BundleError(model_path, f"graph.output[{k}].shape", f"[batch, {width}] ({why}) for {name!r}; "
+                              f"got {out_shape}")
+    feeds = {name: np.zeros((1, width), np.float32) for name, width, _, _ in wanted_in}
+    try:
+        results = session.run([name for name, _, _, _ in wanted_out], feeds)
+    except Exception as exc:
+        raise BundleError(model_path, "", f"a model that runs on a dummy observation: {exc}") from exc
+    for (name, width, _, why), value in zip(wanted_out, results, strict=True):
+        k = out_names.index(name)
+        if value.shape != (1, width):
+            raise BundleError(model_path, f"graph.output[{k}].shape",
+                              f"[1, {width}] ({why}) for {name!r} on a batch-1 dummy inference; got "
+                              f"{list(value.shape)}")
+        if not np.isfinite(value).all():
+            raise BundleError(model_path, "graph.output",
+                              f"finite {name!r} on the all-zero dummy observation; got {value[0].tolist()}")
+
+
+__all__ = ["ACCELERATED_PROVIDERS", "CPU_PROVIDER", "check_session_io", "dim_is_dynamic", "open_session",
+           "session_options"]

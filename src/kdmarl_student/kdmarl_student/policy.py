@@ -37,15 +37,17 @@ import numpy as np
 import onnxruntime as ort
 
 from kdmarl_student.budget import check_budget
-from kdmarl_student.errors import BundleError, DecisionTimeoutError, ObservationError, PolicyOutputError
+from kdmarl_student.errors import DecisionTimeoutError, ObservationError, PolicyOutputError
 from kdmarl_student.manifest import AgentEntry, Manifest, load_manifest
 from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot
-from kdmarl_student.observation import make_selector, validate_observation
-from kdmarl_student.onnx_session import (  # re-exported: the session is opened there
+from kdmarl_student.observation import all_finite, make_selector, validate_observation
+from kdmarl_student.onnx_session import (  # re-exported: the session is opened and checked there
     ACCELERATED_PROVIDERS,
     CPU_PROVIDER,
+    check_session_io,
     dim_is_dynamic,
     open_session,
+    session_options,
 )
 from kdmarl_student.sensing import history_plan
 
@@ -127,7 +129,17 @@ class StudentPolicy:
             intra_op_num_threads=intra_op_num_threads, source=model_path,
             state_inputs={self._state_input: self._state_dim} if self._kind == "recurrent" else None,
         )
-        self._check_io(model_path, field_prefix, output_width)
+        memory_prefix = f"{self.spec.field_prefix}.memory"
+        wanted_in = [(self._input_name, self.input_dim, f"{field_prefix}.input_name",
+                      "observation input_dim of the manifest, from its layout and sensing")]
+        wanted_out = [(self._output_name, output_width, f"{field_prefix}.output_name", "n_actions")]
+        if self._kind == "recurrent":
+            wanted_in.append((self._state_input, self._state_dim, f"{memory_prefix}.state_input",
+                              f"{memory_prefix}.state_dim"))
+            wanted_out.append((self._state_output, self._state_dim, f"{memory_prefix}.state_output",
+                               f"{memory_prefix}.state_dim"))
+        check_session_io(self.session, model_path, wanted_in, wanted_out)
+        self._n_outputs = output_width
         self._inflight: tuple[ort.RunOptions, float] | None = None  # the run in progress and its start (steady)
         self._h: np.ndarray | None = None  # recurrent: [1, H]
         self._previous: np.ndarray | None = None  # history: the last accepted full observation [source_dim]
@@ -158,68 +170,6 @@ class StudentPolicy:
             return out
 
         return build
-
-    def _check_io(self, model_path: Path, field_prefix: str, output_width: int) -> None:
-        """The ONNX graph must take [batch, input_dim] float and give [batch, n_actions] (a recurrent graph also
-        takes and gives its state [batch, H] under the manifest's names); then one dummy run from zeros."""
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        names = [i.name for i in inputs]
-        memory_prefix = f"{self.spec.field_prefix}.memory"
-        wanted = [(self._input_name, self.input_dim, f"{field_prefix}.input_name",
-                   "observation input_dim of the manifest, from its layout and sensing")]
-        if self._kind == "recurrent":
-            wanted.append((self._state_input, self._state_dim, f"{memory_prefix}.state_input",
-                           f"{memory_prefix}.state_dim"))
-        if sorted(names) != sorted(name for name, _, _, _ in wanted):
-            listed = " and ".join(f"{name!r} ({where})" for name, _, where, _ in wanted)
-            count = "one input" if len(wanted) == 1 else f"{len(wanted)} inputs"
-            raise BundleError(model_path, "graph.input", f"{count} named {listed}; got {names}")
-        for name, width, _, why in wanted:
-            k = names.index(name)
-            shape = list(inputs[k].shape)
-            if inputs[k].type != "tensor(float)":
-                raise BundleError(model_path, f"graph.input[{k}].type", f"tensor(float); got {inputs[k].type}")
-            if len(shape) != 2 or shape[1] != width:
-                raise BundleError(model_path, f"graph.input[{k}].shape",
-                                  f"[batch, {width}] ({why}) for {name!r}; got {shape}")
-            if not dim_is_dynamic(shape[0]) and shape[0] != 1:
-                raise BundleError(model_path, f"graph.input[{k}].shape[0]",
-                                  f"a dynamic batch axis (or 1); got {shape[0]}")
-        out_names = [o.name for o in outputs]
-        wanted_out = [(self._output_name, output_width, f"{field_prefix}.output_name", "n_actions")]
-        if self._kind == "recurrent":
-            wanted_out.append((self._state_output, self._state_dim, f"{memory_prefix}.state_output",
-                               f"{memory_prefix}.state_dim"))
-        for name, width, where, why in wanted_out:
-            if name not in out_names:
-                raise BundleError(model_path, "graph.output", f"an output named {name!r} ({where}); got {out_names}")
-            k = out_names.index(name)
-            if outputs[k].type != "tensor(float)":
-                raise BundleError(model_path, f"graph.output[{k}].type",
-                                  f"tensor(float) for {name!r}; got {outputs[k].type}")
-            out_shape = list(outputs[k].shape)
-            if len(out_shape) != 2 or (not dim_is_dynamic(out_shape[1]) and out_shape[1] != width):
-                raise BundleError(model_path, f"graph.output[{k}].shape", f"[batch, {width}] ({why}) for {name!r}; "
-                                  f"got {out_shape}")
-        feeds = {self._input_name: np.zeros((1, self.input_dim), np.float32)}
-        fetch = [self._output_name]
-        if self._kind == "recurrent":
-            feeds[self._state_input] = np.zeros((1, self._state_dim), np.float32)
-            fetch.append(self._state_output)
-        try:
-            results = self.session.run(fetch, feeds)
-        except Exception as exc:
-            raise BundleError(model_path, "", f"a model that runs on a dummy observation: {exc}") from exc
-        for (name, width, _, why), value in zip(wanted_out, results, strict=True):
-            k = out_names.index(name)
-            if value.shape != (1, width):
-                raise BundleError(model_path, f"graph.output[{k}].shape",
-                                  f"[1, {width}] ({why}) for {name!r} on a batch-1 dummy inference; got "
-                                  f"{list(value.shape)}")
-            if not np.isfinite(value).all():
-                raise BundleError(model_path, "graph.output",
-                                  f"finite {name!r} on the all-zero dummy observation; got {value[0].tolist()}")
-        self._n_outputs = output_width
 
     # ---------------------------------------------------------------------------------------- running
     @property
@@ -330,7 +280,7 @@ class StudentPolicy:
             raise PolicyOutputError(self.name, "output_shape", f"logits of shape {list(out.shape)}, expected "
                                     f"[{batch.shape[0]}, {self._n_outputs}]")
         out = out[:, : self.spec.n_actions]
-        if not np.isfinite(out).all():
+        if not (all_finite(out[0]) if out.shape[0] == 1 else bool(np.isfinite(out).all())):
             self.non_finite_outputs += 1
             rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
             raise PolicyOutputError(self.name, "non_finite_logits",
@@ -457,9 +407,13 @@ class StudentPolicy:
         obs = self._validated_one(observation, "act")
         out, next_state = self._forward(obs[None], self._own_state())
         self._commit(next_state)
-        logits = out[0] if allowed is None else np.where(allowed, out[0], -np.inf)
         greedy = self.deterministic if deterministic is None else deterministic
-        action = int(np.argmax(logits)) if greedy else self._sample(logits)
+        if greedy and allowed is None:  # the common case in Python on a short list: fewer cold numpy paths per call
+            row = out[0].tolist()
+            action = row.index(max(row))  # the first maximum, as np.argmax
+        else:
+            logits = out[0] if allowed is None else np.where(allowed, out[0], -np.inf)
+            action = int(np.argmax(logits)) if greedy else self._sample(logits)
         self.latency.record(time.perf_counter() - started)
         return action
 
@@ -522,3 +476,7 @@ class StudentPolicy:
             provider=self.provider,
             non_finite_outputs=self.non_finite_outputs,
         )
+
+
+__all__ = ["ACCELERATED_PROVIDERS", "CPU_PROVIDER", "StudentPolicy", "dim_is_dynamic", "open_session",
+           "session_options"]

@@ -77,6 +77,8 @@ Stopping (SIGINT, SIGTERM, the parent exiting) follows :mod:`kdmarl_student.life
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
 import threading
 import time
@@ -87,21 +89,18 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from std_msgs.msg import Header
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage
 from kdmarl_student.errors import DecisionTimeoutError, PolicyOutputError
-from kdmarl_student.lifetime import note_signal, signal_wakeup
-from kdmarl_student.node_health import NodeState, deadline_seconds, snapshot_values, state_name, verdict
+from kdmarl_student.lifetime import signal_wakeup
 from kdmarl_student.node_params import declare_student_parameters
+from kdmarl_student.node_supervision import Supervision
 from kdmarl_student.ros_support import (
     ACTION_QOS,
     OBSERVATION_QOS,
     REPORT_QOS,
     RateMeter,
-    diagnostic_status,
     init_ros,
-    publisher_names,
     spin_node,
 )
 from kdmarl_student.scenarios import MODES
@@ -133,7 +132,7 @@ def _stamp_ns(stamp: Any) -> int:
     return 0 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-class StudentNode(LifecycleNode):
+class StudentNode(Supervision, LifecycleNode):
     """One agent's decision maker: observation in, action out, health and resources reported."""
 
     def __init__(self, node_name: str = "student", **kwargs: Any) -> None:
@@ -146,9 +145,11 @@ class StudentNode(LifecycleNode):
         self._agent = self._resolve_agent()
         self._action_pub = self._usage_pub = self._obs_sub = None
         self._lock = threading.RLock()  # publishers and the policy, against the supervisor thread
+        self._deciding = False  # an observation is being answered (the supervisor defers its reports)
         self._throttle = Throttle(lambda: float(self._param("warn_throttle_s")), time.perf_counter)
         self._reset_state()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", REPORT_QOS)
+        self._apply_nice(int(self._param("nice")))  # before the supervisor thread starts: it inherits the value
         self._supervisor = Supervisor(f"{self._agent or 'student'}-supervisor", wake_fd=signal_wakeup(),
                                       on_signal=self._on_signal, on_error=self._on_job_error)
         self._supervisor.every("deadline", self._deadline_tick, self._enforce_deadline)
@@ -173,6 +174,14 @@ class StudentNode(LifecycleNode):
             return ""
         return (f"safe_action must be -1 (the manifest's, {policy.safe_action}) or an action of {self._agent} in "
                 f"[0, {n - 1}] ({', '.join(policy.spec.action_meanings)}); got {value}")
+
+    def _apply_nice(self, nice: int) -> None:
+        if nice == 0:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)  # Linux: this thread; threads started later inherit it
+        except (OSError, AttributeError) as err:
+            self.get_logger().warning(f"parameter nice {nice} not applied ({err}); running at the default priority")
 
     def _resolve_agent(self) -> str:
         agent = str(self.get_parameter("agent").value)
@@ -213,6 +222,10 @@ class StudentNode(LifecycleNode):
             self.get_logger().error(f"bundle unusable, refusing to act: {self._error}")
             return TransitionCallbackReturn.FAILURE
         self._error = ""
+        # Everything loaded so far (rclpy, numpy, onnxruntime, the policy) lives as long as the process: out of the
+        # cyclic GC's reach, so a collection never walks it in the middle of a decision (issue 22, decision p99).
+        gc.collect()
+        gc.freeze()
         with self._lock:
             self._policy = policy
             self._action_pub = self.create_lifecycle_publisher(AgentAction, "action", ACTION_QOS)
@@ -294,8 +307,12 @@ class StudentNode(LifecycleNode):
     def _on_observation(self, msg: AgentObservation) -> None:
         if not self._active or self._policy is None or self._duplicate_publishers or self._overrun_error:
             return
-        if self._admit(msg):
-            self._decide(msg)
+        self._deciding = True  # the supervisor holds its reports back meanwhile
+        try:
+            if self._admit(msg):
+                self._decide(msg)
+        finally:
+            self._deciding = False
 
     def _admit(self, msg: AgentObservation) -> bool:
         """Address, order and stamp checks; False when the observation was answered or dropped here."""
@@ -465,114 +482,6 @@ class StudentNode(LifecycleNode):
             if record:
                 self._sequencer.record(episode, step, _stamp_ns(stamp), action, safe)
         return True
-
-    # ---- the supervisor thread's jobs --------------------------------------------------------------
-    def _deadline_s(self) -> float:
-        policy = self._policy
-        return deadline_seconds(float(self._param("decision_deadline_ms")), policy.spec.budget if policy else None)
-
-    def _deadline_tick(self) -> float:
-        return min(max(self._deadline_s() / 5.0, 0.002), 0.02)
-
-    def _enforce_deadline(self) -> None:
-        policy = self._policy
-        if policy is not None and policy.busy_since is not None:
-            policy.cancel_overdue(self._deadline_s())
-
-    def _on_signal(self, signum: int) -> None:
-        """A stop signal seen by the supervisor thread: request the stop and cancel a decision in flight."""
-        note_signal(signum)
-        policy = self._policy
-        if policy is not None:
-            policy.cancel()
-
-    def _on_job_error(self, name: str, err: BaseException) -> None:
-        self._log(f"job_{name}", f"supervisor job {name} failed: {type(err).__name__}: {err}", "error")
-
-    def _check_stale(self) -> None:
-        """Realtime watchdog: no fresh observation -> the safe action (the robot stops)."""
-        if not self._active or self._param("mode") != "realtime" or self._duplicate_publishers or self._overrun_error:
-            return
-        age = None if self._last_obs_time is None else time.perf_counter() - self._last_obs_time
-        if age is not None and age <= float(self._param("observation_timeout_s")):
-            return
-        if self._last_obs_time is not None:
-            self._sequencer.input_went_stale = True  # a memory is out of date once the input resumes
-        self._counters.add("stale_observations")
-        episode, step, stamp = self._last_obs
-        self._warn("stale", "no observation yet, safe action" if age is None else
-                   f"observation stale ({age:.2f} s), safe action")
-        self._publish(episode, step, stamp, self._safe_action(), safe=True, record=False)
-
-    def _check_duplicate_publishers(self) -> None:
-        """ERROR and no actions while another node also publishes this agent's action topic."""
-        pub = self._action_pub
-        if pub is None:
-            self._duplicate_publishers = ""
-            return
-        topic = pub.topic_name
-        nodes = publisher_names(self, topic)
-        if len(nodes) > 1:
-            text = f"{len(nodes)} nodes publish {topic} ({', '.join(nodes)}): two deciders for one agent"
-            if text != self._duplicate_publishers:
-                self.get_logger().error(f"refusing to act: {text}")
-            self._duplicate_publishers = text
-        elif self._duplicate_publishers:
-            self.get_logger().info(f"{topic} has one publisher again: acting")
-            self._duplicate_publishers = ""
-
-    def _report(self) -> None:
-        self._check_duplicate_publishers()
-        policy = self._policy
-        snap = policy.snapshot() if policy is not None else None
-        usage = self._usage_message(snap) if self._active and snap is not None else None
-        status = self._diagnostic(snap)
-        with self._lock:  # the publishers may be released meanwhile (cleanup, shutdown)
-            if usage is not None and self._usage_pub is not None:
-                self._usage_pub.publish(usage)
-            self._diag_pub.publish(DiagnosticArray(header=self._header(), status=[status]))
-
-    def _header(self) -> Header:
-        return Header(stamp=self.get_clock().now().to_msg())
-
-    def _usage_message(self, snap: Any) -> ResourceUsage:
-        budget = dict(self._policy.spec.budget or {}) if self._policy is not None else {}
-        counts = self._counters
-        return ResourceUsage(
-            header=self._header(), agent=self._agent, node_name=self.get_fully_qualified_name(),
-            latency_p50_ms=float(snap.latency_p50_ms or 0.0), latency_p99_ms=float(snap.latency_p99_ms or 0.0),
-            latency_max_ms=float(snap.latency_max_ms or 0.0), cpu_percent=float(snap.cpu_percent),
-            rss_bytes=int(snap.rss_bytes), flops_per_decision=int(snap.flops_per_decision), params=int(snap.params),
-            model_memory_bytes=int(snap.memory_bytes), budget_name=str(budget.get("profile") or ""),
-            budget_flops=int(budget.get("max_flops") or 0), budget_params=int(budget.get("max_params") or 0),
-            budget_memory_bytes=int(budget.get("max_memory_bytes") or 0),
-            budget_latency_ms=float(budget.get("max_latency_ms") or 0.0),
-            budget_met=snap.budget_met is not False,
-            budget_exceeded=sorted(k for k, ok in (snap.budget_checks or {}).items() if not ok),
-            non_finite_outputs=counts["non_finite_outputs"], actions=counts["actions"],
-            safe_actions=counts["safe_actions"], invalid_observations=counts["invalid_observations"],
-            stale_observations=counts["stale_observations"],
-        )
-
-    def _diagnostic(self, snap: Any | None) -> Any:
-        now = time.perf_counter()
-        policy = self._policy
-        state = NodeState(active=self._active, configured=policy is not None, bundle_error=self._error,
-                          second_decider=self._duplicate_publishers, overruns=self._overrun_error)
-        values: dict[str, Any] = {
-            "agent": self._agent, "bundle": self._param("bundle"), "mode": self._param("mode"),
-            "state": state_name(state), **self._counters.counts, "invalid_reasons": self._counters.reasons_text(),
-            "observation_rate_hz": self._obs_rate.rate(now),
-            "observation_age_ms": None if self._last_obs_time is None else (now - self._last_obs_time) * 1e3,
-            "observation_delay_ms": self._obs_delay_ms, "decision_deadline_ms": self._deadline_s() * 1e3,
-            "safe_action": self._safe_action(), **snapshot_values(snap),
-        }
-        if policy is not None:
-            values["memory"] = policy.memory_kind
-            values["memory_state_dim"] = policy.state_dim
-        level, message = verdict(state, self._counters.since_report(), snap)
-        name = f"kdmarl_student: {self.get_fully_qualified_name()}"
-        return diagnostic_status(bytes([level]), name, message, self._agent, values)
 
     # ---- start-up ----------------------------------------------------------------------------------
     def autostart(self) -> None:

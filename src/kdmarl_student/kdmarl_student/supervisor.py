@@ -12,7 +12,9 @@ second thread, on the steady clock:
   the C-level signal handler writes there from whichever thread the kernel interrupts, so a Ctrl-C wakes this
   thread at once even while the main thread is inside ONNX Runtime; ``on_signal`` then requests the stop and
   cancels the decision in flight;
-- a job that raises is reported through ``on_error`` and the thread goes on.
+- a job that raises is reported through ``on_error`` and the thread goes on; a job may return a number of
+  seconds to run again that soon instead of after its period (a report that waits for the decision in progress,
+  so its Python work does not take the GIL from a decision between its ONNX call and its answer).
 
 ONNX Runtime releases the GIL while it computes, so these jobs run during an inference. Imports only the
 standard library.
@@ -26,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 
-Job = tuple[Callable[[], float], Callable[[], None]]
+Job = Callable[[], "float | None"]  # returns None, or seconds after which to run again instead of the period
 
 
 class Supervisor:
@@ -35,14 +37,14 @@ class Supervisor:
     def __init__(self, name: str, *, wake_fd: int | None = None, on_signal: Callable[[int], None] | None = None,
                  on_error: Callable[[str, BaseException], None] | None = None) -> None:
         self._name = name
-        self._jobs: list[tuple[str, Callable[[], float], Callable[[], None]]] = []
+        self._jobs: list[tuple[str, Callable[[], float], Job]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake_fd = wake_fd
         self._on_signal = on_signal
         self._on_error = on_error
 
-    def every(self, name: str, period: Callable[[], float], job: Callable[[], None]) -> None:
+    def every(self, name: str, period: Callable[[], float], job: Job) -> None:
         """Run ``job`` every ``period()`` seconds (the first run one period after :meth:`start`)."""
         self._jobs.append((name, period, job))
 
@@ -68,12 +70,16 @@ class Supervisor:
             now = time.perf_counter()
             for i, (name, period, job) in enumerate(self._jobs):
                 if now >= due[i]:
+                    retry = None
                     try:
-                        job()
+                        retry = job()
                     except Exception as err:  # a failing job must not end the thread that keeps the node alive
                         if self._on_error is not None:
                             self._on_error(name, err)
-                    due[i] = max(due[i] + max(period(), 1e-4), time.perf_counter())
+                    if retry is not None:  # the job asked to run again soon (e.g. not while a decision runs)
+                        due[i] = time.perf_counter() + float(retry)
+                    else:
+                        due[i] = max(due[i] + max(period(), 1e-4), time.perf_counter())
             self._wait(max(0.0, min(due, default=now + 0.1) - time.perf_counter()))
 
     def _wait(self, seconds: float) -> None:
