@@ -153,7 +153,7 @@ import json, time, numpy as np, rclpy
 from rclpy.executors import SingleThreadedExecutor
 from kdmarl_msgs.msg import AgentAction, AgentObservation
 from kdmarl_student.policy import StudentPolicy
-from kdmarl_student.observation import validate_observation
+from kdmarl_student.observation import all_finite, validate_observation
 from kdmarl_student.ros_support import ACTION_QOS, OBSERVATION_QOS
 from kdmarl_student.sequencing import Sequencer
 import onnxruntime as ort
@@ -172,10 +172,11 @@ def on_obs(msg):
     t2 = time.perf_counter()
     x = policy._select(obs[None])
     t3 = time.perf_counter()
-    (out,) = policy.session.run([policy._output_name], {policy._input_name: x}, ort.RunOptions())
+    (out,) = policy.session.run([policy._output_name], {policy._input_name: x}, ort.RunOptions())  # as _run
     t4 = time.perf_counter()
-    ok = np.isfinite(out).all() and out.shape == (1, policy.spec.n_actions)
-    action = int(np.argmax(out[0]))
+    ok = out.shape == (1, policy.spec.n_actions) and all_finite(out[0])
+    row = out[0].tolist()
+    action = row.index(max(row))
     t5 = time.perf_counter()
     a = AgentAction(agent="agent_0", episode=msg.episode, step=msg.step, action=action, is_safe_action=not ok)
     a.header.stamp = node.get_clock().now().to_msg()
