@@ -788,3 +788,26 @@ def test_smax_units_must_match_the_map(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="8 agents") as info:
         load_manifest(bundle)
     assert info.value.field == "agents"
+
+
+def test_output_width_that_changes_with_the_data_is_a_model_fault(bundle: Path) -> None:
+    """A graph that declares a fixed width [batch, 5] (so it loads) but slices its logits to 3 when obs[0, 0] < 0:
+    the decision is refused as a model fault (PolicyOutputError "output_shape"), never acted on over 3 logits and
+    never mistaken for a bad observation (issue 22: a raw ValueError counted as an invalid observation)."""
+    from kdmarl_student.errors import PolicyOutputError
+
+    def lying(path: Path) -> None:
+        _data_dependent_width(path)
+        model = onnx.load(str(path))
+        model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 5  # declared fixed: the lie
+        onnx.save(model, str(path))
+
+    _model_file(lying)(bundle)
+    policy = StudentPolicy(bundle, "agent_0")
+    assert policy.act(np.ones(18, np.float32)) in range(5)
+    negative = np.ones(18, np.float32)
+    negative[0] = -1.0
+    with pytest.raises(PolicyOutputError) as info:
+        policy.act(negative)
+    assert info.value.reason == "output_shape" and "[1, 3]" in str(info.value), info.value
+    assert policy.rejected_observations == 0
