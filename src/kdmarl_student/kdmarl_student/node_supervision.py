@@ -21,6 +21,8 @@ from kdmarl_student.lifetime import note_signal
 from kdmarl_student.node_health import NodeState, deadline_seconds, snapshot_values, state_name, verdict
 from kdmarl_student.ros_support import diagnostic_status, publisher_names
 
+REPORT_HOLD_S = 0.005  # a report waits at most this long for the decision in progress (normal ones take ~0.2 ms)
+
 
 class Supervision:
     """The supervisor thread's jobs of a student node (a mixin; see the module docstring)."""
@@ -81,8 +83,10 @@ class Supervision:
             self._duplicate_publishers = ""
 
     def _report(self) -> float | None:
-        if self._deciding:  # after the decision in progress: its answer must not wait for a report's Python work
-            return 0.002
+        since = self._deciding_since
+        if since is not None and time.perf_counter() - since < REPORT_HOLD_S:
+            return 0.002  # after the decision in progress: its answer must not wait for a report's Python work
+        # (a decision running longer than REPORT_HOLD_S is slow or stuck: report now, that is when it matters)
         self._check_duplicate_publishers()
         policy = self._policy
         snap = policy.snapshot() if policy is not None else None
@@ -137,4 +141,4 @@ class Supervision:
         return diagnostic_status(bytes([level]), name, message, self._agent, values)
 
 
-__all__ = ["Supervision"]
+__all__ = ["REPORT_HOLD_S", "Supervision"]

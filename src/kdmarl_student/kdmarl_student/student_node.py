@@ -145,7 +145,7 @@ class StudentNode(Supervision, LifecycleNode):
         self._agent = self._resolve_agent()
         self._action_pub = self._usage_pub = self._obs_sub = None
         self._lock = threading.RLock()  # publishers and the policy, against the supervisor thread
-        self._deciding = False  # an observation is being answered (the supervisor defers its reports)
+        self._deciding_since: float | None = None  # steady start of the answer in progress (reports wait a moment)
         self._throttle = Throttle(lambda: float(self._param("warn_throttle_s")), time.perf_counter)
         self._reset_state()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", REPORT_QOS)
@@ -307,12 +307,12 @@ class StudentNode(Supervision, LifecycleNode):
     def _on_observation(self, msg: AgentObservation) -> None:
         if not self._active or self._policy is None or self._duplicate_publishers or self._overrun_error:
             return
-        self._deciding = True  # the supervisor holds its reports back meanwhile
+        self._deciding_since = time.perf_counter()  # the supervisor holds a report back for a moment meanwhile
         try:
             if self._admit(msg):
                 self._decide(msg)
         finally:
-            self._deciding = False
+            self._deciding_since = None
 
     def _admit(self, msg: AgentObservation) -> bool:
         """Address, order and stamp checks; False when the observation was answered or dropped here."""
