@@ -775,12 +775,14 @@ def test_slow_model_gets_safe_actions_at_the_deadline_while_reports_flow_and_sig
         assert h.spin_until(lambda k=k: overruns() == k + 1), h.logs()
         assert len(h.statuses(ns, since=since_diag)) >= 3, h.logs()  # reports every 0.05 s during the decision
     # The realtime watchdog runs during a decision too: a short timeout makes it answer the input as stale.
+    stale_before = count(h.settle(ns), "stale_observations")
     assert _set_parameter(h, ns, "observation_timeout_s", 0.1).successful
     h.publish(ns, observation(1, 5, ns, h.now()))
     assert h.spin_until(lambda: overruns() == 3), h.logs()
     assert len(h.answers(ns, 1, 5)) >= 2, h.logs()  # the watchdog's stale answer(s) and the cancelled decision's
     assert all(a.is_safe_action for a in h.answers(ns, 1, 5))
-    assert "decision cancelled after" in h.log(ns) and "observation stale" in h.log(ns)
+    assert count(h.settle(ns), "stale_observations") > stale_before  # (its log line may be throttled: counted)
+    assert "decision cancelled after" in h.log(ns)
     assert any(s.level == DiagnosticStatus.WARN and "over the deadline" in s.message for s in h.statuses(ns))
     # Ctrl-C while a decision runs: the process ends within the shutdown deadline, exit code 0, no traceback.
     assert _set_parameter(h, ns, "decision_deadline_ms", 60_000.0).successful  # the decision would run on
