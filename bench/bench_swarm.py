@@ -7,6 +7,14 @@ RSS/USS measured from outside with psutil. Then lockstep steps/s for 3 agents.
 
     python bench/bench_swarm.py                 # writes bench/results/swarm.json
     python bench/bench_swarm.py --nodes 3 --episodes 2   # quick look
+    python bench/bench_swarm.py --decision      # writes bench/results/swarm_decision.json
+
+``--decision`` (issue 22): the students' own decision latency (their ResourceUsage p50/p99: validation, selection,
+ONNX Runtime call, action choice) in the realtime fake swarm of ``swarm.launch.py backend:=fake mode:=realtime`` (3
+robots: fake robot + adapter + student each, and the monitor), started by the ``kdmarl-swarm`` runner; and where a
+decision's time goes: a probe process in the same swarm subscribes to agent_0's observations and runs the student's
+steps one by one, each timed (ordering, validation, selection, the ONNX call, the output checks and action choice,
+building and publishing the AgentAction), on the same bundle, at the same rate, under the same load.
 """
 
 from __future__ import annotations
@@ -122,7 +130,146 @@ def run_swarm(n: int, mode: str, *, episodes: int, rate: float, work: Path, doma
     }
 
 
+PHASES = ("order", "validate", "select", "onnx", "choose", "publish", "total")
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values) * 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()),
+            "n": int(a.size)}
+
+
+def probe_decisions(bundle: Path, env: dict[str, str], seconds: float) -> dict[str, Any]:
+    """The student's decision steps, timed one by one on agent_0's live observations (see the module docstring)."""
+    code = PROBE.replace("@BUNDLE@", str(bundle)).replace("@SECONDS@", str(seconds))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=seconds + 120,
+                         check=True)
+    samples = json.loads(out.stdout.strip().splitlines()[-1])
+    return {phase: _percentiles(samples[phase]) for phase in PHASES if samples[phase]}
+
+
+PROBE = """
+import json, time, numpy as np, rclpy
+from rclpy.executors import SingleThreadedExecutor
+from kdmarl_msgs.msg import AgentAction, AgentObservation
+from kdmarl_student.policy import StudentPolicy
+from kdmarl_student.observation import all_finite, validate_observation
+from kdmarl_student.ros_support import ACTION_QOS, OBSERVATION_QOS
+from kdmarl_student.sequencing import Sequencer
+import onnxruntime as ort
+policy = StudentPolicy("@BUNDLE@", "agent_0")
+rclpy.init()
+node = rclpy.create_node("decision_probe")
+pub = node.create_publisher(AgentAction, "/decision_probe/action", ACTION_QOS)
+seq = Sequencer()
+phases = {k: [] for k in ("order", "validate", "select", "onnx", "choose", "publish", "total")}
+def on_obs(msg):
+    t0 = time.perf_counter()
+    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    seq.classify(int(msg.episode), int(msg.step), stamp)
+    t1 = time.perf_counter()
+    obs = validate_observation(np.frombuffer(msg.data, dtype=np.float32), policy.source_dim, "agent_0")
+    t2 = time.perf_counter()
+    x = policy._select(obs[None])
+    t3 = time.perf_counter()
+    (out,) = policy.session.run([policy._output_name], {policy._input_name: x}, ort.RunOptions())  # as _run
+    t4 = time.perf_counter()
+    ok = out.shape == (1, policy.spec.n_actions) and all_finite(out[0])
+    row = out[0].tolist()
+    action = row.index(max(row))
+    t5 = time.perf_counter()
+    a = AgentAction(agent="agent_0", episode=msg.episode, step=msg.step, action=action, is_safe_action=not ok)
+    a.header.stamp = node.get_clock().now().to_msg()
+    pub.publish(a)
+    t6 = time.perf_counter()
+    seq.record(int(msg.episode), int(msg.step), stamp, action, False)
+    for k, (a0, b0) in zip(phases, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6), (t0, t6))):
+        phases[k].append(b0 - a0)
+node.create_subscription(AgentObservation, "/agent_0/observation", on_obs, OBSERVATION_QOS)
+ex = SingleThreadedExecutor(); ex.add_node(node)
+end = time.monotonic() + @SECONDS@
+while time.monotonic() < end:
+    ex.spin_once(timeout_sec=0.1)
+print(json.dumps(phases))
+"""
+
+
+def run_decision(bundle: Path, seconds: float, work: Path, domain: int, nice: int = 0) -> dict[str, Any]:
+    """The realtime fake swarm for ``seconds``: the students' ResourceUsage latency (last report of each) and the
+    probe's per-step timings. ``nice`` != 0: the students' ``nice`` parameter (a params file on top of the default)."""
+    env = _env(domain)
+    log_dir = work / f"decision_nice{nice}"
+    extra: list[str] = []
+    if nice:
+        default = Path(__file__).resolve().parents[1] / "src" / "kdmarl_bringup" / "config" / "swarm.yaml"
+        params = work / f"swarm_nice{nice}.yaml"
+        params.write_text(default.read_text() + f"\n/**/student:\n  ros__parameters:\n    nice: {nice}\n")
+        extra = ["--params-file", str(params)]
+    runner = _start([sys.executable, "-m", "kdmarl_bringup.swarm_runner", "--bundle", str(bundle), "--backend", "fake",
+                     "--mode", "realtime", "--episodes", "0", "--log-dir", str(log_dir), "--domain-id", str(domain),
+                     *extra], env, work / f"decision_runner_nice{nice}.log")
+    try:
+        time.sleep(15.0)  # start-up and discovery
+        breakdown = probe_decisions(bundle, env, seconds)
+    finally:
+        runner.send_signal(2)
+        try:
+            runner.wait(120)
+        except subprocess.TimeoutExpired:
+            _stop([runner])
+    nodes = {}
+    for line in (log_dir / "resource_usage.csv").read_text().splitlines()[1:]:
+        cols = line.split(",")
+        nodes[cols[3]] = {"decision_p50_ms": float(cols[4]), "decision_p99_ms": float(cols[5]),
+                          "decision_max_ms": float(cols[6]), "decisions": int(cols[15])}
+    return {"nodes": nodes, "breakdown": breakdown}
+
+
+def main_decision(seconds: float) -> None:
+    bundle = Path(__file__).resolve().parents[1] / "src" / "kdmarl_bringup" / "test" / "data" / "spread3"
+    domain = 1 + os.getpid() % 100
+    rows: list[dict[str, Any]] = []
+    worst: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_decision_") as tmp:
+        for nice in (0, -10):
+            result = run_decision(bundle, seconds, Path(tmp), domain, nice)
+            nodes = [{"nice": nice, "node": name, **figures} for name, figures in sorted(result["nodes"].items())]
+            worst[nice] = max(r["decision_p99_ms"] for r in nodes)
+            rows += nodes
+            rows += [{"nice": nice, "node": f"probe: {phase}", "decision_p50_ms": figures["p50_ms"],
+                      "decision_p99_ms": figures["p99_ms"], "decision_max_ms": figures["max_ms"],
+                      "decisions": figures["n"]} for phase, figures in result["breakdown"].items()]
+    load = os.getloadavg()
+    print(json.dumps(rows, indent=1), flush=True)
+    write_result(
+        "swarm_decision",
+        title="Student decision latency in the realtime fake swarm (3 robots, 10 Hz) and where it goes",
+        columns=["nice", "node", "decision_p50_ms", "decision_p99_ms", "decision_max_ms", "decisions"],
+        rows=rows,
+        targets=[{"what": f"student decision p99 (ResourceUsage, last window) in the fake swarm, students nice {n}",
+                  "target": "<= 0.5 ms", "reached": f"{w:.3f} ms", "met": w <= 0.5} for n, w in worst.items()],
+        notes=[
+            "nodes: each student's ResourceUsage p50/p99/max over its last 10 000 decisions (StudentPolicy.act: "
+            "validation, selection, ONNX Runtime call with the deadline's RunOptions, output checks, action choice)",
+            "probe: one extra process subscribed to /agent_0/observation, timing the same steps one by one on the "
+            "same bundle (order = the Sequencer, publish = building and publishing an AgentAction); total is all "
+            "of them",
+            "bundle: src/kdmarl_bringup/test/data/spread3 (MLP students, 1 ms latency budget); swarm: kdmarl-swarm "
+            "--backend fake --mode realtime (3 fake robots, 3 adapters, 3 students, monitor; 10 processes)",
+            "nice: the students' nice parameter (0 = default; -10 = a params file on top of config/swarm.yaml)",
+            f"the machine was shared with other engineers' jobs while this ran (load average {load[0]:.1f} / "
+            f"{load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min on {os.cpu_count()} cores at the end): figures "
+            "are indicative",
+        ],
+    )
+
+
 def main() -> None:
+    if "--decision" in sys.argv:
+        seconds = float(sys.argv[sys.argv.index("--decision") + 1]) if len(sys.argv) > sys.argv.index(
+            "--decision") + 1 else 60.0
+        main_decision(seconds)
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[3, 8, 16])
     parser.add_argument("--episodes", type=int, default=4, help="Realtime episodes (25 steps each) per size.")

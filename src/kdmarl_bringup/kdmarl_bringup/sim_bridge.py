@@ -26,7 +26,10 @@ action the step's mask forbids (a realtime answer to an earlier step, or a stude
 replaced by the safe action (``unavailable_actions``), so the simulator only ever steps available actions.
 
 Exactly one student per agent: two nodes publishing one agent's ``action`` topic would both answer and
-corrupt every episode, so the bridge refuses to start (and stops) when it sees that, naming the nodes.
+corrupt every episode, so the bridge refuses to start (and stops) when it sees that, naming the nodes: on the
+graph before it publishes step 0 of every episode, and by the writer of every action it receives (two writers
+answering the same step of one agent), before it steps the simulator with either.
+The episode loops live in :mod:`kdmarl_bringup.bridge_stepping`.
 It exits 0 after its episodes or when stopped (SIGINT/SIGTERM), 1 on an error (bad parameters, a second
 decider); ``results_file`` says how many episodes ran, which is how the launch file and the runner tell a
 finished run from an interrupted one (``swarm_spec.bridge_problem``).
@@ -39,11 +42,9 @@ run with ``use_sim_time`` (simulated time = steps x dt, monotonic across episode
 from __future__ import annotations
 
 import array
-import itertools
 import json
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Header
 
+from kdmarl_bringup.bridge_stepping import Stepping, running
 from kdmarl_bringup.simulators import make_simulator
 from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary
 
@@ -79,26 +81,7 @@ class SecondDeciderError(RuntimeError):
     """Two nodes publish one agent's action topic: the bridge cannot know whose actions to step with."""
 
 
-def running() -> bool:
-    """The bridge's loops go on while the context lives and no stop was requested."""
-    return rclpy.ok() and not shutdown_requested()
-
-
-@dataclass
-class EpisodeTally:
-    """What the bridge accumulates over one episode: the figures of its EpisodeSummary."""
-
-    returns: np.ndarray  # [N] summed reward per agent
-    misses: np.ndarray  # [N] steps where the agent's action did not arrive in time
-    collisions: float = 0.0
-    steps: int = 0
-
-    @classmethod
-    def start(cls, n_agents: int) -> EpisodeTally:
-        return cls(np.zeros(n_agents), np.zeros(n_agents, dtype=np.int64))
-
-
-class SimBridge(Node):
+class SimBridge(Stepping, Node):
     """A simulator (mpe2 or SMAX) behind per-agent observation/action topics."""
 
     def __init__(self) -> None:
@@ -165,9 +148,9 @@ class SimBridge(Node):
         self.obs_pubs = {a: self.create_publisher(AgentObservation, f"/{ns}/observation", OBSERVATION_QOS)
                          for a, ns in zip(agents, namespaces, strict=True)}
         self.topics = {a: f"/{ns}" for a, ns in zip(agents, namespaces, strict=True)}
-        for agent, ns in zip(agents, namespaces, strict=True):
+        for agent, ns in zip(agents, namespaces, strict=True):  # (msg, info): info names the writer of each action
             self.create_subscription(AgentAction, f"/{ns}/action",
-                                     lambda msg, a=agent: self._on_action(a, msg), ACTION_QOS)
+                                     lambda msg, info, a=agent: self._on_action(a, msg, info), ACTION_QOS)
         self.episode_pub = self.create_publisher(EpisodeSummary, "/kdmarl/episode", EPISODE_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", REPORT_QOS)
         self.clock_pub = (self.create_publisher(Clock, "/clock", CLOCK_QOS)
@@ -187,6 +170,8 @@ class SimBridge(Node):
         self.summaries: list[dict[str, Any]] = []
         self.total_steps = 0
         self.total_misses = 0
+        self.writers: dict[tuple[str, int, int], str] = {}  # (agent, episode, step) -> first writer (this episode)
+        self.second_decider = ""  # non-empty: two writers answered one agent (the run stops before the next step)
         self.invalid_actions = 0  # messages whose action index is outside the agent's action space (ignored)
         self.unavailable_actions = 0  # actions the step's mask forbids (SMAX), replaced by the safe action
         self.started = time.perf_counter()
@@ -195,8 +180,9 @@ class SimBridge(Node):
         self.last_diag = 0.0
 
     # ---- callbacks ---------------------------------------------------------------------------------
-    def _on_action(self, agent: str, msg: AgentAction) -> None:
+    def _on_action(self, agent: str, msg: AgentAction, info: Any = None) -> None:
         now = time.perf_counter()
+        self._note_writer(agent, msg, info)
         if not 0 <= msg.action < self.n_actions[agent]:  # never let a rogue publisher step the simulator
             self.invalid_actions += 1
             self.get_logger().warning(
@@ -256,6 +242,26 @@ class SimBridge(Node):
             self.get_logger().info(f"waiting for students of {missing}", throttle_duration_sec=5.0)
             self._spin_for(0.1)
 
+    def _note_writer(self, agent: str, msg: AgentAction, info: Any) -> None:
+        """Two writers answering the same step of one agent are two live deciders (a restarted student cannot answer
+        a step its predecessor already answered: the bridge re-sends a step only to agents that have not): the run
+        stops before the simulator takes that step. Independent of the graph, whose node names can lag discovery."""
+        gid = info.get("publisher_gid") if isinstance(info, dict) else None
+        if gid is None or self.second_decider:
+            return
+        writer = repr(gid.get("data", gid)) if isinstance(gid, dict) else repr(gid)
+        first = self.writers.setdefault((agent, int(msg.episode), int(msg.step)), writer)
+        if first != writer:
+            topic = f"{self.topics[agent]}/action"
+            nodes = publisher_names(self, topic)
+            self.second_decider = (f"two writers answered step {msg.step} of episode {msg.episode} on {topic} "
+                                   f"(publishers: {', '.join(nodes) or 'not yet named by discovery'}): one student "
+                                   f"per agent, refusing to step {agent} with two deciders")
+
+    def _raise_if_second_decider(self) -> None:
+        if self.second_decider:
+            raise SecondDeciderError(self.second_decider)
+
     def _check_single_deciders(self) -> None:
         """Raise :class:`SecondDeciderError` when any agent's action topic has more than one publisher."""
         for agent in self.agents:
@@ -283,153 +289,6 @@ class SimBridge(Node):
         message = f"{self.total_misses} missed actions" if self.total_misses else "ok"
         status = diagnostic_status(level, "kdmarl_bringup: /sim_bridge", message, self.spec.name, values)
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
-
-    def _collect_actions(self, deadline: float, republish: float, obs: dict[str, np.ndarray]) -> list[str]:
-        """Lockstep: spin until every agent answered the current step or the deadline; return who missed."""
-        next_send = time.perf_counter() + republish
-        while running():
-            pending = [a for a in self.agents if a not in self.answers]
-            now = time.perf_counter()
-            if not pending or now >= deadline:
-                return pending
-            if now >= next_send:
-                self._publish_observations(obs, pending)
-                next_send = now + republish
-            self._spin_for(min(deadline, next_send) - now)
-            self._publish_diagnostics()
-        return [a for a in self.agents if a not in self.answers]
-
-    def _finish_episode(self, seed: int, tally: EpisodeTally) -> None:
-        metrics = self.sim.episode_metrics()
-        if "collisions" in metrics:
-            metrics["collisions"] = float(tally.collisions)
-        steps, returns, misses = tally.steps, tally.returns, tally.misses
-        team = float(np.mean(returns))
-        msg = EpisodeSummary(scenario=self.spec.name, episode=self.episode, seed=seed, steps=steps,
-                             agents=self.all_agents, agent_returns=[float(r) for r in returns],
-                             missed_actions=[int(m) for m in misses], team_return=team,
-                             metric_names=list(metrics), metric_values=list(metrics.values()))
-        msg.header = Header(stamp=self.get_clock().now().to_msg())
-        self.episode_pub.publish(msg)
-        self.summaries.append({"episode": self.episode, "seed": seed, "steps": steps, "team_return": team,
-                               "agent_returns": [float(r) for r in returns],
-                               "missed_actions": [int(m) for m in misses], "metrics": metrics})
-        self.get_logger().info(f"episode {self.episode} seed {seed}: team return {team:.6f}, "
-                               f"misses {int(misses.sum())}")
-
-    # ---- the loops ---------------------------------------------------------------------------------
-    def run(self) -> None:
-        episodes = int(self.get_parameter("episodes").value)
-        seed0 = int(self.get_parameter("seed").value)
-        self._wait_for_discovery()
-        k = 0
-        while running() and (episodes == 0 or k < episodes):
-            self.episode = k
-            self._check_single_deciders()
-            if self.mode == "lockstep":
-                self._run_lockstep_episode(seed0 + k, first=(k == 0))
-            else:
-                self._run_realtime_episode(seed0 + k)
-            k += 1
-        self._publish_diagnostics(force=True)
-
-    def _advance(self, actions: dict[str, int], tally: EpisodeTally) -> tuple[dict[str, np.ndarray], bool]:
-        """Step the env with one action per agent, account the step in ``tally``; (observations, done)."""
-        self._forget_old_steps()
-        if self.masks is not None:  # SMAX: the simulator only ever takes an available action
-            actions = {agent: self._available_or_safe(agent, action) for agent, action in actions.items()}
-        obs, rewards, done = self.sim.step(actions)
-        self.masks = self.sim.masks()
-        self.total_steps += 1
-        if self.clock_pub is not None:
-            self.clock_pub.publish(Clock(clock=self._sim_stamp()))
-        tally.returns += np.array([rewards.get(a, 0.0) for a in self.all_agents], dtype=np.float64)
-        tally.collisions += self.sim.step_metrics().get("collisions", 0.0)
-        tally.steps += 1
-        self._publish_diagnostics()
-        return obs, done
-
-    def _available_or_safe(self, agent: str, action: int) -> int:
-        """``action`` if the step's mask allows it, else the agent's safe action (counted and warned).
-
-        Realtime: the latest answer may be an earlier step's (attack a unit now dead or out of range);
-        lockstep: only a student that ignores the published mask gets here."""
-        assert self.masks is not None
-        if self.masks[agent][action]:
-            return action
-        self.unavailable_actions += 1
-        self.get_logger().warning(
-            f"{self.topics.get(agent, agent)}/action: action {action} is not available at step {self.step_index} "
-            f"of episode {self.episode}; stepped with the safe action {self.noop[agent]}", throttle_duration_sec=5.0)
-        return self.noop[agent]
-
-    def _steps(self) -> Any:
-        """Step indices of one episode: up to the simulator's step limit, or until its ``done`` (SMAX)."""
-        limit = self.sim.step_limit
-        return itertools.count() if limit is None else range(limit)
-
-    def _reset(self, seed: int) -> dict[str, np.ndarray]:
-        obs = self.sim.reset(seed)
-        self.masks = self.sim.masks()
-        return obs
-
-    def _run_lockstep_episode(self, seed: int, first: bool) -> None:
-        obs = self._reset(seed)
-        tally = EpisodeTally.start(len(self.all_agents))
-        timeout = float(self.get_parameter("action_timeout_s").value)
-        republish = float(self.get_parameter("republish_period_s").value)
-        handshake = float(self.get_parameter("wait_for_students_s").value)
-        for t in self._steps():
-            self.step_index, self.answers = t, {}
-            loop_start = time.perf_counter()
-            self.sent_at[(self.episode, t)] = loop_start
-            self._publish_observations(obs, self.agents)
-            wait = (handshake if handshake > 0 else 1e9) if first and t == 0 else timeout
-            missed = self._collect_actions(loop_start + wait, republish, obs)
-            if not running():
-                return
-            actions = {a: self.answers.get(a, self.noop[a]) for a in self.all_agents}
-            for i, a in enumerate(self.all_agents):
-                if a not in self.answers:
-                    tally.misses[i] += 1
-            self.total_misses += len(missed) + len(set(self.all_agents) - set(self.agents))
-            obs, done = self._advance(actions, tally)
-            if not (first and t == 0):  # the handshake step is start-up, not throughput
-                self.stepping_time += time.perf_counter() - loop_start
-                self.timed_steps += 1
-            if done:
-                break
-        self._finish_episode(seed, tally)
-
-    def _run_realtime_episode(self, seed: int) -> None:
-        obs = self._reset(seed)
-        tally = EpisodeTally.start(len(self.all_agents))
-        period = 1.0 / float(self.get_parameter("rate_hz").value)
-        timeout = float(self.get_parameter("action_timeout_s").value)
-        self.step_index, self.answers = 0, {}
-        next_tick = time.perf_counter()
-        for t in self._steps():
-            self.step_index, self.answers = t, {}
-            self.sent_at[(self.episode, t)] = time.perf_counter()
-            self._publish_observations(obs, self.agents)
-            next_tick += period
-            while running() and time.perf_counter() < next_tick:
-                self._spin_for(next_tick - time.perf_counter())
-            if not running():
-                return
-            now = time.perf_counter()
-            actions = {}
-            for i, a in enumerate(self.all_agents):
-                latest = self.latest.get(a)
-                fresh = latest is not None and now - latest[3] <= timeout
-                actions[a] = latest[2] if fresh else self.noop[a]
-                if a not in self.answers:  # no answer to this tick's observation before the deadline
-                    tally.misses[i] += 1
-                    self.total_misses += 1
-            obs, done = self._advance(actions, tally)
-            if done:
-                break
-        self._finish_episode(seed, tally)
 
     def statistics(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(0)

@@ -192,6 +192,21 @@ def load_fleet(path: str | Path, agents: list[str]) -> list[Robot]:
     return out
 
 
+def check_fleet_fits(robots: list[Robot], agents: list[str]) -> None:
+    """A fleet is at most the bundle's team: every robot runs a distinct bundle agent (issue 22: a fleet larger than
+    the team would start more nodes than the bundle has policies). The manifest's team itself is the scenario's
+    (``kdmarl_student.manifest.check_team``, run by :func:`read_manifest`)."""
+    if len(robots) > len(agents):
+        raise ValueError(f"a fleet of {len(robots)} robots for a team of {len(agents)} agents ({agents}): one robot "
+                         "per bundle agent at most")
+    unknown = sorted({r.agent for r in robots} - set(agents))
+    if unknown:
+        raise ValueError(f"fleet robots run agents {unknown} that are not in the bundle ({agents})")
+    taken = [r.agent for r in robots]
+    if len(set(taken)) != len(taken):
+        raise ValueError(f"fleet robots must run distinct agents, got {taken}")
+
+
 def default_fleet(agents: list[str]) -> list[Robot]:
     """Without a fleet file: one enabled robot per agent, namespaced by the agent's name."""
     return [Robot(a, a) for a in agents]
@@ -219,6 +234,7 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
                          f"kinematics); the bundle's scenario {scenario} is a SMAX battle: use backend 'mpe' (the "
                          "simulation bridge steps SMAX)")
     robots = fleet if fleet is not None else default_fleet(agents)
+    check_fleet_fits(robots, agents)
     enabled = [r for r in robots if r.enabled]
     if not enabled:
         raise ValueError("no enabled robot: the fleet disables every robot")

@@ -96,3 +96,34 @@ def test_killed_student_costs_only_its_own_actions(processes: Processes, ros_nod
     assert list(full.missed_actions[1:]) == [0, 0]
     assert actions["agent_1"] > after_kill["agent_1"] + 20 and actions["agent_2"] > after_kill["agent_2"] + 20
     assert np.isfinite(full.team_return)
+
+
+def test_a_second_decider_is_refused_before_it_steps_the_simulator(processes: Processes, ros_node,
+                                                                   tmp_path: Path) -> None:
+    """Issue 22: a rogue that starts answering agent_0's observations after the bridge's start-of-episode check (the
+    graph looked fine) used to drive whole episodes next to the student. Now the first step both answer is refused:
+    the bridge exits 1 before stepping it, so episode 0 never completes."""
+    from kdmarl_student.ros_support import OBSERVATION_QOS
+
+    from kdmarl_msgs.msg import AgentObservation
+
+    bundle = make_bundle(tmp_path / "bundle", seed=5)
+    rogue: dict[str, object] = {}
+
+    def answer(obs: AgentObservation) -> None:  # the rogue appears only once the episode runs
+        if "pub" not in rogue:
+            rogue["pub"] = ros_node.create_publisher(AgentAction, "/agent_0/action", ACTION_QOS)
+        rogue["pub"].publish(AgentAction(agent="agent_0", episode=obs.episode, step=obs.step, action=1))
+
+    ros_node.create_subscription(AgentObservation, "/agent_0/observation", answer, OBSERVATION_QOS)
+    _start_students(processes, bundle, mode="realtime", report_period_s=60.0)
+    results = tmp_path / "bridge.json"
+    processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
+        "bundle": str(bundle), "episodes": 3, "mode": "realtime", "rate_hz": 5.0, "results_file": str(results)})
+    assert spin_until(ros_node, lambda: processes.procs["bridge"].poll() is not None, 240.0), processes.logs()
+    assert processes.procs["bridge"].returncode == 1, processes.logs()
+    log = processes.log("bridge")
+    assert "two writers answered step" in log and "/agent_0/action" in log, log
+    stats = read_json(results)
+    assert stats["episodes"] == [], stats  # episode 0 (25 steps at 5 Hz) never finished with two deciders
+    assert stats["steps"] < 25, stats

@@ -4,7 +4,9 @@ translation of those specs into processes; the real LaunchDescription where laun
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +102,27 @@ def test_bad_fleets_are_refused(bundle: Path, tmp_path: Path) -> None:
         swarm_nodes(parse_args({"bundle": str(bundle)}), read_manifest(bundle), all_off)
 
 
+def test_a_fleet_larger_than_the_team_is_refused(bundle: Path, tmp_path: Path) -> None:
+    """Issue 22: the launch refuses more robots than the bundle has agents, and a manifest whose team is not the
+    scenario's (600 agents for simple_spread N=3 used to give 602 node specs)."""
+    from kdmarl_bringup.swarm_spec import Robot
+
+    args, manifest = parse_args({"bundle": str(bundle)}), read_manifest(bundle)
+    robots = [Robot(f"r{i}", f"agent_{i % 3}") for i in range(4)]
+    with pytest.raises(ValueError, match="a fleet of 4 robots for a team of 3 agents"):
+        swarm_nodes(args, manifest, robots)
+    with pytest.raises(ValueError, match="distinct agents"):
+        swarm_nodes(args, manifest, [Robot("a", "agent_0"), Robot("b", "agent_0")])
+    assert len(swarm_nodes(args, manifest, robots[:3])) == 5  # monitor, 3 students, bridge
+    big = tmp_path / "big"
+    shutil.copytree(bundle, big)
+    data = json.loads((big / "manifest.json").read_text())
+    data["agents"] = [{**data["agents"][0], "name": f"agent_{i}"} for i in range(600)]
+    (big / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"3 agents .* got 600"):
+        build({"bundle": str(big)})
+
+
 def test_params_yaml_has_wildcard_and_node_sections() -> None:
     params = yaml.safe_load((CONFIG / "swarm.yaml").read_text())
     assert "/**" in params and "/**/student" in params and "/sim_bridge" in params
@@ -155,12 +178,19 @@ def test_runner_runs_episodes_and_shuts_down_on_sigint(bundle: Path, tmp_path: P
          "--log-dir", str(log_dir), "--record-mcap", "true", "--timeout", "240", "--expect-equal"],
         env=env, capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "monitor summary" in result.stdout and "yes" in result.stdout
+    assert "monitor summary" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["1000"], ["1001"])]
+    assert [r[0] for r in rows] == ["1000", "1001"], result.stdout
+    assert all(r[3] == "yes" for r in rows), result.stdout  # team return over ROS == offline, per seed
     summary = read_json(log_dir / "summary.json")
     assert summary["episodes"]["count"] == 2 and summary["episodes"]["missed_actions"] == 0
     assert len(summary["nodes"]) == 3
-    for name in ("resources.png", "resource_usage.csv", "episodes.csv", "run.mcap"):
-        assert (log_dir / name).stat().st_size > 0, name
+    episodes_csv = (log_dir / "episodes.csv").read_text().splitlines()
+    assert len(episodes_csv) == 3 and [line.split(",")[2] for line in episodes_csv[1:]] == ["1000", "1001"], \
+        episodes_csv
+    usage = (log_dir / "resource_usage.csv").read_text()
+    assert all(f"/agent_{i}/resource_usage" in usage for i in range(3)), usage[:500]
+    assert (log_dir / "resources.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from mcap_ros2.reader import read_ros2_messages
 
     topics = {m.channel.topic for m in read_ros2_messages(str(log_dir / "run.mcap"))}
@@ -188,7 +218,8 @@ def test_runner_runs_episodes_and_shuts_down_on_sigint(bundle: Path, tmp_path: P
     assert len(pids) == 5
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-    assert (forever / "summary.json").is_file()
+    finished = len(csv.read_text().splitlines()) - 1
+    assert read_json(forever / "summary.json")["episodes"]["count"] == finished >= 1
 
 
 def test_committed_test_bundle_carries_the_current_hardware_budgets() -> None:

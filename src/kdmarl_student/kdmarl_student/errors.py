@@ -65,3 +65,12 @@ class PolicyOutputError(RuntimeError):
         self.agent = agent
         self.reason = reason
         super().__init__(f"policy output for '{agent}' unusable ({reason}): {detail}")
+
+
+class DecisionTimeoutError(PolicyOutputError):
+    """A decision ran past its deadline and ONNX Runtime cancelled it (``RunOptions.terminate``, issue 22).
+
+    Raised by ``StudentPolicy.act`` (reason ``"deadline"``) when :meth:`StudentPolicy.cancel_overdue` terminated the
+    run in flight from another thread; the state (if any) is left as it was and the node answers with the safe
+    action, counts ``deadline_overruns`` and, after repeated overruns, stops acting.
+    """

@@ -37,6 +37,7 @@ TEARDOWN_TIMEOUT_S = 5.0
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _requested = threading.Event()
 _signals: list[str] = []
+_wakeup: list[int] = []  # the read end of the signal wakeup pipe, once made
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -48,6 +49,29 @@ def install_stop_handlers() -> None:
     """SIGINT and SIGTERM (any number, in any order) request a stop; nothing is raised."""
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+
+
+def note_signal(signum: int) -> None:
+    """Record a stop signal seen by another thread (:func:`signal_wakeup`): the stop is requested at once, not when
+    the main thread next runs Python (it may be inside ONNX Runtime). Signals other than SIGINT/SIGTERM are ignored."""
+    if signum in (signal.SIGINT, signal.SIGTERM):
+        _on_signal(signum, None)
+
+
+def signal_wakeup() -> int | None:
+    """A file descriptor that becomes readable (one byte per signal number) whenever a signal arrives, from any
+    thread: ``signal.set_wakeup_fd`` on a non-blocking pipe. Call from the main thread after
+    :func:`install_stop_handlers`; returns the read end (once per process; None where unsupported)."""
+    if _wakeup:
+        return _wakeup[0]
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    _wakeup.append(read)
+    return read
 
 
 def shutdown_requested() -> bool:
@@ -91,5 +115,5 @@ def bound_teardown(seconds: float = TEARDOWN_TIMEOUT_S) -> None:
     faulthandler.dump_traceback_later(seconds, exit=True)
 
 
-__all__ = ["TEARDOWN_TIMEOUT_S", "bound_teardown", "die_with_parent", "install_stop_handlers", "received_signals",
-           "shutdown_requested"]
+__all__ = ["TEARDOWN_TIMEOUT_S", "bound_teardown", "die_with_parent", "install_stop_handlers", "note_signal",
+           "received_signals", "shutdown_requested", "signal_wakeup"]

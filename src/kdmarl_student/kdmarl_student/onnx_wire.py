@@ -130,6 +130,11 @@ def find_external_data(data: bytes) -> str | None:
     return None
 
 
+# The walker's pieces, shared with :mod:`kdmarl_student.onnx_graph` (the operator allowlist reads the same bytes).
+MalformedError = _MalformedError
+fields = _fields
+
+
 def refuse_external_data(data: bytes, path: str | Path) -> None:
     """Raise ``BundleError(path, <tensor>, ...)`` if the model uses external data or is not protobuf."""
     try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,105 +37,21 @@ import numpy as np
 import onnxruntime as ort
 
 from kdmarl_student.budget import check_budget
-from kdmarl_student.bundle_files import MAX_MODEL_BYTES, read_bundle_file
-from kdmarl_student.errors import BundleError, ObservationError, PolicyOutputError
+from kdmarl_student.errors import DecisionTimeoutError, ObservationError, PolicyOutputError
 from kdmarl_student.manifest import AgentEntry, Manifest, load_manifest
 from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot
-from kdmarl_student.observation import make_selector, validate_observation
-from kdmarl_student.onnx_wire import refuse_external_data
+from kdmarl_student.observation import all_finite, make_selector, validate_observation
+from kdmarl_student.onnx_session import (  # re-exported: the session is opened and checked there
+    ACCELERATED_PROVIDERS,
+    CPU_PROVIDER,
+    check_session_io,
+    dim_is_dynamic,
+    open_session,
+    session_options,
+)
 from kdmarl_student.sensing import history_plan
 
 LOGGER = logging.getLogger("kdmarl_student.policy")
-
-ACCELERATED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-CPU_PROVIDER = "CPUExecutionProvider"
-
-
-def _dim_is_dynamic(dim: Any) -> bool:
-    return dim is None or isinstance(dim, str)
-
-
-def _model_bytes(model: bytes | str | Path, source: str | Path | None) -> tuple[bytes, str | Path]:
-    """The model as bytes (a path is read once, bounded) and the name errors give it."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model), source or "<model bytes>"
-    path = Path(model)
-    data = read_bundle_file(path, what="an ONNX model file", limit=MAX_MODEL_BYTES, follow_symlinks=True)
-    return data, source or path
-
-
-def session_options(intra_op_num_threads: int = 1) -> ort.SessionOptions:
-    """Single-threaded, sequential, quiet, and ONNX (protobuf) format only: the format the external-data
-    check of :mod:`kdmarl_student.onnx_wire` walks, so ORT and the check read the same fields.
-
-    The one set of session options: the robot's runtime, the exporter's parity and latency checks and the
-    runtime benchmark all measure the session a robot runs."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(intra_op_num_threads)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # ORT's own warnings would flood a robot's log on every start
-    options.add_session_config_entry("session.load_model_format", "ONNX")
-    return options
-
-
-def open_session(
-    model: bytes | str | Path,
-    input_name: str,
-    input_dim: int,
-    *,
-    providers: Sequence[str] | str = "auto",
-    intra_op_num_threads: int = 1,
-    source: str | Path | None = None,
-    state_inputs: Mapping[str, int] | None = None,
-) -> tuple[ort.InferenceSession, str]:
-    """Open an ONNX Runtime session on the first provider that survives a dummy inference.
-
-    ``state_inputs`` names the further float inputs of a recurrent graph and their widths (``{"h_in": H}``):
-    the dummy inference feeds them zeros.
-
-    ``model`` is the model's bytes (what :meth:`Manifest.read_model` checked) or a path, which is then read
-    once here; either way ONNX Runtime gets bytes, and models with ONNX external data are refused
-    (``BundleError``) before ORT sees them, since from bytes ORT would look for those files outside the
-    bundle. ``source`` names the model in errors (default: the path, or ``"<model bytes>"``).
-
-    ``providers="auto"`` tries TensorRT, then CUDA (when compiled in), then CPU; an explicit list is
-    tried in order the same way. Returns the session and the provider that actually runs it. A model
-    ONNX Runtime cannot load raises ``BundleError`` naming the file.
-    """
-    data, model_path = _model_bytes(model, source)
-    refuse_external_data(data, model_path)
-    options = session_options(intra_op_num_threads)
-    available = set(ort.get_available_providers())
-    if providers == "auto":
-        candidates = [p for p in ACCELERATED_PROVIDERS if p in available] + [CPU_PROVIDER]
-    else:
-        candidates = [p for p in providers if p in available] or [CPU_PROVIDER]
-    dummy = {input_name: np.zeros((1, input_dim), dtype=np.float32)}
-    dummy.update({name: np.zeros((1, int(width)), np.float32) for name, width in (state_inputs or {}).items()})
-    failures: list[str] = []
-    for provider in candidates:
-        chain = [provider] if provider == CPU_PROVIDER else [provider, CPU_PROVIDER]
-        try:
-            session = ort.InferenceSession(data, sess_options=options, providers=chain)
-        except Exception as exc:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
-            if provider == CPU_PROVIDER:
-                raise BundleError(model_path, "", f"an ONNX model ONNX Runtime can load: {exc}") from exc
-            failures.append(f"{provider}: {exc}")
-            continue
-        if session.get_providers()[0] != provider:  # ORT fell back silently: the provider did not initialize
-            failures.append(f"{provider}: not initialized on this device")
-            continue
-        if provider == CPU_PROVIDER:
-            return session, provider  # the dummy inference on CPU runs after the I/O check, in the caller
-        try:
-            session.run(None, dummy)
-        except Exception as exc:  # a provider that loads but cannot run (driver mismatch, ...)
-            failures.append(f"{provider}: dummy inference failed: {exc}")
-            continue
-        return session, provider
-    raise BundleError(model_path, "", f"an execution provider that works; tried {failures}")
-
 
 class StudentPolicy:
     """One agent's policy from a bundle: ``act(full_observation) -> action index``.
@@ -213,7 +129,18 @@ class StudentPolicy:
             intra_op_num_threads=intra_op_num_threads, source=model_path,
             state_inputs={self._state_input: self._state_dim} if self._kind == "recurrent" else None,
         )
-        self._check_io(model_path, field_prefix, output_width)
+        memory_prefix = f"{self.spec.field_prefix}.memory"
+        wanted_in = [(self._input_name, self.input_dim, f"{field_prefix}.input_name",
+                      "observation input_dim of the manifest, from its layout and sensing")]
+        wanted_out = [(self._output_name, output_width, f"{field_prefix}.output_name", "n_actions")]
+        if self._kind == "recurrent":
+            wanted_in.append((self._state_input, self._state_dim, f"{memory_prefix}.state_input",
+                              f"{memory_prefix}.state_dim"))
+            wanted_out.append((self._state_output, self._state_dim, f"{memory_prefix}.state_output",
+                               f"{memory_prefix}.state_dim"))
+        check_session_io(self.session, model_path, wanted_in, wanted_out)
+        self._n_outputs = output_width
+        self._inflight: tuple[ort.RunOptions, float] | None = None  # the run in progress and its start (steady)
         self._h: np.ndarray | None = None  # recurrent: [1, H]
         self._previous: np.ndarray | None = None  # history: the last accepted full observation [source_dim]
         self.reset()
@@ -226,6 +153,7 @@ class StudentPolicy:
         self.process = ProcessMeter()
         self.rejected_observations = 0
         self.non_finite_outputs = 0  # decisions refused because the graph returned NaN/Inf logits
+        self.deadline_overruns = 0  # runs cancelled by cancel_overdue()
         self.load_seconds = time.perf_counter() - started
 
     # ----------------------------------------------------------------------------------------- checks
@@ -242,65 +170,6 @@ class StudentPolicy:
             return out
 
         return build
-
-    def _check_io(self, model_path: Path, field_prefix: str, output_width: int) -> None:
-        """The ONNX graph must take [batch, input_dim] float and give [batch, n_actions] (a recurrent graph also
-        takes and gives its state [batch, H] under the manifest's names); then one dummy run from zeros."""
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        names = [i.name for i in inputs]
-        memory_prefix = f"{self.spec.field_prefix}.memory"
-        wanted = [(self._input_name, self.input_dim, f"{field_prefix}.input_name",
-                   "observation input_dim of the manifest, from its layout and sensing")]
-        if self._kind == "recurrent":
-            wanted.append((self._state_input, self._state_dim, f"{memory_prefix}.state_input",
-                           f"{memory_prefix}.state_dim"))
-        if sorted(names) != sorted(name for name, _, _, _ in wanted):
-            listed = " and ".join(f"{name!r} ({where})" for name, _, where, _ in wanted)
-            count = "one input" if len(wanted) == 1 else f"{len(wanted)} inputs"
-            raise BundleError(model_path, "graph.input", f"{count} named {listed}; got {names}")
-        for name, width, _, why in wanted:
-            k = names.index(name)
-            shape = list(inputs[k].shape)
-            if inputs[k].type != "tensor(float)":
-                raise BundleError(model_path, f"graph.input[{k}].type", f"tensor(float); got {inputs[k].type}")
-            if len(shape) != 2 or shape[1] != width:
-                raise BundleError(model_path, f"graph.input[{k}].shape",
-                                  f"[batch, {width}] ({why}) for {name!r}; got {shape}")
-            if not _dim_is_dynamic(shape[0]) and shape[0] != 1:
-                raise BundleError(model_path, f"graph.input[{k}].shape[0]",
-                                  f"a dynamic batch axis (or 1); got {shape[0]}")
-        out_names = [o.name for o in outputs]
-        wanted_out = [(self._output_name, output_width, f"{field_prefix}.output_name", "n_actions")]
-        if self._kind == "recurrent":
-            wanted_out.append((self._state_output, self._state_dim, f"{memory_prefix}.state_output",
-                               f"{memory_prefix}.state_dim"))
-        for name, width, where, why in wanted_out:
-            if name not in out_names:
-                raise BundleError(model_path, "graph.output", f"an output named {name!r} ({where}); got {out_names}")
-            k = out_names.index(name)
-            out_shape = list(outputs[k].shape)
-            if len(out_shape) != 2 or (not _dim_is_dynamic(out_shape[1]) and out_shape[1] != width):
-                raise BundleError(model_path, f"graph.output[{k}].shape", f"[batch, {width}] ({why}) for {name!r}; "
-                                  f"got {out_shape}")
-        feeds = {self._input_name: np.zeros((1, self.input_dim), np.float32)}
-        fetch = [self._output_name]
-        if self._kind == "recurrent":
-            feeds[self._state_input] = np.zeros((1, self._state_dim), np.float32)
-            fetch.append(self._state_output)
-        try:
-            results = self.session.run(fetch, feeds)
-        except Exception as exc:
-            raise BundleError(model_path, "", f"a model that runs on a dummy observation: {exc}") from exc
-        for (name, width, _, why), value in zip(wanted_out, results, strict=True):
-            k = out_names.index(name)
-            if value.shape != (1, width):
-                raise BundleError(model_path, f"graph.output[{k}].shape",
-                                  f"[1, {width}] ({why}) for {name!r} on a batch-1 dummy inference; got "
-                                  f"{list(value.shape)}")
-            if not np.isfinite(value).all():
-                raise BundleError(model_path, "graph.output",
-                                  f"finite {name!r} on the all-zero dummy observation; got {value[0].tolist()}")
-        self._n_outputs = output_width
 
     # ---------------------------------------------------------------------------------------- running
     @property
@@ -395,18 +264,23 @@ class StudentPolicy:
         is an arbitrary action: the robot must never act on it, nor carry a NaN state into the next step.
         """
         if self._kind == "history":
-            feeds = {self._input_name: self._select(batch, state)}
-            (out,) = self.session.run([self._output_name], feeds)
+            (out,) = self._run([self._output_name], {self._input_name: self._select(batch, state)})
             next_state: np.ndarray | None = batch.copy()
         elif self._kind == "recurrent":
             h = np.zeros((batch.shape[0], self._state_dim), np.float32) if state is None else state
-            out, next_state = self.session.run([self._output_name, self._state_output],
-                                               {self._input_name: self._select(batch), self._state_input: h})
+            out, next_state = self._run([self._output_name, self._state_output],
+                                        {self._input_name: self._select(batch), self._state_input: h})
+            if next_state.shape != (batch.shape[0], self._state_dim):
+                raise PolicyOutputError(self.name, "output_shape", f"state {self._state_output!r} of shape "
+                                        f"{list(next_state.shape)}, expected [{batch.shape[0]}, {self._state_dim}]")
         else:
-            (out,) = self.session.run([self._output_name], {self._input_name: self._select(batch)})
+            (out,) = self._run([self._output_name], {self._input_name: self._select(batch)})
             next_state = None
+        if out.shape != (batch.shape[0], self._n_outputs):  # a width that depends on the data is the model's fault
+            raise PolicyOutputError(self.name, "output_shape", f"logits of shape {list(out.shape)}, expected "
+                                    f"[{batch.shape[0]}, {self._n_outputs}]")
         out = out[:, : self.spec.n_actions]
-        if not np.isfinite(out).all():
+        if not (all_finite(out[0]) if out.shape[0] == 1 else bool(np.isfinite(out).all())):
             self.non_finite_outputs += 1
             rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
             raise PolicyOutputError(self.name, "non_finite_logits",
@@ -417,6 +291,48 @@ class StudentPolicy:
             raise PolicyOutputError(self.name, "non_finite_state",
                                     f"the recurrent state {self._state_output!r} went NaN/Inf; state kept as it was")
         return out, next_state
+
+    def _run(self, fetch: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """``session.run`` with its own ``RunOptions``, visible to :meth:`cancel_overdue` while it runs."""
+        options = ort.RunOptions()
+        self._inflight = (options, time.perf_counter())
+        try:
+            return self.session.run(fetch, feeds, options)
+        except Exception as exc:
+            if options.terminate:
+                self.deadline_overruns += 1
+                raise DecisionTimeoutError(self.name, "deadline",
+                                           "ONNX Runtime cancelled the run at its deadline") from exc
+            raise
+        finally:
+            self._inflight = None
+
+    def cancel_overdue(self, deadline_s: float, now: float | None = None) -> bool:
+        """Cancel the run in flight if it started more than ``deadline_s`` ago (thread-safe: meant for another
+        thread; ONNX Runtime checks the flag between operators). The decision then raises
+        :class:`~kdmarl_student.errors.DecisionTimeoutError`. True when a run was cancelled."""
+        inflight = self._inflight  # one read: the run may end meanwhile, its own RunOptions stays its own
+        if inflight is None:
+            return False
+        options, started = inflight
+        if (time.perf_counter() if now is None else now) - started <= deadline_s or options.terminate:
+            return False
+        options.terminate = True
+        return True
+
+    def cancel(self) -> bool:
+        """Cancel the run in flight now, whatever its age (a stop request); True when there was one."""
+        inflight = self._inflight
+        if inflight is None:
+            return False
+        inflight[0].terminate = True
+        return True
+
+    @property
+    def busy_since(self) -> float | None:
+        """Steady-clock start of the run in flight, None when idle."""
+        inflight = self._inflight
+        return None if inflight is None else inflight[1]
 
     def _own_state(self) -> np.ndarray | None:
         if self._kind == "recurrent":
@@ -491,9 +407,13 @@ class StudentPolicy:
         obs = self._validated_one(observation, "act")
         out, next_state = self._forward(obs[None], self._own_state())
         self._commit(next_state)
-        logits = out[0] if allowed is None else np.where(allowed, out[0], -np.inf)
         greedy = self.deterministic if deterministic is None else deterministic
-        action = int(np.argmax(logits)) if greedy else self._sample(logits)
+        if greedy and allowed is None:  # the common case in Python on a short list: fewer cold numpy paths per call
+            row = out[0].tolist()
+            action = row.index(max(row))  # the first maximum, as np.argmax
+        else:
+            logits = out[0] if allowed is None else np.where(allowed, out[0], -np.inf)
+            action = int(np.argmax(logits)) if greedy else self._sample(logits)
         self.latency.record(time.perf_counter() - started)
         return action
 
@@ -556,3 +476,7 @@ class StudentPolicy:
             provider=self.provider,
             non_finite_outputs=self.non_finite_outputs,
         )
+
+
+__all__ = ["ACCELERATED_PROVIDERS", "CPU_PROVIDER", "StudentPolicy", "dim_is_dynamic", "open_session",
+           "session_options"]

@@ -282,6 +282,81 @@ def gru_resources(weights: GRUWeights) -> dict[str, int]:
             "memory_bytes": 4 * (params + weights.input_dim + activations + hidden)}
 
 
+def _save_checked(model: Any, path: Path) -> Path:
+    import onnx  # noqa: PLC0415  development dependency
+
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def write_onnx_compute_bomb(path: Path, input_dim: int, n_actions: int, iterations: int = 2_000_000_000) -> Path:
+    """Issue 22's compute bomb: logits = obs @ W + v, where v counts the turns of an ONNX ``Loop`` of
+    ``iterations`` trips taken only when ``obs[0, 0] < 0``. Finite and fast on the zero observation (0 trips), so
+    every check of bytes, shapes and the dummy inference passes; one negative reading runs for an hour. Every
+    other operator is one the exporter writes: the runtime refuses it for its ``Loop`` (node 4)."""
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+        "bomb_body",
+        [helper.make_tensor_value_info("iter", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [])],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one")],
+    )
+    weights = np.random.default_rng(0).normal(size=(input_dim, n_actions)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["observation", "index0"], ["x0"], axis=1),
+         helper.make_node("Gather", ["x0", "index0"], ["x00"], axis=0),
+         helper.make_node("Greater", ["zero", "x00"], ["negative"]),
+         helper.make_node("Where", ["negative", "many", "none"], ["trips"]),
+         helper.make_node("Loop", ["trips", "true", "v0"], ["v"], body=body),
+         helper.make_node("MatMul", ["observation", "w"], ["mm"]),
+         helper.make_node("Add", ["mm", "v"], ["logits"])],
+        "compute_bomb",
+        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", input_dim])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_actions])],
+        [numpy_helper.from_array(np.array(0, np.int64), "index0"), numpy_helper.from_array(np.array(0.0, np.float32),
+                                                                                            "zero"),
+         numpy_helper.from_array(np.array(iterations, np.int64), "many"),
+         numpy_helper.from_array(np.array(0, np.int64), "none"), numpy_helper.from_array(np.array(True), "true"),
+         numpy_helper.from_array(np.array(0.0, np.float32), "v0"), numpy_helper.from_array(weights, "w")],
+    )
+    return _save_checked(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                           producer_name="kdmarl-tests"), path)
+
+
+def write_onnx_slow_mlp(path: Path, input_dim: int, n_actions: int, width: int = 2048, layers: int = 600) -> Path:
+    """A deliberately huge but allowed MLP (MatMul + Tanh only): ``layers`` hidden layers of ``width`` sharing one
+    weight matrix (16 MB by default), about ``layers * width**2`` multiply-adds per decision: about 0.4 s by default
+    here (2.5 G multiply-adds), far over any latency budget, on every observation including the zero one. Loading
+    it takes ONNX Runtime several seconds."""
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    w_in = (rng.normal(size=(input_dim, width)) / np.sqrt(input_dim)).astype(np.float32)
+    w = (rng.normal(size=(width, width)) / np.sqrt(width)).astype(np.float32)
+    w_out = (rng.normal(size=(width, n_actions)) / np.sqrt(width)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["observation", "w_in"], ["z0"]), helper.make_node("Tanh", ["z0"], ["h0"])]
+    for i in range(layers):
+        nodes += [helper.make_node("MatMul", [f"h{i}", "w"], [f"z{i + 1}"]),
+                  helper.make_node("Tanh", [f"z{i + 1}"], [f"h{i + 1}"])]
+    nodes.append(helper.make_node("MatMul", [f"h{layers}", "w_out"], ["logits"]))
+    graph = helper.make_graph(
+        nodes, "slow_mlp",
+        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", input_dim])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_actions])],
+        [numpy_helper.from_array(w_in, "w_in"), numpy_helper.from_array(w, "w"),
+         numpy_helper.from_array(w_out, "w_out")],
+    )
+    return _save_checked(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                           producer_name="kdmarl-tests"), path)
+
+
 def make_bundle(
     bundle_dir: Path,
     scenario: str = "simple_spread",
@@ -374,4 +449,5 @@ def make_bundle(
 
 
 __all__ = ["OPSET", "GRUWeights", "Weights", "delta_probe_weights", "gru_resources", "make_bundle", "numpy_forward",
-           "numpy_gru_step", "random_gru", "random_mlp", "write_onnx_gru", "write_onnx_mlp", "write_onnx_step_counter"]
+           "numpy_gru_step", "random_gru", "random_mlp", "write_onnx_compute_bomb", "write_onnx_gru", "write_onnx_mlp",
+           "write_onnx_slow_mlp", "write_onnx_step_counter"]

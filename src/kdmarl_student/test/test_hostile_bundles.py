@@ -26,6 +26,7 @@ from kdmarl_student.errors import BundleError, SignatureError
 from kdmarl_student.manifest import MAX_JSON_DEPTH
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.signing import generate_keypair, load_private_key, sign_bundle
+from kdmarl_student.testing import write_onnx_compute_bomb
 from test_support_bundles import edit_manifest, install_model, make_bundle, random_mlp, sha256, write_onnx_mlp
 
 onnx = pytest.importorskip("onnx")
@@ -250,6 +251,98 @@ def _teacher(damage: Damage) -> Damage:
     return lambda bundle: damage(bundle) or {"model": "teacher"}
 
 
+# ------------------------------------------------------------------------- graphs the exporter never writes
+def _graph_model(nodes: list[Any], outputs: list[Any], inits: list[Any],
+                 opsets: tuple[tuple[str, int], ...] = (("", 17),)) -> Any:
+    graph = helper.make_graph(nodes, "hostile", [helper.make_tensor_value_info("observation", TensorProto.FLOAT,
+                                                                               ["batch", 18])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets],
+                              producer_name="kdmarl-tests")
+    model.ir_version = 8
+    return model
+
+
+def _logits(width: Any = 5, elem: int = TensorProto.FLOAT) -> Any:
+    return helper.make_tensor_value_info("logits", elem, ["batch", width])
+
+
+_W = numpy_helper.from_array(np.random.default_rng(1).normal(size=(18, 5)).astype(np.float32), "w")
+
+
+def _save(model: Any, path: Path, check: bool = True) -> None:
+    if check:
+        onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def _if_graph(path: Path) -> None:
+    """logits = obs @ W + (If obs sums positive: 0 else 1): control flow, fine on the zero observation."""
+    branch = {side: helper.make_graph([helper.make_node("Constant", [], [f"{side}_c"],
+                                                        value=numpy_helper.from_array(np.full(5, v, np.float32)))],
+                                      side, [], [helper.make_tensor_value_info(f"{side}_c", TensorProto.FLOAT, [5])])
+              for side, v in (("then", 0.0), ("else", 1.0))}
+    nodes = [helper.make_node("ReduceSum", ["observation"], ["total"], keepdims=0),
+             helper.make_node("Greater", ["total", "zero"], ["positive"]),
+             helper.make_node("If", ["positive"], ["c"], then_branch=branch["then"], else_branch=branch["else"]),
+             helper.make_node("MatMul", ["observation", "w"], ["mm"]), helper.make_node("Add", ["mm", "c"], ["logits"])]
+    _save(_graph_model(nodes, [_logits()], [_W, numpy_helper.from_array(np.array(0.0, np.float32), "zero")]), path)
+
+
+def _scan_graph(path: Path) -> None:
+    """logits = obs @ W + a running sum computed by Scan over the batch."""
+    body = helper.make_graph([helper.make_node("Add", ["acc_in", "row"], ["acc_out"]),
+                              helper.make_node("Identity", ["acc_out"], ["scan_out"])], "scan_body",
+                             [helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [5]),
+                              helper.make_tensor_value_info("row", TensorProto.FLOAT, [5])],
+                             [helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [5]),
+                              helper.make_tensor_value_info("scan_out", TensorProto.FLOAT, [5])])
+    nodes = [helper.make_node("MatMul", ["observation", "w"], ["logits_pre"]),
+             helper.make_node("Scan", ["acc0", "logits_pre"], ["acc", "logits"], body=body, num_scan_inputs=1)]
+    _save(_graph_model(nodes, [_logits()], [_W, numpy_helper.from_array(np.zeros(5, np.float32), "acc0")]), path)
+
+
+def _custom_domain_graph(path: Path) -> None:
+    """An ONNX Runtime contrib operator (com.microsoft Gelu): not in the standard operator set."""
+    nodes = [helper.make_node("MatMul", ["observation", "w"], ["mm"]),
+             helper.make_node("Gelu", ["mm"], ["logits"], domain="com.microsoft")]
+    _save(_graph_model(nodes, [_logits()], [_W], (("", 17), ("com.microsoft", 1))), path, check=False)
+
+
+def _integer_logits(path: Path) -> None:
+    """Logits declared int64 (a Cast at the end): ArgMax over truncated integers would be acted on."""
+    nodes = [helper.make_node("MatMul", ["observation", "w"], ["mm"]),
+             helper.make_node("Cast", ["mm"], ["logits"], to=TensorProto.INT64)]
+    _save(_graph_model(nodes, [_logits(elem=TensorProto.INT64)], [_W]), path)
+
+
+def _data_dependent_width(path: Path) -> None:
+    """Allowed operators only, but the logits' width depends on the data: 5 when obs[0, 0] >= 0, else 3
+    (declared ``[batch, width]``): fine on the dummy inference, a short output on a negative reading."""
+    nodes = [helper.make_node("MatMul", ["observation", "w"], ["mm"]),
+             helper.make_node("Gather", ["observation", "i0"], ["column"], axis=1),
+             helper.make_node("Gather", ["column", "i0"], ["x00"], axis=0),
+             helper.make_node("Greater", ["zero", "x00"], ["negative"]),
+             helper.make_node("Where", ["negative", "three", "five"], ["end"]),
+             helper.make_node("Slice", ["mm", "start", "end", "axis1"], ["logits"])]
+    inits = [_W, numpy_helper.from_array(np.array(0, np.int64), "i0"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(np.array([3], np.int64), "three"),
+             numpy_helper.from_array(np.array([5], np.int64), "five"),
+             numpy_helper.from_array(np.array([0], np.int64), "start"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    _save(_graph_model(nodes, [_logits("width")], inits), path)
+
+
+def _agents(edit: Callable[[list], Any]) -> Damage:
+    return _edit(lambda d: edit(d["agents"]))
+
+
+def _six_hundred_agents(agents: list) -> None:
+    """Issue 22's probe: 600 copies of agent_0 (renamed) for simple_spread N=3."""
+    first = agents[0]
+    agents[:] = [{**json.loads(json.dumps(first)), "name": f"agent_{i}"} for i in range(600)]
+
+
 # -------------------------------------------------------------------------------------------- corpus
 EXTERNAL = "external_data"
 CORPUS: list[Attack] = [
@@ -354,6 +447,31 @@ CORPUS: list[Attack] = [
     Attack("external_initializer_in_teacher", _teacher(_onnx_change(
         lambda m, b: _externalize(m.graph.initializer[0], b, "teacher.weights"), "teacher_actor.onnx")),
         "teacher_actor.onnx", f"graph.initializer[0].{EXTERNAL}", "external data"),
+    # operators and outputs the exporter never writes (issue 22): refused before ONNX Runtime sees them
+    Attack("compute_bomb_loop", _model_file(lambda p: write_onnx_compute_bomb(p, 18, 5)), "agent_0.onnx",
+           "graph.node[4]", "'Loop'"),
+    Attack("control_flow_if", _model_file(_if_graph), "agent_0.onnx", "graph.node[0]", "'ReduceSum'"),
+    Attack("control_flow_scan", _model_file(_scan_graph), "agent_0.onnx", "graph.node[1]", "'Scan'"),
+    Attack("custom_domain_operator", _model_file(_custom_domain_graph), "agent_0.onnx", "graph.node[1]",
+           "'com.microsoft:Gelu'"),
+    Attack("integer_logits", _model_file(_integer_logits), "agent_0.onnx", "graph.node[1]", "'Cast'"),
+    Attack("data_dependent_output_width", _model_file(_data_dependent_width), "agent_0.onnx", "graph.output[0].shape",
+           "fixed width"),
+    Attack("compute_bomb_in_teacher", _teacher(lambda b: write_onnx_compute_bomb(b / "teacher_actor.onnx", 21, 5)
+                                               and edit_manifest(b, lambda d: d["teacher"].__setitem__(
+                                                   "sha256", sha256(b / "teacher_actor.onnx")))),
+           "teacher_actor.onnx", "graph.node[4]", "'Loop'"),
+    # the team must be the scenario's (issue 22): a 600-agent manifest would start 600 nodes
+    Attack("six_hundred_agents_for_three", _agents(_six_hundred_agents), "manifest.json", "agents",
+           "3 agents"),
+    Attack("agent_missing_from_team", _agents(lambda a: a.pop()), "manifest.json", "agents", "got 2"),
+    Attack("agents_renamed", _agents(lambda a: a[1].__setitem__("name", "robot_1")), "manifest.json",
+           "agents[1].name", "'agent_1'"),
+    Attack("agents_reordered", _agents(lambda a: a.reverse()), "manifest.json", "agents[0].name", "'agent_0'"),
+    Attack("scenario_unknown", _edit(lambda d: d["scenario"].__setitem__("name", "simple_tag")), "manifest.json",
+           "scenario", "simple_spread"),
+    Attack("scenario_n_disagrees", _edit(lambda d: d["scenario"]["params"].__setitem__("N", 4)), "manifest.json",
+           "agents", "4 agents"),
 ]
 
 
@@ -642,3 +760,54 @@ def test_files_that_block_or_exhaust_the_loader(bundle: Path, case: Blocker) -> 
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report.get("path", "").endswith(case.suffix), report
     assert report["field"] == "" and case.says in report["message"], report
+
+
+def test_manifest_read_model_refuses_the_bomb_for_kdmarl_sign(bundle: Path) -> None:
+    """``kdmarl sign`` signs and ``--verify`` verifies with ``Manifest.read_model`` (kdmarl_teacher.sign.check_models):
+    the operator allowlist lives there, so a bundle the robot refuses can neither be signed nor verified."""
+    from kdmarl_student.manifest import load_manifest
+
+    _model_file(lambda p: write_onnx_compute_bomb(p, 18, 5))(bundle)
+    manifest = load_manifest(bundle)
+    with pytest.raises(BundleError, match="'Loop'") as info:
+        manifest.read_model(manifest.agent("agent_0"))
+    assert info.value.field == "graph.node[4]"
+
+
+def test_smax_units_must_match_the_map(tmp_path: Path) -> None:
+    """SMAX: one agent per allied unit of the map, each with its unit type as the role."""
+    from kdmarl_student.manifest import load_manifest
+
+    bundle, _, _ = make_bundle(tmp_path / "smax", scenario="smax:2s3z")
+    assert [a.role for a in load_manifest(bundle).agents] == ["stalker"] * 2 + ["zealot"] * 3
+    edit_manifest(bundle, lambda d: d["agents"][0].__setitem__("role", "zealot"))
+    with pytest.raises(BundleError, match="'stalker'") as info:
+        load_manifest(bundle)
+    assert info.value.field == "agents[0].role"
+    edit_manifest(bundle, lambda d: d["scenario"].__setitem__("name", "smax:3s5z"))
+    with pytest.raises(BundleError, match="8 agents") as info:
+        load_manifest(bundle)
+    assert info.value.field == "agents"
+
+
+def test_output_width_that_changes_with_the_data_is_a_model_fault(bundle: Path) -> None:
+    """A graph that declares a fixed width [batch, 5] (so it loads) but slices its logits to 3 when obs[0, 0] < 0:
+    the decision is refused as a model fault (PolicyOutputError "output_shape"), never acted on over 3 logits and
+    never mistaken for a bad observation (issue 22: a raw ValueError counted as an invalid observation)."""
+    from kdmarl_student.errors import PolicyOutputError
+
+    def lying(path: Path) -> None:
+        _data_dependent_width(path)
+        model = onnx.load(str(path))
+        model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 5  # declared fixed: the lie
+        onnx.save(model, str(path))
+
+    _model_file(lying)(bundle)
+    policy = StudentPolicy(bundle, "agent_0")
+    assert policy.act(np.ones(18, np.float32)) in range(5)
+    negative = np.ones(18, np.float32)
+    negative[0] = -1.0
+    with pytest.raises(PolicyOutputError) as info:
+        policy.act(negative)
+    assert info.value.reason == "output_shape" and "[1, 3]" in str(info.value), info.value
+    assert policy.rejected_observations == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from kdmarl_student.budget import check_budget
@@ -23,9 +25,22 @@ def test_ring_buffer_keeps_the_last_window() -> None:
 
 
 def test_process_meter_reads_this_process() -> None:
+    """RSS agrees with /proc and CPU % (per core, since the previous call) with os.times() over a busy loop, both
+    read without psutil (on a shared machine the loop may get much less than a core: compared, not assumed)."""
+    import time
+
     meter = ProcessMeter()
-    assert meter.rss_bytes() > 10 * 2**20
-    assert meter.cpu_percent() >= 0.0
+    with open("/proc/self/statm") as statm:
+        rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert abs(meter.rss_bytes() - rss) < 0.1 * rss, (meter.rss_bytes(), rss)
+    meter.cpu_percent()
+    wall0, cpu0 = time.perf_counter(), os.times()
+    while time.perf_counter() < wall0 + 1.0:
+        pass
+    measured = meter.cpu_percent()
+    cpu1, wall1 = os.times(), time.perf_counter()
+    expected = 100.0 * (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0)
+    assert expected > 1.0 and abs(measured - expected) < 5.0 + 0.25 * expected, (measured, expected)
 
 
 def test_budget_checks() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,9 @@ def test_snapshot_reports_latency_resources_and_budget(tmp_path: Path) -> None:
     snap = policy.snapshot()
     assert snap.decisions == 50
     assert 0 < snap.latency_p50_ms <= snap.latency_p99_ms <= snap.latency_max_ms
-    assert snap.rss_bytes > 0
+    with open("/proc/self/statm") as statm:  # this process's resident set, read independently of psutil
+        rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert abs(snap.rss_bytes - rss) < 0.1 * rss, (snap.rss_bytes, rss)
     assert snap.flops_per_decision == policy.spec.resources["flops_per_decision"]
     assert snap.budget_met is False and snap.budget_checks["latency"] is True
     assert snap.provider == "CPUExecutionProvider"
@@ -109,11 +112,6 @@ def test_snapshot_reports_latency_resources_and_budget(tmp_path: Path) -> None:
 def test_thread_count_is_configurable(bundle: tuple[Path, dict]) -> None:
     policy = StudentPolicy(bundle[0], "agent_0", intra_op_num_threads=2)
     assert policy.session.get_session_options().intra_op_num_threads == 2
-
-
-def test_unavailable_provider_falls_back_to_cpu(bundle: tuple[Path, dict]) -> None:
-    policy = StudentPolicy(bundle[0], "agent_0", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert policy.provider == "CPUExecutionProvider"
 
 
 def test_teacher_model_gets_padding_and_one_hot(tmp_path: Path) -> None:

@@ -337,7 +337,7 @@ CASES = [
     # Action masks (SMAX): one entry per action (5 here) or none; an all-false mask allows nothing.
     Case("mask_too_short", _one(mask=[True] * 4), "safe", "reason:mask"),
     Case("mask_too_long", _one(mask=[True] * 6), "safe", "reason:mask", student=LOCKSTEP),
-    Case("mask_all_false", _one(mask=[False] * 5), "safe", "reason:invalid"),
+    Case("mask_all_false", _one(mask=[False] * 5), "safe", "reason:mask"),  # issue 22: was counted as "invalid"
     Case("mask_all_true", _one(mask=[True] * 5), "acted"),
 ]
 # Episode of each case: its own, so cases never meet through the step-order rules; the fence before a case
@@ -731,3 +731,167 @@ def test_memory_resets_after_a_stale_period(harness: Harness, memory_bundle: Pat
     assert len(after) >= 4 and after == [k % 5 for k in range(1, len(after) + 1)], (after, h.log(agent))
     assert f"{agent}: memory reset (recurrent, 4 values): input resumed after a stale period (episode 3, step 6)" \
         in h.log(agent), h.log(agent)
+
+
+# ---- issue 22: a slow model, a safe action that fits, logs that cannot flood -----------------------------------
+LOAD_TIMEOUT = 180.0  # a 16 MB, 1 200-node graph takes ONNX Runtime seconds to load on a loaded machine
+
+
+def _slow_bundle(tmp: Path) -> Path:
+    """agent_0 runs a huge but allowed MLP (about 0.4 s per decision here; budget 1 ms)."""
+    from kdmarl_student.testing import write_onnx_slow_mlp
+
+    bundle, _, _ = make_bundle(tmp / "bundle", seed=21, budget={"name": "tiny", "max_latency_ms": 1.0})
+    install_model(bundle, 0, write_onnx_slow_mlp(bundle / "agent_0.onnx", 18, 5))
+    return bundle
+
+
+def _level(status: DiagnosticStatus) -> int:
+    return status.level[0] if isinstance(status.level, bytes) else int(status.level)
+
+
+def test_slow_model_gets_safe_actions_at_the_deadline_while_reports_flow_and_sigint_ends_it(
+        harness: Harness, tmp_path: Path) -> None:
+    """A model far over its budget: every decision is cancelled at decision_deadline_ms and answered with the safe
+    action (counted as an overrun); /diagnostics and the realtime watchdog keep publishing while a decision runs;
+    SIGINT during a decision ends the process cleanly and fast. (Before issue 22 nothing was published during an
+    inference and a signal waited for it to end.)"""
+    h, ns = harness, "agent_0"
+    h.start_student(ns, bundle=str(_slow_bundle(tmp_path)), mode="realtime", observation_timeout_s=5.0,
+                    decision_deadline_ms=300.0, max_overruns=1000, report_period_s=0.05)
+    assert h.spin_until(lambda: any(values(s).get("state") == "active" for s in h.statuses(ns)), LOAD_TIMEOUT), \
+        h.logs()
+
+    def overruns() -> int:
+        reports = h.statuses(ns)
+        return count(values(reports[-1]), "deadline_overruns") if reports else 0
+
+    for k in range(2):
+        since_diag, sent = len(h.diagnostics), time.monotonic()
+        answer = h.send_until_answered(ns, observation(1, k, ns, h.now()))
+        took = time.monotonic() - sent
+        assert answer.is_safe_action and answer.action == SAFE_ACTION, answer
+        assert took < 5.0, took  # the model alone takes ~0.4 s unloaded and is cancelled at 0.3 s
+        assert h.spin_until(lambda k=k: overruns() == k + 1), h.logs()
+        assert len(h.statuses(ns, since=since_diag)) >= 3, h.logs()  # reports every 0.05 s during the decision
+    # The realtime watchdog runs during a decision too: a short timeout makes it answer the input as stale.
+    stale_before = count(h.settle(ns), "stale_observations")
+    assert _set_parameter(h, ns, "observation_timeout_s", 0.1).successful
+    h.publish(ns, observation(1, 5, ns, h.now()))
+    assert h.spin_until(lambda: overruns() == 3), h.logs()
+    assert len(h.answers(ns, 1, 5)) >= 2, h.logs()  # the watchdog's stale answer(s) and the cancelled decision's
+    assert all(a.is_safe_action for a in h.answers(ns, 1, 5))
+    assert count(h.settle(ns), "stale_observations") > stale_before  # (its log line may be throttled: counted)
+    assert "decision cancelled after" in h.log(ns)
+    assert any(s.level == DiagnosticStatus.WARN and "over the deadline" in s.message for s in h.statuses(ns))
+    # Ctrl-C while a decision runs: the process ends within the shutdown deadline, exit code 0, no traceback.
+    assert _set_parameter(h, ns, "decision_deadline_ms", 60_000.0).successful  # the decision would run on
+    h.publish(ns, observation(1, 10, ns, h.now()))
+    time.sleep(0.15)
+    started = time.monotonic()
+    assert h.stop(ns, signal.SIGINT, times=1) == 0, h.log(ns)
+    assert time.monotonic() - started < 5.0, h.log(ns)
+    assert "Traceback" not in h.log(ns), h.log(ns)
+
+
+def test_repeated_overruns_turn_the_node_to_error_and_it_stops_acting(harness: Harness, tmp_path: Path) -> None:
+    h, ns = harness, "agent_0"
+    h.start_student(ns, bundle=str(_slow_bundle(tmp_path)), decision_deadline_ms=100.0, max_overruns=2,
+                    report_period_s=0.25)
+    assert h.spin_until(lambda: any(values(s).get("state") == "active" for s in h.statuses(ns)), LOAD_TIMEOUT), \
+        h.logs()
+    for k in range(2):
+        assert h.send_until_answered(ns, observation(1, k, ns, h.now())).is_safe_action
+    assert h.spin_until(lambda: any(s.level == DiagnosticStatus.ERROR and "over the 100 ms deadline" in s.message
+                                    for s in h.statuses(ns))), h.logs()
+    silent_from = len(h.actions[ns])
+    end = time.monotonic() + 2.0
+    steps = itertools.count(2)
+    h.spin_until(lambda: time.monotonic() > end, 10.0,
+                 step=lambda: h.publish(ns, observation(1, next(steps), ns, h.now())))
+    assert h.actions[ns][silent_from:] == [], "a node in ERROR acted"
+    assert "refusing to act: 2 decisions in a row over the 100 ms deadline" in h.log(ns)
+
+
+def _set_parameter(h: Harness, ns: str, name: str, value: Any) -> Any:
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = h.node.create_client(SetParameters, f"/{ns}/student/set_parameters")
+    assert client.wait_for_service(timeout_sec=TIMEOUT)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
+    assert h.spin_until(future.done), h.logs()
+    return future.result().results[0]
+
+
+def test_safe_action_outside_the_action_space_is_refused(harness: Harness, tmp_path: Path) -> None:
+    """Issue 22: safe_action 7 on a 5-action bundle was accepted at start and at runtime (and then ignored)."""
+    bundle, _, _ = make_bundle(tmp_path / "bundle", seed=22)
+    harness.start_student("agent_0", bundle=str(bundle), safe_action=7)
+    harness.start_student("agent_1", bundle=str(bundle))
+
+    def refused() -> bool:
+        return any(s.level == DiagnosticStatus.ERROR and "safe_action" in s.message and "[0, 4]" in s.message
+                   for s in harness.statuses("agent_0"))
+
+    assert harness.spin_until(refused), harness.logs()
+    ns = "agent_1"
+    assert not harness.send_until_answered(ns, observation(1, 0, ns, harness.now())).is_safe_action
+    result = _set_parameter(harness, ns, "safe_action", 7)
+    assert not result.successful and "[0, 4]" in result.reason, result
+    assert _set_parameter(harness, ns, "safe_action", 3).successful
+    answer = harness.send_until_answered(ns, observation(2, 0, ns, harness.now(), GOOD[:4]))
+    assert answer.is_safe_action and answer.action == 3, answer  # applied from the next safe answer on
+    assert harness.settle(ns)["safe_action"] == "3"
+
+
+def test_smax_safe_answers_respect_the_mask(harness: Harness, tmp_path: Path) -> None:
+    """SMAX 3m (8 actions, stop = 4 always available): a configured safe action the mask forbids is replaced by
+    stop; a mask that allows neither is counted as a mask fault; an all-false mask is counted as mask."""
+    from kdmarl_student.scenarios import scenario_spec
+
+    bundle, _, _ = make_bundle(tmp_path / "smax", scenario="smax:3m", seed=23)
+    ns = "ally_0"
+    dim = scenario_spec("smax:3m").agents[0].obs_dim
+    harness.start_student(ns, bundle=str(bundle), safe_action=0, report_period_s=0.25)
+    nan = np.zeros(dim, np.float32)
+    nan[0] = np.nan
+    only_stop = [a == 4 for a in range(8)]
+    answer = harness.send_until_answered(ns, observation(1, 0, ns, harness.now(), nan, mask=only_stop))
+    assert answer.is_safe_action and answer.action == 4, answer
+    before = harness.settle(ns)
+    only_attack = [a == 5 for a in range(8)]
+    answer = harness.send_until_answered(ns, observation(2, 0, ns, harness.now(), nan, mask=only_attack))
+    assert answer.is_safe_action, answer
+    after = harness.settle(ns)
+    assert count(after, "reason:mask") == count(before, "reason:mask") + 1, after
+    answer = harness.send_until_answered(ns, observation(3, 0, ns, harness.now(), np.zeros(dim), mask=[False] * 8))
+    assert answer.is_safe_action and answer.action == 0, answer
+    assert count(harness.settle(ns), "reason:mask") == count(after, "reason:mask") + 1
+    allowed = [True] * 8
+    allowed[0] = False
+    answer = harness.send_until_answered(ns, observation(4, 0, ns, harness.now(), np.zeros(dim), mask=allowed))
+    assert not answer.is_safe_action and answer.action != 0, answer
+
+
+def test_a_flood_of_restarted_sequences_is_logged_a_few_times(harness: Harness, tmp_path: Path) -> None:
+    """Issue 22: alternating episode counters made 3 881 unthrottled INFO lines in 5 s. Each new sequence is
+    still counted (sequence_restarts), but logged at most once per warn_throttle_s."""
+    bundle, _, _ = make_bundle(tmp_path / "bundle", seed=24, recurrent={"agent_0": 4})
+    h, ns = harness, "agent_0"
+    h.start_student(ns, bundle=str(bundle), report_period_s=0.25)
+    assert not h.send_until_answered(ns, observation(1, 0, ns, h.now())).is_safe_action
+    before = h.settle(ns)
+    started = time.monotonic()
+    for k in range(60):
+        assert not h.send_until_answered(ns, observation(1 - k % 2, k + 1, ns, h.now())).is_safe_action
+    elapsed = time.monotonic() - started
+    after = h.settle(ns)
+    log = h.log(ns)
+    assert count(after, "sequence_restarts") - count(before, "sequence_restarts") == 30, after
+    assert count(after, "memory_resets") - count(before, "memory_resets") == 59, after  # k = 0 stays in episode 1
+    allowed = 2 + elapsed / 5.0
+    assert 1 <= log.count("episode counter went back from 1 to 0: new sequence") <= allowed, log
+    resets = log.count("memory reset (recurrent, 4 values): episode counter went back") + \
+        log.count("memory reset (recurrent, 4 values): new episode 1")  # one kind (episode_start), one throttle
+    assert 1 <= resets <= allowed, log
