@@ -58,12 +58,20 @@ from kdmarl_teacher.checkpoint import (
     prepare_run_dir,
 )
 from kdmarl_teacher.config import QMIX_TERMS, DistillConfig, save_config
-from kdmarl_teacher.distill import StudentTeam, agent_rows, sequences, team_for_teacher, unroll
+from kdmarl_teacher.distill import (
+    StudentTeam,
+    agent_mask,
+    agent_rows,
+    sequences,
+    team_for_teacher,
+    unroll,
+    win_rate_fields,
+)
 from kdmarl_teacher.errors import NonFiniteError, writing
 from kdmarl_teacher.evaluate import evaluate_students
 from kdmarl_teacher.losses import argmax_ce_loss, kd_kl_loss
 from kdmarl_teacher.mappo import SEED_STRIDE, MetricsLog
-from kdmarl_teacher.networks import actor_inputs_all, sample_actions
+from kdmarl_teacher.networks import actor_inputs_all, apply_action_mask, sample_actions
 from kdmarl_teacher.profiles import TeamConfig
 from kdmarl_teacher.qmix import QMixer, mixer_state
 from kdmarl_teacher.students_file import FILE_NAME as STUDENTS_FILE
@@ -72,10 +80,15 @@ from kdmarl_teacher.students_file import students_payload
 RECIPE = "value_decomposition"
 
 
-def utility_loss(teacher_q: torch.Tensor, student_q: torch.Tensor) -> torch.Tensor:
+def utility_loss(teacher_q: torch.Tensor, student_q: torch.Tensor, available: torch.Tensor | None = None
+                 ) -> torch.Tensor:
     """MSE between utilities over an agent's valid actions: teacher_q, student_q [M, A_i] -> scalar. The caller
-    passes the teacher's first A_i outputs only (the masked -1e8 entries of invalid actions never enter)."""
-    return F.mse_loss(student_q, teacher_q)
+    passes the teacher's first A_i outputs only (the padding of a smaller action set never enters); `available`
+    bool [M, A_i] (SMAX) keeps only the entries of actions the environment allowed in that state (the teacher's
+    masked ones are -1e8, not utilities)."""
+    if available is None:
+        return F.mse_loss(student_q, teacher_q)
+    return F.mse_loss(student_q[available], teacher_q[available])
 
 
 def mixer_distill_loss(student_mixer: QMixer, student_q_taken: torch.Tensor, state: torch.Tensor,
@@ -96,6 +109,7 @@ class QRollout:
     t_q: torch.Tensor  # [T, B, N, A_max] teacher utilities (invalid actions masked)
     t_q_tot: torch.Tensor  # [T, B] teacher Q_tot of the students' joint action
     mix_state: torch.Tensor  # [T, B, S'] the mixer state (global state + time feature)
+    masks: torch.Tensor | None = None  # bool [T, B, N, A_max]: available actions at step t (SMAX); None: MPE
     ep_returns: list[torch.Tensor] = field(default_factory=list)
     ep_metrics: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
@@ -119,19 +133,24 @@ def rollout(env: Any, teacher: Teacher, team: StudentTeam, gen: torch.Generator,
                   actions=torch.zeros(T, B, N, dtype=torch.long, device=device),
                   t_q=torch.zeros(T, B, N, teacher.actor.n_actions_max, device=device),
                   t_q_tot=torch.zeros(T, B, device=device), mix_state=torch.zeros(T, B, S, device=device))
+    if hasattr(env, "available_actions"):  # SMAX: per-step masks (MPE: none, no mask path)
+        ro.masks = torch.zeros(T, B, N, teacher.actor.n_actions_max, dtype=torch.bool, device=device)
     h = teacher.actor.initial_state(B * N)
     prev = obs
     start = torch.ones(B, dtype=torch.bool, device=device)
     for t in range(T):
         ro.starts[t] = start
+        mask = None
+        if ro.masks is not None:
+            ro.masks[t] = mask = env.available_actions()  # [B, N, A]: of the state the actions are taken in
         xs = team.inputs(obs, prev)
         for i, hi in enumerate(hs):
             ro.states[i][t] = hi
         outs, hs = team.logits(xs, hs)
         for i, (x, q_i) in enumerate(zip(xs, outs, strict=True)):  # q_i [B, A_i]
-            ro.inputs[i][t], ro.actions[t, :, i] = x, sample_actions(q_i / temperature, gen)
+            ro.inputs[i][t], ro.actions[t, :, i] = x, sample_actions(agent_mask(q_i, mask, i) / temperature, gen)
         tq, _, h = teacher.actor.step(actor_inputs_all(obs).reshape(B * N, -1), h)
-        ro.t_q[t] = tq.view(B, N, -1)
+        ro.t_q[t] = apply_action_mask(tq.view(B, N, -1), mask)  # the teacher's targets, masked too
         ms = mixer_state(state, env.t if time_feature else None, max_cycles)  # [B, S']
         ro.mix_state[t] = ms
         taken = ro.t_q[t].gather(-1, ro.actions[t].unsqueeze(-1)).squeeze(-1)  # [B, N]
@@ -154,22 +173,26 @@ def term_losses(cfg: DistillConfig, team: StudentTeam, student_mixer: QMixer, mb
                 terms: dict[str, float]) -> tuple[dict[str, torch.Tensor], float]:
     """Every active term (unweighted; an inactive one is a constant 0) on one minibatch of m sequences of L steps:
     mb = {"x": per agent [m, L, in_i], "h0": per agent [m, H_i], "starts" [m, L], "act" [m*L, N],
-    "tq" [m*L, N, A_max], "qtot" [m*L], "ms" [m*L, S']}. Returns (terms, agreement with the teacher's argmax)."""
+    "tq" [m*L, N, A_max], "qtot" [m*L], "ms" [m*L, S'], and on SMAX "mask" bool [m*L, N, A_max]}. With masks the
+    kl and ce terms compare masked utilities and util regresses the available actions only. Returns (terms,
+    agreement with the teacher's argmax)."""
     device = mb["act"].device
     N = len(team.students)
     parts = {k: torch.zeros((), device=device) for k in QMIX_TERMS}
+    mask = mb.get("mask")  # [m*L, N, A_max] (SMAX) or None
     taken, agree = [], 0.0
     for i, (s, a) in enumerate(zip(team.students, team.team.agents, strict=True)):
         _, q_s = unroll(s, mb["x"][i], mb["h0"][i], mb["starts"])  # [m*L, A_i]
-        q_t = mb["tq"][:, i, : a.n_actions]  # [m*L, A_i]: the agent's valid actions only
-        agree += float((q_s.argmax(-1) == q_t.argmax(-1)).float().mean()) / N
-        z_t, z_s = q_t / cfg.q_temperature, q_s / cfg.q_temperature  # utilities in units of T_q
+        q_t = mb["tq"][:, i, : a.n_actions]  # [m*L, A_i]: the agent's valid actions only (masked on SMAX)
+        q_s_masked = agent_mask(q_s, mask, i)
+        agree += float((q_s_masked.argmax(-1) == q_t.argmax(-1)).float().mean()) / N
+        z_t, z_s = q_t / cfg.q_temperature, q_s_masked / cfg.q_temperature  # utilities in units of T_q
         if "kl" in terms:
             parts["kl"] = parts["kl"] + kd_kl_loss(z_t, z_s, 1.0)
         if "ce" in terms:
             parts["ce"] = parts["ce"] + argmax_ce_loss(z_t, z_s)
         if "util" in terms:
-            parts["util"] = parts["util"] + utility_loss(q_t, q_s)
+            parts["util"] = parts["util"] + utility_loss(q_t, q_s, None if mask is None else mask[:, i, : a.n_actions])
         taken.append(q_s.gather(-1, mb["act"][:, i, None]).squeeze(-1))  # [m*L]
     if "mixer" in terms:
         parts["mixer"] = mixer_distill_loss(student_mixer, torch.stack(taken, dim=-1), mb["ms"], mb["qtot"])
@@ -185,7 +208,8 @@ def minibatches(cfg: DistillConfig, team: StudentTeam, ro: QRollout) -> Iterator
     L = cfg.sequence_length(team.recurrent)
     S = T // L * B
     flat = {k: sequences(v, L).reshape(S * L, *v.shape[2:]) for k, v in
-            {"act": ro.actions, "tq": ro.t_q, "qtot": ro.t_q_tot, "ms": ro.mix_state}.items()}
+            {"act": ro.actions, "tq": ro.t_q, "qtot": ro.t_q_tot, "ms": ro.mix_state,
+             **({} if ro.masks is None else {"mask": ro.masks})}.items()}
     Xs = [sequences(x, L) for x in ro.inputs]
     H0 = [sequences(h, L)[:, 0] for h in ro.states]
     starts = sequences(ro.starts, L)
@@ -353,6 +377,7 @@ def distill_qmix(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, t
         "eval_mode": "greedy (argmax of utilities) for teacher and students; uniform random baseline",
         "teacher_eval": ev_teacher, "students_eval": ev_students, "random_eval": ev_random,
         "retention": retention, "agents": agents_report,
+        **win_rate_fields(ev_teacher, ev_students),
         "min_flops_reduction": min(a["flops_reduction"] for a in agents_report),
         "config": dataclasses.asdict(cfg), "command": " ".join(sys.argv),
         "flops_note": ("FLOPs = 2 x MACs of the Linear layers and GRU cells at batch 1 (activations, gate "
@@ -362,6 +387,10 @@ def distill_qmix(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, t
     report_path = out / "distill_report.json"
     with writing(report_path), atomic_file(report_path) as fh:
         fh.write(json.dumps(report, indent=2).encode())
+    if "win_rate" in ev_students:
+        print(f"win rate: teacher {ev_teacher['win_rate']:.3f} ± {ev_teacher['win_rate_ci95']:.3f} | students "
+              f"{ev_students['win_rate']:.3f} ± {ev_students['win_rate_ci95']:.3f} | random "
+              f"{ev_random['win_rate']:.3f}")
     print(f"teacher {ev_teacher['team_return']:.2f} ± {ev_teacher['ci95']:.2f} | students "
           f"{ev_students['team_return']:.2f} ± {ev_students['ci95']:.2f} | random {ev_random['team_return']:.2f} "
           f"| retention {'n/a' if retention is None else f'{retention:.3f}'} "

@@ -102,6 +102,46 @@ def test_masked_distillation_never_samples_unavailable(smax_teacher: Path, tmp_p
     assert "win_rate_retention" in on_disk
 
 
+@pytest.fixture(scope="module")
+def smax_qmix_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny QMIX teacher on SMAX 3m from the shipped config/qmix_smax.yaml (a few seconds)."""
+    from kdmarl_teacher.config import default_config_path, load_qmix_config
+
+    from kdmarl_teacher import qmix
+
+    cfg = load_qmix_config(default_config_path("smax:3m", "qmix"), [
+        "num_envs=8", "num_steps=16", "total_steps=384", "learning_starts=128", "buffer_size=32", "batch_size=8",
+        "updates_per_iteration=1", "agent_hidden=[32,32]", "mixer_embed=8", "hypernet_hidden=16", "eval_every=0"])
+    return qmix.train(cfg, tmp_path_factory.mktemp("smax_qmix_teacher") / "run", progress=False)
+
+
+def test_qmix_teacher_distillation_on_smax_is_masked_and_reports_win_rates(
+        smax_qmix_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: the value-decomposition recipe (QMIX teacher) on SMAX. Every action stepped (student rollouts
+    and the evaluation's three policies) is available, and the report carries the win rates as the MAPPO
+    recipe's does."""
+    from kdmarl_teacher.checkpoint import load_teacher
+    from kdmarl_teacher.config import load_distill_config
+    from kdmarl_teacher.distill import distill
+    from kdmarl_teacher.profiles import CONFIG_DIR
+
+    checked = checked_envs(monkeypatch)
+    cfg = load_distill_config(CONFIG_DIR / "distill_qmix.yaml", [
+        "team=smax_3m", "num_envs=8", "num_steps=16", "total_steps=256", "update_epochs=1", "num_minibatches=2",
+        "eval_episodes=6"])
+    run = tmp_path / "students"
+    report = distill(cfg, load_teacher(smax_qmix_teacher, "cpu"), run, teacher_path=smax_qmix_teacher,
+                     progress=False)
+    assert report["recipe"] == "value_decomposition"
+    assert sum(checked) >= 2 * 16 * 8 * 3  # two iterations of 8 envs x 16 steps x 3 agents, plus evaluations
+    on_disk = json.loads((run / "distill_report.json").read_text())
+    for key in ("teacher_eval", "students_eval", "random_eval"):
+        assert 0.0 <= on_disk[key]["win_rate"] <= 1.0 and on_disk[key]["episodes"] == 6
+    t_win, s_win = on_disk["teacher_eval"]["win_rate"], on_disk["students_eval"]["win_rate"]
+    assert on_disk["win_rate_retention"] == (s_win / t_win if t_win > 0 else None)
+    assert "win_rate_definition" in on_disk
+
+
 def test_masked_update_uses_masked_logits() -> None:
     """The KL and CE terms on masked logits: an unavailable action the teacher's raw logits favour carries no
     mass in the target, and the student's masked distribution matches it exactly when the available logits do."""
