@@ -71,8 +71,8 @@ def worker_ort(model: str, input_dim: int, calls: int, warmup: int) -> dict[str,
 
 def worker_torch(run: str, agent_index: int, calls: int, warmup: int) -> dict[str, Any]:
     import torch  # noqa: PLC0415
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.export import TeacherAgentActor  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.export.bundle import TeacherAgentActor  # noqa: PLC0415
 
     torch.set_num_threads(1)
     rss0 = _rss()
@@ -118,15 +118,16 @@ def _spawn(*worker_args: str) -> dict[str, Any]:
 def synthetic_team(root: Path, team: str) -> tuple[Path, Path]:
     """A random-weight teacher.pt and students.pt laid out like a real run, and its exported bundle."""
     import torch  # noqa: PLC0415
-    from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_teacher, spec_to_dict  # noqa: PLC0415
-    from kdmarl_teacher.config import TeacherConfig  # noqa: PLC0415
-    from kdmarl_teacher.export import export_bundle, load_student_agents  # noqa: PLC0415
-    from kdmarl_teacher.networks import Actor, Critic  # noqa: PLC0415
-    from kdmarl_teacher.profiles import load_team  # noqa: PLC0415
-    from kdmarl_teacher.resources import module_resources  # noqa: PLC0415
-    from kdmarl_teacher.students import StudentMLP  # noqa: PLC0415
-    from kdmarl_teacher.students_file import students_payload  # noqa: PLC0415
-    from kdmarl_teacher.value_norm import IdentityNorm  # noqa: PLC0415
+    from kdmarl_teacher.algos.config import TeacherConfig  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import FORMAT, VERSION, load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.core.networks import Actor, Critic  # noqa: PLC0415
+    from kdmarl_teacher.core.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.core.run_files import atomic_save, spec_to_dict  # noqa: PLC0415
+    from kdmarl_teacher.core.value_norm import IdentityNorm  # noqa: PLC0415
+    from kdmarl_teacher.distill.profiles import load_team  # noqa: PLC0415
+    from kdmarl_teacher.distill.students import StudentMLP  # noqa: PLC0415
+    from kdmarl_teacher.distill.students_file import students_payload  # noqa: PLC0415
+    from kdmarl_teacher.export.bundle import export_bundle, load_student_agents  # noqa: PLC0415
 
     torch.manual_seed(0)
     cfg = TeacherConfig()

@@ -78,9 +78,9 @@ def scratch_row(teacher: Path, ref: dict[str, Any], seed: int, out: Path, episod
     """MAPPO from scratch at the students' hidden size (bench_distill.train_scratch), same env steps and battles;
     retention against the teacher and random figures of the full-loss run `ref`."""
     from bench_distill import train_scratch  # noqa: PLC0415
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.evaluate import evaluate  # noqa: PLC0415
-    from kdmarl_teacher.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.core.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.evaluation.evaluate import evaluate  # noqa: PLC0415
 
     run = out / f"{SCRATCH}_{ref['team']}_seed{seed}"
     hidden = [int(h) for h in ref["students"].removeprefix("mlp[").removesuffix("]").split(",")]
@@ -109,7 +109,7 @@ def scratch_row(teacher: Path, ref: dict[str, Any], seed: int, out: Path, episod
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (team, variant): mean and 95 % interval across seeds; non-reference variants compared with the
     full loss on the seeds both have (paired)."""
-    from kdmarl_teacher.sweep import paired, summary  # noqa: PLC0415
+    from kdmarl_teacher.experiments.sweep import paired, summary  # noqa: PLC0415
 
     good = [r for r in rows if "error" not in r]
     out = []

@@ -51,7 +51,7 @@ def grid_spec(teacher: Path, steps: int, episodes: int, num_envs: int) -> dict[s
 
 def sequential(spec_file: Path, out: Path) -> tuple[float, list[dict[str, Any]]]:
     """The sweep's trials, one after another in this process, through the same trial function."""
-    from kdmarl_teacher import sweep  # noqa: PLC0415
+    from kdmarl_teacher.experiments import sweep  # noqa: PLC0415
 
     trials = sweep.expand(sweep.load_spec(spec_file), out)
     t0 = time.time()
@@ -62,7 +62,7 @@ def sequential(spec_file: Path, out: Path) -> tuple[float, list[dict[str, Any]]]
 
 
 def via_sweep(spec_file: Path, out: Path, cpus: int) -> tuple[float, dict[str, Any]]:
-    from kdmarl_teacher import sweep  # noqa: PLC0415
+    from kdmarl_teacher.experiments import sweep  # noqa: PLC0415
 
     t0 = time.time()
     sweep.main([str(spec_file), "--out", str(out), "--cpus", str(cpus)])

@@ -4,10 +4,10 @@ import json
 from pathlib import Path
 
 import torch
+from kdmarl_teacher.algos.config import load_config
+from kdmarl_teacher.algos.mappo import train
 from kdmarl_teacher.cli import main
-from kdmarl_teacher.config import load_config
-from kdmarl_teacher.evaluate import mean_ci
-from kdmarl_teacher.mappo import train
+from kdmarl_teacher.core.episodes import mean_ci
 
 TINY = ["num_envs=8", "total_steps=400", "actor_hidden=[16]", "critic_hidden=[16]", "update_epochs=1",
         "num_minibatches=1", "torch_threads=1"]

@@ -14,12 +14,12 @@ from kdmarl_student.bundle_eval import evaluate_bundle
 from kdmarl_student.manifest import load_manifest, sha256_file
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
-from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_teacher, spec_to_dict
-from kdmarl_teacher.networks import Actor, Critic
-from kdmarl_teacher.students import StudentMLP
-from kdmarl_teacher.value_norm import IdentityNorm
-
-from kdmarl_teacher import export as export_mod
+from kdmarl_teacher.algos.teacher import FORMAT, VERSION, load_teacher
+from kdmarl_teacher.core.networks import Actor, Critic
+from kdmarl_teacher.core.run_files import atomic_save, spec_to_dict
+from kdmarl_teacher.core.value_norm import IdentityNorm
+from kdmarl_teacher.distill.students import StudentMLP
+from kdmarl_teacher.export import bundle as export_mod
 
 SEEDS = list(range(1000, 1006))
 
@@ -220,7 +220,7 @@ def test_students_export_with_sensing_and_budgets(tmp_path: Path) -> None:
     # the runtime cuts the same input as the torch student saw
     payload = torch.load(run / "students.pt", weights_only=True)
     from kdmarl_student.sensing import apply_sensing
-    from kdmarl_teacher.students import build_student
+    from kdmarl_teacher.distill.students import build_student
 
     student = build_student(payload["agents"][2]["arch"])
     student.load_state_dict(payload["agents"][2]["state_dict"])

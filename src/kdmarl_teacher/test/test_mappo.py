@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from kdmarl_teacher.checkpoint import load_checkpoint, load_teacher
-from kdmarl_teacher.config import load_config
-from kdmarl_teacher.mappo import train
+from kdmarl_teacher.algos.config import load_config
+from kdmarl_teacher.algos.mappo import train
+from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.core.run_files import load_checkpoint
 
 TINY = ["num_envs=8", "num_steps=25", "total_steps=800", "actor_hidden=[16,16]", "critic_hidden=[16,16]",
         "update_epochs=2", "num_minibatches=2", "checkpoint_every=2", "torch_threads=1"]
@@ -119,7 +120,7 @@ def test_speaker_listener_gru_short_run(tmp_path: Path) -> None:
     actions = teacher.act(torch.randn(64, 2, 11), deterministic=False, generator=torch.Generator().manual_seed(0))
     assert int(actions[:, 0].max()) <= 2  # the speaker never picks a listener-only action
 
-    from kdmarl_teacher.evaluate import evaluate, render_episode
+    from kdmarl_teacher.evaluation.evaluate import evaluate, render_episode
 
     report = evaluate(teacher, episodes=10, seed_start=1000)
     det = report["results"]["deterministic"]

@@ -33,10 +33,11 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def distill_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real distillation run directory (distill_report.json, metrics.csv, students.pt) in a few seconds."""
-    from kdmarl_teacher.checkpoint import load_teacher
-    from kdmarl_teacher.config import DistillConfig, default_config_path, load_config
-    from kdmarl_teacher.distill import distill
-    from kdmarl_teacher.mappo import train
+    from kdmarl_teacher.algos.config import default_config_path, load_config
+    from kdmarl_teacher.algos.mappo import train
+    from kdmarl_teacher.algos.teacher import load_teacher
+    from kdmarl_teacher.distill.config import DistillConfig
+    from kdmarl_teacher.distill.mappo_recipe import distill
 
     root = tmp_path_factory.mktemp("report")
     cfg = load_config(default_config_path("simple_spread"), [
@@ -62,9 +63,8 @@ def test_distill_run_figures_draw_the_run(distill_run: Path, tmp_path: Path,
     """What is drawn, not only that a PNG exists: the bars are the report's per-agent FLOPs and parameters, the
     red marks students.pt's budgets, the tick labels name agent / sensing / board, the agreement panel is
     metrics.csv's teacher_agreement column, the return panel shows the teacher's evaluation and the retention."""
-    from kdmarl_teacher.students_file import read_students_payload
-
-    from kdmarl_teacher import report_distill
+    from kdmarl_teacher.distill.students_file import read_students_payload
+    from kdmarl_teacher.reports import distill as report_distill
 
     figures = []
     save = report_distill.save_figure
@@ -142,7 +142,7 @@ def bench_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_bench_figures(bench_dir: Path, tmp_path: Path) -> None:
-    from kdmarl_teacher.report_bench import ablation_rows
+    from kdmarl_teacher.reports.bench import ablation_rows
 
     out = tmp_path / "docs"
     assert cli.main(["report", "--bench", str(bench_dir), "--out-dir", str(out)]) == 0
@@ -189,7 +189,7 @@ def test_bench_ladder_forces_each_rung(tmp_path: Path, monkeypatch: pytest.Monke
     """bench_ladder's inline budgets make load_team (as distill calls it) pick exactly the requested rung."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     from bench_ladder import DEFAULT_RUNGS, write_rung_team
-    from kdmarl_teacher.profiles import load_team
+    from kdmarl_teacher.distill.profiles import load_team
 
     for hidden in DEFAULT_RUNGS:
         team = load_team(write_rung_team(hidden, tmp_path), max_flops=39424)  # the -8.11 teacher's actor FLOPs

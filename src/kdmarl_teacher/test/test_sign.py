@@ -12,11 +12,10 @@ import pytest
 from kdmarl_student.errors import BundleError, SignatureError
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.signing import load_private_key, sign_bundle
-from kdmarl_teacher.checkpoint import load_teacher
+from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.export import bundle as export_mod
+from kdmarl_teacher.export import sign as sign_mod
 from test_export import write_teacher
-
-from kdmarl_teacher import export as export_mod
-from kdmarl_teacher import sign as sign_mod
 
 
 def sign_cli(*argv: str) -> int:

@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from kdmarl_teacher.experiments import sweep
 from scipy import stats
 from test_distill import teacher_path  # noqa: F401  (the module-scoped tiny MAPPO teacher fixture)
-
-from kdmarl_teacher import sweep
 
 BASE = {"num_envs": 32, "num_steps": 25, "total_steps": 32 * 25 * 6, "eval_episodes": 20, "lr": 0.01,
         "checkpoint_every": 2}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kdmarl_teacher.report_common import FLOPS_TARGET, pyplot, read_json, save_figure
+from kdmarl_teacher.reports.common import FLOPS_TARGET, pyplot, read_json, save_figure
 
 RETENTION_TARGETS = {"issue target 0.95 (full obs)": 0.95, "target 0.90 (hetero / published)": 0.90}
 ABLATION_ORDER = ("kdmarl_full", "kl_only", "mappo_scratch", "minus_pg", "minus_kl", "minus_ce", "minus_relation",

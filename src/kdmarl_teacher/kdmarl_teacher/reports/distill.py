@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from kdmarl_teacher.report_common import FLOPS_TARGET, pyplot, read_json, read_metrics, save_figure, smooth
+from kdmarl_teacher.reports.common import FLOPS_TARGET, pyplot, read_json, read_metrics, save_figure, smooth
 
 
 def _retention_text(value: float | None) -> str:
@@ -24,7 +24,7 @@ def agent_budgets(run: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Each agent's hardware budget: from students.pt when present (exact), else used x the recorded margin."""
     students = run / "students.pt"
     if students.is_file():  # torch only here: the figures of a run without students.pt stay torch-free
-        from kdmarl_teacher.students_file import read_students_payload  # noqa: PLC0415
+        from kdmarl_teacher.distill.students_file import read_students_payload  # noqa: PLC0415 (torch: only here)
 
         return [dict(a.get("hardware") or {}) for a in read_students_payload(students)["agents"]]
     out = []

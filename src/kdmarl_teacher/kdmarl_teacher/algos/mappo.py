@@ -20,8 +20,6 @@ non-finite, BEFORE anything is checkpointed, so checkpoint.pt and teacher.pt kee
 
 from __future__ import annotations
 
-import argparse
-import csv
 import math
 import time
 from pathlib import Path
@@ -30,20 +28,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdmarl_teacher.checkpoint import (
-    FORMAT,
-    VERSION,
-    atomic_save,
-    divergence_error,
-    load_checkpoint,
-    nonfinite_tensors,
-    prepare_run_dir,
-    spec_to_dict,
-)
-from kdmarl_teacher.config import TeacherConfig, default_config_path, load_config, save_config
-from kdmarl_teacher.errors import NonFiniteError, writing
-from kdmarl_teacher.losses import gae
-from kdmarl_teacher.networks import (
+from kdmarl_teacher import envs
+from kdmarl_teacher.algos.config import TeacherConfig
+from kdmarl_teacher.algos.teacher import FORMAT, VERSION
+from kdmarl_teacher.core.config import save_config
+from kdmarl_teacher.core.errors import NonFiniteError
+from kdmarl_teacher.core.losses import gae
+from kdmarl_teacher.core.networks import (
     Actor,
     Critic,
     actor_inputs_all,
@@ -51,16 +42,21 @@ from kdmarl_teacher.networks import (
     critic_inputs_all,
     sample_actions,
 )
-from kdmarl_teacher.value_norm import IdentityNorm, ValueNorm
-
-SEED_STRIDE = 1_000_003  # iteration seeds: seed * SEED_STRIDE + iteration (distinct runs never share rollouts)
+from kdmarl_teacher.core.run_files import (
+    atomic_save,
+    divergence_error,
+    load_checkpoint,
+    nonfinite_tensors,
+    prepare_run_dir,
+    spec_to_dict,
+)
+from kdmarl_teacher.core.training_run import SEED_STRIDE, MetricsLog, _optimizer_to_cpu
+from kdmarl_teacher.core.value_norm import IdentityNorm, ValueNorm
 
 
 def make_env(cfg: TeacherConfig, device: torch.device, num_envs: int | None = None, seed: int | None = None) -> Any:
     """The batched environment of the contract in docs/ARCHITECTURE.md (imported lazily: it may be absent)."""
-    from kdmarl_teacher.envs import make_env as _make_env  # noqa: PLC0415
-
-    return _make_env(cfg.scenario, num_envs=num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed,
+    return envs.make_env(cfg.scenario, num_envs=num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed,
                      device=device, dtype=torch.float32, **cfg.env_params)
 
 
@@ -113,68 +109,10 @@ def teacher_payload(cfg: TeacherConfig, env: Any, actor: Actor, critic: Critic, 
     }
 
 
-def _optimizer_to_cpu(state: dict) -> dict:
-    out = {"param_groups": state["param_groups"], "state": {}}
-    for k, s in state["state"].items():
-        out["state"][k] = {n: (v.detach().to("cpu").clone() if torch.is_tensor(v) else v) for n, v in s.items()}
-    return out
 
 
-def _wait_past_event_files(tb_dir: Path) -> None:
-    """TensorBoard reads a run's event files in name order, and a name starts with the second its writer was
-    created (then host and pid): a resumed writer created in the same second as the killed run's could sort first,
-    so its purge would be read before the events it must drop. Wait (at most a second) until ours sorts last."""
-    stamps = [int(f) for p in tb_dir.glob("events.out.tfevents.*") if (f := p.name.split(".")[3]).isdigit()]
-    delay = max(stamps) + 1 - time.time() if stamps else 0.0
-    if delay > 0:
-        time.sleep(delay)
 
 
-class MetricsLog:
-    """metrics.csv (one row per logged iteration) + TensorBoard scalars, for `kdmarl train` and `kdmarl distill`.
-
-    On resume from a checkpoint taken after `resume_iteration` iterations (at TensorBoard step `resume_step`),
-    the CSV is cut back to that iteration and TensorBoard purges every step after `resume_step`, so the
-    iterations run after the last checkpoint (then lost by the kill) appear once, not twice."""
-
-    def __init__(self, out: Path, resume_iteration: int | None, resume_step: int | None = None) -> None:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when training)
-
-        self.path = out / "metrics.csv"
-        self.fields: list[str] | None = None
-        if resume_iteration is not None and self.path.exists():
-            with self.path.open(newline="") as fh:
-                reader = csv.DictReader(fh)
-                self.fields = list(reader.fieldnames or [])
-                rows = [r for r in reader if int(r["iteration"]) <= resume_iteration]
-            with writing(self.path), self.path.open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
-        elif self.path.exists():
-            self.path.unlink()
-        # purge_step: TensorBoard drops the events of steps >= it (from earlier files too) when it reads the log
-        purge = None if resume_iteration is None or resume_step is None else resume_step + 1
-        if purge is not None:
-            _wait_past_event_files(out / "tb")
-        self.tb = SummaryWriter(str(out / "tb"), purge_step=purge)
-
-    def write(self, row: dict[str, Any]) -> None:
-        with writing(self.path):
-            if self.fields is None:
-                self.fields = list(row)
-                with self.path.open("w", newline="") as fh:
-                    csv.DictWriter(fh, fieldnames=self.fields).writeheader()
-            with self.path.open("a", newline="") as fh:
-                csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(row)
-        step = int(row["global_step"])
-        for key, value in row.items():
-            if key not in ("global_step", "iteration") and isinstance(value, (int, float)) and math.isfinite(value):
-                self.tb.add_scalar(key if "/" in key else f"train/{key}", value, step)
-
-    def close(self) -> None:
-        self.tb.flush()
-        self.tb.close()
 
 
 def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -419,44 +357,7 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
 
 
 # ---- `kdmarl train` ---------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--algo", choices=("mappo", "qmix"),
-                        help="teacher algorithm (default mappo; a --resume continues with the run's own)")
-    parser.add_argument("--scenario", help="scenario name or PettingZoo import path (default: the config's)")
-    parser.add_argument("--out", required=True, help="run directory, e.g. runs/spread")
-    parser.add_argument("--config", help="YAML config (default: the shipped config/<algo>_<scenario>.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key (YAML value), repeatable: --set lr=3e-4 --set env_params.N=4")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
-    parser.add_argument("--device", help="cpu (default) or cuda")
-    parser.add_argument("--seed", type=int, help="override the config's seed")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def resolve_config(args: argparse.Namespace) -> TeacherConfig:
-    """--resume without --config: the run's own config.yaml. Otherwise --config, else the shipped YAML of the
-    scenario. Then --scenario/--seed/--device, then --set (last wins)."""
-    overrides = list(args.overrides)
-    if args.scenario:
-        overrides.insert(0, f"scenario={args.scenario}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    if args.device:
-        overrides.append(f"device={args.device}")
-    path = args.config
-    if path is None and args.resume and (Path(args.out) / "config.yaml").exists():
-        path = Path(args.out) / "config.yaml"
-    if path is None:
-        path = default_config_path(args.scenario or TeacherConfig.scenario)
-    return load_config(path, overrides)
 
 
-def run(args: argparse.Namespace) -> int:
-    from kdmarl_teacher import qmix  # noqa: PLC0415 (the other teacher algorithm, same command)
-
-    if qmix.wants_qmix(args):
-        return qmix.run(args)
-    cfg = resolve_config(args)
-    teacher = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    print(f"wrote {teacher}")
-    return 0

@@ -22,6 +22,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kdmarl_teacher.reports import bench as report_bench
+from kdmarl_teacher.reports import distill as report_distill
+from kdmarl_teacher.reports import teacher as report_teacher
+
 DEFAULT_BENCH_DIR = "bench/results"
 
 
@@ -34,8 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdmarl_teacher import report_bench, report_distill, report_teacher  # noqa: PLC0415 (matplotlib paths)
-
     if args.bench is not None:
         if args.run:
             raise ValueError("give either a run directory or --bench, not both")

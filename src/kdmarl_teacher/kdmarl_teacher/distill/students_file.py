@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdmarl_teacher.checkpoint import load_checkpoint, spec_to_dict
-from kdmarl_teacher.profiles import TeamConfig
-from kdmarl_teacher.students import StudentGRU, StudentMLP, build_student, student_resources
+from kdmarl_teacher.core.run_files import load_checkpoint, spec_to_dict
+from kdmarl_teacher.distill.profiles import TeamConfig
+from kdmarl_teacher.distill.students import StudentGRU, StudentMLP, build_student, student_resources
 
 Student = StudentMLP | StudentGRU
 

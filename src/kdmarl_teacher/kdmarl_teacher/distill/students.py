@@ -26,7 +26,7 @@ from kdmarl_student.budget import budget_excess
 from kdmarl_student.sensing import history_dim
 from torch import nn
 
-from kdmarl_teacher.resources import Resources, gru_resources, mlp_resources
+from kdmarl_teacher.core.resources import Resources, gru_resources, mlp_resources
 
 # Hidden-layer widths, small to large. Depth 1 and 2; every rung is a plain MLP.
 LADDER: tuple[tuple[int, ...], ...] = (

@@ -25,7 +25,6 @@ hardware budget, and the rest of the budget fine-tunes the pruned student.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -41,22 +40,12 @@ import torch
 import torch.nn.functional as F
 from kdmarl_student.atomic import atomic_file
 from kdmarl_student.bundle_eval import retention as team_retention
-from kdmarl_student.manifest import sha256_file
 
-from kdmarl_teacher.checkpoint import (
-    Teacher,
-    atomic_save,
-    build_teacher,
-    divergence_error,
-    load_checkpoint,
-    nonfinite_tensors,
-    prepare_run_dir,
-)
-from kdmarl_teacher.checkpoint import teacher_path as resolve_teacher_path
-from kdmarl_teacher.config import ALL_TERMS, TERMS, DistillConfig, load_distill_config, save_config
-from kdmarl_teacher.errors import NonFiniteError, writing
-from kdmarl_teacher.evaluate import evaluate_students
-from kdmarl_teacher.losses import (
+from kdmarl_teacher import envs
+from kdmarl_teacher.algos.teacher import Teacher
+from kdmarl_teacher.core.config import save_config
+from kdmarl_teacher.core.errors import NonFiniteError, writing
+from kdmarl_teacher.core.losses import (
     argmax_ce_loss,
     clipped_pg_loss,
     entropy,
@@ -66,78 +55,32 @@ from kdmarl_teacher.losses import (
     relation_matrix,
     role_loss,
 )
-from kdmarl_teacher.mappo import SEED_STRIDE, MetricsLog
-from kdmarl_teacher.networks import actor_inputs_all, apply_action_mask, sample_actions
-from kdmarl_teacher.profiles import CONFIG_DIR, TeamConfig, apply_sensing_torch, load_team
-from kdmarl_teacher.pruning import group_lasso_penalty, prune_to_budget
-from kdmarl_teacher.resources import module_resources
-from kdmarl_teacher.roles import AuxHeads, assign_roles, fit_roles
-from kdmarl_teacher.students import StudentGRU, StudentMLP, budget_violations, build_student, student_resources
-from kdmarl_teacher.students_file import FILE_NAME as STUDENTS_FILE
-from kdmarl_teacher.students_file import students_payload
+from kdmarl_teacher.core.networks import actor_inputs_all, apply_action_mask, sample_actions
+from kdmarl_teacher.core.run_files import (
+    atomic_save,
+    divergence_error,
+    load_checkpoint,
+    nonfinite_tensors,
+    prepare_run_dir,
+)
+from kdmarl_teacher.core.training_run import SEED_STRIDE, MetricsLog
+from kdmarl_teacher.distill.config import TERMS, DistillConfig
+from kdmarl_teacher.distill.profiles import TeamConfig
+from kdmarl_teacher.distill.pruning import group_lasso_penalty, prune_to_budget
+from kdmarl_teacher.distill.qmix_recipe import distill_qmix
+from kdmarl_teacher.distill.report import agent_rows, team_for_teacher, win_rate_fields
+from kdmarl_teacher.distill.roles import AuxHeads, assign_roles, fit_roles
+from kdmarl_teacher.distill.students import build_student
+from kdmarl_teacher.distill.students_file import FILE_NAME as STUDENTS_FILE
+from kdmarl_teacher.distill.students_file import students_payload
+from kdmarl_teacher.distill.team import StudentTeam, agent_mask, sequences, unroll
+from kdmarl_teacher.distill.team_eval import evaluate_students
 
 # ------------------------------------------------------------------------------------------- policies
-Student = StudentMLP | StudentGRU
 
 
-class StudentTeam:
-    """The N students with their sensing transforms: observations [B, N, D_max] -> per-agent inputs/logits.
-
-    Students with memory (issue 11) need two things from the past, both reset at an episode start exactly as
-    the robot's runtime resets them: the previous full observation (history features, ``apply_sensing``'s
-    ``previous``) and a recurrent student's hidden state. ``begin``/``act`` carry them through greedy episodes
-    that all start together (evaluation); the rollout carries its own (episodes there end at any step).
-    """
-
-    def __init__(self, team: TeamConfig, students: list[Student]) -> None:
-        self.team, self.students = team, students
-        self._prev: torch.Tensor | None = None
-        self._h: list[torch.Tensor] = []
-
-    @property
-    def recurrent(self) -> bool:
-        return any(s.recurrent for s in self.students)
-
-    def inputs(self, obs: torch.Tensor, previous: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """obs [..., N, D_max] (and the previous observation, same shape, for history features; None at an
-        episode start) -> list of N tensors [..., in_dim_i] (each agent's sensed observation)."""
-        agents = self.team.agents
-        return [apply_sensing_torch(obs[..., i, : a.obs_dim], a.layout, a.sensing,
-                                    None if previous is None else previous[..., i, : a.obs_dim])
-                for i, a in enumerate(agents)]
-
-    def initial_states(self, batch: int) -> list[torch.Tensor]:
-        """Per agent: zeros [batch, H_i] for a recurrent student, an empty [batch, 0] tensor otherwise."""
-        return [s.initial_state(batch) if s.recurrent else torch.zeros(batch, 0, device=s.head.weight.device)
-                for s in self.students]
-
-    def logits(self, xs: list[torch.Tensor], hs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """One decision of every student: inputs [B, in_i] and states -> (logits [B, A_i], new states)."""
-        out, new = [], []
-        for s, x, h in zip(self.students, xs, hs, strict=True):
-            logits, h_next = s.step(x, h) if s.recurrent else (s(x), h)
-            out.append(logits)
-            new.append(h_next)
-        return out, new
-
-    def begin(self, batch: int) -> None:
-        """Start ``batch`` greedy episodes (all at their first step): no previous observation, zero states."""
-        self._prev, self._h = None, self.initial_states(batch)
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Greedy joint action long [B, N] of the episodes started by ``begin`` (their next step); ``mask`` bool
-        [B, N, A_max] (SMAX's available actions) restricts each student's argmax to the available actions."""
-        if len(self._h) != len(self.students) or self._h[0].shape[0] != obs.shape[0]:
-            self.begin(obs.shape[0])
-        logits, self._h = self.logits(self.inputs(obs, self._prev), self._h)
-        self._prev = obs
-        return torch.stack([agent_mask(lg, mask, i).argmax(-1) for i, lg in enumerate(logits)], dim=-1)
 
 
-def agent_mask(logits: torch.Tensor, mask: torch.Tensor | None, i: int) -> torch.Tensor:
-    """Agent i's logits [..., A_i] masked by its slice of ``mask`` [..., N, A_max] (None: unchanged, MPE)."""
-    return logits if mask is None else apply_action_mask(logits, mask[..., i, : logits.shape[-1]])
 
 
 # ------------------------------------------------------------------------------------- rollout and update
@@ -219,31 +162,8 @@ def rollout(env: Any, teacher: Teacher, team: StudentTeam, gen: torch.Generator,
     return ro
 
 
-def sequences(x: torch.Tensor, length: int) -> torch.Tensor:
-    """Time-major [T, B, ...] -> [T/length * B, length, ...]: chunk c of env b is row c * B + b (for length 1,
-    row t * B + b: the flat sample order of stateless students)."""
-    T, B = x.shape[:2]
-    return x.reshape(T // length, length, B, *x.shape[2:]).transpose(1, 2).reshape(T // length * B, length,
-                                                                                   *x.shape[2:])
 
 
-def unroll(student: Student, x: torch.Tensor, h0: torch.Tensor, starts: torch.Tensor
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recompute a student over sequences: x [m, L, in], h0 [m, H] (its state at each chunk start, stored by the
-    rollout), starts bool [m, L] -> (embeddings [m*L, E], logits [m*L, A]), back-propagating through the chunk
-    (truncated BPTT, as MAPPO's recurrent policy). The state is zeroed inside a chunk where an episode starts."""
-    m, L = x.shape[:2]
-    if not student.recurrent:
-        z = student.embed(x.reshape(m * L, -1))
-        return z, student.head(z)
-    h, zs = h0, []
-    for t in range(L):
-        if t > 0:
-            h = h * (~starts[:, t]).to(h.dtype).unsqueeze(1)
-        _, h = student.step(x[:, t], h)
-        zs.append(h)
-    z = torch.stack(zs, dim=1).reshape(m * L, -1)
-    return z, student.head(z)
 
 
 def update(cfg: DistillConfig, team: StudentTeam, aux: AuxHeads, optimizer: torch.optim.Optimizer, ro: Rollout, *,
@@ -323,50 +243,10 @@ def update(cfg: DistillConfig, team: StudentTeam, aux: AuxHeads, optimizer: torc
 
 
 # --------------------------------------------------------------------------------------------- the run
-def team_for_teacher(cfg: DistillConfig, teacher: Teacher, teacher_path: str | Path | None,
-                     team: TeamConfig | None) -> tuple[TeamConfig, Any, dict]:
-    """The team (its ladder capped at the teacher actor's FLOPs; it must be for the teacher's scenario), the
-    teacher actor's resources and the teacher record of students.pt / distill_report.json (path, sha256)."""
-    teacher_actor_res = module_resources(teacher.actor)
-    team = team or load_team(cfg.team, max_flops=teacher_actor_res.flops, memory=cfg.memory or None)
-    spec = teacher.spec
-    if team.spec.name != spec.name or team.spec.agent_names != spec.agent_names or team.spec.obs_dims != spec.obs_dims:
-        raise ValueError(f"{team.source_file}: field 'scenario': team is for {team.spec.name} "
-                         f"{list(team.spec.agent_names)}, the teacher for {spec.name} {list(spec.agent_names)}")
-    if teacher_path is not None:
-        teacher_path = resolve_teacher_path(teacher_path)
-    teacher_info = {"path": str(Path(teacher_path).resolve()) if teacher_path else None,
-                    "sha256": sha256_file(teacher_path) if teacher_path else None,
-                    "actor_resources": teacher_actor_res.to_dict(), "global_step": teacher.global_step,
-                    "algo": teacher.algo}
-    return team, teacher_actor_res, teacher_info
 
 
-def agent_rows(team: TeamConfig, students: list[Student], teacher_flops: int) -> list[dict[str, Any]]:
-    """distill_report.json's per-agent entries: profiles, student size, resources, FLOPs reduction, budget."""
-    rows = []
-    for a, s in zip(team.agents, students, strict=True):
-        res = student_resources(s, a.layout, a.sensing)
-        rows.append({"name": a.name, "sensing": a.sensing, "input_dim": a.input_dim,
-                     "hardware": a.hardware["name"], "memory": a.memory, "student": s.label,
-                     "hidden": list(s.hidden), "ladder_rung": list(a.rung.hidden),
-                     "ladder_label": a.rung.label, "ladder_margins": a.rung.margins,
-                     "flops": res.flops, "params": res.params, "memory_bytes": res.memory_bytes,
-                     "state_bytes": res.state_bytes,
-                     "flops_reduction": teacher_flops / res.flops,
-                     "fits_budget": not budget_violations(res, a.hardware)})
-    return rows
 
 
-def win_rate_fields(ev_teacher: dict[str, Any], ev_students: dict[str, Any]) -> dict[str, Any]:
-    """SMAX: win-rate retention = student win rate / teacher win rate (issue 12; None if the teacher never wins);
-    nothing for MPE (no wins)."""
-    if "win_rate" not in ev_students:
-        return {}
-    t = ev_teacher["win_rate"]
-    return {"win_rate_retention": ev_students["win_rate"] / t if t > 0 else None,
-            "win_rate_definition": "fraction of evaluation battles won (greedy, masked actions); retention = "
-                                   "student / teacher win rate on the same seeds"}
 
 
 def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teacher_path: str | Path | None = None,
@@ -374,8 +254,6 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     """Run KD-MARL distillation; returns the report dict (also written to out_dir/distill_report.json).
     A QMIX teacher is distilled by the value-decomposition recipe (`distill_qmix.distill_qmix`)."""
     if teacher.algo == "qmix":
-        from kdmarl_teacher.distill_qmix import distill_qmix  # noqa: PLC0415
-
         return distill_qmix(cfg, teacher, out_dir, teacher_path=teacher_path, resume=resume, progress=progress,
                             team=team)
     cfg.validate()
@@ -407,9 +285,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
 
     optimizer = make_optimizer()
     student_team = StudentTeam(team, students)
-    from kdmarl_teacher.envs import make_env  # noqa: PLC0415
-
-    env = make_env(spec.name, num_envs=cfg.num_envs, seed=cfg.seed, device=device, **spec.params)
+    env = envs.make_env(spec.name, num_envs=cfg.num_envs, seed=cfg.seed, device=device, **spec.params)
     B, T = cfg.num_envs, cfg.num_steps
     n_iters = max(1, cfg.total_steps // (B * T))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -571,61 +447,10 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", required=True, help="teacher.pt or a run directory holding one")
-    parser.add_argument("--out", required=True, help="output run directory, e.g. runs/spread_students")
-    parser.add_argument("--team", help="team config name (config/teams/NAME.yaml) or path; default: the config's")
-    parser.add_argument("--config", help=f"distill YAML (default: {CONFIG_DIR / 'distill.yaml'})")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a distill config key, repeatable: --set w_kl=0.5")
-    for term in ALL_TERMS:
-        parser.add_argument(f"--no-{term}", action="store_true",
-                            help=f"switch the {term} loss term off (ablation)" + (
-                                " (QMIX teachers)" if term not in TERMS else ""))
-    parser.add_argument("--resource-aware", action="store_true", help="group-lasso + prune + fine-tune option")
-    parser.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device")
-    parser.add_argument("--no-progress", action="store_true")
 
 
-def resolve_config(args: argparse.Namespace, default_file: str = "distill.yaml") -> DistillConfig:
-    """--config, else (on --resume) the run's distill_config.yaml, else the shipped `default_file`
-    (distill.yaml; distill_qmix.yaml for a QMIX teacher); then the flags, then --set."""
-    path = args.config
-    if path is None and args.resume and (Path(args.out) / "distill_config.yaml").exists():
-        path = Path(args.out) / "distill_config.yaml"
-    if path is None and (CONFIG_DIR / default_file).exists():
-        path = CONFIG_DIR / default_file
-    overrides = list(args.overrides)
-    if args.team:
-        overrides.append(f"team={args.team}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    if args.device:
-        overrides.append(f"device={args.device}")
-    overrides += [f"use_{t}=false" for t in ALL_TERMS if getattr(args, f"no_{t}", False)]
-    if args.resource_aware:
-        overrides.append("resource_aware=true")
-    return load_distill_config(path, overrides)
 
 
-def run(args: argparse.Namespace) -> int:
-    teacher_path = resolve_teacher_path(args.teacher)
-    payload = load_checkpoint(teacher_path, "cpu")  # which teacher it is picks the recipe and its default config
-    cfg = resolve_config(args, "distill_qmix.yaml" if payload.get("algo") == "qmix" else "distill.yaml")
-    teacher = build_teacher(payload, cfg.device)
-    out = Path(args.out)
-    distill(cfg, teacher, out, teacher_path=teacher_path, resume=args.resume, progress=not args.no_progress)
-    print(f"wrote {out / STUDENTS_FILE} and {out / 'distill_report.json'}")
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kdmarl distill", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -62,6 +62,13 @@ from kdmarl_student.scenarios import ScenarioSpec, observation_scale
 from kdmarl_student.sensing import apply_sensing, history_dim, sensed_dim
 from torch import nn
 
+from kdmarl_teacher.algos.teacher import TEACHER_FILE as TEACHER_PT_FILE
+from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.core.errors import NonFiniteError
+from kdmarl_teacher.core.resources import module_resources
+from kdmarl_teacher.core.run_files import nonfinite_tensors
+from kdmarl_teacher.distill.students_file import FILE_NAME, read_students_payload, student_agents
+
 LOGGER = logging.getLogger("kdmarl.export")
 
 OPSET = 18
@@ -147,8 +154,6 @@ def linear_chain_resources(module: nn.Module) -> dict[str, int]:
     Uses the shared accounting (Linear chain: 2 x MACs, weights + activation buffers); a module whose
     Linear layers do not form one chain (e.g. a recurrent actor) is counted layer by layer instead.
     """
-    from kdmarl_teacher.resources import module_resources  # noqa: PLC0415 (keeps the import graph lazy)
-
     target = module.actor if isinstance(module, TeacherAgentActor) else module
     try:
         res = module_resources(target)
@@ -175,8 +180,6 @@ def teacher_export_agents(teacher: Any) -> list[ExportAgent]:
 
 def load_student_agents(path: str | Path) -> list[ExportAgent]:
     """Distilled students from ``students.pt`` (format and version: ``kdmarl_teacher.students_file``)."""
-    from kdmarl_teacher.students_file import student_agents  # noqa: PLC0415
-
     return [ExportAgent(name=a.name, module=a.module, sensing=a.sensing, kind="student", budget=a.budget,
                         resources=a.resources, architecture=a.architecture) for a in student_agents(path)]
 
@@ -271,9 +274,6 @@ def parity_error(module: nn.Module, path: Path, inputs: np.ndarray, states: np.n
 def refuse_nonfinite_weights(agents: Sequence[ExportAgent], teacher_actor: nn.Module | None) -> None:
     """Refuse to export a model holding NaN/Inf weights (a diverged training run): its logits are NaN for every
     observation, which a robot must never get. NonFiniteError names the agent (or teacher actor) and parameters."""
-    from kdmarl_teacher.checkpoint import nonfinite_tensors  # noqa: PLC0415
-    from kdmarl_teacher.errors import NonFiniteError  # noqa: PLC0415
-
     models = [(f"agent {a.name} ({a.kind})", a.module) for a in agents]
     models += [("teacher actor", teacher_actor)] if teacher_actor is not None else []
     for what, module in models:
@@ -637,15 +637,12 @@ def resolve_sources(run_dir: Path, students: Path | None, teacher: Path | None,
     the teacher recorded in the students file (its sha256 must still match, or the students would be
     compared with a different teacher than the one they were distilled from).
     """
-    from kdmarl_teacher.checkpoint import TEACHER_FILE  # noqa: PLC0415
-    from kdmarl_teacher.students_file import FILE_NAME, read_students_payload  # noqa: PLC0415
-
     students_path = None if from_teacher else (students or run_dir / FILE_NAME)
     if students is not None and not from_teacher and not students.is_file():
         raise FileNotFoundError(f"{students} does not exist")
     if students_path is not None and not students_path.is_file():
         students_path = None
-    teacher_path = teacher or run_dir / TEACHER_FILE
+    teacher_path = teacher or run_dir / TEACHER_PT_FILE
     if not teacher_path.is_file() and teacher is None and students_path is not None:
         info = read_students_payload(students_path).get("teacher") or {}
         if info.get("path"):
@@ -658,8 +655,6 @@ def resolve_sources(run_dir: Path, students: Path | None, teacher: Path | None,
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-
     teacher_path, students_path = resolve_sources(args.run, args.students, args.teacher, args.from_teacher)
     teacher = load_teacher(teacher_path)
     if students_path is not None:

@@ -28,11 +28,10 @@ import torch
 from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
 from kdmarl_student.sensing import SLOT_DIM, history_dim, history_plan, resolve_profile, sensed_dim
 
-from kdmarl_teacher.config import load_yaml
-from kdmarl_teacher.resources import mlp_resources
-from kdmarl_teacher.students import GRU_LADDER, LADDER, RungChoice, choose_rung, rung_resources
+from kdmarl_teacher.core.config import CONFIG_DIR, load_yaml
+from kdmarl_teacher.core.resources import mlp_resources
+from kdmarl_teacher.distill.students import GRU_LADDER, LADDER, RungChoice, choose_rung, rung_resources
 
-CONFIG_DIR = Path(__file__).resolve().parent / "config"
 HARDWARE_DIR = CONFIG_DIR / "hardware"
 TEAMS_DIR = CONFIG_DIR / "teams"
 

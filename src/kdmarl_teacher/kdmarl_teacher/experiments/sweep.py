@@ -117,7 +117,7 @@ def _set_items(overrides: dict[str, Any]) -> list[str]:
 
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read and check a spec's shape; every error names the file and the field."""
-    from kdmarl_teacher.config import load_yaml  # noqa: PLC0415
+    from kdmarl_teacher.core.config import load_yaml  # noqa: PLC0415
 
     path = Path(path)
     if not path.is_file():
@@ -180,7 +180,7 @@ def load_spec(path: str | Path) -> dict[str, Any]:
 
 def _teachers(value: Any, path: Path) -> dict[str, list[str]] | list[str]:
     """teacher: path | [paths] | {team: path | [paths]} -> absolute teacher.pt paths (a list, or per team)."""
-    from kdmarl_teacher.checkpoint import teacher_path  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import teacher_path  # noqa: PLC0415
 
     def one(v: Any, field: str) -> str:
         p = teacher_path(_resolve_file(_expand_path(v, path, field), path))
@@ -203,7 +203,8 @@ def _teachers(value: Any, path: Path) -> dict[str, list[str]] | list[str]:
 
 def _check_key(spec: dict[str, Any], field: str, key: str, value: Any) -> None:
     """One config key of the spec against the config loader (unknown key, type, range), naming the field."""
-    from kdmarl_teacher.config import load_config, load_distill_config  # noqa: PLC0415
+    from kdmarl_teacher.algos.config import load_config  # noqa: PLC0415
+    from kdmarl_teacher.distill.config import load_distill_config  # noqa: PLC0415
 
     try:
         if spec["kind"] == "distill":
@@ -270,14 +271,14 @@ def expand(spec: dict[str, Any], out: Path) -> list[Trial]:
 
 
 def _default_team(spec: dict[str, Any]) -> str:
-    from kdmarl_teacher.config import load_distill_config  # noqa: PLC0415
+    from kdmarl_teacher.distill.config import load_distill_config  # noqa: PLC0415
 
     return load_distill_config(spec.get("config")).team
 
 
 def _teacher_algo(path: str, cache: dict[str, str]) -> str:
     if path not in cache:
-        from kdmarl_teacher.checkpoint import load_checkpoint  # noqa: PLC0415
+        from kdmarl_teacher.core.run_files import load_checkpoint  # noqa: PLC0415
 
         cache[path] = load_checkpoint(path, "cpu").get("algo", "mappo")
     return cache[path]
@@ -287,19 +288,19 @@ def resolve_trial_config(t: Trial, algos: dict[str, str] | None = None) -> Any:
     """The trial's config exactly as `kdmarl distill` / `kdmarl train` resolve theirs (their own functions): the
     spec's `config` file (else the shipped default), then every override as a `--set`."""
     if t.kind == "distill":
-        from kdmarl_teacher import distill  # noqa: PLC0415
-        from kdmarl_teacher.config import ALL_TERMS  # noqa: PLC0415
+        from kdmarl_teacher.distill import cli as distill_cli  # noqa: PLC0415
+        from kdmarl_teacher.distill.config import ALL_TERMS  # noqa: PLC0415
 
         args = argparse.Namespace(config=t.config_file, resume=False, out=t.dir, overrides=_set_items(t.overrides),
                                   team=None, seed=None, device=None, resource_aware=False,
                                   **{f"no_{term}": False for term in ALL_TERMS})
         qmix = _teacher_algo(t.teacher, algos if algos is not None else {}) == "qmix"
-        return distill.resolve_config(args, "distill_qmix.yaml" if qmix else "distill.yaml")
-    from kdmarl_teacher import mappo  # noqa: PLC0415
+        return distill_cli.resolve_config(args, "distill_qmix.yaml" if qmix else "distill.yaml")
+    from kdmarl_teacher.algos import ALGORITHMS, train_cli  # noqa: PLC0415
 
     args = argparse.Namespace(config=t.config_file, resume=False, out=t.dir, overrides=_set_items(t.overrides),
                               scenario=None, seed=None, device=None)
-    return mappo.resolve_config(args)
+    return train_cli.resolve_config(args, ALGORITHMS["mappo"])
 
 
 # ----------------------------------------------------------------------------------------------- one trial
@@ -311,7 +312,7 @@ def cached_teacher(path: str, device: str) -> Any:
     trial that process runs."""
     key = (path, device, os.stat(path).st_mtime)
     if key not in _TEACHERS:
-        from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
+        from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
 
         _TEACHERS[key] = load_teacher(path, device)
     return _TEACHERS[key]
@@ -405,16 +406,16 @@ def run_trial(t: Trial) -> dict[str, Any]:
         torch.set_num_threads(t.cpus)
         resume = (out / "checkpoint.pt").is_file()
         if t.kind == "distill":
-            from kdmarl_teacher.distill import distill  # noqa: PLC0415
+            from kdmarl_teacher.distill.mappo_recipe import distill  # noqa: PLC0415
 
             t_load = time.time()
             teacher = cached_teacher(t.teacher, cfg.device)
             load_s = time.time() - t_load
             rep = distill(cfg, teacher, out, teacher_path=t.teacher, resume=resume, progress=False)
         else:
-            from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-            from kdmarl_teacher.evaluate import evaluate  # noqa: PLC0415
-            from kdmarl_teacher.mappo import train  # noqa: PLC0415
+            from kdmarl_teacher.algos.mappo import train  # noqa: PLC0415
+            from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+            from kdmarl_teacher.evaluation.evaluate import evaluate  # noqa: PLC0415
 
             load_s = 0.0
             teacher_file = train(cfg, out, resume=resume, progress=False)
@@ -739,7 +740,7 @@ def _label(point: dict[str, Any]) -> str:
 def draw(report: dict[str, Any], out: Path) -> list[Path]:
     """sweep_pareto.png (metric vs FLOPs reduction, error bars = 95 % interval across seeds) and sweep_bars.png
     (one bar per grid point, seeds as dots, the reference's interval shaded)."""
-    from kdmarl_teacher.report_common import FLOPS_TARGET, pyplot, save_figure  # noqa: PLC0415
+    from kdmarl_teacher.reports.common import FLOPS_TARGET, pyplot, save_figure  # noqa: PLC0415
 
     rows = [r for r in report["points"] if r["n"] > 0]
     if not rows:

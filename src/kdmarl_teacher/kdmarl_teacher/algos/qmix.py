@@ -37,7 +37,6 @@ the first NaN/Inf stops the run (`errors.NonFiniteError`) before anything is che
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import time
@@ -47,9 +46,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdmarl_teacher.checkpoint import (
-    FORMAT,
-    VERSION,
+from kdmarl_teacher import envs
+from kdmarl_teacher.algos.config import QmixConfig
+from kdmarl_teacher.algos.mixer import QMixer, mixer_state
+from kdmarl_teacher.algos.teacher import FORMAT, VERSION
+from kdmarl_teacher.core.config import save_config
+from kdmarl_teacher.core.episodes import run_episodes
+from kdmarl_teacher.core.errors import NonFiniteError
+from kdmarl_teacher.core.networks import Actor, actor_inputs_all, apply_action_mask
+from kdmarl_teacher.core.run_files import (
     atomic_save,
     divergence_error,
     load_checkpoint,
@@ -57,11 +62,7 @@ from kdmarl_teacher.checkpoint import (
     prepare_run_dir,
     spec_to_dict,
 )
-from kdmarl_teacher.config import QmixConfig, config_algo, default_config_path, load_qmix_config, save_config
-from kdmarl_teacher.errors import NonFiniteError
-from kdmarl_teacher.evaluate import run_episodes
-from kdmarl_teacher.mappo import SEED_STRIDE, MetricsLog, _optimizer_to_cpu
-from kdmarl_teacher.networks import Actor, actor_inputs_all, apply_action_mask
+from kdmarl_teacher.core.training_run import SEED_STRIDE, MetricsLog, _optimizer_to_cpu
 
 ALGO = "qmix"
 STAT_KEYS = ("td_loss", "q_tot", "target_mean", "td_abs_error", "grad_norm")  # metrics.csv columns of an update
@@ -69,43 +70,10 @@ GREEDY_EVAL_SEED = 10_000  # mpe2 seeds of the in-training greedy evaluation (di
 
 
 # ---- the mixer -------------------------------------------------------------------------------------------------
-def _hypernet(in_dim: int, hidden: int, out_dim: int) -> nn.Module:
-    """pymarl's hypernetwork: one Linear layer (hidden = 0) or Linear-ReLU-Linear."""
-    if hidden <= 0:
-        return nn.Linear(in_dim, out_dim)
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
 
-class QMixer(nn.Module):
-    """Monotonic mixing network: (Q_i of the chosen actions [M, N], mixer state [M, S]) -> Q_tot [M].
-
-    Q_tot = |W1(s)|-weighted sum of the Q_i + b1(s), ELU, then a |w2(s)|-weighted sum + V(s) (pymarl QMixer).
-    The absolute values make dQ_tot/dQ_i >= 0 for every state, which is what lets each agent maximize its own
-    utility alone. The same class, smaller (`hypernet_hidden` 0), is the students' training-only mixer."""
-
-    def __init__(self, state_dim: int, n_agents: int, embed: int = 32, hypernet_hidden: int = 64) -> None:
-        super().__init__()
-        self.state_dim, self.n_agents, self.embed = int(state_dim), int(n_agents), int(embed)
-        self.hyper_w1 = _hypernet(state_dim, hypernet_hidden, embed * n_agents)
-        self.hyper_b1 = nn.Linear(state_dim, embed)
-        self.hyper_w2 = _hypernet(state_dim, hypernet_hidden, embed)
-        self.v = nn.Sequential(nn.Linear(state_dim, embed), nn.ReLU(), nn.Linear(embed, 1))
-
-    def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """qs [M, N], state [M, S] -> Q_tot [M]."""
-        M = qs.shape[0]
-        w1 = self.hyper_w1(state).abs().view(M, self.n_agents, self.embed)  # [M, N, E], non-negative
-        b1 = self.hyper_b1(state).view(M, 1, self.embed)  # [M, 1, E]
-        hidden = nn.functional.elu(torch.bmm(qs.view(M, 1, self.n_agents), w1) + b1)  # [M, 1, E]
-        w2 = self.hyper_w2(state).abs().view(M, self.embed, 1)  # [M, E, 1], non-negative
-        return (torch.bmm(hidden, w2).view(M) + self.v(state).view(M))
 
 
-def mixer_state(state: torch.Tensor, t: torch.Tensor | None, max_cycles: int) -> torch.Tensor:
-    """The mixer's input: state [B, S] (+ t / max_cycles when `t`, long [B], the steps already taken) -> [B, S']."""
-    if t is None:
-        return state
-    return torch.cat([state, (t.to(state.dtype) / float(max_cycles)).unsqueeze(-1)], dim=-1)
 
 
 # ---- replay, exploration, targets ------------------------------------------------------------------------------
@@ -299,15 +267,13 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
 
     `stop_after_iterations` stops as if interrupted after that many iterations (the resume test). Returns the
     path of teacher.pt."""
-    from kdmarl_teacher.envs import make_env  # noqa: PLC0415
-
     cfg.validate()
     out = Path(out_dir)
     ckpt_path, teacher_path = prepare_run_dir(out, resume), out / "teacher.pt"
     torch.set_num_threads(cfg.torch_threads)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)  # network initialization
-    env = make_env(cfg.scenario, num_envs=cfg.num_envs, seed=cfg.seed, device=device, dtype=torch.float32,
+    env = envs.make_env(cfg.scenario, num_envs=cfg.num_envs, seed=cfg.seed, device=device, dtype=torch.float32,
                    **cfg.env_params)
     B, T, N = cfg.num_envs, cfg.num_steps, int(env.n_agents)
     max_cycles = int(env.spec.max_cycles)
@@ -348,7 +314,7 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
     log = MetricsLog(out, start_iteration if resume else None, start_iteration * steps_per_iter)
     eval_env = None
     if cfg.eval_every:
-        eval_env = make_env(cfg.scenario, num_envs=cfg.eval_envs, seed=0, device=device, dtype=torch.float32,
+        eval_env = envs.make_env(cfg.scenario, num_envs=cfg.eval_envs, seed=0, device=device, dtype=torch.float32,
                             **cfg.env_params)
 
     bar = None
@@ -496,33 +462,3 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
 
 
 # ---- `kdmarl train --algo qmix` ------------------------------------------------------------------------------------
-def wants_qmix(args: argparse.Namespace) -> bool:
-    """`kdmarl train` runs QMIX with `--algo qmix`, or on `--resume` of a run whose config.yaml says so."""
-    if getattr(args, "algo", None):
-        return args.algo == ALGO
-    config = Path(args.out) / "config.yaml"
-    return bool(args.resume and args.config is None and config.is_file() and config_algo(config) == ALGO)
-
-
-def resolve_config(args: argparse.Namespace) -> QmixConfig:
-    """As `mappo.resolve_config`, with the shipped `config/qmix_<scenario>.yaml` as the default file."""
-    overrides = list(args.overrides)
-    if args.scenario:
-        overrides.insert(0, f"scenario={args.scenario}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    if args.device:
-        overrides.append(f"device={args.device}")
-    path = args.config
-    if path is None and args.resume and (Path(args.out) / "config.yaml").exists():
-        path = Path(args.out) / "config.yaml"
-    if path is None:
-        path = default_config_path(args.scenario or QmixConfig.scenario, ALGO)
-    return load_qmix_config(path, overrides)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args)
-    teacher = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    print(f"wrote {teacher}")
-    return 0

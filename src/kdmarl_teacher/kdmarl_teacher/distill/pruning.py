@@ -14,7 +14,7 @@ import itertools
 
 import torch
 
-from kdmarl_teacher.students import StudentMLP, budget_violations
+from kdmarl_teacher.distill.students import StudentMLP, budget_violations
 
 
 def unit_groups(student: StudentMLP) -> list[tuple[torch.Tensor, float]]:

@@ -49,33 +49,28 @@ import torch.nn.functional as F
 from kdmarl_student.atomic import atomic_file
 from kdmarl_student.bundle_eval import retention as team_retention
 
-from kdmarl_teacher.checkpoint import (
-    Teacher,
+from kdmarl_teacher import envs
+from kdmarl_teacher.algos.mixer import QMixer, mixer_state
+from kdmarl_teacher.algos.teacher import Teacher
+from kdmarl_teacher.core.config import save_config
+from kdmarl_teacher.core.errors import NonFiniteError, writing
+from kdmarl_teacher.core.losses import argmax_ce_loss, kd_kl_loss
+from kdmarl_teacher.core.networks import actor_inputs_all, apply_action_mask, sample_actions
+from kdmarl_teacher.core.run_files import (
     atomic_save,
     divergence_error,
     load_checkpoint,
     nonfinite_tensors,
     prepare_run_dir,
 )
-from kdmarl_teacher.config import QMIX_TERMS, DistillConfig, save_config
-from kdmarl_teacher.distill import (
-    StudentTeam,
-    agent_mask,
-    agent_rows,
-    sequences,
-    team_for_teacher,
-    unroll,
-    win_rate_fields,
-)
-from kdmarl_teacher.errors import NonFiniteError, writing
-from kdmarl_teacher.evaluate import evaluate_students
-from kdmarl_teacher.losses import argmax_ce_loss, kd_kl_loss
-from kdmarl_teacher.mappo import SEED_STRIDE, MetricsLog
-from kdmarl_teacher.networks import actor_inputs_all, apply_action_mask, sample_actions
-from kdmarl_teacher.profiles import TeamConfig
-from kdmarl_teacher.qmix import QMixer, mixer_state
-from kdmarl_teacher.students_file import FILE_NAME as STUDENTS_FILE
-from kdmarl_teacher.students_file import students_payload
+from kdmarl_teacher.core.training_run import SEED_STRIDE, MetricsLog
+from kdmarl_teacher.distill.config import QMIX_TERMS, DistillConfig
+from kdmarl_teacher.distill.profiles import TeamConfig
+from kdmarl_teacher.distill.report import agent_rows, team_for_teacher, win_rate_fields
+from kdmarl_teacher.distill.students_file import FILE_NAME as STUDENTS_FILE
+from kdmarl_teacher.distill.students_file import students_payload
+from kdmarl_teacher.distill.team import StudentTeam, agent_mask, sequences, unroll
+from kdmarl_teacher.distill.team_eval import evaluate_students
 
 RECIPE = "value_decomposition"
 
@@ -276,9 +271,7 @@ def distill_qmix(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, t
     optimizer = torch.optim.Adam([*(p for s in students for p in s.parameters()), *student_mixer.parameters()],
                                  lr=cfg.lr, eps=1e-5)
     student_team = StudentTeam(team, students)
-    from kdmarl_teacher.envs import make_env  # noqa: PLC0415
-
-    env = make_env(spec.name, num_envs=cfg.num_envs, seed=cfg.seed, device=device, **spec.params)
+    env = envs.make_env(spec.name, num_envs=cfg.num_envs, seed=cfg.seed, device=device, **spec.params)
     B, T = cfg.num_envs, cfg.num_steps
     n_iters = max(1, cfg.total_steps // (B * T))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)

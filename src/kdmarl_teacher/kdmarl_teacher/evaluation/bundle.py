@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from kdmarl_student.bundle_eval import evaluate_bundle, retention
+from kdmarl_student.manifest import load_manifest
 
-from kdmarl_teacher.evaluate import console, mean_ci
+from kdmarl_teacher.core.episodes import mean_ci
 
 
 def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: int = 1000) -> dict[str, Any]:
@@ -22,9 +24,6 @@ def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: 
     Retention = (R_student - R_random) / (R_teacher - R_random) on the same seeds (DESIGN.md §5); FLOPs
     reduction per agent = the teacher actor's FLOPs per decision / the student's.
     """
-    from kdmarl_student.bundle_eval import evaluate_bundle, retention  # noqa: PLC0415
-    from kdmarl_student.manifest import load_manifest  # noqa: PLC0415
-
     manifest = load_manifest(bundle)
     seeds = list(range(seed_start, seed_start + episodes))
     results: dict[str, Any] = {}
@@ -65,18 +64,3 @@ def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: 
     }
 
 
-def print_bundle_agents(report: dict[str, Any]) -> None:
-    from rich.table import Table  # noqa: PLC0415
-
-    ret = report["retention"]
-    table = Table(title=f"retention {ret:.3f}" if ret is not None else "retention: n/a",
-                  caption=f"teacher actor: {report['teacher_flops']:,} FLOPs per decision"
-                  if report["teacher_flops"] else None)
-    for col in ("agent", "input", "student", "params", "FLOPs", "FLOPs reduction", "budget"):
-        table.add_column(col, justify="left" if col in ("agent", "student", "budget") else "right")
-    for a in report["agents"]:
-        budget = "-" if a["budget"] is None else f"{a['budget']} ({'met' if a['budget_met'] else 'NOT met'})"
-        reduction = f"{a['flops_reduction']:.1f}x" if a["flops_reduction"] else "-"
-        table.add_row(a["agent"], str(a["input_dim"]), str(a["architecture"]), f"{a['params']:,}",
-                      f"{a['flops']:,}", reduction, budget)
-    console().print(table)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from kdmarl_teacher.references import SPREAD_REFERENCES
-from kdmarl_teacher.report_common import read_metrics
+from kdmarl_teacher.core.references import SPREAD_REFERENCES
+from kdmarl_teacher.reports.common import read_metrics
 
 
 def draw_teacher(run: Path, out: Path) -> Path:
