@@ -36,9 +36,6 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-for _pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / _pkg))
 
 
 def train_teacher(scenario: str, minutes: float, out: Path, quick: bool) -> Path:
@@ -78,7 +75,7 @@ def distill_run(name: str, teacher_path: Path, team: str, out: Path, *, steps: i
     """One distillation; with ``reuse`` an existing finished run directory is read instead of rerun."""
     from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
     from kdmarl_teacher.distill.config import DistillConfig  # noqa: PLC0415
-    from kdmarl_teacher.distill.mappo_recipe import distill  # noqa: PLC0415
+    from kdmarl_teacher.distill.loop import distill  # noqa: PLC0415
 
     report_path = out / name / "distill_report.json"
     if reuse and report_path.is_file():

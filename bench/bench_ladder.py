@@ -29,11 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-
-from bench_distill import load_bench_spec, rows_from_sweep, run_spec  # noqa: E402  (puts src/kdmarl_* on sys.path)
+from bench_distill import load_bench_spec, rows_from_sweep, run_spec
 
 DEFAULT_RUNGS = ((4,), (8, 8), (16, 16), (32, 32), (64, 64), (128, 128))
 QUICK_RUNGS = ((4,), (16, 16))

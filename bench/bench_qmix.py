@@ -42,9 +42,6 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-for _pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / _pkg))
 
 TARGET_QMIX_RETURN = -9.0
 JAXMARL_PEER = "JaxMARL QMIX (its MPE config, CPU jax, this machine): -9.53 after 8.7 min at 15 300 env-steps/s"
@@ -140,7 +137,7 @@ def distill_row(name: str, teacher_path: Path, out: Path, *, steps: int, episode
     from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
     from kdmarl_teacher.core.config import CONFIG_DIR  # noqa: PLC0415
     from kdmarl_teacher.distill.config import load_distill_config  # noqa: PLC0415
-    from kdmarl_teacher.distill.mappo_recipe import distill  # noqa: PLC0415
+    from kdmarl_teacher.distill.loop import distill  # noqa: PLC0415
 
     run = out / f"{name}_seed{seed}"
     report_path = run / "distill_report.json"

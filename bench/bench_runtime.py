@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
 
 # ------------------------------------------------------------------------------------------- workers
 # Each worker prints one JSON line; it imports only what its runtime needs.
@@ -119,10 +118,10 @@ def synthetic_team(root: Path, team: str) -> tuple[Path, Path]:
     """A random-weight teacher.pt and students.pt laid out like a real run, and its exported bundle."""
     import torch  # noqa: PLC0415
     from kdmarl_teacher.algos.config import TeacherConfig  # noqa: PLC0415
-    from kdmarl_teacher.algos.teacher import FORMAT, VERSION, load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import TEACHER_FILE, load_teacher, teacher_payload  # noqa: PLC0415
     from kdmarl_teacher.core.networks import Actor, Critic  # noqa: PLC0415
     from kdmarl_teacher.core.resources import module_resources  # noqa: PLC0415
-    from kdmarl_teacher.core.run_files import atomic_save, spec_to_dict  # noqa: PLC0415
+    from kdmarl_teacher.core.run_files import atomic_save  # noqa: PLC0415
     from kdmarl_teacher.core.value_norm import IdentityNorm  # noqa: PLC0415
     from kdmarl_teacher.distill.profiles import load_team  # noqa: PLC0415
     from kdmarl_teacher.distill.students import StudentMLP  # noqa: PLC0415
@@ -138,13 +137,9 @@ def synthetic_team(root: Path, team: str) -> tuple[Path, Path]:
     critic_kwargs = {"state_dim": spec.state_dim, "n_agents": spec.n_agents, "hidden": list(cfg.critic_hidden)}
     actor, critic = Actor(**actor_kwargs), Critic(**critic_kwargs)
     run = root / "runs" / "synthetic"
-    atomic_save({
-        "format": FORMAT, "version": VERSION,
-        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
-        "config": {}, "actor": {"kwargs": actor_kwargs, "state_dict": actor.state_dict()},
-        "critic": {"kwargs": critic_kwargs, "state_dict": critic.state_dict()},
-        "value_norm": {"enabled": False, "state_dict": IdentityNorm().state_dict()}, "global_step": 0,
-    }, run / "teacher.pt")
+    atomic_save(teacher_payload({}, spec, actor=actor, actor_kwargs=actor_kwargs, critic=critic,
+                                critic_kwargs=critic_kwargs, value_norm=IdentityNorm(), global_step=0, iteration=0),
+                run / TEACHER_FILE)
     teacher_flops = module_resources(actor).flops
     team_cfg = load_team(team, max_flops=teacher_flops)
     students = [StudentMLP(a.input_dim, a.rung.hidden, a.n_actions) for a in team_cfg.agents]

@@ -31,9 +31,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-for pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / pkg))
 
 VARIANTS: dict[str, list[str]] = {  # distill.yaml switches per variant (`kdmarl distill --set`)
     "kdmarl_full": [],

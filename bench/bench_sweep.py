@@ -32,12 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-
-from bench_distill import SWEEPS_DIR, load_bench_spec, train_teacher  # noqa: E402  (puts src/kdmarl_* on sys.path)
-from benchlib import RESULTS_DIR  # noqa: E402
+from bench_distill import SWEEPS_DIR, load_bench_spec, train_teacher
+from benchlib import RESULTS_DIR
 
 FULL_STEPS = 1_500_000  # env steps of one benchmark trial (bench/sweeps/*.yaml)
 

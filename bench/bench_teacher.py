@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
 
 TARGET_RETURN = -8.05  # DESIGN.md §5: damping-aware global-state velocity controller
 TARGET_SPS = 20_000

@@ -17,7 +17,7 @@ from kdmarl_teacher.algos.config import load_config
 from kdmarl_teacher.algos.mappo import train
 from kdmarl_teacher.core.run_files import load_checkpoint
 from kdmarl_teacher.distill.config import DistillConfig
-from kdmarl_teacher.distill.mappo_recipe import distill
+from kdmarl_teacher.distill.loop import distill
 
 from kdmarl_teacher import cli
 

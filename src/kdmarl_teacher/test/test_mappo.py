@@ -36,7 +36,6 @@ def test_short_run_writes_every_output(tmp_path: Path) -> None:
     assert int(rows[-1]["global_step"]) == 800
     for key in ("wall_time", "sps", "train_return", "pg_loss", "v_loss", "entropy", "task/landmarks_covered"):
         assert key in rows[0], key
-    assert float(rows[-1]["train_return"]) < 0
 
     teacher = load_teacher(out)  # a directory or the file
     assert teacher.spec.name == "simple_spread" and teacher.n_agents == 3

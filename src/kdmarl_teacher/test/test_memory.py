@@ -12,12 +12,12 @@ from kdmarl_student.sensing import apply_sensing, history_dim
 from kdmarl_teacher.algos.teacher import load_teacher
 from kdmarl_teacher.core.resources import gru_resources, measured_flops
 from kdmarl_teacher.distill.config import DistillConfig
-from kdmarl_teacher.distill.mappo_recipe import distill, rollout
+from kdmarl_teacher.distill.loop import distill
+from kdmarl_teacher.distill.mappo_recipe import rollout
 from kdmarl_teacher.distill.profiles import apply_sensing_torch, load_team
 from kdmarl_teacher.distill.students import GRU_LADDER, StudentGRU, budget_violations, rung_resources
 from kdmarl_teacher.distill.students_file import load_students
 from kdmarl_teacher.distill.team import StudentTeam, sequences, unroll
-from test_distill import teacher_path  # noqa: F401  (the module-scoped tiny teacher fixture)
 
 SPREAD_LAYOUT = load_team("spread3_full").agents[0].layout
 
@@ -85,7 +85,7 @@ def test_memory_kinds_in_team_configs(tmp_path: Path) -> None:
         load_team(path)
 
 
-def test_truncated_bptt_replays_the_rollout(teacher_path: Path) -> None:  # noqa: F811
+def test_truncated_bptt_replays_the_rollout(teacher_path: Path) -> None:
     """The update recomputes recurrent students from the states the rollout stored at each chunk start; with
     any chunk length it must give back exactly the log-probabilities the students acted with."""
     from kdmarl_teacher.envs import make_env
@@ -110,7 +110,7 @@ def test_truncated_bptt_replays_the_rollout(teacher_path: Path) -> None:  # noqa
 
 
 @pytest.mark.parametrize("memory", ["history", "recurrent"])
-def test_distill_memory_students_beat_random_and_resume_bit_exact(teacher_path: Path, tmp_path: Path,  # noqa: F811
+def test_distill_memory_students_beat_random_and_resume_bit_exact(teacher_path: Path, tmp_path: Path,
                                                                   memory: str) -> None:
     teacher = load_teacher(teacher_path)
     base = {"team": "spread3_hetero", "memory": memory, "num_envs": 64, "num_steps": 25, "chunk_len": 5,

@@ -18,7 +18,7 @@ from kdmarl_teacher.algos.teacher import load_teacher
 from kdmarl_teacher.cli import main as cli_main
 from kdmarl_teacher.distill.cli import add_arguments, resolve_config
 from kdmarl_teacher.distill.config import QMIX_TERMS, DistillConfig
-from kdmarl_teacher.distill.mappo_recipe import distill
+from kdmarl_teacher.distill.loop import distill
 from kdmarl_teacher.distill.profiles import load_team
 from kdmarl_teacher.distill.qmix_recipe import minibatches, rollout, term_losses
 from kdmarl_teacher.distill.students_file import load_students
@@ -164,5 +164,8 @@ def test_train_distill_export_end_to_end(spread_teacher: Path, tmp_path: Path) -
                      "--legacy-exporter"]) == 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert [a["model"]["kind"] for a in manifest["agents"]] == ["student"] * 3
-    assert (bundle / "teacher_actor.onnx").is_file()
-    assert manifest["team"]["student_return"]["mean"] < 0 and manifest["team"]["retention"] is not None
+    assert sha256_file(bundle / "teacher_actor.onnx") == manifest["teacher"]["sha256"]
+    team = manifest["team"]
+    assert team["retention"] == pytest.approx(
+        (team["student_return"]["mean"] - team["random_return"]["mean"])
+        / (team["teacher_return"]["mean"] - team["random_return"]["mean"]), rel=1e-12)

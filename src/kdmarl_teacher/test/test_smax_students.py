@@ -79,7 +79,7 @@ def checked_envs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def tiny_distill(teacher_path: Path, out: Path, team: str = "smax_3m") -> dict:
     from kdmarl_teacher.algos.teacher import load_teacher
     from kdmarl_teacher.distill.config import load_distill_config
-    from kdmarl_teacher.distill.mappo_recipe import distill
+    from kdmarl_teacher.distill.loop import distill
     from kdmarl_teacher.distill.profiles import CONFIG_DIR
 
     cfg = load_distill_config(CONFIG_DIR / "distill.yaml", [f"team={team}", "num_envs=8", "num_steps=16",
@@ -120,7 +120,7 @@ def test_qmix_teacher_distillation_on_smax_is_masked_and_reports_win_rates(
     recipe's does."""
     from kdmarl_teacher.algos.teacher import load_teacher
     from kdmarl_teacher.distill.config import load_distill_config
-    from kdmarl_teacher.distill.mappo_recipe import distill
+    from kdmarl_teacher.distill.loop import distill
     from kdmarl_teacher.distill.profiles import CONFIG_DIR
 
     checked = checked_envs(monkeypatch)

@@ -20,7 +20,6 @@ non-finite, BEFORE anything is checkpointed, so checkpoint.pt and teacher.pt kee
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,7 @@ from torch import nn
 
 from kdmarl_teacher import envs
 from kdmarl_teacher.algos.config import TeacherConfig
-from kdmarl_teacher.algos.teacher import FORMAT, VERSION
-from kdmarl_teacher.core.config import save_config
-from kdmarl_teacher.core.errors import NonFiniteError
+from kdmarl_teacher.algos.teacher import TEACHER_FILE, teacher_payload
 from kdmarl_teacher.core.losses import gae
 from kdmarl_teacher.core.networks import (
     Actor,
@@ -42,15 +39,7 @@ from kdmarl_teacher.core.networks import (
     critic_inputs_all,
     sample_actions,
 )
-from kdmarl_teacher.core.run_files import (
-    atomic_save,
-    divergence_error,
-    load_checkpoint,
-    nonfinite_tensors,
-    prepare_run_dir,
-    spec_to_dict,
-)
-from kdmarl_teacher.core.training_run import SEED_STRIDE, MetricsLog, _optimizer_to_cpu
+from kdmarl_teacher.core.training_run import SEED_STRIDE, TrainingRun, optimizer_to_cpu
 from kdmarl_teacher.core.value_norm import IdentityNorm, ValueNorm
 
 
@@ -87,34 +76,6 @@ def build_networks(cfg: TeacherConfig, env: Any) -> tuple[dict, dict]:
     return actor_kwargs, critic_kwargs
 
 
-def teacher_payload(cfg: TeacherConfig, env: Any, actor: Actor, critic: Critic, norm: nn.Module,
-                    *, actor_kwargs: dict, critic_kwargs: dict, global_step: int, iteration: int) -> dict:
-    """The teacher.pt dict (see kdmarl_teacher.checkpoint). Tensors are cloned to CPU: a checkpoint never
-    depends on the device it was trained on."""
-
-    def cpu(sd: dict) -> dict:
-        return {k: v.detach().to("cpu").clone() for k, v in sd.items()}
-
-    spec = env.spec
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
-        "config": cfg.to_dict(),
-        "actor": {"kwargs": actor_kwargs, "state_dict": cpu(actor.state_dict())},
-        "critic": {"kwargs": critic_kwargs, "state_dict": cpu(critic.state_dict())},
-        "value_norm": {"enabled": bool(cfg.value_norm), "state_dict": cpu(norm.state_dict())},
-        "global_step": int(global_step),
-        "iteration": int(iteration),
-    }
-
-
-
-
-
-
-
-
 def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
           stop_after_iterations: int | None = None) -> Path:
     """Train a MAPPO teacher; writes config.yaml, metrics.csv, tb/, checkpoint.pt and teacher.pt in `out_dir`.
@@ -124,7 +85,8 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     """
     cfg.validate()
     out = Path(out_dir)
-    ckpt_path, teacher_path = prepare_run_dir(out, resume), out / "teacher.pt"
+    run = TrainingRun(out, resume=resume, checkpoint_every=cfg.checkpoint_every)
+    teacher_path = out / TEACHER_FILE
 
     torch.set_num_threads(cfg.torch_threads)
     device = torch.device(cfg.device)
@@ -146,7 +108,7 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     num_iterations = max(1, cfg.total_steps // steps_per_iter)
     start_iteration, wall_offset = 0, 0.0
     if resume:
-        ckpt = load_checkpoint(ckpt_path, "cpu")
+        ckpt = run.load("cpu")
         cfg.check_resume(ckpt["config"])
         actor.load_state_dict(ckpt["actor"]["state_dict"])
         critic.load_state_dict(ckpt["critic"]["state_dict"])
@@ -156,8 +118,6 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
         gen.set_state(ts["generator"].to(gen.get_state().device))
         torch.set_rng_state(ts["torch_rng"])
         start_iteration, wall_offset = int(ckpt["iteration"]), float(ts["wall_time"])
-    save_config(cfg, out / "config.yaml")
-    log = MetricsLog(out, start_iteration if resume else None, start_iteration * B * T)
 
     # ---- rollout storage ---------------------------------------------------------------------------------------
     Da, Dc = actor.in_dim, critic.in_dim
@@ -172,38 +132,24 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     recurrent = actor.recurrent
     # Environments with per-step action masks (SMAX: env.available_actions()); MPE has none and takes no mask
     # path at all (its computation stays bit-identical). Masked logits are used to sample AND in the loss.
-    masked = hasattr(env, "available_actions")
+    masked = env.available_actions() is not None
     mask_buf = torch.zeros(T, B, N, actor.n_actions_max, dtype=torch.bool, device=device) if masked else None
 
-    bar = None
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(total=num_iterations * steps_per_iter, initial=start_iteration * steps_per_iter, unit="step",
-                   unit_scale=True, dynamic_ncols=True, desc=f"train {cfg.scenario}")
-    t0 = time.perf_counter()
-    time_limit = cfg.time_limit_minutes * 60.0
+    run.start(cfg, "config.yaml", start_iteration=start_iteration, resume_step=start_iteration * B * T,
+              wall_before=wall_offset, progress=progress, bar_total=num_iterations * steps_per_iter,
+              bar_initial=start_iteration * steps_per_iter, desc=f"train {cfg.scenario}", unit="step",
+              unit_scale=True)
+    run.watch({"actor": actor, "critic": critic, "value_norm": norm})
     last_return = float("nan")
 
-    last_checkpoint = start_iteration if resume else None  # the iteration checkpoint.pt holds
-
     def checkpoint(iteration_done: int) -> None:
-        nonlocal last_checkpoint
-        payload = teacher_payload(cfg, env, actor, critic, norm, actor_kwargs=actor_kwargs,
-                                  critic_kwargs=critic_kwargs, global_step=iteration_done * steps_per_iter,
+        payload = teacher_payload(cfg.to_dict(), env.spec, actor=actor, actor_kwargs=actor_kwargs,
+                                  critic=critic, critic_kwargs=critic_kwargs, value_norm=norm,
+                                  value_norm_enabled=cfg.value_norm, global_step=iteration_done * steps_per_iter,
                                   iteration=iteration_done)
-        train_state = {"optimizer": _optimizer_to_cpu(optimizer.state_dict()), "generator": gen.get_state().cpu(),
-                       "torch_rng": torch.get_rng_state(), "wall_time": wall_offset + time.perf_counter() - t0}
-        atomic_save({**payload, "train_state": train_state}, ckpt_path)
-        atomic_save(payload, teacher_path)
-        last_checkpoint = iteration_done
-
-    def diverged(iteration_number: int, values: dict[str, float]) -> NonFiniteError:
-        if bar is not None:
-            bar.close()
-        log.close()
-        return divergence_error(iteration_number, values, {"actor": actor, "critic": critic, "value_norm": norm},
-                                ckpt_path, last_checkpoint)
+        train_state = {"optimizer": optimizer_to_cpu(optimizer.state_dict()), "generator": gen.get_state().cpu(),
+                       "torch_rng": torch.get_rng_state(), "wall_time": run.wall()}
+        run.save(iteration_done, {run.ckpt_path: {**payload, "train_state": train_state}, teacher_path: payload})
 
     iteration = start_iteration
     for iteration in range(start_iteration, num_iterations):
@@ -307,16 +253,14 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
                 grad_norm = nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 stats = {"pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": entropy.item(),
                          "grad_norm": grad_norm.item()}
-                if not all(map(math.isfinite, stats.values())):  # stop before the step spreads NaN into the weights
-                    raise diverged(iteration + 1, stats)
+                run.check_finite(iteration + 1, stats)  # stop before the step spreads NaN into the weights
                 optimizer.step()
-        if nonfinite_tensors(p for m in (actor, critic, norm) for p in m.state_dict().items()):
-            raise diverged(iteration + 1, stats)
+        run.check_weights(iteration + 1, stats)
 
         # ---- logging ------------------------------------------------------------------------------------------
         global_step = (iteration + 1) * steps_per_iter
         now = time.perf_counter()
-        wall = wall_offset + now - t0
+        wall = run.wall()
         if ep_returns:
             last_return = float(torch.cat(ep_returns).mean())
         if (iteration + 1) % cfg.log_every == 0 or iteration + 1 == num_iterations:
@@ -336,23 +280,18 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
             }
             for key, vals in ep_metrics.items():
                 row[f"task/{key}"] = float(torch.cat(vals).mean())
-            log.write(row)
-        if bar is not None:
-            bar.set_postfix(sps=f"{steps_per_iter / max(now - it_t0, 1e-9):,.0f}", ret=f"{last_return:.2f}",
-                            refresh=False)
-            bar.update(steps_per_iter)
+            run.log_row(row)
+        run.advance(steps_per_iter, sps=f"{steps_per_iter / max(now - it_t0, 1e-9):,.0f}", ret=f"{last_return:.2f}")
 
         done_iters = iteration + 1
         interrupted = stop_after_iterations is not None and done_iters - start_iteration >= stop_after_iterations
-        timed_out = time_limit > 0 and wall >= time_limit
-        if done_iters % cfg.checkpoint_every == 0 or done_iters == num_iterations or interrupted or timed_out:
+        timed_out = run.over_time(cfg.time_limit_minutes)
+        if run.due(done_iters) or done_iters == num_iterations or interrupted or timed_out:
             checkpoint(done_iters)
         if interrupted or timed_out:
             break
 
-    if bar is not None:
-        bar.close()
-    log.close()
+    run.close()
     return teacher_path
 
 

@@ -38,7 +38,6 @@ the first NaN/Inf stops the run (`errors.NonFiniteError`) before anything is che
 from __future__ import annotations
 
 import copy
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -49,20 +48,10 @@ from torch import nn
 from kdmarl_teacher import envs
 from kdmarl_teacher.algos.config import QmixConfig
 from kdmarl_teacher.algos.mixer import QMixer, mixer_state
-from kdmarl_teacher.algos.teacher import FORMAT, VERSION
-from kdmarl_teacher.core.config import save_config
+from kdmarl_teacher.algos.teacher import TEACHER_FILE, cpu_state, teacher_payload
 from kdmarl_teacher.core.episodes import run_episodes
-from kdmarl_teacher.core.errors import NonFiniteError
 from kdmarl_teacher.core.networks import Actor, actor_inputs_all, apply_action_mask
-from kdmarl_teacher.core.run_files import (
-    atomic_save,
-    divergence_error,
-    load_checkpoint,
-    nonfinite_tensors,
-    prepare_run_dir,
-    spec_to_dict,
-)
-from kdmarl_teacher.core.training_run import SEED_STRIDE, MetricsLog, _optimizer_to_cpu
+from kdmarl_teacher.core.training_run import SEED_STRIDE, TrainingRun, optimizer_to_cpu
 
 ALGO = "qmix"
 STAT_KEYS = ("td_loss", "q_tot", "target_mean", "td_abs_error", "grad_norm")  # metrics.csv columns of an update
@@ -240,26 +229,6 @@ def build_networks(cfg: QmixConfig, env: Any) -> tuple[dict, dict]:
     return agent_kwargs, mixer_kwargs
 
 
-def _cpu(sd: dict) -> dict:
-    return {k: v.detach().to("cpu").clone() for k, v in sd.items()}
-
-
-def teacher_payload(cfg: QmixConfig, env: Any, agent: Actor, mixer: QMixer, *, agent_kwargs: dict,
-                    mixer_kwargs: dict, global_step: int, iteration: int) -> dict:
-    """The teacher.pt dict of a QMIX teacher: the MAPPO layout (kdmarl_teacher.checkpoint) with `algo: "qmix"`,
-    the agent network under "actor" (what acts) and the mixer under "mixer" (no critic, no value normalizer)."""
-    spec = env.spec
-    return {
-        "format": FORMAT, "version": VERSION, "algo": ALGO,
-        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
-        "config": cfg.to_dict(),
-        "actor": {"kwargs": agent_kwargs, "state_dict": _cpu(agent.state_dict())},
-        "mixer": {"kwargs": mixer_kwargs, "state_dict": _cpu(mixer.state_dict()),
-                  "time_feature": bool(cfg.mixer_time)},
-        "global_step": int(global_step), "iteration": int(iteration),
-    }
-
-
 # ---- training ---------------------------------------------------------------------------------------------------
 def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
           stop_after_iterations: int | None = None) -> Path:
@@ -269,7 +238,8 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
     path of teacher.pt."""
     cfg.validate()
     out = Path(out_dir)
-    ckpt_path, teacher_path = prepare_run_dir(out, resume), out / "teacher.pt"
+    run = TrainingRun(out, resume=resume, checkpoint_every=cfg.checkpoint_every)
+    teacher_path = out / TEACHER_FILE
     torch.set_num_threads(cfg.torch_threads)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)  # network initialization
@@ -289,7 +259,7 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
     optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
-    masked = hasattr(env, "available_actions")  # SMAX: per-step action masks; MPE: none (unchanged path)
+    masked = env.available_actions() is not None  # SMAX: per-step action masks; MPE: none (unchanged path)
     A = int(agent.n_actions_max)
     buffer = ReplayBuffer(cfg.buffer_size, T, N, int(env.obs_dim_max), mixer_kwargs["state_dim"], device=device,
                           n_actions=A if masked else None)
@@ -298,7 +268,7 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
     num_iterations = max(1, cfg.total_steps // steps_per_iter)
     start_iteration, wall_offset, grad_steps = 0, 0.0, 0
     if resume:
-        ckpt = load_checkpoint(ckpt_path, "cpu")
+        ckpt = run.load("cpu")
         cfg.check_resume(ckpt["config"])
         agent.load_state_dict(ckpt["actor"]["state_dict"])
         mixer.load_state_dict(ckpt["mixer"]["state_dict"])
@@ -310,42 +280,27 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
         gen.set_state(ts["generator"].to(gen.get_state().device))
         torch.set_rng_state(ts["torch_rng"])
         start_iteration, wall_offset, grad_steps = int(ckpt["iteration"]), float(ts["wall_time"]), int(ts["grad_steps"])
-    save_config(cfg, out / "config.yaml")
-    log = MetricsLog(out, start_iteration if resume else None, start_iteration * steps_per_iter)
     eval_env = None
     if cfg.eval_every:
         eval_env = envs.make_env(cfg.scenario, num_envs=cfg.eval_envs, seed=0, device=device, dtype=torch.float32,
                             **cfg.env_params)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(total=num_iterations * steps_per_iter, initial=start_iteration * steps_per_iter, unit="step",
-                   unit_scale=True, dynamic_ncols=True, desc=f"train qmix {cfg.scenario}")
-    t0 = time.perf_counter()
-    time_limit = cfg.time_limit_minutes * 60.0
+    run.start(cfg, "config.yaml", start_iteration=start_iteration, resume_step=start_iteration * steps_per_iter,
+              wall_before=wall_offset, progress=progress, bar_total=num_iterations * steps_per_iter,
+              bar_initial=start_iteration * steps_per_iter, desc=f"train qmix {cfg.scenario}", unit="step",
+              unit_scale=True)
+    run.watch({"agent": agent, "mixer": mixer})
     last_return, last_greedy = float("nan"), float("nan")
-    last_checkpoint = start_iteration if resume else None
 
     def checkpoint(iteration_done: int) -> None:
-        nonlocal last_checkpoint
-        payload = teacher_payload(cfg, env, agent, mixer, agent_kwargs=agent_kwargs, mixer_kwargs=mixer_kwargs,
+        payload = teacher_payload(cfg.to_dict(), env.spec, actor=agent, actor_kwargs=agent_kwargs, mixer=mixer,
+                                  mixer_kwargs=mixer_kwargs, mixer_time=cfg.mixer_time,
                                   global_step=iteration_done * steps_per_iter, iteration=iteration_done)
-        train_state = {"optimizer": _optimizer_to_cpu(optimizer.state_dict()), "generator": gen.get_state().cpu(),
-                       "torch_rng": torch.get_rng_state(), "wall_time": wall_offset + time.perf_counter() - t0,
-                       "target_actor": _cpu(target_agent.state_dict()), "target_mixer": _cpu(target_mixer.state_dict()),
+        train_state = {"optimizer": optimizer_to_cpu(optimizer.state_dict()), "generator": gen.get_state().cpu(),
+                       "torch_rng": torch.get_rng_state(), "wall_time": run.wall(),
+                       "target_actor": cpu_state(target_agent), "target_mixer": cpu_state(target_mixer),
                        "buffer": buffer.state_dict(), "grad_steps": grad_steps}
-        atomic_save({**payload, "train_state": train_state}, ckpt_path)
-        atomic_save(payload, teacher_path)
-        last_checkpoint = iteration_done
-
-    def diverged(iteration_number: int, values: dict[str, float]) -> NonFiniteError:
-        if bar is not None:
-            bar.close()
-        log.close()
-        return divergence_error(iteration_number, values, {"agent": agent, "mixer": mixer}, ckpt_path,
-                                last_checkpoint)
+        run.save(iteration_done, {run.ckpt_path: {**payload, "train_state": train_state}, teacher_path: payload})
 
     def greedy(obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return apply_action_mask(agent(actor_inputs_all(obs)), mask).argmax(-1)
@@ -408,8 +363,7 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 stats["grad_norm"] = float(grad_norm)
-                if not all(map(math.isfinite, stats.values())):
-                    raise diverged(iteration + 1, stats)
+                run.check_finite(iteration + 1, stats)
                 optimizer.step()
                 grad_steps += 1
                 if cfg.target_tau < 1.0:
@@ -418,12 +372,11 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
                 elif grad_steps % cfg.target_update_interval == 0:
                     update_target(target_agent, agent, 1.0)
                     update_target(target_mixer, mixer, 1.0)
-        if nonfinite_tensors(p for m in (agent, mixer) for p in m.state_dict().items()):
-            raise diverged(iteration + 1, stats)
+        run.check_weights(iteration + 1, stats)
 
         # ---- logging ------------------------------------------------------------------------------------------
         now = time.perf_counter()
-        wall = wall_offset + now - t0
+        wall = run.wall()
         if ep_returns:
             last_return = float(torch.cat(ep_returns).mean())
         row: dict[str, Any] = {"greedy_return": float("nan")}
@@ -442,22 +395,18 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
                    "lr": optimizer.param_groups[0]["lr"], **stats, **row}
             for key, vals in ep_metrics.items():
                 row[f"task/{key}"] = float(torch.cat(vals).mean())
-            log.write(row)
-        if bar is not None:
-            bar.set_postfix(eps=f"{eps:.2f}", ret=f"{last_return:.2f}", greedy=f"{last_greedy:.2f}", refresh=False)
-            bar.update(steps_per_iter)
+            run.log_row(row)
+        run.advance(steps_per_iter, eps=f"{eps:.2f}", ret=f"{last_return:.2f}", greedy=f"{last_greedy:.2f}")
 
         done_iters = iteration + 1
         interrupted = stop_after_iterations is not None and done_iters - start_iteration >= stop_after_iterations
-        timed_out = time_limit > 0 and wall >= time_limit
-        if done_iters % cfg.checkpoint_every == 0 or done_iters == num_iterations or interrupted or timed_out:
+        timed_out = run.over_time(cfg.time_limit_minutes)
+        if run.due(done_iters) or done_iters == num_iterations or interrupted or timed_out:
             checkpoint(done_iters)
         if interrupted or timed_out:
             break
 
-    if bar is not None:
-        bar.close()
-    log.close()
+    run.close()
     return teacher_path
 
 

@@ -39,7 +39,7 @@ from kdmarl_teacher.core.networks import (
     critic_inputs_all,
     sample_actions,
 )
-from kdmarl_teacher.core.run_files import load_checkpoint, spec_from_dict
+from kdmarl_teacher.core.run_files import load_checkpoint, spec_from_dict, spec_to_dict
 from kdmarl_teacher.core.value_norm import IdentityNorm, ValueNorm
 
 FORMAT = "kdmarl_teacher"
@@ -153,3 +153,33 @@ def teacher_path(path: str | Path) -> Path:
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Teacher:
     """Load `teacher.pt` (or a run directory containing one) as a frozen `Teacher` on `device`."""
     return build_teacher(load_checkpoint(teacher_path(path), device), device)
+
+
+def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's state_dict cloned to CPU: a checkpoint never depends on the device it was trained on."""
+    return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
+
+
+def teacher_payload(config: dict, spec: Any, *, actor: torch.nn.Module, actor_kwargs: dict, global_step: int,
+                    iteration: int, critic: torch.nn.Module | None = None, critic_kwargs: dict | None = None,
+                    value_norm: torch.nn.Module | None = None, value_norm_enabled: bool = False,
+                    mixer: torch.nn.Module | None = None, mixer_kwargs: dict | None = None,
+                    mixer_time: bool = False) -> dict:
+    """The teacher.pt dict (module docstring), the one place it is written: a MAPPO teacher passes its critic
+    and value normalizer, a QMIX teacher its mixer (then the file says `algo: "qmix"`)."""
+    payload: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    if mixer is not None:
+        payload["algo"] = "qmix"
+    payload.update({
+        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
+        "config": config,
+        "actor": {"kwargs": actor_kwargs, "state_dict": cpu_state(actor)},
+    })
+    if critic is not None:
+        assert value_norm is not None
+        payload["critic"] = {"kwargs": critic_kwargs, "state_dict": cpu_state(critic)}
+        payload["value_norm"] = {"enabled": bool(value_norm_enabled), "state_dict": cpu_state(value_norm)}
+    if mixer is not None:
+        payload["mixer"] = {"kwargs": mixer_kwargs, "state_dict": cpu_state(mixer), "time_feature": bool(mixer_time)}
+    payload.update({"global_step": int(global_step), "iteration": int(iteration)})
+    return payload

@@ -54,7 +54,7 @@ def run_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.Tensor],
 
     Returns team returns [E], per-agent returns [E, N] and the task metrics [E] of the episodes.
     """
-    if hasattr(env, "available_actions"):  # SMAX: masks, and battles end at different steps
+    if env.available_actions() is not None:  # SMAX: masks, and battles end at different steps
         return run_masked_episodes(env, policy, seeds, teacher, generator)
     if hasattr(env, "reset_from_mpe2_seeds"):
         obs, _state = env.reset_from_mpe2_seeds(seeds)  # obs [E, N, obs_dim_max]

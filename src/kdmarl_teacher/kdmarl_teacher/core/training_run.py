@@ -1,22 +1,39 @@
-"""What every training run shares (MAPPO and QMIX teachers, both distillation recipes): iteration seeds, the
-metrics log (metrics.csv + TensorBoard, cut back on resume) and optimizer state on CPU for checkpoints."""
+"""The one training run: what MAPPO and QMIX teachers and both distillation recipes share around their own
+iteration. `TrainingRun` owns the run directory (refusing to start over an existing run or to resume from
+nothing), the resumed checkpoint, the resolved config file, the metrics log (metrics.csv + TensorBoard, cut back on
+resume), the progress bar, wall time, the checkpoint cadence (which iteration checkpoint.pt holds) and the
+divergence guard (the one-line stop naming what went non-finite and which checkpoint is kept). The algorithm keeps
+its iteration, what it stores and in which order it draws random numbers: the run never touches an RNG, so
+moving a loop onto it changes no figure.
+"""
 
 from __future__ import annotations
 
 import csv
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from kdmarl_teacher.core.errors import writing
+from kdmarl_teacher.core.config import RunConfig, save_config
+from kdmarl_teacher.core.errors import NonFiniteError, writing
+from kdmarl_teacher.core.run_files import (
+    atomic_save,
+    divergence_error,
+    load_checkpoint,
+    nonfinite_tensors,
+    prepare_run_dir,
+)
 
 SEED_STRIDE = 1_000_003  # iteration seeds: seed * SEED_STRIDE + iteration (distinct runs never share rollouts)
 
 
-def _optimizer_to_cpu(state: dict) -> dict:
+def optimizer_to_cpu(state: dict) -> dict:
+    """An optimizer state_dict with its tensors cloned to CPU (a checkpoint never depends on the device)."""
     out = {"param_groups": state["param_groups"], "state": {}}
     for k, s in state["state"].items():
         out["state"][k] = {n: (v.detach().to("cpu").clone() if torch.is_tensor(v) else v) for n, v in s.items()}
@@ -78,3 +95,99 @@ class MetricsLog:
     def close(self) -> None:
         self.tb.flush()
         self.tb.close()
+
+
+class TrainingRun:
+    """One run directory from start (or resume) to the last checkpoint; see the module docstring.
+
+    Use: ``run = TrainingRun(out, resume=..., what=...)``; ``ck = run.load()`` when resuming; ``run.start(cfg,
+    ...)`` once the resume was accepted (a refused resume must leave the first run intact); per iteration
+    ``run.check_finite`` / ``run.check_weights`` (raise `NonFiniteError` before anything bad is saved),
+    ``run.log_row``, ``run.advance``, ``run.save`` when ``run.due(...)``; at the end ``run.close()``."""
+
+    def __init__(self, out_dir: str | Path, *, resume: bool, what: str = "run", checkpoint_every: int = 1) -> None:
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.ckpt_path = prepare_run_dir(self.out, resume, what=what)
+        self.checkpoint_every = checkpoint_every
+        self.last_checkpoint: int | None = None  # the iteration checkpoint.pt holds (None: none written yet)
+        self.modules: dict[str, nn.Module] = {}  # what the divergence message inspects (`watch`)
+        self.log: MetricsLog | None = None
+        self.bar: Any = None
+        self.wall_before = 0.0
+        self._t0 = time.perf_counter()
+
+    def load(self, device: str | torch.device = "cpu") -> dict:
+        """The checkpoint to resume from (`--resume`)."""
+        return load_checkpoint(self.ckpt_path, device)
+
+    def start(self, cfg: RunConfig, config_file: str, *, start_iteration: int, resume_step: int,
+              wall_before: float = 0.0, progress: bool, bar_total: int, bar_initial: int, desc: str,
+              unit: str = "it", unit_scale: bool = False) -> None:
+        """After the resume check: write the resolved config, open the metrics log (cut back to `start_iteration`
+        on resume), the progress bar, and start the wall clock (`wall_before`: the time of the resumed run)."""
+        save_config(cfg, self.out / config_file)
+        self.log = MetricsLog(self.out, start_iteration if self.resume else None, resume_step)
+        self.last_checkpoint = start_iteration if self.resume else None
+        self.wall_before = wall_before
+        if progress:
+            from tqdm import tqdm  # noqa: PLC0415 (only for an interactive run)
+
+            self.bar = tqdm(total=bar_total, initial=bar_initial, desc=desc, unit=unit, unit_scale=unit_scale,
+                            dynamic_ncols=True)
+        self._t0 = time.perf_counter()
+
+    def wall(self) -> float:
+        """Seconds of training so far, resumed runs included."""
+        return self.wall_before + time.perf_counter() - self._t0
+
+    def over_time(self, limit_minutes: float) -> bool:
+        return limit_minutes > 0 and self.wall() >= 60.0 * limit_minutes
+
+    def watch(self, modules: Mapping[str, nn.Module]) -> None:
+        """The modules whose weights `check_weights` checks and a divergence message names (again after pruning)."""
+        self.modules = dict(modules)
+
+    def diverged(self, iteration_number: int, values: Mapping[str, float]) -> NonFiniteError:
+        """The one-line stop of a diverged run (closes the bar and the log; the caller raises it)."""
+        self.close()
+        return divergence_error(iteration_number, values, self.modules, self.ckpt_path, self.last_checkpoint)
+
+    def check_finite(self, iteration_number: int, values: Mapping[str, float]) -> None:
+        """Before an optimizer step: a NaN/Inf loss or grad norm stops the run before it spreads into the weights."""
+        if not all(map(math.isfinite, values.values())):
+            raise self.diverged(iteration_number, values)
+
+    def check_weights(self, iteration_number: int, values: Mapping[str, float]) -> None:
+        """After an iteration: a NaN/Inf weight stops the run before it is checkpointed."""
+        if nonfinite_tensors(t for m in self.modules.values() for t in m.state_dict().items()):
+            raise self.diverged(iteration_number, values)
+
+    def log_row(self, row: dict[str, Any]) -> None:
+        assert self.log is not None, "TrainingRun.start first"
+        self.log.write(row)
+
+    def advance(self, n: int, **postfix: str) -> None:
+        """The progress bar: `n` more units done, with the figures shown next to it."""
+        if self.bar is not None:
+            self.bar.set_postfix(refresh=False, **postfix)
+            self.bar.update(n)
+
+    def due(self, iterations_done: int) -> bool:
+        """The checkpoint cadence: every `checkpoint_every` iterations (callers add their own final save)."""
+        return iterations_done % self.checkpoint_every == 0
+
+    def save(self, iteration_done: int, files: Mapping[Path, Any]) -> None:
+        """Atomically write each checkpoint file (checkpoint.pt first, then what is derived from it) and remember
+        that checkpoint.pt now holds `iteration_done`."""
+        for path, payload in files.items():
+            atomic_save(payload, path)
+        self.last_checkpoint = iteration_done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None

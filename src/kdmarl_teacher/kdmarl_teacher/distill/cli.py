@@ -11,7 +11,7 @@ from kdmarl_teacher.algos.teacher import teacher_path as resolve_teacher_path
 from kdmarl_teacher.core.config import CONFIG_DIR
 from kdmarl_teacher.core.run_files import load_checkpoint
 from kdmarl_teacher.distill.config import ALL_TERMS, TERMS, DistillConfig, load_distill_config
-from kdmarl_teacher.distill.mappo_recipe import distill
+from kdmarl_teacher.distill.loop import distill
 from kdmarl_teacher.distill.students_file import FILE_NAME as STUDENTS_FILE
 
 

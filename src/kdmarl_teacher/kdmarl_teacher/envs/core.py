@@ -247,6 +247,10 @@ class BatchedMPEEnv:
         for v in self._acc.values():
             v[index] = 0
 
+    def available_actions(self) -> None:
+        """No action masks: every action of every agent is always available (the `BatchedEnv` contract)."""
+        return None
+
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reset all B worlds; ``seed`` reseeds this env's torch generator (runs are reproducible).
 

@@ -113,6 +113,10 @@ class PettingZooBatchedEnv:
             v.zero_()
         return self._out(self._obs)
 
+    def available_actions(self) -> None:
+        """No action masks: every action of every agent is always available (the `BatchedEnv` contract)."""
+        return None
+
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reset copy b with ``seed + b`` (or seeds drawn from this adapter's RNG when seed is None)."""
         if seed is None:

@@ -406,7 +406,7 @@ def run_trial(t: Trial) -> dict[str, Any]:
         torch.set_num_threads(t.cpus)
         resume = (out / "checkpoint.pt").is_file()
         if t.kind == "distill":
-            from kdmarl_teacher.distill.mappo_recipe import distill  # noqa: PLC0415
+            from kdmarl_teacher.distill.loop import distill  # noqa: PLC0415
 
             t_load = time.time()
             teacher = cached_teacher(t.teacher, cfg.device)

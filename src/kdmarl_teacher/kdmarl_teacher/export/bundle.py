@@ -58,13 +58,14 @@ from kdmarl_student.manifest import (
     sha256_file,
 )
 from kdmarl_student.policy import session_options
-from kdmarl_student.scenarios import ScenarioSpec, observation_scale
+from kdmarl_student.scenarios import ScenarioSpec, is_smax, observation_scale
 from kdmarl_student.sensing import apply_sensing, history_dim, sensed_dim
 from torch import nn
 
 from kdmarl_teacher.algos.teacher import TEACHER_FILE as TEACHER_PT_FILE
 from kdmarl_teacher.algos.teacher import load_teacher
 from kdmarl_teacher.core.errors import NonFiniteError
+from kdmarl_teacher.core.machine import cpu_model
 from kdmarl_teacher.core.resources import module_resources
 from kdmarl_teacher.core.run_files import nonfinite_tensors
 from kdmarl_teacher.distill.students_file import FILE_NAME, read_students_payload, student_agents
@@ -336,7 +337,7 @@ def episode_parity(spec: ScenarioSpec, agents: Sequence[ExportAgent], paths: dic
     so the record is not a handful of repeated trajectories; both sides see the same observations.
     """
     env = make_bundle_env(spec)
-    masked = hasattr(env, "available_actions")  # SMAX: greedy and random actions among the available ones
+    masked = is_smax(spec.name)  # SMAX: greedy and random actions among the available ones
     rng = np.random.default_rng(seed)
     layouts = {a.name: a.layout for a in spec.agents}
     n_actions = {a.name: a.n_actions for a in spec.agents}
@@ -424,13 +425,7 @@ def measure_latency(path: Path, input_dim: int, calls: int, warmup: int = 200, s
 
 
 def machine_name() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{platform.node()} ({cpu}, {os.cpu_count()} cores)"
+    return f"{platform.node()} ({cpu_model()}, {os.cpu_count()} cores)"
 
 
 # ---------------------------------------------------------------------------------------- the bundle
