@@ -71,7 +71,7 @@ def worker_ort(model: str, input_dim: int, calls: int, warmup: int) -> dict[str,
 def worker_torch(run: str, agent_index: int, calls: int, warmup: int) -> dict[str, Any]:
     import torch  # noqa: PLC0415
     from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.export.bundle import TeacherAgentActor  # noqa: PLC0415
+    from kdmarl_teacher.export.onnx_models import TeacherAgentActor  # noqa: PLC0415
 
     torch.set_num_threads(1)
     rss0 = _rss()
@@ -126,7 +126,8 @@ def synthetic_team(root: Path, team: str) -> tuple[Path, Path]:
     from kdmarl_teacher.distill.profiles import load_team  # noqa: PLC0415
     from kdmarl_teacher.distill.students import StudentMLP  # noqa: PLC0415
     from kdmarl_teacher.distill.students_file import students_payload  # noqa: PLC0415
-    from kdmarl_teacher.export.bundle import export_bundle, load_student_agents  # noqa: PLC0415
+    from kdmarl_teacher.export.bundle import export_bundle  # noqa: PLC0415
+    from kdmarl_teacher.export.onnx_models import load_student_agents  # noqa: PLC0415
 
     torch.manual_seed(0)
     cfg = TeacherConfig()

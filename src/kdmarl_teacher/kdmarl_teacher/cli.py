@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("kdmarl_teacher.evaluation.evaluate", "evaluate a teacher on fixed mpe2 seeds vs random"),
     "report": ("kdmarl_teacher.reports.cli", "draw the learning curve PNG from metrics.csv"),
     "distill": ("kdmarl_teacher.distill.cli", "distill a teacher into per-agent students"),
-    "export": ("kdmarl_teacher.export.bundle", "export students to an ONNX bundle"),
+    "export": ("kdmarl_teacher.export.cli", "export students to an ONNX bundle"),
     "sign": ("kdmarl_teacher.export.sign", "sign a bundle manifest"),
     "sweep": ("kdmarl_teacher.experiments.sweep",
               "run a grid of distill/train runs on Ray Tune; --report aggregates it"),

@@ -14,7 +14,7 @@ from kdmarl_teacher.algos.teacher import load_teacher
 from kdmarl_teacher.distill.profiles import apply_sensing_torch
 from kdmarl_teacher.distill.students_file import load_students
 from kdmarl_teacher.evaluation import evaluate as evaluate_mod
-from kdmarl_teacher.export import bundle as export_mod
+from kdmarl_teacher.export import cli as export_mod
 from test_export import SEEDS, _students_file, _teacher_torch_returns, cli_args, mpe2_returns, write_teacher
 
 

@@ -19,7 +19,8 @@ from kdmarl_teacher.core.networks import Actor, Critic
 from kdmarl_teacher.core.run_files import atomic_save, spec_to_dict
 from kdmarl_teacher.core.value_norm import IdentityNorm
 from kdmarl_teacher.distill.students import StudentMLP
-from kdmarl_teacher.export import bundle as export_mod
+from kdmarl_teacher.export import cli as export_mod
+from kdmarl_teacher.export import onnx_models, parity
 
 SEEDS = list(range(1000, 1006))
 
@@ -166,7 +167,7 @@ def test_runtime_parity_with_torch_on_10000_observations(teacher_bundle: tuple[P
     recorded = _visited_observations(spec, episodes=80, seed=5)  # 2 000 per agent
     for i, name in enumerate(spec.agent_names):
         policy = StudentPolicy(bundle, name)
-        obs = np.concatenate([export_mod.random_observations(10_000, 18, seed=i), recorded[name]])
+        obs = np.concatenate([parity.random_observations(10_000, 18, seed=i), recorded[name]])
         with torch.no_grad():
             x = teacher.actor_input(torch.from_numpy(obs), torch.full((len(obs),), i))
             expected = teacher.actor(x)[:, :5].numpy()
@@ -224,7 +225,7 @@ def test_students_export_with_sensing_and_budgets(tmp_path: Path) -> None:
 
     student = build_student(payload["agents"][2]["arch"])
     student.load_state_dict(payload["agents"][2]["state_dict"])
-    obs = export_mod.random_observations(2_000, 18, seed=3)
+    obs = parity.random_observations(2_000, 18, seed=3)
     with torch.no_grad():
         expected = student(torch.from_numpy(apply_sensing(obs, a2.layout, a2.sensing))).numpy()
     np.testing.assert_allclose(StudentPolicy(out, "agent_2").logits(obs), expected, atol=1e-5, rtol=0)
@@ -299,10 +300,10 @@ def test_nan_weights_are_refused_and_a_nan_difference_fails_parity(tmp_path: Pat
 
     module = StudentMLP(4, (8,), 3).eval()
     path = tmp_path / "m.onnx"
-    export_mod.export_onnx(module, path, 4, dynamo=False)
-    inputs = export_mod.random_observations(64, 4, seed=0)
-    assert export_mod.parity_error(module, path, inputs)[1] <= 1e-5
+    onnx_models.export_onnx(module, path, 4, dynamo=False)
+    inputs = parity.random_observations(64, 4, seed=0)
+    assert parity.parity_error(module, path, inputs)[1] <= 1e-5
     with torch.no_grad():
         module.head.bias[0] = float("nan")  # torch now disagrees with the exported (finite) graph
-    diff, scaled = export_mod.parity_error(module, path, inputs)
+    diff, scaled = parity.parity_error(module, path, inputs)
     assert diff == scaled == float("inf")

@@ -160,7 +160,7 @@ def test_masked_update_uses_masked_logits() -> None:
 # ---- export, the runtime's mask, kdmarl evaluate --bundle --------------------------------------------------------
 @pytest.fixture(scope="module")
 def smax_bundle(smax_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kdmarl_teacher.export import bundle as export
+    from kdmarl_teacher.export import cli as export
 
     run = tmp_path_factory.mktemp("smax_students") / "run"
     tiny_distill(smax_teacher, run)

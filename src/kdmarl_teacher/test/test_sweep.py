@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from kdmarl_teacher.experiments import spec as sweep_spec
 from kdmarl_teacher.experiments import sweep
 from scipy import stats
 
@@ -47,7 +48,7 @@ def _cli(*args: str, **kw: object) -> subprocess.Popen:
 
 
 def _records(out: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in (out / "trials").glob(f"*/{sweep.TRIAL_FILE}")}
+    return {p.parent.name: json.loads(p.read_text()) for p in (out / "trials").glob(f"*/{sweep_spec.TRIAL_FILE}")}
 
 
 @pytest.mark.parametrize(("over", "field"), [
@@ -63,7 +64,7 @@ def test_spec_errors_name_the_file_and_field(teacher_path: Path, tmp_path: Path,
                                              field: str) -> None:
     spec = _spec(tmp_path, teacher_path, **over)
     with pytest.raises(ValueError, match=re.escape(f"spec.yaml: field '{field}'")):
-        sweep.expand(sweep.load_spec(spec), tmp_path / "out")
+        sweep_spec.expand(sweep_spec.load_spec(spec), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -39,12 +39,12 @@ from kdmarl_teacher.core.networks import (
     critic_inputs_all,
     sample_actions,
 )
-from kdmarl_teacher.core.training_run import SEED_STRIDE, TrainingRun, optimizer_to_cpu
+from kdmarl_teacher.core.training_run import SEED_STRIDE, TrainingRun, anneal_lr, optimizer_to_cpu
 from kdmarl_teacher.core.value_norm import IdentityNorm, ValueNorm
 
 
 def make_env(cfg: TeacherConfig, device: torch.device, num_envs: int | None = None, seed: int | None = None) -> Any:
-    """The batched environment of the contract in docs/ARCHITECTURE.md (imported lazily: it may be absent)."""
+    """The run's batched environments (`envs.contract.BatchedEnv`), float32 for training."""
     return envs.make_env(cfg.scenario, num_envs=num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed,
                      device=device, dtype=torch.float32, **cfg.env_params)
 
@@ -85,12 +85,9 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     """
     cfg.validate()
     out = Path(out_dir)
-    run = TrainingRun(out, resume=resume, checkpoint_every=cfg.checkpoint_every)
-    teacher_path = out / TEACHER_FILE
-
-    torch.set_num_threads(cfg.torch_threads)
-    device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)  # network initialization
+    run = TrainingRun(out, resume=resume, checkpoint_every=cfg.checkpoint_every, torch_threads=cfg.torch_threads,
+                      seed=cfg.seed)
+    teacher_path, device = out / TEACHER_FILE, torch.device(cfg.device)
     env = make_env(cfg, device)
     B, T, N = cfg.num_envs, cfg.num_steps, int(env.n_agents)
 
@@ -155,8 +152,7 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
     for iteration in range(start_iteration, num_iterations):
         it_t0 = time.perf_counter()
         if cfg.anneal_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * (1.0 - iteration / num_iterations)
+            anneal_lr(optimizer, cfg.lr, iteration, num_iterations)
 
         # ---- rollout ----------------------------------------------------------------------------------------
         obs, state = env.reset(seed=cfg.seed * SEED_STRIDE + iteration)  # obs [B, N, Do], state [B, S]
@@ -283,12 +279,8 @@ def train(cfg: TeacherConfig, out_dir: str | Path, resume: bool = False, progres
             run.log_row(row)
         run.advance(steps_per_iter, sps=f"{steps_per_iter / max(now - it_t0, 1e-9):,.0f}", ret=f"{last_return:.2f}")
 
-        done_iters = iteration + 1
-        interrupted = stop_after_iterations is not None and done_iters - start_iteration >= stop_after_iterations
-        timed_out = run.over_time(cfg.time_limit_minutes)
-        if run.due(done_iters) or done_iters == num_iterations or interrupted or timed_out:
-            checkpoint(done_iters)
-        if interrupted or timed_out:
+        if run.end_iteration(iteration + 1, last=num_iterations, stop_after=stop_after_iterations,
+                             time_limit_minutes=cfg.time_limit_minutes, checkpoint=checkpoint):
             break
 
     run.close()

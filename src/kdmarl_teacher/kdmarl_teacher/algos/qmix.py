@@ -51,7 +51,7 @@ from kdmarl_teacher.algos.mixer import QMixer, mixer_state
 from kdmarl_teacher.algos.teacher import TEACHER_FILE, cpu_state, teacher_payload
 from kdmarl_teacher.core.episodes import run_episodes
 from kdmarl_teacher.core.networks import Actor, actor_inputs_all, apply_action_mask
-from kdmarl_teacher.core.training_run import SEED_STRIDE, TrainingRun, optimizer_to_cpu
+from kdmarl_teacher.core.training_run import SEED_STRIDE, TrainingRun, anneal_lr, optimizer_to_cpu
 
 ALGO = "qmix"
 STAT_KEYS = ("td_loss", "q_tot", "target_mean", "td_abs_error", "grad_norm")  # metrics.csv columns of an update
@@ -238,11 +238,9 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
     path of teacher.pt."""
     cfg.validate()
     out = Path(out_dir)
-    run = TrainingRun(out, resume=resume, checkpoint_every=cfg.checkpoint_every)
-    teacher_path = out / TEACHER_FILE
-    torch.set_num_threads(cfg.torch_threads)
-    device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)  # network initialization
+    run = TrainingRun(out, resume=resume, checkpoint_every=cfg.checkpoint_every, torch_threads=cfg.torch_threads,
+                      seed=cfg.seed)
+    teacher_path, device = out / TEACHER_FILE, torch.device(cfg.device)
     env = envs.make_env(cfg.scenario, num_envs=cfg.num_envs, seed=cfg.seed, device=device, dtype=torch.float32,
                    **cfg.env_params)
     B, T, N = cfg.num_envs, cfg.num_steps, int(env.n_agents)
@@ -317,8 +315,7 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
     for iteration in range(start_iteration, num_iterations):
         it_t0 = time.perf_counter()
         if cfg.anneal_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * (1.0 - iteration / num_iterations)
+            anneal_lr(optimizer, cfg.lr, iteration, num_iterations)
         eps = epsilon_at(cfg, iteration * steps_per_iter)
 
         # ---- rollout: epsilon-greedy agents, B sequences of T steps ------------------------------------------
@@ -398,12 +395,8 @@ def train(cfg: QmixConfig, out_dir: str | Path, resume: bool = False, progress: 
             run.log_row(row)
         run.advance(steps_per_iter, eps=f"{eps:.2f}", ret=f"{last_return:.2f}", greedy=f"{last_greedy:.2f}")
 
-        done_iters = iteration + 1
-        interrupted = stop_after_iterations is not None and done_iters - start_iteration >= stop_after_iterations
-        timed_out = run.over_time(cfg.time_limit_minutes)
-        if run.due(done_iters) or done_iters == num_iterations or interrupted or timed_out:
-            checkpoint(done_iters)
-        if interrupted or timed_out:
+        if run.end_iteration(iteration + 1, last=num_iterations, stop_after=stop_after_iterations,
+                             time_limit_minutes=cfg.time_limit_minutes, checkpoint=checkpoint):
             break
 
     run.close()

@@ -11,7 +11,7 @@ holding everything needed to rebuild the teacher without the training code's sta
     value_norm {"enabled": bool, "state_dict"}
     global_step, iteration
 `checkpoint.pt` (for `--resume`) is the same dict plus "train_state" (optimizer, RNG states, wall time, ...).
-A QMIX teacher (`kdmarl_teacher.qmix`) has the same layout with `algo: "qmix"`: "actor" is its shared agent
+A QMIX teacher (`kdmarl_teacher.algos.qmix`) has the same layout with `algo: "qmix"`: "actor" is its shared agent
 utility network (an `Actor` whose outputs are Q-values), "mixer" {"kwargs", "state_dict", "time_feature"} its
 mixing network, and no critic or value normalizer (files without "algo" are MAPPO teachers).
 
@@ -100,7 +100,7 @@ class Teacher:
         """
         if self.critic is None:
             raise ValueError(f"this is a {self.algo} teacher: it has no critic (its value is the mixer's Q_tot of "
-                             "the agents' utilities; see kdmarl_teacher.distill_qmix)")
+                             "the agents' utilities; see kdmarl_teacher.distill.qmix_recipe)")
         time_frac = None
         if self.critic.time_feature:
             if t is None:

@@ -1,5 +1,5 @@
 """Episode runners: one episode per environment from fixed seeds for a policy (the teacher greedy or sampled,
-uniform random, or any callable such as a student team), with the summary every figure uses. `kdmarl evaluate`,
+uniform random, or any callable such as a student team). `kdmarl evaluate`,
 the QMIX teacher's in-training evaluation and distillation reports all run their episodes here, so their
 figures agree."""
 
@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
-from kdmarl_student.stats import ci95_half_width
 
 from kdmarl_teacher import envs
 from kdmarl_teacher.core.networks import Actor, actor_inputs_all, apply_action_mask, sample_actions
@@ -25,17 +24,6 @@ class Teacher(Protocol):
 
     def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None,
             mask: torch.Tensor | None = None) -> torch.Tensor: ...
-
-
-def mean_ci(x: torch.Tensor) -> dict[str, float]:
-    """Mean, sample std and 95 % CI half-width of a 1-D sample; the interval is kdmarl_student.stats' (Student t),
-    the one bundle evaluation reports too, so teacher and bundle tables agree."""
-    x = x.double().cpu()
-    n = x.numel()
-    mean = float(x.mean())
-    std = float(x.std()) if n > 1 else 0.0
-    half = ci95_half_width(std, n)
-    return {"mean": mean, "ci95": half, "low": mean - half, "high": mean + half, "std": std, "n": n}
 
 
 def make_eval_env(teacher: Teacher, episodes: int, device: str | torch.device, dtype: torch.dtype = torch.float64

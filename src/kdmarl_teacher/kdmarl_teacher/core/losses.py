@@ -2,7 +2,7 @@
 
 M is a batch of (timestep, environment) samples, N the number of agents, A an agent's action count,
 H a hidden width (teacher's and each student's may differ). Every term returns a scalar (mean over M) and
-is zero — or at its minimum — when the student reproduces the teacher; ``distill.py`` weighs and switches
+is zero — or at its minimum — when the student reproduces the teacher; the distillation recipes weigh and switch
 them from the config.
 
 - ``gae``: advantages from the frozen teacher critic's values on the global state (students have no critic).

@@ -75,7 +75,7 @@ def gru_resources(
     bytes_per_value: int = 4,
 ) -> Resources:
     """Resources of an optional MLP trunk ``[in_dim, *trunk]``, a GRU cell of ``gru_hidden`` units and a linear
-    head to ``n_actions`` logits (``kdmarl_teacher.students.StudentGRU``); the hidden state is the state."""
+    head to ``n_actions`` logits (``kdmarl_teacher.distill.students.StudentGRU``); the hidden state is the state."""
     H = int(gru_hidden)
     if H < 1:
         raise ValueError(f"a GRU needs at least one hidden unit, got {gru_hidden}")

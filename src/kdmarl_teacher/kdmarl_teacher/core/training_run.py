@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,12 @@ def optimizer_to_cpu(state: dict) -> dict:
     for k, s in state["state"].items():
         out["state"][k] = {n: (v.detach().to("cpu").clone() if torch.is_tensor(v) else v) for n, v in s.items()}
     return out
+
+
+def anneal_lr(optimizer: torch.optim.Optimizer, lr: float, iteration: int, n_iterations: int) -> None:
+    """Linear learning-rate decay to 0 over the run (CleanRL's anneal_lr), set before iteration `iteration`."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * (1.0 - iteration / n_iterations)
 
 
 def _wait_past_event_files(tb_dir: Path) -> None:
@@ -105,7 +111,10 @@ class TrainingRun:
     ``run.check_finite`` / ``run.check_weights`` (raise `NonFiniteError` before anything bad is saved),
     ``run.log_row``, ``run.advance``, ``run.save`` when ``run.due(...)``; at the end ``run.close()``."""
 
-    def __init__(self, out_dir: str | Path, *, resume: bool, what: str = "run", checkpoint_every: int = 1) -> None:
+    def __init__(self, out_dir: str | Path, *, resume: bool, what: str = "run", checkpoint_every: int = 1,
+                 torch_threads: int | None = None, seed: int | None = None) -> None:
+        """`torch_threads`: torch's intra-op threads for this run; `seed`: torch's global seed, set here (before
+        any network exists) when the run's networks are initialized right after."""
         self.out = Path(out_dir)
         self.resume = resume
         self.ckpt_path = prepare_run_dir(self.out, resume, what=what)
@@ -115,7 +124,12 @@ class TrainingRun:
         self.log: MetricsLog | None = None
         self.bar: Any = None
         self.wall_before = 0.0
+        self.start_iteration = 0
         self._t0 = time.perf_counter()
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        if seed is not None:
+            torch.manual_seed(seed)  # network initialization
 
     def load(self, device: str | torch.device = "cpu") -> dict:
         """The checkpoint to resume from (`--resume`)."""
@@ -129,6 +143,7 @@ class TrainingRun:
         save_config(cfg, self.out / config_file)
         self.log = MetricsLog(self.out, start_iteration if self.resume else None, resume_step)
         self.last_checkpoint = start_iteration if self.resume else None
+        self.start_iteration = start_iteration
         self.wall_before = wall_before
         if progress:
             from tqdm import tqdm  # noqa: PLC0415 (only for an interactive run)
@@ -176,6 +191,17 @@ class TrainingRun:
     def due(self, iterations_done: int) -> bool:
         """The checkpoint cadence: every `checkpoint_every` iterations (callers add their own final save)."""
         return iterations_done % self.checkpoint_every == 0
+
+    def end_iteration(self, iterations_done: int, *, last: int, stop_after: int | None, time_limit_minutes: float,
+                      checkpoint: Callable[[int], None]) -> bool:
+        """A teacher's end of iteration: `checkpoint(iterations_done)` on the cadence, after the last iteration and
+        when stopping early (the time limit; `stop_after` iterations of this session, as if interrupted: the
+        resume tests). Returns True when the run stops here."""
+        interrupted = stop_after is not None and iterations_done - self.start_iteration >= stop_after
+        timed_out = self.over_time(time_limit_minutes)
+        if self.due(iterations_done) or iterations_done == last or interrupted or timed_out:
+            checkpoint(iterations_done)
+        return interrupted or timed_out
 
     def save(self, iteration_done: int, files: Mapping[Path, Any]) -> None:
         """Atomically write each checkpoint file (checkpoint.pt first, then what is derived from it) and remember

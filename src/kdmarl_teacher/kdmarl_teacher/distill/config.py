@@ -12,7 +12,7 @@ from kdmarl_teacher.core.config import Range, RunConfig, check_device, check_ran
 
 # ------------------------------------------------------------------------------ the distill config
 TERMS = ("pg", "kl", "ce", "relation", "role")
-QMIX_TERMS = ("kl", "ce", "util", "mixer")  # the value-decomposition recipe's terms (distill_qmix.py)
+QMIX_TERMS = ("kl", "ce", "util", "mixer")  # the value-decomposition recipe's terms (distill/qmix_recipe.py)
 ALL_TERMS = (*TERMS, "util", "mixer")  # every term with a use_/w_ pair (and a --no-TERM flag)
 
 
@@ -48,7 +48,7 @@ class DistillConfig(RunConfig):
     use_role: bool = True
     w_role: float = 0.1
     temperature: float = 2.0  # softening of the KL term (scaled by T²)
-    # --- value-decomposition recipe (a QMIX teacher; distill_qmix.py): terms kl, ce, util, mixer -------------
+    # --- value-decomposition recipe (a QMIX teacher; distill/qmix_recipe.py): terms kl, ce, util, mixer -------------
     use_util: bool = True  # regression of the student's utilities on the teacher's Q_i (valid actions only)
     w_util: float = 0.1
     use_mixer: bool = True  # mixer distillation: a training-only student mixer reproduces the teacher's Q_tot

@@ -30,7 +30,7 @@ from kdmarl_student.bundle_eval import retention as team_retention
 from kdmarl_teacher import envs
 from kdmarl_teacher.algos.teacher import Teacher
 from kdmarl_teacher.core.errors import writing
-from kdmarl_teacher.core.training_run import SEED_STRIDE, TrainingRun
+from kdmarl_teacher.core.training_run import SEED_STRIDE, TrainingRun, anneal_lr
 from kdmarl_teacher.distill.config import DistillConfig
 from kdmarl_teacher.distill.mappo_recipe import MappoRecipe
 from kdmarl_teacher.distill.profiles import TeamConfig
@@ -50,8 +50,8 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
     out_dir/distill_report.json)."""
     cfg.validate()
     out = Path(out_dir)
-    run = TrainingRun(out, resume=resume, what="distillation", checkpoint_every=cfg.checkpoint_every)
-    torch.set_num_threads(cfg.torch_threads)
+    run = TrainingRun(out, resume=resume, what="distillation", checkpoint_every=cfg.checkpoint_every,
+                      torch_threads=cfg.torch_threads)
     device = torch.device(cfg.device)
     t_start = time.time()
 
@@ -104,8 +104,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
             run.watch(recipe.modules())
         assert recipe.optimizer is not None
         if cfg.anneal_lr:
-            for group in recipe.optimizer.param_groups:
-                group["lr"] = cfg.lr * (1.0 - iteration / n_iters)
+            anneal_lr(recipe.optimizer, cfg.lr, iteration, n_iters)
 
         # ---- rollout (students act, the frozen teacher labels) and the recipe's update --------------------------
         ro = recipe.rollout(env, gen, seed=cfg.seed * SEED_STRIDE + iteration)

@@ -25,7 +25,6 @@ hardware budget, and the rest of the budget fine-tunes the pruned student.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +48,7 @@ from kdmarl_teacher.core.networks import actor_inputs_all, apply_action_mask, sa
 from kdmarl_teacher.core.training_run import SEED_STRIDE
 from kdmarl_teacher.distill.config import TERMS, DistillConfig
 from kdmarl_teacher.distill.pruning import group_lasso_penalty, prune_to_budget
-from kdmarl_teacher.distill.recipe import Recipe
+from kdmarl_teacher.distill.recipe import Recipe, optimizer_step
 from kdmarl_teacher.distill.roles import AuxHeads, assign_roles, fit_roles
 from kdmarl_teacher.distill.rollout import Rollout
 from kdmarl_teacher.distill.rollout import rollout as students_rollout
@@ -160,23 +159,11 @@ def update(cfg: DistillConfig, team: StudentTeam, aux: AuxHeads, optimizer: torc
             if lasso:
                 parts["lasso"] = sum(group_lasso_penalty(s) for s in students)
                 loss = loss + cfg.ra_lambda * parts["lasso"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
-            values = {f"loss/{k}": float(v.detach()) for k, v in {**parts, "loss": loss}.items()}
-            values["grad_norm"] = float(grad_norm)
-            if not all(map(math.isfinite, values.values())):  # stop before the step spreads NaN into the weights
-                raise diverged(values)
-            optimizer.step()
-            for k, v in {**parts, "loss": loss, "grad_norm": grad_norm}.items():
-                stats[k] = stats.get(k, 0.0) + float(v.detach())
+            optimizer_step(optimizer, loss, parts, max_grad_norm=cfg.max_grad_norm, diverged=diverged, stats=stats)
             agreement += agree
             n_mb += 1
     return {k: v / n_mb for k, v in stats.items()}, agreement / n_mb
 
-
-# --------------------------------------------------------------------------------------------- the run
 
 
 # ------------------------------------------------------------------------------------------- the recipe

@@ -36,7 +36,6 @@ kl and ce compare masked utilities, util regresses the available actions only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +48,7 @@ from kdmarl_teacher.algos.mixer import QMixer, mixer_state
 from kdmarl_teacher.algos.teacher import Teacher
 from kdmarl_teacher.core.losses import argmax_ce_loss, kd_kl_loss
 from kdmarl_teacher.distill.config import QMIX_TERMS, DistillConfig
-from kdmarl_teacher.distill.recipe import Recipe
+from kdmarl_teacher.distill.recipe import Recipe, optimizer_step
 from kdmarl_teacher.distill.rollout import Rollout
 from kdmarl_teacher.distill.rollout import rollout as students_rollout
 from kdmarl_teacher.distill.team import Student, StudentTeam, agent_mask, sequences, unroll
@@ -187,17 +186,7 @@ def update(cfg: DistillConfig, team: StudentTeam, student_mixer: QMixer, optimiz
         for mb in minibatches(cfg, team, ro):
             parts, agree = term_losses(cfg, team, student_mixer, mb, terms)
             loss = sum(w * parts[t] for t, w in terms.items())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
-            values = {f"loss/{k}": float(v.detach()) for k, v in {**parts, "loss": loss}.items()}
-            values["grad_norm"] = float(grad_norm)
-            if not all(map(math.isfinite, values.values())):
-                raise diverged(values)
-            optimizer.step()
-            for k, v in {**parts, "loss": loss, "grad_norm": grad_norm}.items():
-                stats[k] = stats.get(k, 0.0) + float(v.detach())
+            optimizer_step(optimizer, loss, parts, max_grad_norm=cfg.max_grad_norm, diverged=diverged, stats=stats)
             agreement += agree
             n_mb += 1
     return {k: v / n_mb for k, v in stats.items()}, agreement / n_mb

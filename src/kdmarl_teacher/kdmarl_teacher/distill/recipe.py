@@ -4,6 +4,8 @@ directory, resume, RNG streams, logging, checkpoints, divergence stop, evaluatio
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -98,3 +100,21 @@ class Recipe:
         """Returns the per-minibatch means of the loss terms, loss and grad norm, and the agreement with the
         teacher's greedy action; raises `diverged(values)` before a non-finite optimizer step."""
         raise NotImplementedError
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, parts: dict[str, torch.Tensor], *,
+                   max_grad_norm: float, diverged: Callable[[dict[str, float]], Exception],
+                   stats: dict[str, float]) -> None:
+    """One gradient step of a recipe's update: backward, clip the global grad norm, stop with `diverged(values)`
+    on a non-finite loss term or grad norm BEFORE the step spreads it into the weights, step, and add every
+    term, the loss and the grad norm to `stats` (the caller averages over its minibatches)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
+    values = {f"loss/{k}": float(v.detach()) for k, v in {**parts, "loss": loss}.items()}
+    values["grad_norm"] = float(grad_norm)
+    if not all(map(math.isfinite, values.values())):
+        raise diverged(values)
+    optimizer.step()
+    for k, v in {**parts, "loss": loss, "grad_norm": grad_norm}.items():
+        stats[k] = stats.get(k, 0.0) + float(v.detach())

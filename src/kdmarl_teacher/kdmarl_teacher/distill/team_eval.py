@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from kdmarl_student.stats import mean_ci
 
 from kdmarl_teacher.algos.teacher import Teacher
-from kdmarl_teacher.core.episodes import make_eval_env, mean_ci, run_episodes
+from kdmarl_teacher.core.episodes import make_eval_env, run_episodes
 
 
 def run_student_episodes(env: Any, students: Any, seeds: list[int], generator: torch.Generator) -> dict[str, Any]:
@@ -36,11 +37,11 @@ def evaluate_students(teacher: Teacher, students: Any, *, episodes: int, seed: i
             "students": run_student_episodes(env, students, seeds, gen)}
     out = {}
     for name, r in runs.items():
-        stats = mean_ci(r["team"])
+        stats = mean_ci(r["team"].cpu())
         out[name] = {"team_return": stats["mean"], "ci95": stats["ci95"], "episodes": episodes,
                      "seeds": [seed, seed + episodes - 1],
                      **{k: float(v.mean()) for k, v in r["metrics"].items()}}
         if "won" in r["metrics"]:  # SMAX: the win rate with its 95 % interval, as `evaluate` reports it
-            wins = mean_ci(r["metrics"]["won"])
+            wins = mean_ci(r["metrics"]["won"].cpu())
             out[name].update(win_rate=wins["mean"], win_rate_ci95=wins["ci95"])
     return out

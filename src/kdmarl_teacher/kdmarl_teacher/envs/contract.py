@@ -23,11 +23,14 @@ class BatchedEnv(Protocol):
     spec: ScenarioSpec  # the scenario: agents, layouts, action meanings, max_cycles (kdmarl_student.scenarios)
     num_envs: int  # B
     n_agents: int  # N
-    n_actions: list[int]  # per agent; actions are long indices in [0, n_actions[i])
+    agent_names: tuple[str, ...]  # the spec's agents, in order
+    n_actions: tuple[int, ...]  # per agent; actions are long indices in [0, n_actions[i])
+    obs_dims: tuple[int, ...]  # per agent, before padding
     obs_dim_max: int  # D: observations are [B, N, D], zero-padded per agent
     state_dim: int  # S: the global state [B, S] a centralized critic or mixer sees
     device: torch.device
-    t: torch.Tensor  # long [B]: steps taken in each environment's current episode
+    max_cycles: int  # the episode's step limit (SMAX: max_steps)
+    t: Any  # long [B] (torch, or numpy for the PettingZoo adapter): steps taken in each current episode
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """All B environments from `seed` -> (obs [B, N, D], state [B, S])."""
@@ -39,3 +42,11 @@ class BatchedEnv(Protocol):
 
     def available_actions(self) -> torch.Tensor | None:
         """bool [B, N, A] of the current state (every row keeps one True), or None: every action available."""
+
+
+def adopt_spec(env: Any, spec: ScenarioSpec, num_envs: int, device: str | torch.device, dtype: torch.dtype) -> None:
+    """Set the contract's attributes every environment derives from its scenario spec and batch arguments."""
+    env.spec, env.num_envs, env.device, env.dtype = spec, num_envs, torch.device(device), dtype
+    env.agent_names, env.n_agents = spec.agent_names, spec.n_agents
+    env.obs_dims, env.n_actions = spec.obs_dims, spec.n_actions
+    env.obs_dim_max, env.state_dim, env.max_cycles = spec.obs_dim_max, spec.state_dim, spec.max_cycles

@@ -3,7 +3,8 @@
 Its teacher actor, its students and uniformly random actions, each through ONNX Runtime on the real mpe2 env
 (`kdmarl_student.bundle_eval.evaluate_bundle`, the code path the ROS sim bridge reproduces), with retention and
 the FLOPs of every agent. Needs nothing but the bundle: no checkpoint, no torch network. The statistics are the
-teacher evaluation's (`evaluate.mean_ci`), so the two tables `kdmarl evaluate` prints compare figure for figure.
+teacher evaluation's (`kdmarl_student.stats.mean_ci`), so the two tables `kdmarl evaluate` prints compare figure
+for figure.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from kdmarl_student.bundle_eval import evaluate_bundle, retention
 from kdmarl_student.manifest import load_manifest
-
-from kdmarl_teacher.core.episodes import mean_ci
+from kdmarl_student.stats import mean_ci
 
 
 def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: int = 1000) -> dict[str, Any]:
@@ -30,13 +29,13 @@ def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: 
     for label, actor in (("teacher (ONNX)", "teacher"), ("students (ONNX)", "student"), ("random", "random")):
         ev = evaluate_bundle(bundle, seeds, actor=actor)
         results[label] = {
-            "team_return": mean_ci(torch.from_numpy(ev.returns)),
+            "team_return": mean_ci(ev.returns),
             "agent_returns": {name: float(ev.agent_returns[:, i].mean()) for i, name in enumerate(ev.agents)},
-            "metrics": {k: mean_ci(torch.from_numpy(v.astype("float64"))) for k, v in ev.metrics.items()},
+            "metrics": {k: mean_ci(v) for k, v in ev.metrics.items()},
             "episode_team_returns": [round(float(r), 6) for r in ev.returns],
         }
         if "won" in ev.metrics:  # SMAX: win rate with its 95 % interval, as `kdmarl evaluate` reports it
-            results[label]["win_rate"] = mean_ci(torch.from_numpy(ev.metrics["won"].astype("float64")))
+            results[label]["win_rate"] = mean_ci(ev.metrics["won"])
     mean = {k: r["team_return"]["mean"] for k, r in results.items()}
     teacher_flops = (manifest.data.get("teacher") or {}).get("resources", {}).get("flops_per_decision")
     agents = []

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from kdmarl_student.stats import mean_ci
 
 from kdmarl_teacher.algos.teacher import Teacher, load_teacher
-from kdmarl_teacher.core.episodes import make_eval_env, mean_ci, run_episodes
+from kdmarl_teacher.core.episodes import make_eval_env, run_episodes
 from kdmarl_teacher.core.networks import actor_inputs_all
 from kdmarl_teacher.core.references import SPREAD_REFERENCES
 from kdmarl_teacher.evaluation.bundle import evaluate_bundle_report
@@ -64,17 +65,17 @@ def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, devi
         out = run_episodes(env, policy, seeds, teacher, gen)
         team[policy] = out["team"]
         results[policy] = {
-            "team_return": mean_ci(out["team"]),
+            "team_return": mean_ci(out["team"].cpu()),
             "agent_returns": {name: float(out["per_agent"][:, i].mean())
                               for i, name in enumerate(env.spec.agent_names)},
-            "metrics": {k: mean_ci(v) for k, v in out["metrics"].items()},
+            "metrics": {k: mean_ci(v.cpu()) for k, v in out["metrics"].items()},
             "episode_team_returns": [round(float(r), 6) for r in out["team"]],
         }
         if "won" in out["metrics"]:  # SMAX: the win rate (fraction of battles won) with its 95 % interval
-            results[policy]["win_rate"] = mean_ci(out["metrics"]["won"])
+            results[policy]["win_rate"] = mean_ci(out["metrics"]["won"].cpu())
     for policy in ("deterministic", "stochastic"):
         diff = team[policy] - team["random"]
-        results[policy]["improvement_over_random"] = mean_ci(diff)  # paired on the same seeds
+        results[policy]["improvement_over_random"] = mean_ci(diff.cpu())  # paired on the same seeds
     if hasattr(env, "reset_from_mpe2_seeds"):
         seeding = "mpe2 reset(seed=s) worlds via reset_from_mpe2_seeds; env port in float64"
     elif hasattr(env, "reset_from_seeds"):

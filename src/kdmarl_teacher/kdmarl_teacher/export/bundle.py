@@ -27,19 +27,14 @@ shared actor with its one-hot baked in as a constant, so the ONNX input is exact
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.metadata
-import io
-import logging
 import os
 import platform
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +42,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from kdmarl_student.bundle_eval import evaluate_bundle, make_bundle_env, retention
+from kdmarl_student.bundle_eval import evaluate_bundle, retention
 from kdmarl_student.manifest import (
     MANIFEST_FILE,
     action_mask_fields,
@@ -57,338 +52,67 @@ from kdmarl_student.manifest import (
     load_manifest,
     sha256_file,
 )
-from kdmarl_student.policy import session_options
-from kdmarl_student.scenarios import ScenarioSpec, is_smax, observation_scale
+from kdmarl_student.scenarios import ScenarioSpec, observation_scale
 from kdmarl_student.sensing import apply_sensing, history_dim, sensed_dim
 from torch import nn
 
-from kdmarl_teacher.algos.teacher import TEACHER_FILE as TEACHER_PT_FILE
-from kdmarl_teacher.algos.teacher import load_teacher
-from kdmarl_teacher.core.errors import NonFiniteError
 from kdmarl_teacher.core.machine import cpu_model
-from kdmarl_teacher.core.resources import module_resources
-from kdmarl_teacher.core.run_files import nonfinite_tensors
-from kdmarl_teacher.distill.students_file import FILE_NAME, read_students_payload, student_agents
+from kdmarl_teacher.export.onnx_models import (
+    INPUT_NAME,
+    LOGGER,
+    OPSET,
+    OUTPUT_NAME,
+    STATE_INPUT,
+    STATE_OUTPUT,
+    ExportAgent,
+    export_onnx,
+    linear_chain_resources,
+)
+from kdmarl_teacher.export.parity import (
+    PARITY_RULE,
+    cpu_session,
+    episode_parity,
+    parity_error,
+    random_observations,
+    refuse_nonfinite_weights,
+)
 
-LOGGER = logging.getLogger("kdmarl.export")
-
-OPSET = 18
-INPUT_NAME = "observation"
-OUTPUT_NAME = "logits"
-STATE_INPUT = "h_in"  # a recurrent student's state in and out (issue 11)
-STATE_OUTPUT = "h_out"
 TEACHER_FILE = "teacher_actor.onnx"
 DEFAULT_CONTROL_RATE_HZ = 10.0  # MPE: dt = 0.1 s per step
 
 
-@dataclass
-class ExportAgent:
-    """One agent's deployable policy, as the exporter needs it.
-
-    Attributes:
-        name: mpe2 agent name (``agent_0``, ``speaker_0``, ...).
-        module: torch module, sensed observation ``[B, input_dim]`` -> logits ``[B, n_actions]``; it must
-            be exportable by ``torch.onnx.export`` (plain MLPs are).
-        sensing: the agent's sensing profile (``kdmarl_student.sensing`` vocabulary); ``{"slices": "all"}``
-            for the full observation.
-        kind: ``"student"`` (distilled) or ``"teacher_actor"`` (the teacher's actor standing in).
-        budget: the hardware profile the model was built for (``name``, ``max_flops``, ``max_params``,
-            ``max_memory_bytes``, ``max_latency_ms``, ``control_rate_hz``) or ``None``.
-        resources: ``{"params", "flops_per_decision", "memory_bytes"}``; computed from the module's
-            ``nn.Linear`` chain (``kdmarl_teacher.resources``) when ``None``.
-        architecture: a short human description for the manifest (``"mlp[32, 32] tanh"``).
-    """
-
-    name: str
-    module: nn.Module
-    sensing: dict[str, Any] = field(default_factory=lambda: {"slices": "all"})
-    kind: str = "student"
-    budget: dict[str, Any] | None = None
-    resources: dict[str, int] | None = None
-    architecture: str = ""
-
-    @property
-    def state_dim(self) -> int:
-        """A recurrent module's hidden size (its ONNX graph takes and gives the state); 0 otherwise."""
-        return int(getattr(self.module, "state_dim", 0)) if getattr(self.module, "recurrent", False) else 0
-
-    def memory(self, layout: dict) -> dict[str, Any] | None:
-        """The manifest's ``memory`` entry: what the robot keeps between decisions (None: stateless)."""
-        if self.state_dim:
-            return {"kind": "recurrent", "state_dim": self.state_dim, "state_input": STATE_INPUT,
-                    "state_output": STATE_OUTPUT}
-        width = history_dim(layout, self.sensing)
-        return {"kind": "history", "state_dim": width} if width else None
 
 
 # -------------------------------------------------------------------------------------------- agents
-class TeacherAgentActor(nn.Module):
-    """The teacher's shared actor seen from one agent: own observation in, own logits out.
-
-    Pads the observation to ``obs_dim_max``, appends the agent's one-hot as a constant buffer and keeps the
-    agent's first ``n_actions`` logits (the others are masked for this agent anyway). The exported graph
-    therefore needs nothing but the observation the environment publishes for this agent.
-    """
-
-    def __init__(self, actor: nn.Module, agent_index: int, obs_dim: int, n_actions: int) -> None:
-        super().__init__()
-        self.actor = actor
-        self.obs_dim = int(obs_dim)
-        self.n_actions = int(n_actions)
-        self.pad = int(actor.obs_dim_max) - self.obs_dim
-        onehot = torch.zeros(1, int(actor.n_agents))
-        onehot[0, agent_index] = 1.0
-        self.register_buffer("onehot", onehot)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        batch = obs.shape[0]
-        parts = [obs]
-        if self.pad:
-            parts.append(obs.new_zeros(batch, self.pad))
-        parts.append(self.onehot.expand(batch, -1))
-        return self.actor(torch.cat(parts, dim=-1))[:, : self.n_actions]
 
 
-def linear_chain_resources(module: nn.Module) -> dict[str, int]:
-    """FLOPs / params / memory of a module's ``nn.Linear`` layers, per ``kdmarl_teacher.resources``.
-
-    Uses the shared accounting (Linear chain: 2 x MACs, weights + activation buffers); a module whose
-    Linear layers do not form one chain (e.g. a recurrent actor) is counted layer by layer instead.
-    """
-    target = module.actor if isinstance(module, TeacherAgentActor) else module
-    try:
-        res = module_resources(target)
-        return {"params": res.params, "flops_per_decision": res.flops, "memory_bytes": res.memory_bytes}
-    except ValueError:
-        linears = [m for m in target.modules() if isinstance(m, nn.Linear)]
-        macs = sum(m.in_features * m.out_features for m in linears)
-        params = sum(p.numel() for p in target.parameters())
-        activations = sum(m.out_features for m in linears) + (linears[0].in_features if linears else 0)
-        return {"params": params, "flops_per_decision": 2 * macs, "memory_bytes": 4 * (params + activations)}
 
 
-def teacher_export_agents(teacher: Any) -> list[ExportAgent]:
-    """Every agent gets the teacher's shared actor (one-hot baked in): a bundle before students exist."""
-    spec: ScenarioSpec = teacher.spec
-    hidden = [m.out_features for m in teacher.actor.modules() if isinstance(m, nn.Linear)][:-1]
-    agents = []
-    for i, agent in enumerate(spec.agents):
-        module = TeacherAgentActor(teacher.actor, i, agent.obs_dim, agent.n_actions).eval()
-        agents.append(ExportAgent(name=agent.name, module=module, sensing={"slices": "all"}, kind="teacher_actor",
-                                  architecture=f"teacher actor mlp{hidden} (shared, one-hot {i})"))
-    return agents
 
 
-def load_student_agents(path: str | Path) -> list[ExportAgent]:
-    """Distilled students from ``students.pt`` (format and version: ``kdmarl_teacher.students_file``)."""
-    return [ExportAgent(name=a.name, module=a.module, sensing=a.sensing, kind="student", budget=a.budget,
-                        resources=a.resources, architecture=a.architecture) for a in student_agents(path)]
 
 
 # ---------------------------------------------------------------------------------------- onnx steps
-def export_onnx(module: nn.Module, path: Path, input_dim: int, *, state_dim: int = 0, opset: int = OPSET,
-                dynamo: bool = True) -> None:
-    """Export ``module`` with a dynamic batch axis and check the result with ``onnx.checker``.
-
-    With ``state_dim`` the module is one recurrent step, ``(observation, h_in) -> (logits, h_out)``, and the
-    graph has those two inputs and outputs (explicit state: the robot's runtime owns it). ``dynamo=True`` uses
-    torch's current exporter (``torch.export`` + onnxscript); ``False`` the legacy TorchScript one, kept for
-    speed in tests and as a fallback. Both give the same graph for MLPs and GRU cells.
-    """
-    module = module.eval()
-    example: tuple[torch.Tensor, ...] = (torch.zeros(2, input_dim),)
-    inputs, outputs = [INPUT_NAME], [OUTPUT_NAME]
-    if state_dim:
-        example += (torch.zeros(2, state_dim),)
-        inputs, outputs = [INPUT_NAME, STATE_INPUT], [OUTPUT_NAME, STATE_OUTPUT]
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            batch = torch.export.Dim("batch")
-            onnx_program = torch.onnx.export(
-                module, example, input_names=inputs, output_names=outputs, opset_version=opset,
-                dynamic_shapes=tuple({0: batch} for _ in example), dynamo=True, verbose=False,
-            )
-            onnx_program.save(str(path))
-        else:
-            torch.onnx.export(
-                module, example, str(path), input_names=inputs, output_names=outputs, opset_version=opset,
-                dynamic_axes={name: {0: "batch"} for name in (*inputs, *outputs)}, dynamo=False,
-            )
-    model = onnx.load(str(path))
-    onnx.checker.check_model(model, full_check=True)
-    for graph_input, width in zip(model.graph.input, (input_dim, state_dim), strict=False):
-        dims = graph_input.type.tensor_type.shape.dim
-        if len(dims) != 2 or not dims[0].dim_param or dims[1].dim_value != width:
-            raise ValueError(f"{path}: exported input {graph_input.name!r} is not [batch, {width}] with a dynamic "
-                             "batch axis")
 
 
-def cpu_session(path: Path, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session with the robot runtime's own options (so parity and latency describe what robots run)."""
-    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
 
 
-PARITY_RULE = "|onnx - torch| <= tolerance * max(1, max_j |torch_j|) for every logit of every observation"
 
 
-def output_error(onnx_out: np.ndarray, torch_out: np.ndarray) -> tuple[float, float]:
-    """(max |torch - ONNX|, the same scaled by max(1, largest |output| of that row)) of one batch [M, K].
-
-    A NaN/Inf output on either side is an infinite difference: NaN compares False, so max() would skip it and
-    a NaN model would read as parity 0.00."""
-    finite = np.isfinite(onnx_out) & np.isfinite(torch_out)
-    diff = np.full(onnx_out.shape, np.inf)
-    diff[finite] = np.abs(onnx_out[finite] - torch_out[finite])
-    scale = np.maximum(1.0, np.abs(np.where(finite, torch_out, 0.0)).max(axis=-1, keepdims=True))  # [M, 1]
-    return float(diff.max()), float((diff / scale).max())
 
 
-def parity_error(module: nn.Module, path: Path, inputs: np.ndarray, states: np.ndarray | None = None,
-                 chunk: int = 4096) -> tuple[float, float]:
-    """(max |torch - ONNX|, the same scaled by max(1, largest |logit| of that observation)) over ``inputs``
-    (and, for a recurrent module, ``states`` [n, H]: both its outputs, logits and new state, are compared).
-
-    The check uses the second figure: the float32 logits of a trained teacher on the outlier inputs of
-    ``random_observations`` reach tens to hundreds, where 1e-5 absolute is below float32 resolution; for
-    logits within ±1 it is the absolute bound.
-    """
-    session = cpu_session(path, threads=max(1, min(2, os.cpu_count() or 1)))
-    worst_abs = worst_scaled = 0.0
-    with torch.no_grad():
-        for start in range(0, len(inputs), chunk):
-            x = np.ascontiguousarray(inputs[start : start + chunk], dtype=np.float32)
-            if states is None:
-                pairs = [(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], module(torch.from_numpy(x)).numpy())]
-            else:
-                h = np.ascontiguousarray(states[start : start + chunk], dtype=np.float32)
-                onnx_logits, onnx_h = session.run([OUTPUT_NAME, STATE_OUTPUT], {INPUT_NAME: x, STATE_INPUT: h})
-                torch_logits, torch_h = module(torch.from_numpy(x), torch.from_numpy(h))
-                pairs = [(onnx_logits, torch_logits.numpy()), (onnx_h, torch_h.numpy())]
-            for onnx_out, torch_out in pairs:
-                abs_err, scaled_err = output_error(onnx_out, torch_out)
-                worst_abs, worst_scaled = max(worst_abs, abs_err), max(worst_scaled, scaled_err)
-    return worst_abs, worst_scaled
 
 
-def refuse_nonfinite_weights(agents: Sequence[ExportAgent], teacher_actor: nn.Module | None) -> None:
-    """Refuse to export a model holding NaN/Inf weights (a diverged training run): its logits are NaN for every
-    observation, which a robot must never get. NonFiniteError names the agent (or teacher actor) and parameters."""
-    models = [(f"agent {a.name} ({a.kind})", a.module) for a in agents]
-    models += [("teacher actor", teacher_actor)] if teacher_actor is not None else []
-    for what, module in models:
-        bad = nonfinite_tensors(module.state_dict().items())
-        if bad:
-            raise NonFiniteError(f"{what}: non-finite (NaN/Inf) weights in {', '.join(bad)}: refusing to export; "
-                                 "expected the finite weights of a run that did not diverge")
 
 
-class Stepper:
-    """One agent's policy stepped through an episode the way the robot's runtime steps it: the sensing
-    transform with the previous observation (history features), the recurrent state carried from decision
-    to decision, both reset at an episode start. ``run(x [1, in], h [1, H]) -> (logits [1, A], h')`` is the
-    torch module or its ONNX Runtime session, so the two can be stepped side by side."""
-
-    def __init__(self, agent: ExportAgent, layout: dict, run: Any) -> None:
-        self.agent, self.layout, self.run = agent, layout, run
-        self.reset()
-
-    def reset(self) -> None:
-        self.previous: np.ndarray | None = None
-        self.h = np.zeros((1, self.agent.state_dim), np.float32)
-
-    def step(self, observation: np.ndarray) -> np.ndarray:
-        obs = np.asarray(observation, dtype=np.float32)[None]
-        x = np.ascontiguousarray(apply_sensing(obs, self.layout, self.agent.sensing, self.previous), dtype=np.float32)
-        logits, self.h = self.run(x, self.h)
-        self.previous = obs
-        return logits[0]
 
 
-def torch_runner(agent: ExportAgent) -> Any:
-    def run(x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            if agent.state_dim:
-                logits, h_new = agent.module(torch.from_numpy(x), torch.from_numpy(h))
-                return logits.numpy(), h_new.numpy()
-            return agent.module(torch.from_numpy(x)).numpy(), h
-    return run
 
 
-def onnx_runner(agent: ExportAgent, path: Path) -> Any:
-    session = cpu_session(path, threads=1)
-
-    def run(x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if agent.state_dim:
-            logits, h_new = session.run([OUTPUT_NAME, STATE_OUTPUT], {INPUT_NAME: x, STATE_INPUT: h})
-            return logits, h_new
-        return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], h
-    return run
 
 
-def episode_parity(spec: ScenarioSpec, agents: Sequence[ExportAgent], paths: dict[str, Path], steps: int, *,
-                   seed: int, epsilon: float = 0.2) -> dict[str, dict[str, Any]]:
-    """Torch and ONNX Runtime stepped side by side through whole mpe2 episodes until every agent made
-    ``steps`` decisions: per agent the worst logit difference (absolute and scaled, as ``parity_error``), the
-    number of steps and of greedy actions that differ (which must be 0), and the episodes.
-
-    Agents act greedily with their torch module, with probability ``epsilon`` uniformly at random (seeded),
-    so the record is not a handful of repeated trajectories; both sides see the same observations.
-    """
-    env = make_bundle_env(spec)
-    masked = is_smax(spec.name)  # SMAX: greedy and random actions among the available ones
-    rng = np.random.default_rng(seed)
-    layouts = {a.name: a.layout for a in spec.agents}
-    n_actions = {a.name: a.n_actions for a in spec.agents}
-    sides = {a.name: (Stepper(a, layouts[a.name], torch_runner(a)),
-                      Stepper(a, layouts[a.name], onnx_runner(a, paths[a.name]))) for a in agents}
-    out = {a.name: {"max_abs_diff": 0.0, "max_scaled_diff": 0.0, "steps": 0, "action_mismatches": 0} for a in agents}
-    episode = 0
-    while min(o["steps"] for o in out.values()) < steps:
-        obs, _ = env.reset(seed=seed + episode)
-        episode += 1
-        for torch_side, onnx_side in sides.values():
-            torch_side.reset()
-            onnx_side.reset()
-        while env.agents:
-            actions = {}
-            masks = env.available_actions() if masked else {}
-            for name in env.agents:
-                torch_side, onnx_side = sides[name]
-                torch_logits, onnx_logits = torch_side.step(obs[name]), onnx_side.step(obs[name])
-                abs_err, scaled_err = output_error(onnx_logits[None], torch_logits[None])
-                rec = out[name]
-                rec["max_abs_diff"], rec["max_scaled_diff"] = max(rec["max_abs_diff"], abs_err), max(
-                    rec["max_scaled_diff"], scaled_err)
-                rec["steps"] += 1
-                if name in masks:  # the actions compared are the ones the runtime picks: among the available ones
-                    torch_logits = np.where(masks[name], torch_logits, -np.inf)
-                    onnx_logits = np.where(masks[name], onnx_logits, -np.inf)
-                rec["action_mismatches"] += int(np.argmax(torch_logits) != np.argmax(onnx_logits))
-                greedy = int(np.argmax(torch_logits))
-                explore = rng.random() < epsilon
-                if explore and name in masks:
-                    greedy = int(rng.choice(np.flatnonzero(masks[name])))
-                elif explore:
-                    greedy = int(rng.integers(n_actions[name]))
-                actions[name] = greedy
-            obs, _, _, _, _ = env.step(actions)
-    env.close()
-    for rec in out.values():
-        rec["episodes"] = episode
-    return out
 
 
-def random_observations(n: int, dim: int, seed: int, scale: float = 1.5) -> np.ndarray:
-    """Random observations at the scenario's scale and beyond: normal with sd `scale` (MPE: 1.5, positions of a
-    few units; SMAX's normalized features: 0.5; ``kdmarl_student.scenarios.observation_scale``), a tenth of
-    them 10x larger (outliers). Float32 rounding grows with the inputs, so inputs far outside the scenario's
-    range would test rounding, not the export."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0.0, scale, (n, dim))
-    x[: n // 10] *= 10.0
-    return x.astype(np.float32)
 
 
 def measure_latency(path: Path, input_dim: int, calls: int, warmup: int = 200, state_dim: int = 0) -> dict[str, Any]:
@@ -601,84 +325,7 @@ def _publish(stage: Path, out_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", type=Path, help="run directory (teacher.pt and/or students.pt)")
-    parser.add_argument("--out", type=Path, required=True, help="bundle directory to create (bundles/NAME)")
-    parser.add_argument("--students", type=Path, default=None,
-                        help="students file (default: RUN/students.pt if it exists, else the teacher's actor)")
-    parser.add_argument("--teacher", type=Path, default=None,
-                        help="teacher.pt (default: RUN/teacher.pt, else the teacher recorded in the students file)")
-    parser.add_argument("--from-teacher", action="store_true",
-                        help="export the teacher's actor for every agent even if students exist")
-    parser.add_argument("--force", action="store_true", help="replace an existing bundle (atomically)")
-    parser.add_argument("--eval-episodes", type=int, default=100,
-                        help="episodes for the team figures, seeds --eval-seed.. (0: leave them null)")
-    parser.add_argument("--eval-seed", type=int, default=1000, help="first evaluation seed")
-    parser.add_argument("--control-rate", type=float, default=None,
-                        help="control rate in Hz (default: the hardware profile's, else 10 Hz, MPE's dt)")
-    parser.add_argument("--parity-random", type=int, default=10_000, help="random observations per agent")
-    parser.add_argument("--parity-recorded", type=int, default=10_000,
-                        help="decisions per agent stepped through whole mpe2 episodes (torch vs ONNX Runtime)")
-    parser.add_argument("--latency-calls", type=int, default=2_000, help="batch-1 calls timed per model")
-    parser.add_argument("--legacy-exporter", action="store_true", help="use torch's TorchScript ONNX exporter")
 
 
-def resolve_sources(run_dir: Path, students: Path | None, teacher: Path | None,
-                    from_teacher: bool) -> tuple[Path, Path | None]:
-    """Find teacher.pt and students.pt for a run directory.
-
-    A distillation run keeps ``students.pt`` in its own directory and records the teacher's path and
-    sha256 in it; a teacher run has ``teacher.pt``. So: ``--teacher`` if given, else ``RUN/teacher.pt``, else
-    the teacher recorded in the students file (its sha256 must still match, or the students would be
-    compared with a different teacher than the one they were distilled from).
-    """
-    students_path = None if from_teacher else (students or run_dir / FILE_NAME)
-    if students is not None and not from_teacher and not students.is_file():
-        raise FileNotFoundError(f"{students} does not exist")
-    if students_path is not None and not students_path.is_file():
-        students_path = None
-    teacher_path = teacher or run_dir / TEACHER_PT_FILE
-    if not teacher_path.is_file() and teacher is None and students_path is not None:
-        info = read_students_payload(students_path).get("teacher") or {}
-        if info.get("path"):
-            teacher_path = Path(info["path"])
-            if info.get("sha256") and teacher_path.is_file() and sha256_file(teacher_path) != info["sha256"]:
-                raise ValueError(f"{teacher_path} changed since {students_path} was distilled from it (sha256)")
-    if not teacher_path.is_file():
-        raise FileNotFoundError(f"no teacher checkpoint: {teacher_path} (give --teacher PATH)")
-    return teacher_path, students_path
 
 
-def run(args: argparse.Namespace) -> int:
-    teacher_path, students_path = resolve_sources(args.run, args.students, args.teacher, args.from_teacher)
-    teacher = load_teacher(teacher_path)
-    if students_path is not None:
-        agents = load_student_agents(students_path)
-        what = f"students from {students_path}, teacher {teacher_path}"
-    else:
-        agents = teacher_export_agents(teacher)
-        what = f"the teacher's actor from {teacher_path} (no students)"
-    seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
-    out = export_bundle(
-        spec=teacher.spec, agents=agents, teacher_actor=teacher.actor, out_dir=args.out, source=str(args.run),
-        control_rate_hz=args.control_rate, eval_seeds=seeds, parity_random=args.parity_random,
-        parity_recorded=args.parity_recorded, latency_calls=args.latency_calls, dynamo=not args.legacy_exporter,
-        overwrite=args.force,
-    )
-    manifest = load_manifest(out).data  # through the runtime's reader, like every other reader of a bundle
-    print(f"kdmarl export: {out} ({what})")
-    print(f"{'agent':<12} {'input':>5} {'params':>8} {'FLOPs':>9} {'p50 ms':>8} {'p99 ms':>8} {'parity':>9}  budget")
-    for entry in manifest["agents"]:
-        lat = entry["latency"] or {}
-        print(f"{entry['name']:<12} {entry['observation']['input_dim']:>5} {entry['resources']['params']:>8} "
-              f"{entry['resources']['flops_per_decision']:>9} {lat.get('p50_ms', float('nan')):>8.4f} "
-              f"{lat.get('p99_ms', float('nan')):>8.4f} {entry['parity']['max_abs_diff']:>9.2e}  "
-              f"{entry['budget']['profile'] or '-'} met={entry['budget']['met']}")
-    team = manifest["team"]
-    for key in ("teacher_return", "student_return", "random_return"):
-        stat = team[key]
-        if stat:
-            print(f"{key:<15} {stat['mean']:8.3f} ± {stat['ci95']:.3f} ({stat['episodes']} episodes)")
-    if team["retention"] is not None:
-        print(f"retention       {team['retention']:.3f}")
-    return 0
