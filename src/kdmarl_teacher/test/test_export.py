@@ -14,11 +14,12 @@ from kdmarl_student.bundle_eval import evaluate_bundle
 from kdmarl_student.manifest import load_manifest, sha256_file
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
-from kdmarl_teacher.algos.teacher import FORMAT, VERSION, load_teacher
+from kdmarl_teacher.algos.teacher import TEACHER_FILE, load_teacher, teacher_payload
 from kdmarl_teacher.core.networks import Actor, Critic
-from kdmarl_teacher.core.run_files import atomic_save, spec_to_dict
+from kdmarl_teacher.core.run_files import atomic_save
 from kdmarl_teacher.core.value_norm import IdentityNorm
 from kdmarl_teacher.distill.students import StudentMLP
+from kdmarl_teacher.export import bundle as export_bundle_mod
 from kdmarl_teacher.export import cli as export_mod
 from kdmarl_teacher.export import onnx_models, parity
 
@@ -35,15 +36,9 @@ def write_teacher(run: Path, scenario: str = "simple_spread", hidden: tuple[int,
     actor, critic = Actor(**actor_kwargs), Critic(**critic_kwargs)
     with torch.no_grad():  # sharper than the 0.01-gain init, so greedy actions differ between states
         actor.head.weight.mul_(100.0)
-    payload = {
-        "format": FORMAT, "version": VERSION,
-        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
-        "config": {}, "actor": {"kwargs": actor_kwargs, "state_dict": actor.state_dict()},
-        "critic": {"kwargs": critic_kwargs, "state_dict": critic.state_dict()},
-        "value_norm": {"enabled": False, "state_dict": IdentityNorm().state_dict()},
-        "global_step": 0, "iteration": 0,
-    }
-    atomic_save(payload, run / "teacher.pt")
+    payload = teacher_payload({}, spec, actor=actor, actor_kwargs=actor_kwargs, critic=critic,
+                              critic_kwargs=critic_kwargs, value_norm=IdentityNorm(), global_step=0, iteration=0)
+    atomic_save(payload, run / TEACHER_FILE)
     return run
 
 
@@ -238,7 +233,7 @@ def test_interrupted_export_leaves_no_bundle(tmp_path: Path, monkeypatch: pytest
     def crash(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the team evaluation
 
-    monkeypatch.setattr(export_mod, "evaluate_bundle", crash)
+    monkeypatch.setattr(export_bundle_mod, "evaluate_bundle", crash)
     with pytest.raises(KeyboardInterrupt):
         export_mod.run(cli_args(run, out, legacy_exporter=True, parity_random=100, parity_recorded=0))
     assert not out.exists()
@@ -251,7 +246,7 @@ def test_failed_replacement_keeps_the_old_bundle(tmp_path: Path, monkeypatch: py
     fast = {"legacy_exporter": True, "parity_random": 100, "parity_recorded": 0, "eval_episodes": 0}
     assert export_mod.run(cli_args(run, out, **fast)) == 0
     before = (out / "manifest.json").read_bytes()
-    monkeypatch.setattr(export_mod, "parity_error", lambda *a, **k: (1.0, 1.0))  # parity failure
+    monkeypatch.setattr(export_bundle_mod, "parity_error", lambda *a, **k: (1.0, 1.0))  # parity failure
     with pytest.raises(ValueError, match="differ"):
         export_mod.run(cli_args(run, out, force=True, **fast))
     assert (out / "manifest.json").read_bytes() == before

@@ -1,4 +1,5 @@
-"""Teacher checkpoints: atomic writes and `load_teacher`.
+"""teacher.pt, the one module that writes it (`teacher_payload`, for MAPPO, QMIX and benchmarks) and reads it
+(`load_teacher` -> a frozen `Teacher`).
 
 `teacher.pt` is a plain dict (only tensors and Python containers, so `torch.load(weights_only=True)` reads it)
 holding everything needed to rebuild the teacher without the training code's state:
@@ -15,10 +16,8 @@ A QMIX teacher (`kdmarl_teacher.algos.qmix`) has the same layout with `algo: "qm
 utility network (an `Actor` whose outputs are Q-values), "mixer" {"kwargs", "state_dict", "time_feature"} its
 mixing network, and no critic or value normalizer (files without "algo" are MAPPO teachers).
 
-Why atomic: a run killed while writing must leave the previous checkpoint intact, so the file is written to a
-temporary file in the same directory, fsync'ed, then `os.replace`d over the old one. A failed write (disk full)
-raises `errors.OutputFileError` naming the file, and a truncated or corrupt file read back raises
-`errors.InputFileError` naming it, so `kdmarl` reports either in one line.
+The file is written atomically and read back with an error naming it (`core.run_files`: a run killed while
+writing leaves the previous checkpoint intact; a truncated file is `errors.InputFileError`).
 """
 
 from __future__ import annotations
