@@ -36,14 +36,11 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-for _pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / _pkg))
 
 
 def train_teacher(scenario: str, minutes: float, out: Path, quick: bool) -> Path:
-    from kdmarl_teacher.config import default_config_path, load_config  # noqa: PLC0415
-    from kdmarl_teacher.mappo import train  # noqa: PLC0415
+    from kdmarl_teacher.algos.config import default_config_path, load_config  # noqa: PLC0415
+    from kdmarl_teacher.algos.mappo import train  # noqa: PLC0415
 
     overrides = [f"time_limit_minutes={minutes}"]
     if quick:
@@ -76,9 +73,9 @@ def row_from_report(name: str, team: str, rep: dict[str, Any]) -> dict[str, Any]
 def distill_run(name: str, teacher_path: Path, team: str, out: Path, *, steps: int, episodes: int,
                 overrides: dict[str, Any], reuse: bool = False) -> dict[str, Any]:
     """One distillation; with ``reuse`` an existing finished run directory is read instead of rerun."""
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.config import DistillConfig  # noqa: PLC0415
-    from kdmarl_teacher.distill import distill  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.distill.config import DistillConfig  # noqa: PLC0415
+    from kdmarl_teacher.distill.loop import distill  # noqa: PLC0415
 
     report_path = out / name / "distill_report.json"
     if reuse and report_path.is_file():
@@ -103,9 +100,10 @@ def train_scratch(teacher_path: Path, out: Path, *, steps: int, hidden: list[int
     """MAPPO from scratch with the student's size as the (shared) actor: the teacher's own training config (same
     scenario, rollout shape, optimizer, critic) with only the actor, the env-step budget and the thread count
     changed. Returns the trained policy (a loaded teacher checkpoint) and its training minutes."""
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.config import TeacherConfig, apply_overrides  # noqa: PLC0415
-    from kdmarl_teacher.mappo import train  # noqa: PLC0415
+    from kdmarl_teacher.algos.config import TeacherConfig  # noqa: PLC0415
+    from kdmarl_teacher.algos.mappo import train  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.core.config import apply_overrides  # noqa: PLC0415
 
     saved = dict(load_teacher(teacher_path).config)
     saved.update(total_steps=steps, actor_hidden=list(hidden), use_gru=False, torch_threads=1,
@@ -120,8 +118,8 @@ def train_scratch(teacher_path: Path, out: Path, *, steps: int, hidden: list[int
 def mappo_scratch_run(teacher_path: Path, out: Path, *, steps: int, episodes: int, hidden: list[int],
                       ref: dict[str, Any]) -> dict[str, Any]:
     """MAPPO from scratch at student size (`train_scratch`), same env steps, same eval seeds as the students."""
-    from kdmarl_teacher.evaluate import evaluate  # noqa: PLC0415
-    from kdmarl_teacher.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.core.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.evaluation.evaluate import evaluate  # noqa: PLC0415
 
     small, minutes = train_scratch(teacher_path, out / "mappo_scratch", steps=steps, hidden=hidden)
     res = evaluate(small, episodes=episodes, seed_start=1000)["results"]
@@ -166,8 +164,7 @@ def run_spec(spec: dict[str, Any], out: Path, *, cpus: int | None = None, reuse:
     and a sweep already in OUT: `kdmarl sweep --resume` (finished trials are read, not rerun). With `report_only`:
     `kdmarl sweep --report OUT` (what OUT holds now; unfinished trials are listed as not run)."""
     import yaml  # noqa: PLC0415
-
-    from kdmarl_teacher import sweep  # noqa: PLC0415
+    from kdmarl_teacher.experiments import sweep  # noqa: PLC0415
 
     if report_only:
         if not (out / "trials.json").is_file():

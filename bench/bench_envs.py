@@ -15,7 +15,6 @@ This is a benchmark, not a test: the figures depend on the machine and on its lo
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -23,9 +22,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-for pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / pkg))
 
 from benchlib import write_result  # noqa: E402
 from kdmarl_student.scenarios import make_mpe2_env  # noqa: E402

@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import write_result
 from kdmarl_student.bundle_eval import evaluate_bundle
 from kdmarl_student.fleet_repo import init_repository, publish_bundle

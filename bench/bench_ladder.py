@@ -29,11 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-
-from bench_distill import load_bench_spec, rows_from_sweep, run_spec  # noqa: E402  (puts src/kdmarl_* on sys.path)
+from bench_distill import load_bench_spec, rows_from_sweep, run_spec
 
 DEFAULT_RUNGS = ((4,), (8, 8), (16, 16), (32, 32), (64, 64), (128, 128))
 QUICK_RUNGS = ((4,), (16, 16))
@@ -50,14 +46,14 @@ def write_rung_team(hidden: tuple[int, ...], out_dir: Path) -> Path:
     ``load_team`` then picks ``hidden`` (the largest rung within budget); a budget-free override does not exist,
     and the distillation code is not ours to change.
     """
-    from kdmarl_teacher.profiles import load_team, team_path  # noqa: PLC0415
-    from kdmarl_teacher.students import LADDER  # noqa: PLC0415
+    from kdmarl_teacher.distill.profiles import load_team, team_path  # noqa: PLC0415
+    from kdmarl_teacher.distill.students import LADDER  # noqa: PLC0415
 
     if tuple(hidden) not in LADDER:
         raise ValueError(f"--rungs: {list(hidden)} is not a rung of kdmarl_teacher.students.LADDER {LADDER}")
     base = yaml.safe_load(team_path(BASE_TEAM).read_text())
     ref = load_team(BASE_TEAM).agents
-    from kdmarl_teacher.resources import mlp_resources  # noqa: PLC0415
+    from kdmarl_teacher.core.resources import mlp_resources  # noqa: PLC0415
 
     agents: dict[str, Any] = {}
     for agent in ref:

@@ -35,9 +35,6 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-for _pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / _pkg))
 
 from bench_distill import distill_run, guarded, train_teacher  # noqa: E402
 
@@ -50,11 +47,11 @@ def horizon_returns(teacher_path: Path, run_dir: Path | None, *, episodes: int, 
     """Greedy teacher (``run_dir`` None) or the run's students over ``max_cycles``-step episodes of the env port
     (float64, mpe2 seeds): team return over steps 1..split and split+1..max_cycles, landmarks at the end."""
     import torch  # noqa: PLC0415
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.distill import StudentTeam  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.distill.profiles import load_team  # noqa: PLC0415
+    from kdmarl_teacher.distill.students_file import load_students  # noqa: PLC0415
+    from kdmarl_teacher.distill.team import StudentTeam  # noqa: PLC0415
     from kdmarl_teacher.envs import make_env  # noqa: PLC0415
-    from kdmarl_teacher.profiles import load_team  # noqa: PLC0415
-    from kdmarl_teacher.students_file import load_students  # noqa: PLC0415
 
     teacher = load_teacher(teacher_path)
     params = {**teacher.config.get("env_params", {}), "max_cycles": max_cycles}
@@ -75,7 +72,7 @@ def horizon_returns(teacher_path: Path, run_dir: Path | None, *, episodes: int, 
             if team is not None:
                 actions = team.act(obs.float())
             else:
-                from kdmarl_teacher.networks import actor_inputs_all  # noqa: PLC0415
+                from kdmarl_teacher.core.networks import actor_inputs_all  # noqa: PLC0415
 
                 logits, _, h = teacher.actor.step(actor_inputs_all(obs.float()).reshape(-1, obs.shape[-1] +
                                                                                            env.n_agents), h)
@@ -251,8 +248,8 @@ def summarize(variant: str, team: str, per_seed: list[dict[str, Any]]) -> dict[s
 
 
 def train_partial_teacher(minutes: float, out: Path, quick: bool) -> Path:
-    from kdmarl_teacher.config import default_config_path, load_config  # noqa: PLC0415
-    from kdmarl_teacher.mappo import train  # noqa: PLC0415
+    from kdmarl_teacher.algos.config import default_config_path, load_config  # noqa: PLC0415
+    from kdmarl_teacher.algos.mappo import train  # noqa: PLC0415
 
     overrides = [f"time_limit_minutes={minutes}", *(f"env_params.{k}={v}" for k, v in PARTIAL_PARAMS.items())]
     if quick:

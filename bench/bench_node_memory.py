@@ -178,7 +178,6 @@ def main() -> None:
     if args.probe:
         probe(args.probe, "agent_0")
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from benchlib import write_result  # noqa: PLC0415
     from kdmarl_bringup.testing import make_bundle  # noqa: PLC0415
 

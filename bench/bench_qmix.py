@@ -42,9 +42,6 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-for _pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / _pkg))
 
 TARGET_QMIX_RETURN = -9.0
 JAXMARL_PEER = "JaxMARL QMIX (its MPE config, CPU jax, this machine): -9.53 after 8.7 min at 15 300 env-steps/s"
@@ -70,7 +67,7 @@ PROFILE_ORDER = ("jetson_orin", "jetson_nano", "mcu_cortex_m4")
 
 def energy_per_flop(profile: str) -> tuple[float, str]:
     """(J/FLOP, source) of a hardware profile: its own `joules_per_flop` if it has one, else `ENERGY`."""
-    from kdmarl_teacher.profiles import load_hardware  # noqa: PLC0415
+    from kdmarl_teacher.distill.profiles import load_hardware  # noqa: PLC0415
 
     hw = load_hardware(profile)
     if hw.get("joules_per_flop"):
@@ -89,17 +86,17 @@ def guarded(fn: Any, label: str, **kwargs: Any) -> dict[str, Any]:
 
 # ---- 1. teachers ---------------------------------------------------------------------------------------------------
 def train_teacher(algo: str, minutes: float, out: Path, quick: bool) -> Path:
-    from kdmarl_teacher.config import default_config_path, load_config, load_qmix_config  # noqa: PLC0415
+    from kdmarl_teacher.algos.config import default_config_path, load_config, load_qmix_config  # noqa: PLC0415
 
     overrides = [f"time_limit_minutes={minutes}", "torch_threads=1"]
     if algo == "qmix":
-        from kdmarl_teacher.qmix import train  # noqa: PLC0415
+        from kdmarl_teacher.algos.qmix import train  # noqa: PLC0415
 
         if quick:
             overrides += ["total_steps=64000", "learning_starts=3200", "eps_anneal_steps=32000", "eval_every=0"]
         cfg = load_qmix_config(default_config_path("simple_spread", "qmix"), overrides)
     else:
-        from kdmarl_teacher.mappo import train  # noqa: PLC0415
+        from kdmarl_teacher.algos.mappo import train  # noqa: PLC0415
 
         if quick:
             overrides += ["num_envs=128", "total_steps=96000", "lr=0.003"]
@@ -111,9 +108,9 @@ def train_teacher(algo: str, minutes: float, out: Path, quick: bool) -> Path:
 
 
 def teacher_row(algo: str, path: Path, episodes: int) -> dict[str, Any]:
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.evaluate import evaluate  # noqa: PLC0415
-    from kdmarl_teacher.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.core.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.evaluation.evaluate import evaluate  # noqa: PLC0415
 
     teacher = load_teacher(path)
     res = evaluate(teacher, episodes=episodes, seed_start=1000)["results"]
@@ -137,9 +134,10 @@ def teacher_row(algo: str, path: Path, episodes: int) -> dict[str, Any]:
 # ---- 2. distillation -----------------------------------------------------------------------------------------------
 def distill_row(name: str, teacher_path: Path, out: Path, *, steps: int, episodes: int, seed: int,
                 overrides: dict[str, Any], reuse: bool) -> dict[str, Any]:
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.config import CONFIG_DIR, load_distill_config  # noqa: PLC0415
-    from kdmarl_teacher.distill import distill  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.core.config import CONFIG_DIR  # noqa: PLC0415
+    from kdmarl_teacher.distill.config import load_distill_config  # noqa: PLC0415
+    from kdmarl_teacher.distill.loop import distill  # noqa: PLC0415
 
     run = out / f"{name}_seed{seed}"
     report_path = run / "distill_report.json"
@@ -201,7 +199,7 @@ def export(run: Path, teacher_path: Path, bundle: Path, quick: bool) -> dict[str
 def deployment_rows(label: str, teacher_row_: dict[str, Any], distill_row_: dict[str, Any], manifest: dict, *,
                     bundle: Path, calls: int) -> list[dict[str, Any]]:
     """Two rows (the teacher's deployed network, its distilled team) of the deployment table."""
-    from kdmarl_teacher.export import measure_latency  # noqa: PLC0415
+    from kdmarl_teacher.export.bundle import measure_latency  # noqa: PLC0415
 
     energies = {p: energy_per_flop(p) for p in PROFILE_ORDER}
     teacher = manifest["teacher"]

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
 
 # ------------------------------------------------------------------------------------------- workers
 # Each worker prints one JSON line; it imports only what its runtime needs.
@@ -71,8 +70,8 @@ def worker_ort(model: str, input_dim: int, calls: int, warmup: int) -> dict[str,
 
 def worker_torch(run: str, agent_index: int, calls: int, warmup: int) -> dict[str, Any]:
     import torch  # noqa: PLC0415
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.export import TeacherAgentActor  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.export.onnx_models import TeacherAgentActor  # noqa: PLC0415
 
     torch.set_num_threads(1)
     rss0 = _rss()
@@ -118,15 +117,17 @@ def _spawn(*worker_args: str) -> dict[str, Any]:
 def synthetic_team(root: Path, team: str) -> tuple[Path, Path]:
     """A random-weight teacher.pt and students.pt laid out like a real run, and its exported bundle."""
     import torch  # noqa: PLC0415
-    from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_teacher, spec_to_dict  # noqa: PLC0415
-    from kdmarl_teacher.config import TeacherConfig  # noqa: PLC0415
-    from kdmarl_teacher.export import export_bundle, load_student_agents  # noqa: PLC0415
-    from kdmarl_teacher.networks import Actor, Critic  # noqa: PLC0415
-    from kdmarl_teacher.profiles import load_team  # noqa: PLC0415
-    from kdmarl_teacher.resources import module_resources  # noqa: PLC0415
-    from kdmarl_teacher.students import StudentMLP  # noqa: PLC0415
-    from kdmarl_teacher.students_file import students_payload  # noqa: PLC0415
-    from kdmarl_teacher.value_norm import IdentityNorm  # noqa: PLC0415
+    from kdmarl_teacher.algos.config import TeacherConfig  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import TEACHER_FILE, load_teacher, teacher_payload  # noqa: PLC0415
+    from kdmarl_teacher.core.networks import Actor, Critic  # noqa: PLC0415
+    from kdmarl_teacher.core.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.core.run_files import atomic_save  # noqa: PLC0415
+    from kdmarl_teacher.core.value_norm import IdentityNorm  # noqa: PLC0415
+    from kdmarl_teacher.distill.profiles import load_team  # noqa: PLC0415
+    from kdmarl_teacher.distill.students import StudentMLP  # noqa: PLC0415
+    from kdmarl_teacher.distill.students_file import students_payload  # noqa: PLC0415
+    from kdmarl_teacher.export.bundle import export_bundle  # noqa: PLC0415
+    from kdmarl_teacher.export.onnx_models import load_student_agents  # noqa: PLC0415
 
     torch.manual_seed(0)
     cfg = TeacherConfig()
@@ -137,13 +138,9 @@ def synthetic_team(root: Path, team: str) -> tuple[Path, Path]:
     critic_kwargs = {"state_dim": spec.state_dim, "n_agents": spec.n_agents, "hidden": list(cfg.critic_hidden)}
     actor, critic = Actor(**actor_kwargs), Critic(**critic_kwargs)
     run = root / "runs" / "synthetic"
-    atomic_save({
-        "format": FORMAT, "version": VERSION,
-        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
-        "config": {}, "actor": {"kwargs": actor_kwargs, "state_dict": actor.state_dict()},
-        "critic": {"kwargs": critic_kwargs, "state_dict": critic.state_dict()},
-        "value_norm": {"enabled": False, "state_dict": IdentityNorm().state_dict()}, "global_step": 0,
-    }, run / "teacher.pt")
+    atomic_save(teacher_payload({}, spec, actor=actor, actor_kwargs=actor_kwargs, critic=critic,
+                                critic_kwargs=critic_kwargs, value_norm=IdentityNorm(), global_step=0, iteration=0),
+                run / TEACHER_FILE)
     teacher_flops = module_resources(actor).flops
     team_cfg = load_team(team, max_flops=teacher_flops)
     students = [StudentMLP(a.input_dim, a.rung.hidden, a.n_actions) for a in team_cfg.agents]

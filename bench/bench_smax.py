@@ -20,9 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-for pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / pkg))
 
 
 def raw_steps_per_s(env, batch: int, seconds: float) -> float:
@@ -57,7 +54,7 @@ def raw_steps_per_s(env, batch: int, seconds: float) -> float:
 def adapter_steps_per_s(env, seconds: float) -> float:
     """Joint env-steps/s of the adapter with masked sampling in torch, as in MAPPO's rollout."""
     import torch  # noqa: PLC0415
-    from kdmarl_teacher.networks import apply_action_mask, sample_actions  # noqa: PLC0415
+    from kdmarl_teacher.core.networks import apply_action_mask, sample_actions  # noqa: PLC0415
 
     gen = torch.Generator().manual_seed(0)
 

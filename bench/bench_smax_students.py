@@ -10,7 +10,7 @@ as teacher and random):
 - smax_3m_mcu (a homogeneous small team, three marines), with --teacher-3m: the full loss.
 Per run: win rate with its 95 % interval, win-rate retention (student / teacher win rate), return retention
 (DESIGN.md §5) and FLOPs reduction per agent. Per (team, variant): mean and 95 % interval across seeds; KL-only
-against the full loss with the sweep's paired statistics (kdmarl_teacher.sweep.paired).
+against the full loss with the sweep's paired statistics (kdmarl_teacher.experiments.statistics.paired).
 Target: >= 0.90 win-rate retention at >= 20x fewer FLOPs on 2s3z (the published claim is > 90 % at up to 28.6x).
 
     python bench/bench_smax_students.py --teacher runs/smax_bench/mappo_2s3z --teacher-3m runs/smax_bench/mappo_3m \\
@@ -31,9 +31,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-for pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / pkg))
 
 VARIANTS: dict[str, list[str]] = {  # distill.yaml switches per variant (`kdmarl distill --set`)
     "kdmarl_full": [],
@@ -78,9 +75,9 @@ def scratch_row(teacher: Path, ref: dict[str, Any], seed: int, out: Path, episod
     """MAPPO from scratch at the students' hidden size (bench_distill.train_scratch), same env steps and battles;
     retention against the teacher and random figures of the full-loss run `ref`."""
     from bench_distill import train_scratch  # noqa: PLC0415
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.evaluate import evaluate  # noqa: PLC0415
-    from kdmarl_teacher.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.core.resources import module_resources  # noqa: PLC0415
+    from kdmarl_teacher.evaluation.evaluate import evaluate  # noqa: PLC0415
 
     run = out / f"{SCRATCH}_{ref['team']}_seed{seed}"
     hidden = [int(h) for h in ref["students"].removeprefix("mlp[").removesuffix("]").split(",")]
@@ -109,13 +106,14 @@ def scratch_row(teacher: Path, ref: dict[str, Any], seed: int, out: Path, episod
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (team, variant): mean and 95 % interval across seeds; non-reference variants compared with the
     full loss on the seeds both have (paired)."""
-    from kdmarl_teacher.sweep import paired, summary  # noqa: PLC0415
+    from kdmarl_student.stats import mean_ci  # noqa: PLC0415
+    from kdmarl_teacher.experiments.statistics import paired  # noqa: PLC0415
 
     good = [r for r in rows if "error" not in r]
     out = []
     for team, variant in dict.fromkeys((r["team"], r["variant"]) for r in good):
         mine = {r["seed"]: r for r in good if (r["team"], r["variant"]) == (team, variant)}
-        s = summary([r["win_rate_retention"] for r in mine.values()])
+        s = mean_ci([r["win_rate_retention"] for r in mine.values()])
         row = {"team": team, "variant": variant, "n_seeds": s["n"], "win_rate_retention": round(s["mean"], 4),
                "retention_ci95": round(s["ci95"], 4) if s["n"] > 1 else None,
                "per_seed": " / ".join(f"{r['win_rate_retention']:.3f}" for r in mine.values()),
@@ -199,7 +197,7 @@ def main() -> int:
              "seed; not a distillation",
              "rows: one per (team, variant), the runs (one per seed) under `runs`; mean across seeds, "
              "retention_ci95 = t(0.975, n-1) sd / sqrt(n); diff_vs_full, p_value "
-             "(paired t), d_z: kdmarl_teacher.sweep.paired on the seeds both variants have",
+             "(paired t), d_z: kdmarl_teacher.experiments.statistics.paired on the seeds both variants have",
              "one teacher per map (bench_smax_teacher.py); train_minutes move with the machine's load"]
     if args.quick:
         notes.insert(0, "QUICK smoke run: figures are not the benchmark")

@@ -27,9 +27,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-for pkg in ("kdmarl_student", "kdmarl_teacher"):
-    sys.path.insert(0, str(ROOT / "src" / pkg))
 
 PEER_MIN_TO_90 = {"3m": 10.6, "2s3z": 3.6}  # JaxMARL MAPPO, this machine (issue 12)
 TARGET_WIN = {"3m": (0.95, 15.0), "2s3z": (0.99, 10.0)}  # deterministic win rate within minutes

@@ -32,12 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-
-from bench_distill import SWEEPS_DIR, load_bench_spec, train_teacher  # noqa: E402  (puts src/kdmarl_* on sys.path)
-from benchlib import RESULTS_DIR  # noqa: E402
+from bench_distill import SWEEPS_DIR, load_bench_spec, train_teacher
+from benchlib import RESULTS_DIR
 
 FULL_STEPS = 1_500_000  # env steps of one benchmark trial (bench/sweeps/*.yaml)
 
@@ -51,7 +47,7 @@ def grid_spec(teacher: Path, steps: int, episodes: int, num_envs: int) -> dict[s
 
 def sequential(spec_file: Path, out: Path) -> tuple[float, list[dict[str, Any]]]:
     """The sweep's trials, one after another in this process, through the same trial function."""
-    from kdmarl_teacher import sweep  # noqa: PLC0415
+    from kdmarl_teacher.experiments import sweep  # noqa: PLC0415
 
     trials = sweep.expand(sweep.load_spec(spec_file), out)
     t0 = time.time()
@@ -62,7 +58,7 @@ def sequential(spec_file: Path, out: Path) -> tuple[float, list[dict[str, Any]]]
 
 
 def via_sweep(spec_file: Path, out: Path, cpus: int) -> tuple[float, dict[str, Any]]:
-    from kdmarl_teacher import sweep  # noqa: PLC0415
+    from kdmarl_teacher.experiments import sweep  # noqa: PLC0415
 
     t0 = time.time()
     sweep.main([str(spec_file), "--out", str(out), "--cpus", str(cpus)])

@@ -24,17 +24,16 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
 
 TARGET_RETURN = -8.05  # DESIGN.md §5: damping-aware global-state velocity controller
 TARGET_SPS = 20_000
 
 
 def train_and_evaluate(scenario: str, minutes: float, out: Path, overrides: list[str]) -> dict[str, Any]:
-    from kdmarl_teacher.checkpoint import load_teacher  # noqa: PLC0415
-    from kdmarl_teacher.config import default_config_path, load_config  # noqa: PLC0415
-    from kdmarl_teacher.evaluate import evaluate  # noqa: PLC0415
-    from kdmarl_teacher.mappo import train  # noqa: PLC0415
+    from kdmarl_teacher.algos.config import default_config_path, load_config  # noqa: PLC0415
+    from kdmarl_teacher.algos.mappo import train  # noqa: PLC0415
+    from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
+    from kdmarl_teacher.evaluation.evaluate import evaluate  # noqa: PLC0415
 
     cfg = load_config(default_config_path(scenario), [f"time_limit_minutes={minutes}", *overrides])
     train(cfg, out, progress=sys.stderr.isatty())

@@ -35,7 +35,7 @@ import numpy as np
 from kdmarl_student.manifest import load_manifest
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.scenarios import is_smax, make_mpe2_env, scenario_spec, task_metrics
-from kdmarl_student.stats import ci95_half_width
+from kdmarl_student.stats import mean_ci
 
 ACTORS = ("student", "teacher", "random")
 
@@ -52,14 +52,14 @@ class BundleEvaluation:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [E]
 
     def summary(self) -> dict[str, Any]:
-        """Mean team return with its 95 % confidence interval (Student t, :mod:`kdmarl_student.stats`; 0.0 for a
-        single episode, where it is undefined, so the manifest stays valid JSON) and mean metrics."""
-        n = len(self.returns)
-        std = float(np.std(self.returns, ddof=1)) if n > 1 else 0.0
+        """Mean team return with its 95 % confidence interval (:func:`kdmarl_student.stats.mean_ci`) and mean
+        metrics. The manifest is strict JSON (no NaN), so a single episode, whose interval is undefined, writes
+        ci95 0.0 there."""
+        ret = mean_ci(self.returns)
         return {
-            "mean": float(np.mean(self.returns)),
-            "ci95": ci95_half_width(std, n) if n > 1 else 0.0,
-            "episodes": n,
+            "mean": ret["mean"],
+            "ci95": ret["ci95"] if ret["n"] >= 2 else 0.0,
+            "episodes": ret["n"],
             "metrics": {k: float(np.mean(v)) for k, v in self.metrics.items()},
         }
 

@@ -8,6 +8,9 @@ is there wherever an evaluation runs (mpe2 requires it); robots never import thi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+
+import numpy as np
 
 
 def t95(n: int) -> float:
@@ -24,4 +27,16 @@ def ci95_half_width(std: float, n: int) -> float:
     return t95(n) * std / math.sqrt(n) if n >= 2 else float("nan")
 
 
-__all__ = ["ci95_half_width", "t95"]
+def mean_ci(values: Iterable[float] | np.ndarray) -> dict[str, float]:
+    """Mean, sample standard deviation (ddof=1) and 95 % interval of a sample: the one summary of every reported
+    figure (teacher and bundle evaluation, distillation reports, sweeps), so their tables agree. With fewer than
+    two values the spread is undefined and says so: std, ci95, low and high are NaN (with none, the mean too)."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = int(x.size)
+    mean = float(x.mean()) if n else float("nan")
+    std = float(x.std(ddof=1)) if n >= 2 else float("nan")
+    half = ci95_half_width(std, n)
+    return {"mean": mean, "ci95": half, "low": mean - half, "high": mean + half, "std": std, "n": n}
+
+
+__all__ = ["ci95_half_width", "mean_ci", "t95"]

@@ -763,8 +763,9 @@ def test_files_that_block_or_exhaust_the_loader(bundle: Path, case: Blocker) -> 
 
 
 def test_manifest_read_model_refuses_the_bomb_for_kdmarl_sign(bundle: Path) -> None:
-    """``kdmarl sign`` signs and ``--verify`` verifies with ``Manifest.read_model`` (kdmarl_teacher.sign.check_models):
-    the operator allowlist lives there, so a bundle the robot refuses can neither be signed nor verified."""
+    """``kdmarl sign`` signs and ``--verify`` verifies with ``Manifest.read_model``
+    (kdmarl_teacher.export.sign.check_models): the operator allowlist lives there, so a bundle the robot refuses
+    can neither be signed nor verified."""
     from kdmarl_student.manifest import load_manifest
 
     _model_file(lambda p: write_onnx_compute_bomb(p, 18, 5))(bundle)

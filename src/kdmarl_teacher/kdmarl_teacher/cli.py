@@ -5,7 +5,7 @@ A thin dispatcher on purpose: each subcommand lives in its own module exposing `
 pay torch's import time, and a colleague's module that is missing or broken affects only its subcommand).
 
 Failures the user can fix (bad config value, YAML syntax error, truncated checkpoint, full disk, a diverged run:
-the typed errors of `kdmarl_teacher.errors`, `ValueError`, `OSError`) are printed here, and only here, as ONE line
+the typed errors of `kdmarl_teacher.core.errors`, `ValueError`, `OSError`) are printed here, and only here, as ONE line
 on stderr naming the file or key at fault, with exit code 2; anything else is a bug and keeps its traceback.
 """
 
@@ -17,18 +17,20 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from kdmarl_teacher.errors import NonFiniteError
+from kdmarl_teacher.core.errors import NonFiniteError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("kdmarl_teacher.mappo", "train a MAPPO (or --algo qmix: QMIX) teacher (writes runs/NAME/teacher.pt)"),
-    "evaluate": ("kdmarl_teacher.evaluate", "evaluate a teacher on fixed mpe2 seeds vs random"),
-    "report": ("kdmarl_teacher.report", "draw the learning curve PNG from metrics.csv"),
-    "distill": ("kdmarl_teacher.distill", "distill a teacher into per-agent students"),
-    "export": ("kdmarl_teacher.export", "export students to an ONNX bundle"),
-    "sign": ("kdmarl_teacher.sign", "sign a bundle manifest"),
-    "publish": ("kdmarl_teacher.publish", "publish a signed bundle as a fleet release (TUF)"),
-    "sweep": ("kdmarl_teacher.sweep", "run a grid of distill/train runs on Ray Tune; --report aggregates it"),
+    "train": ("kdmarl_teacher.algos.train_cli",
+              "train a MAPPO (or --algo qmix: QMIX) teacher (writes runs/NAME/teacher.pt)"),
+    "evaluate": ("kdmarl_teacher.evaluation.evaluate", "evaluate a teacher on fixed mpe2 seeds vs random"),
+    "report": ("kdmarl_teacher.reports.cli", "draw the learning curve PNG from metrics.csv"),
+    "distill": ("kdmarl_teacher.distill.cli", "distill a teacher into per-agent students"),
+    "export": ("kdmarl_teacher.export.cli", "export students to an ONNX bundle"),
+    "sign": ("kdmarl_teacher.export.sign", "sign a bundle manifest"),
+    "publish": ("kdmarl_teacher.export.publish", "publish a signed bundle as a fleet release (TUF)"),
+    "sweep": ("kdmarl_teacher.experiments.sweep",
+              "run a grid of distill/train runs on Ray Tune; --report aggregates it"),
 }
 
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from kdmarl_teacher.checkpoint import atomic_save, build_teacher
+from kdmarl_teacher.algos.teacher import build_teacher
+from kdmarl_teacher.core.run_files import atomic_save
 
 
 class _Unpicklable:

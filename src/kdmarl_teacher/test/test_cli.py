@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_report_distill import DPI, png_size
 
 from kdmarl_teacher import cli
 
@@ -43,8 +44,10 @@ def test_train_then_report_via_main(tmp_path: Path) -> None:
     assert (out / "teacher.pt").is_file()
     assert "seed: 3" in (out / "config.yaml").read_text()
     assert cli.main(["report", str(out)]) == 0
-    assert (out / "learning_curve.png").stat().st_size > 0
+    assert png_size(out / "learning_curve.png") == (11 * DPI, 4 * DPI)  # report's two panels, figsize (11, 4)
     # a config error is reported with the key, as exit code 2, not a traceback
     assert cli.main(["train", "--out", str(tmp_path / "x"), "--set", "nope=1"]) == 2
     # resuming a finished run is a no-op that keeps its outputs
+    before = {name: (out / name).read_bytes() for name in ("teacher.pt", "checkpoint.pt", "metrics.csv")}
     assert cli.main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert {name: (out / name).read_bytes() for name in before} == before

@@ -17,30 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 from kdmarl_student.manifest import sha256_file
-from kdmarl_teacher.checkpoint import load_teacher
-from kdmarl_teacher.config import DistillConfig
-from kdmarl_teacher.distill import (
-    StudentTeam,
-    add_arguments,
-    distill,
-    resolve_config,
-)
-from kdmarl_teacher.profiles import load_team
-from kdmarl_teacher.students import StudentMLP
-from kdmarl_teacher.students_file import load_students
+from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.distill.cli import add_arguments, resolve_config
+from kdmarl_teacher.distill.config import DistillConfig
+from kdmarl_teacher.distill.loop import distill
+from kdmarl_teacher.distill.profiles import load_team
+from kdmarl_teacher.distill.students import StudentMLP
+from kdmarl_teacher.distill.students_file import load_students
+from kdmarl_teacher.distill.team import StudentTeam
 from test_mappo import tb_steps
-
-
-@pytest.fixture(scope="module")
-def teacher_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kdmarl_teacher.config import default_config_path, load_config
-    from kdmarl_teacher.mappo import train
-
-    out = tmp_path_factory.mktemp("teacher")
-    cfg = load_config(default_config_path("simple_spread"), [
-        "num_envs=128", "total_steps=96000", "lr=0.003", "actor_hidden=[64,64]", "critic_hidden=[64,64]",
-        "torch_threads=1", "checkpoint_every=1000"])
-    return train(cfg, out, progress=False)
 
 
 def _cfg(**kw: object) -> DistillConfig:
@@ -118,7 +103,7 @@ def test_killed_run_resumes_with_its_config_and_logs_every_iteration_once(
     """SIGKILL a `kdmarl distill` between checkpoints (interval 8), then: a second run over it is refused and
     leaves its distill_config.yaml alone, a resume with another config is refused, and the resumed run's
     metrics.csv and TensorBoard hold every iteration exactly once."""
-    from kdmarl_teacher.checkpoint import load_checkpoint
+    from kdmarl_teacher.core.run_files import load_checkpoint
 
     from kdmarl_teacher import cli
 

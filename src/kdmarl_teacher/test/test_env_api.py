@@ -1,4 +1,5 @@
-"""The batched env contract (docs/ARCHITECTURE.md): shapes, dtypes, bad input, seeds, auto-reset, returns."""
+"""The batched env contract (`kdmarl_teacher.envs.contract.BatchedEnv`): one API test over every env, then shapes,
+dtypes, bad input, seeds, auto-reset and returns in detail."""
 
 from __future__ import annotations
 
@@ -6,12 +7,67 @@ import numpy as np
 import pytest
 import torch
 from kdmarl_student.scenarios import scenario_spec
-from kdmarl_teacher.envs import PettingZooBatchedEnv, make_env
+from kdmarl_teacher.envs import BatchedEnv, PettingZooBatchedEnv, make_env
 
 
 def random_actions(env, gen: torch.Generator) -> torch.Tensor:
     """Uniform actions [B, A], each agent within its own n_actions."""
     return torch.stack([torch.randint(0, n, (env.num_envs,), generator=gen) for n in env.n_actions], dim=1)
+
+
+# Every environment `make_env` builds: the three MPE scenarios of the torch port, SMAX (jax), the PettingZoo adapter.
+CONTRACT_ENVS = [("simple_spread", {}), ("simple_speaker_listener", {}), ("simple_reference", {}), ("smax:3m", {}),
+                 ("mpe2.simple_spread_v3", {"max_cycles": 6})]
+
+
+def available_random_actions(env: BatchedEnv, gen: torch.Generator) -> torch.Tensor:
+    """Uniform actions [B, N] among each agent's available ones (all of its n_actions when there are no masks)."""
+    mask = env.available_actions()
+    if mask is None:
+        return random_actions(env, gen)
+    scores = torch.rand(mask.shape, generator=gen).masked_fill(~mask, -1.0)
+    return scores.argmax(-1)
+
+
+@pytest.mark.parametrize(("name", "params"), CONTRACT_ENVS)
+def test_every_env_keeps_the_contract(name: str, params: dict) -> None:
+    """In the spirit of PettingZoo's parallel_api_test, for the batched contract: attributes, reset and step
+    shapes and dtypes, masks (None, or bool rows with one available action), step counter and auto-reset,
+    episode returns equal to the summed rewards, and seeding."""
+    if name.startswith("smax:"):
+        pytest.importorskip("jaxmarl")
+    B = 3
+    env = make_env(name, num_envs=B, seed=0, **params)
+    assert isinstance(env, BatchedEnv)
+    N, D, S = env.n_agents, env.obs_dim_max, env.state_dim
+    assert env.num_envs == B and len(env.n_actions) == N == env.spec.n_agents and env.spec.obs_dim_max == D
+    obs, state = env.reset(seed=7)
+    assert obs.shape == (B, N, D) and state.shape == (B, S) and obs.dtype == state.dtype
+    again, _ = env.reset(seed=7)
+    assert torch.equal(obs, again)  # a seed fixes the first observation
+    gen = torch.Generator().manual_seed(0)
+    summed = torch.zeros(B, N, dtype=torch.float64)
+    ended = 0
+    for _ in range(2 * env.spec.max_cycles + 2):
+        mask = env.available_actions()
+        if mask is not None:
+            assert mask.dtype == torch.bool and mask.shape == (B, N, max(env.n_actions))
+            assert bool(mask.any(-1).all())  # every agent can always do something
+        steps_before = torch.as_tensor(env.t).clone()
+        actions = available_random_actions(env, gen)
+        obs, state, rewards, dones, info = env.step(actions)
+        assert obs.shape == (B, N, D) and state.shape == (B, S) and rewards.shape == (B, N)
+        assert dones.dtype == torch.bool and dones.shape == (B,) and bool(torch.isfinite(rewards).all())
+        assert info["episode_returns"].shape == (B, N) and all(v.shape == (B,) for v in info["metrics"].values())
+        summed += rewards.double()
+        steps = torch.as_tensor(env.t)
+        assert torch.equal(steps[~dones], steps_before[~dones] + 1) and not steps[dones].any()  # auto-reset
+        assert int(steps.max()) <= env.spec.max_cycles
+        if bool(dones.any()):
+            torch.testing.assert_close(info["episode_returns"][dones].double(), summed[dones], rtol=1e-5, atol=1e-5)
+            summed[dones] = 0.0
+            ended += int(dones.sum())
+    assert ended >= B  # every environment finished at least one episode (time limit or battle end)
 
 
 @pytest.mark.parametrize(

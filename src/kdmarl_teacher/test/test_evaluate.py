@@ -1,23 +1,35 @@
 """`kdmarl evaluate`: DESIGN.md §5 metric fields, CI, random baseline on the same mpe2 seeds, GIF."""
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
+from kdmarl_student.bundle_eval import BundleEvaluation
+from kdmarl_student.stats import mean_ci
+from kdmarl_teacher.algos.config import load_config
+from kdmarl_teacher.algos.mappo import train
 from kdmarl_teacher.cli import main
-from kdmarl_teacher.config import load_config
-from kdmarl_teacher.evaluate import mean_ci
-from kdmarl_teacher.mappo import train
 
 TINY = ["num_envs=8", "total_steps=400", "actor_hidden=[16]", "critic_hidden=[16]", "update_epochs=1",
         "num_minibatches=1", "torch_threads=1"]
 
 
 def test_mean_ci() -> None:
+    """The one summary of every figure (kdmarl_student.stats.mean_ci): torch tensors, numpy arrays and lists alike,
+    and one treatment of samples too small for a spread."""
     s = mean_ci(torch.tensor([1.0, 2.0, 3.0, 4.0]))
     assert s["mean"] == 2.5 and s["n"] == 4
     # t(0.975, 3) = 3.182446; std = 1.290994
     assert abs(s["ci95"] - 3.182446 * 1.290994 / 2) < 1e-5
+    assert mean_ci(np.array([1.0, 2.0, 3.0, 4.0])) == s == mean_ci([1, 2, 3, 4])
+    one = mean_ci([7.0])
+    assert one["mean"] == 7.0 and one["n"] == 1 and all(math.isnan(one[k]) for k in ("std", "ci95", "low", "high"))
+    assert math.isnan(mean_ci([])["mean"])
+    # the bundle manifest is strict JSON: one episode writes ci95 0.0 there, the same mean
+    ev = BundleEvaluation("student", [1000], ["a"], np.array([7.0]), np.array([[7.0]]))
+    assert ev.summary()["ci95"] == 0.0 and ev.summary()["mean"] == 7.0
 
 
 def test_evaluate_json_fields(tmp_path: Path) -> None:

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 from kdmarl_student.scenarios import scenario_spec
-from kdmarl_teacher.checkpoint import load_teacher
-from kdmarl_teacher.profiles import apply_sensing_torch
-from kdmarl_teacher.students_file import load_students
+from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.distill.profiles import apply_sensing_torch
+from kdmarl_teacher.distill.students_file import load_students
+from kdmarl_teacher.evaluation import evaluate as evaluate_mod
+from kdmarl_teacher.export import cli as export_mod
 from test_export import SEEDS, _students_file, _teacher_torch_returns, cli_args, mpe2_returns, write_teacher
-
-from kdmarl_teacher import evaluate as evaluate_mod
-from kdmarl_teacher import export as export_mod
 
 
 def _students_torch_returns(students_file: Path, seeds: list[int]) -> np.ndarray:

@@ -14,12 +14,14 @@ from kdmarl_student.bundle_eval import evaluate_bundle
 from kdmarl_student.manifest import load_manifest, sha256_file
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.scenarios import make_mpe2_env, scenario_spec
-from kdmarl_teacher.checkpoint import FORMAT, VERSION, atomic_save, load_teacher, spec_to_dict
-from kdmarl_teacher.networks import Actor, Critic
-from kdmarl_teacher.students import StudentMLP
-from kdmarl_teacher.value_norm import IdentityNorm
-
-from kdmarl_teacher import export as export_mod
+from kdmarl_teacher.algos.teacher import TEACHER_FILE, load_teacher, teacher_payload
+from kdmarl_teacher.core.networks import Actor, Critic
+from kdmarl_teacher.core.run_files import atomic_save
+from kdmarl_teacher.core.value_norm import IdentityNorm
+from kdmarl_teacher.distill.students import StudentMLP
+from kdmarl_teacher.export import bundle as export_bundle_mod
+from kdmarl_teacher.export import cli as export_mod
+from kdmarl_teacher.export import onnx_models, parity
 
 SEEDS = list(range(1000, 1006))
 
@@ -34,15 +36,9 @@ def write_teacher(run: Path, scenario: str = "simple_spread", hidden: tuple[int,
     actor, critic = Actor(**actor_kwargs), Critic(**critic_kwargs)
     with torch.no_grad():  # sharper than the 0.01-gain init, so greedy actions differ between states
         actor.head.weight.mul_(100.0)
-    payload = {
-        "format": FORMAT, "version": VERSION,
-        "scenario": {"name": spec.name, "params": dict(spec.params), "spec": spec_to_dict(spec)},
-        "config": {}, "actor": {"kwargs": actor_kwargs, "state_dict": actor.state_dict()},
-        "critic": {"kwargs": critic_kwargs, "state_dict": critic.state_dict()},
-        "value_norm": {"enabled": False, "state_dict": IdentityNorm().state_dict()},
-        "global_step": 0, "iteration": 0,
-    }
-    atomic_save(payload, run / "teacher.pt")
+    payload = teacher_payload({}, spec, actor=actor, actor_kwargs=actor_kwargs, critic=critic,
+                              critic_kwargs=critic_kwargs, value_norm=IdentityNorm(), global_step=0, iteration=0)
+    atomic_save(payload, run / TEACHER_FILE)
     return run
 
 
@@ -166,7 +162,7 @@ def test_runtime_parity_with_torch_on_10000_observations(teacher_bundle: tuple[P
     recorded = _visited_observations(spec, episodes=80, seed=5)  # 2 000 per agent
     for i, name in enumerate(spec.agent_names):
         policy = StudentPolicy(bundle, name)
-        obs = np.concatenate([export_mod.random_observations(10_000, 18, seed=i), recorded[name]])
+        obs = np.concatenate([parity.random_observations(10_000, 18, seed=i), recorded[name]])
         with torch.no_grad():
             x = teacher.actor_input(torch.from_numpy(obs), torch.full((len(obs),), i))
             expected = teacher.actor(x)[:, :5].numpy()
@@ -220,11 +216,11 @@ def test_students_export_with_sensing_and_budgets(tmp_path: Path) -> None:
     # the runtime cuts the same input as the torch student saw
     payload = torch.load(run / "students.pt", weights_only=True)
     from kdmarl_student.sensing import apply_sensing
-    from kdmarl_teacher.students import build_student
+    from kdmarl_teacher.distill.students import build_student
 
     student = build_student(payload["agents"][2]["arch"])
     student.load_state_dict(payload["agents"][2]["state_dict"])
-    obs = export_mod.random_observations(2_000, 18, seed=3)
+    obs = parity.random_observations(2_000, 18, seed=3)
     with torch.no_grad():
         expected = student(torch.from_numpy(apply_sensing(obs, a2.layout, a2.sensing))).numpy()
     np.testing.assert_allclose(StudentPolicy(out, "agent_2").logits(obs), expected, atol=1e-5, rtol=0)
@@ -237,7 +233,7 @@ def test_interrupted_export_leaves_no_bundle(tmp_path: Path, monkeypatch: pytest
     def crash(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the team evaluation
 
-    monkeypatch.setattr(export_mod, "evaluate_bundle", crash)
+    monkeypatch.setattr(export_bundle_mod, "evaluate_bundle", crash)
     with pytest.raises(KeyboardInterrupt):
         export_mod.run(cli_args(run, out, legacy_exporter=True, parity_random=100, parity_recorded=0))
     assert not out.exists()
@@ -250,7 +246,7 @@ def test_failed_replacement_keeps_the_old_bundle(tmp_path: Path, monkeypatch: py
     fast = {"legacy_exporter": True, "parity_random": 100, "parity_recorded": 0, "eval_episodes": 0}
     assert export_mod.run(cli_args(run, out, **fast)) == 0
     before = (out / "manifest.json").read_bytes()
-    monkeypatch.setattr(export_mod, "parity_error", lambda *a, **k: (1.0, 1.0))  # parity failure
+    monkeypatch.setattr(export_bundle_mod, "parity_error", lambda *a, **k: (1.0, 1.0))  # parity failure
     with pytest.raises(ValueError, match="differ"):
         export_mod.run(cli_args(run, out, force=True, **fast))
     assert (out / "manifest.json").read_bytes() == before
@@ -299,10 +295,10 @@ def test_nan_weights_are_refused_and_a_nan_difference_fails_parity(tmp_path: Pat
 
     module = StudentMLP(4, (8,), 3).eval()
     path = tmp_path / "m.onnx"
-    export_mod.export_onnx(module, path, 4, dynamo=False)
-    inputs = export_mod.random_observations(64, 4, seed=0)
-    assert export_mod.parity_error(module, path, inputs)[1] <= 1e-5
+    onnx_models.export_onnx(module, path, 4, dynamo=False)
+    inputs = parity.random_observations(64, 4, seed=0)
+    assert parity.parity_error(module, path, inputs)[1] <= 1e-5
     with torch.no_grad():
         module.head.bias[0] = float("nan")  # torch now disagrees with the exported (finite) graph
-    diff, scaled = export_mod.parity_error(module, path, inputs)
+    diff, scaled = parity.parity_error(module, path, inputs)
     assert diff == scaled == float("inf")

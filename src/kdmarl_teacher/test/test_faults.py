@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from kdmarl_teacher.checkpoint import load_checkpoint
-from kdmarl_teacher.config import DistillConfig, load_config
-from kdmarl_teacher.distill import distill
-from kdmarl_teacher.mappo import train
+from kdmarl_teacher.algos.config import load_config
+from kdmarl_teacher.algos.mappo import train
+from kdmarl_teacher.core.run_files import load_checkpoint
+from kdmarl_teacher.distill.config import DistillConfig
+from kdmarl_teacher.distill.loop import distill
 
 from kdmarl_teacher import cli
 
@@ -79,7 +80,7 @@ def test_train_stops_at_the_first_nonfinite_update_and_keeps_the_last_checkpoint
 
 def test_distill_stops_at_the_first_nonfinite_update_and_keeps_the_last_checkpoint(
         run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from kdmarl_teacher.checkpoint import load_teacher
+    from kdmarl_teacher.algos.teacher import load_teacher
 
     out = tmp_path / "students"
     small = {"num_envs": 16, "num_steps": 25, "eval_episodes": 2, "checkpoint_every": 2, "anneal_lr": False,

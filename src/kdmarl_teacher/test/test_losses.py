@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from kdmarl_teacher.losses import (
+from kdmarl_teacher.core.losses import (
     argmax_ce_loss,
     clipped_pg_loss,
     entropy,
@@ -12,8 +12,8 @@ from kdmarl_teacher.losses import (
     relation_matrix,
     role_loss,
 )
-from kdmarl_teacher.roles import AuxHeads, assign_roles, fit_roles, kmeans
-from kdmarl_teacher.students import StudentMLP
+from kdmarl_teacher.distill.roles import AuxHeads, assign_roles, fit_roles, kmeans
+from kdmarl_teacher.distill.students import StudentMLP
 
 torch.manual_seed(0)
 

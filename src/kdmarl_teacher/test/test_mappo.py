@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from kdmarl_teacher.checkpoint import load_checkpoint, load_teacher
-from kdmarl_teacher.config import load_config
-from kdmarl_teacher.mappo import train
+from kdmarl_teacher.algos.config import load_config
+from kdmarl_teacher.algos.mappo import train
+from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.core.run_files import load_checkpoint
 
 TINY = ["num_envs=8", "num_steps=25", "total_steps=800", "actor_hidden=[16,16]", "critic_hidden=[16,16]",
         "update_epochs=2", "num_minibatches=2", "checkpoint_every=2", "torch_threads=1"]
@@ -35,7 +36,6 @@ def test_short_run_writes_every_output(tmp_path: Path) -> None:
     assert int(rows[-1]["global_step"]) == 800
     for key in ("wall_time", "sps", "train_return", "pg_loss", "v_loss", "entropy", "task/landmarks_covered"):
         assert key in rows[0], key
-    assert float(rows[-1]["train_return"]) < 0
 
     teacher = load_teacher(out)  # a directory or the file
     assert teacher.spec.name == "simple_spread" and teacher.n_agents == 3
@@ -119,7 +119,7 @@ def test_speaker_listener_gru_short_run(tmp_path: Path) -> None:
     actions = teacher.act(torch.randn(64, 2, 11), deterministic=False, generator=torch.Generator().manual_seed(0))
     assert int(actions[:, 0].max()) <= 2  # the speaker never picks a listener-only action
 
-    from kdmarl_teacher.evaluate import evaluate, render_episode
+    from kdmarl_teacher.evaluation.evaluate import evaluate, render_episode
 
     report = evaluate(teacher, episodes=10, seed_start=1000)
     det = report["results"]["deterministic"]

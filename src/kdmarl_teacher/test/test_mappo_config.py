@@ -3,7 +3,8 @@
 from pathlib import Path
 
 import pytest
-from kdmarl_teacher.config import CONFIG_DIR, TeacherConfig, load_config
+from kdmarl_teacher.algos.config import TeacherConfig, load_config
+from kdmarl_teacher.core.config import CONFIG_DIR
 
 
 def test_shipped_configs_load() -> None:
@@ -62,8 +63,8 @@ def test_ranges_are_checked_at_load_naming_origin_key_value_and_range(tmp_path: 
 
 def test_every_shipped_and_benchmark_setting_is_in_range() -> None:
     """The shipped configs, distill.yaml and team files, and the settings bench/ and scripts/ pass."""
-    from kdmarl_teacher.config import DistillConfig, load_distill_config
-    from kdmarl_teacher.profiles import TEAMS_DIR, load_team
+    from kdmarl_teacher.distill.config import DistillConfig, load_distill_config
+    from kdmarl_teacher.distill.profiles import TEAMS_DIR, load_team
 
     for name in ("mappo_simple_spread.yaml", "mappo_simple_speaker_listener.yaml"):
         load_config(CONFIG_DIR / name, ["time_limit_minutes=10", "torch_threads=1", "total_steps=3000000",
@@ -77,7 +78,7 @@ def test_every_shipped_and_benchmark_setting_is_in_range() -> None:
 
 
 def test_distill_config_ranges_and_types() -> None:
-    from kdmarl_teacher.config import load_distill_config
+    from kdmarl_teacher.distill.config import load_distill_config
 
     for item, message in [
         ("w_kl=-0.5", "--set: distill config key 'w_kl' = -0.5 is out of range: expected 0 <= w_kl <= 100"),

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 from kdmarl_student.sensing import apply_sensing, history_dim
-from kdmarl_teacher.checkpoint import load_teacher
-from kdmarl_teacher.config import DistillConfig
-from kdmarl_teacher.distill import StudentTeam, distill, rollout, sequences, unroll
-from kdmarl_teacher.profiles import apply_sensing_torch, load_team
-from kdmarl_teacher.resources import gru_resources, measured_flops
-from kdmarl_teacher.students import GRU_LADDER, StudentGRU, budget_violations, rung_resources
-from kdmarl_teacher.students_file import load_students
-from test_distill import teacher_path  # noqa: F401  (the module-scoped tiny teacher fixture)
+from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.core.resources import gru_resources, measured_flops
+from kdmarl_teacher.distill.config import DistillConfig
+from kdmarl_teacher.distill.loop import distill
+from kdmarl_teacher.distill.mappo_recipe import rollout
+from kdmarl_teacher.distill.profiles import apply_sensing_torch, load_team
+from kdmarl_teacher.distill.students import GRU_LADDER, StudentGRU, budget_violations, rung_resources
+from kdmarl_teacher.distill.students_file import load_students
+from kdmarl_teacher.distill.team import StudentTeam, sequences, unroll
 
 SPREAD_LAYOUT = load_team("spread3_full").agents[0].layout
 
@@ -84,7 +85,7 @@ def test_memory_kinds_in_team_configs(tmp_path: Path) -> None:
         load_team(path)
 
 
-def test_truncated_bptt_replays_the_rollout(teacher_path: Path) -> None:  # noqa: F811
+def test_truncated_bptt_replays_the_rollout(teacher_path: Path) -> None:
     """The update recomputes recurrent students from the states the rollout stored at each chunk start; with
     any chunk length it must give back exactly the log-probabilities the students acted with."""
     from kdmarl_teacher.envs import make_env
@@ -109,7 +110,7 @@ def test_truncated_bptt_replays_the_rollout(teacher_path: Path) -> None:  # noqa
 
 
 @pytest.mark.parametrize("memory", ["history", "recurrent"])
-def test_distill_memory_students_beat_random_and_resume_bit_exact(teacher_path: Path, tmp_path: Path,  # noqa: F811
+def test_distill_memory_students_beat_random_and_resume_bit_exact(teacher_path: Path, tmp_path: Path,
                                                                   memory: str) -> None:
     teacher = load_teacher(teacher_path)
     base = {"team": "spread3_hetero", "memory": memory, "num_envs": 64, "num_steps": 25, "chunk_len": 5,
@@ -135,9 +136,9 @@ def test_distill_memory_students_beat_random_and_resume_bit_exact(teacher_path: 
 def test_a_recurrent_teacher_is_distilled_into_recurrent_students(tmp_path: Path) -> None:
     """MAPPO's GRU option as the teacher: its state is carried through the student rollouts (reset per episode),
     its cost counted with the GRU rule, and recurrent students come out of it."""
-    from kdmarl_teacher.config import default_config_path, load_config
-    from kdmarl_teacher.mappo import train
-    from kdmarl_teacher.resources import module_resources
+    from kdmarl_teacher.algos.config import default_config_path, load_config
+    from kdmarl_teacher.algos.mappo import train
+    from kdmarl_teacher.core.resources import module_resources
 
     cfg = load_config(default_config_path("simple_spread"), [
         "num_envs=64", "total_steps=16000", "actor_hidden=[32]", "critic_hidden=[32]", "use_gru=true",

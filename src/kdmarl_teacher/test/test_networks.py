@@ -1,7 +1,7 @@
 """Actor/critic shapes, invalid-action masking, orthogonal init, optional GRU."""
 
 import torch
-from kdmarl_teacher.networks import MASKED_LOGIT, Actor, Critic, actor_input, actor_inputs_all, critic_inputs_all
+from kdmarl_teacher.core.networks import MASKED_LOGIT, Actor, Critic, actor_input, actor_inputs_all, critic_inputs_all
 
 
 def test_actor_critic_shapes_mlp() -> None:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 from kdmarl_student.sensing import history_dim, sensed_dim
-from kdmarl_teacher.profiles import TEAMS_DIR, load_team
-from kdmarl_teacher.students import GRU_LADDER, LADDER, budget_violations, rung_resources
+from kdmarl_teacher.distill.profiles import TEAMS_DIR, load_team
+from kdmarl_teacher.distill.students import GRU_LADDER, LADDER, budget_violations, rung_resources
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in TEAMS_DIR.glob("*.yaml")))

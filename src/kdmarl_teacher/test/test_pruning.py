@@ -3,8 +3,8 @@
 import copy
 
 import torch
-from kdmarl_teacher.pruning import group_lasso_penalty, prune_to_budget
-from kdmarl_teacher.students import StudentMLP, budget_violations
+from kdmarl_teacher.distill.pruning import group_lasso_penalty, prune_to_budget
+from kdmarl_teacher.distill.students import StudentMLP, budget_violations
 
 
 def test_prune_to_budget_keeps_the_function_of_live_units() -> None:

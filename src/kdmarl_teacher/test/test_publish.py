@@ -66,7 +66,7 @@ def test_publish_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_publish_imports_no_torch() -> None:
-    code = ("import sys; from kdmarl_teacher import publish; "
+    code = ("import sys; from kdmarl_teacher.export import publish; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"

@@ -11,14 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 from kdmarl_student.manifest import sha256_file
-from kdmarl_teacher.checkpoint import load_teacher
+from kdmarl_teacher.algos.config import load_qmix_config
+from kdmarl_teacher.algos.mixer import QMixer
+from kdmarl_teacher.algos.qmix import train
+from kdmarl_teacher.algos.teacher import load_teacher
 from kdmarl_teacher.cli import main as cli_main
-from kdmarl_teacher.config import QMIX_TERMS, DistillConfig, load_qmix_config
-from kdmarl_teacher.distill import StudentTeam, add_arguments, distill, resolve_config
-from kdmarl_teacher.distill_qmix import minibatches, rollout, term_losses
-from kdmarl_teacher.profiles import load_team
-from kdmarl_teacher.qmix import QMixer, train
-from kdmarl_teacher.students_file import load_students
+from kdmarl_teacher.distill.cli import add_arguments, resolve_config
+from kdmarl_teacher.distill.config import QMIX_TERMS, DistillConfig
+from kdmarl_teacher.distill.loop import distill
+from kdmarl_teacher.distill.profiles import load_team
+from kdmarl_teacher.distill.qmix_recipe import minibatches, rollout, term_losses
+from kdmarl_teacher.distill.students_file import load_students
+from kdmarl_teacher.distill.team import StudentTeam
 
 TEACHER = ["num_envs=32", "total_steps=16000", "agent_hidden=[32,32]", "mixer_embed=8", "hypernet_hidden=16",
            "batch_size=16", "updates_per_iteration=2", "learning_starts=800", "buffer_size=200",
@@ -160,5 +164,8 @@ def test_train_distill_export_end_to_end(spread_teacher: Path, tmp_path: Path) -
                      "--legacy-exporter"]) == 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert [a["model"]["kind"] for a in manifest["agents"]] == ["student"] * 3
-    assert (bundle / "teacher_actor.onnx").is_file()
-    assert manifest["team"]["student_return"]["mean"] < 0 and manifest["team"]["retention"] is not None
+    assert sha256_file(bundle / "teacher_actor.onnx") == manifest["teacher"]["sha256"]
+    team = manifest["team"]
+    assert team["retention"] == pytest.approx(
+        (team["student_return"]["mean"] - team["random_return"]["mean"])
+        / (team["teacher_return"]["mean"] - team["random_return"]["mean"]), rel=1e-12)

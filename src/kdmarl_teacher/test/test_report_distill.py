@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -33,10 +34,11 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def distill_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real distillation run directory (distill_report.json, metrics.csv, students.pt) in a few seconds."""
-    from kdmarl_teacher.checkpoint import load_teacher
-    from kdmarl_teacher.config import DistillConfig, default_config_path, load_config
-    from kdmarl_teacher.distill import distill
-    from kdmarl_teacher.mappo import train
+    from kdmarl_teacher.algos.config import default_config_path, load_config
+    from kdmarl_teacher.algos.mappo import train
+    from kdmarl_teacher.algos.teacher import load_teacher
+    from kdmarl_teacher.distill.config import DistillConfig
+    from kdmarl_teacher.distill.loop import distill
 
     root = tmp_path_factory.mktemp("report")
     cfg = load_config(default_config_path("simple_spread"), [
@@ -52,9 +54,20 @@ def test_distill_run_figures(distill_run: Path, tmp_path: Path) -> None:
     assert cli.main(["report", str(distill_run), "--out-dir", str(tmp_path)]) == 0
     assert png_size(tmp_path / "distill_agents.png") == (13 * DPI, round(4.8 * DPI))
     assert png_size(tmp_path / "distill_curves.png") == (12 * DPI, round(7.5 * DPI))
-    # default: next to the run's own files
+    # default: next to the run's own files; the same run draws the same figure
     assert cli.main(["report", str(distill_run)]) == 0
-    assert png_size(distill_run / "distill_curves.png")[0] == 12 * DPI
+    assert (distill_run / "distill_curves.png").read_bytes() == (tmp_path / "distill_curves.png").read_bytes()
+    # the curves are drawn from metrics.csv: other figures in it, another figure
+    copy = tmp_path / "copy"
+    shutil.copytree(distill_run, copy)
+    metrics = (copy / "metrics.csv").read_text().splitlines()
+    col = metrics[0].split(",").index("teacher_agreement")
+    rows = [line.split(",") for line in metrics[1:]]
+    for r in rows:
+        r[col] = str(1.0 - float(r[col]))
+    (copy / "metrics.csv").write_text("\n".join([metrics[0], *(",".join(r) for r in rows)]) + "\n")
+    assert cli.main(["report", str(copy)]) == 0
+    assert (copy / "distill_curves.png").read_bytes() != (tmp_path / "distill_curves.png").read_bytes()
 
 
 def test_distill_run_figures_draw_the_run(distill_run: Path, tmp_path: Path,
@@ -62,9 +75,8 @@ def test_distill_run_figures_draw_the_run(distill_run: Path, tmp_path: Path,
     """What is drawn, not only that a PNG exists: the bars are the report's per-agent FLOPs and parameters, the
     red marks students.pt's budgets, the tick labels name agent / sensing / board, the agreement panel is
     metrics.csv's teacher_agreement column, the return panel shows the teacher's evaluation and the retention."""
-    from kdmarl_teacher.students_file import read_students_payload
-
-    from kdmarl_teacher import report_distill
+    from kdmarl_teacher.distill.students_file import read_students_payload
+    from kdmarl_teacher.reports import distill as report_distill
 
     figures = []
     save = report_distill.save_figure
@@ -142,7 +154,7 @@ def bench_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_bench_figures(bench_dir: Path, tmp_path: Path) -> None:
-    from kdmarl_teacher.report_bench import ablation_rows
+    from kdmarl_teacher.reports.bench import ablation_rows
 
     out = tmp_path / "docs"
     assert cli.main(["report", "--bench", str(bench_dir), "--out-dir", str(out)]) == 0
@@ -167,7 +179,8 @@ def test_report_does_not_import_torch(bench_dir: Path, tmp_path: Path) -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False")
-    assert (teacher / "learning_curve.png").is_file() and (tmp_path / "docs" / "distill_pareto.png").is_file()
+    assert png_size(teacher / "learning_curve.png") == (11 * DPI, 4 * DPI)
+    assert png_size(tmp_path / "docs" / "distill_pareto.png") == (8 * DPI, 5 * DPI)
 
 
 def test_bench_bad_inputs_name_the_file(bench_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,7 +202,7 @@ def test_bench_ladder_forces_each_rung(tmp_path: Path, monkeypatch: pytest.Monke
     """bench_ladder's inline budgets make load_team (as distill calls it) pick exactly the requested rung."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     from bench_ladder import DEFAULT_RUNGS, write_rung_team
-    from kdmarl_teacher.profiles import load_team
+    from kdmarl_teacher.distill.profiles import load_team
 
     for hidden in DEFAULT_RUNGS:
         team = load_team(write_rung_team(hidden, tmp_path), max_flops=39424)  # the -8.11 teacher's actor FLOPs

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from kdmarl_teacher.resources import linear_widths, measured_flops, mlp_resources, module_resources
-from kdmarl_teacher.students import LADDER, StudentMLP
+from kdmarl_teacher.core.resources import linear_widths, measured_flops, mlp_resources, module_resources
+from kdmarl_teacher.distill.students import LADDER, StudentMLP
 from torch import nn
 
 
@@ -28,7 +28,7 @@ def test_counting_rules() -> None:
 
 
 def test_teacher_actor_resources() -> None:
-    from kdmarl_teacher.networks import Actor
+    from kdmarl_teacher.core.networks import Actor
 
     actor = Actor(obs_dim_max=18, n_agents=3, n_actions=[5, 5, 5], hidden=[128, 128])
     res = module_resources(actor)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from kdmarl_student.scenarios import scenario_spec
 from kdmarl_student.sensing import apply_sensing, sensed_dim, sensing_mask
-from kdmarl_teacher.profiles import SENSING_PROFILES, apply_sensing_torch, resolve_sensing
+from kdmarl_teacher.distill.profiles import SENSING_PROFILES, apply_sensing_torch, resolve_sensing
 
 SPREAD = scenario_spec("simple_spread", N=3)
 LAYOUT = SPREAD.agents[0].layout  # self_vel 0:2, self_pos 2:4, landmarks 4:10, other_agents 10:14, comm 14:18

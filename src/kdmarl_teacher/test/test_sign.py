@@ -12,11 +12,11 @@ import pytest
 from kdmarl_student.errors import BundleError, SignatureError
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.signing import load_private_key, sign_bundle
-from kdmarl_teacher.checkpoint import load_teacher
+from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.export import bundle as export_bundle_mod
+from kdmarl_teacher.export import onnx_models
+from kdmarl_teacher.export import sign as sign_mod
 from test_export import write_teacher
-
-from kdmarl_teacher import export as export_mod
-from kdmarl_teacher import sign as sign_mod
 
 
 def sign_cli(*argv: str) -> int:
@@ -28,8 +28,8 @@ def sign_cli(*argv: str) -> int:
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     teacher = load_teacher(write_teacher(tmp_path / "run", hidden=(16,)))
-    return export_mod.export_bundle(
-        spec=teacher.spec, agents=export_mod.teacher_export_agents(teacher), teacher_actor=teacher.actor,
+    return export_bundle_mod.export_bundle(
+        spec=teacher.spec, agents=onnx_models.teacher_export_agents(teacher), teacher_actor=teacher.actor,
         out_dir=tmp_path / "bundle", eval_seeds=(), parity_random=100, parity_recorded=0, latency_calls=0,
         dynamo=False,
     )

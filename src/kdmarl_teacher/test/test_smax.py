@@ -196,7 +196,7 @@ def test_bad_names_and_params():
 
 # ---- masks in the MAPPO teacher and its evaluation ------------------------------------------------------------
 def test_masked_sampling_never_picks_unavailable():
-    from kdmarl_teacher.networks import apply_action_mask, sample_actions
+    from kdmarl_teacher.core.networks import apply_action_mask, sample_actions
 
     gen = torch.Generator().manual_seed(0)
     mask = torch.rand(4096, 8, generator=gen) < 0.3
@@ -212,11 +212,10 @@ def test_masked_sampling_never_picks_unavailable():
 
 
 def test_tiny_training_run_and_evaluate(tmp_path, monkeypatch):
-    from kdmarl_teacher.checkpoint import load_teacher
-    from kdmarl_teacher.config import default_config_path, load_config
-    from kdmarl_teacher.evaluate import evaluate
-
-    from kdmarl_teacher import mappo
+    from kdmarl_teacher.algos import mappo
+    from kdmarl_teacher.algos.config import default_config_path, load_config
+    from kdmarl_teacher.algos.teacher import load_teacher
+    from kdmarl_teacher.evaluation.evaluate import evaluate
 
     real_make_env = mappo.make_env
     checked = []

@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("jaxmarl")
 
 from kdmarl_student.scenarios import scenario_spec
-from kdmarl_teacher.profiles import load_team, resolve_sensing
+from kdmarl_teacher.distill.profiles import load_team, resolve_sensing
 
 
 # ---- sensing and hardware profiles ----------------------------------------------------------------------------
@@ -45,9 +45,8 @@ def test_smax_teams_load() -> None:
 # ---- a tiny SMAX teacher (as test_smax's tiny training run) and masked distillation -----------------------------
 @pytest.fixture(scope="module")
 def smax_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kdmarl_teacher.config import default_config_path, load_config
-
-    from kdmarl_teacher import mappo
+    from kdmarl_teacher.algos import mappo
+    from kdmarl_teacher.algos.config import default_config_path, load_config
 
     cfg = load_config(default_config_path("smax:3m"), ["scenario=smax:3m", "num_envs=8", "num_steps=16",
                                                        "total_steps=256", "num_minibatches=2", "update_epochs=1",
@@ -78,10 +77,10 @@ def checked_envs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def tiny_distill(teacher_path: Path, out: Path, team: str = "smax_3m") -> dict:
-    from kdmarl_teacher.checkpoint import load_teacher
-    from kdmarl_teacher.config import load_distill_config
-    from kdmarl_teacher.distill import distill
-    from kdmarl_teacher.profiles import CONFIG_DIR
+    from kdmarl_teacher.algos.teacher import load_teacher
+    from kdmarl_teacher.distill.config import load_distill_config
+    from kdmarl_teacher.distill.loop import distill
+    from kdmarl_teacher.distill.profiles import CONFIG_DIR
 
     cfg = load_distill_config(CONFIG_DIR / "distill.yaml", [f"team={team}", "num_envs=8", "num_steps=16",
                                                             "total_steps=256", "update_epochs=1",
@@ -102,11 +101,50 @@ def test_masked_distillation_never_samples_unavailable(smax_teacher: Path, tmp_p
     assert "win_rate_retention" in on_disk
 
 
+@pytest.fixture(scope="module")
+def smax_qmix_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny QMIX teacher on SMAX 3m from the shipped config/qmix_smax.yaml (a few seconds)."""
+    from kdmarl_teacher.algos import qmix
+    from kdmarl_teacher.algos.config import default_config_path, load_qmix_config
+
+    cfg = load_qmix_config(default_config_path("smax:3m", "qmix"), [
+        "num_envs=8", "num_steps=16", "total_steps=384", "learning_starts=128", "buffer_size=32", "batch_size=8",
+        "updates_per_iteration=1", "agent_hidden=[32,32]", "mixer_embed=8", "hypernet_hidden=16", "eval_every=0"])
+    return qmix.train(cfg, tmp_path_factory.mktemp("smax_qmix_teacher") / "run", progress=False)
+
+
+def test_qmix_teacher_distillation_on_smax_is_masked_and_reports_win_rates(
+        smax_qmix_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: the value-decomposition recipe (QMIX teacher) on SMAX. Every action stepped (student rollouts
+    and the evaluation's three policies) is available, and the report carries the win rates as the MAPPO
+    recipe's does."""
+    from kdmarl_teacher.algos.teacher import load_teacher
+    from kdmarl_teacher.distill.config import load_distill_config
+    from kdmarl_teacher.distill.loop import distill
+    from kdmarl_teacher.distill.profiles import CONFIG_DIR
+
+    checked = checked_envs(monkeypatch)
+    cfg = load_distill_config(CONFIG_DIR / "distill_qmix.yaml", [
+        "team=smax_3m", "num_envs=8", "num_steps=16", "total_steps=256", "update_epochs=1", "num_minibatches=2",
+        "eval_episodes=6"])
+    run = tmp_path / "students"
+    report = distill(cfg, load_teacher(smax_qmix_teacher, "cpu"), run, teacher_path=smax_qmix_teacher,
+                     progress=False)
+    assert report["recipe"] == "value_decomposition"
+    assert sum(checked) >= 2 * 16 * 8 * 3  # two iterations of 8 envs x 16 steps x 3 agents, plus evaluations
+    on_disk = json.loads((run / "distill_report.json").read_text())
+    for key in ("teacher_eval", "students_eval", "random_eval"):
+        assert 0.0 <= on_disk[key]["win_rate"] <= 1.0 and on_disk[key]["episodes"] == 6
+    t_win, s_win = on_disk["teacher_eval"]["win_rate"], on_disk["students_eval"]["win_rate"]
+    assert on_disk["win_rate_retention"] == (s_win / t_win if t_win > 0 else None)
+    assert "win_rate_definition" in on_disk
+
+
 def test_masked_update_uses_masked_logits() -> None:
     """The KL and CE terms on masked logits: an unavailable action the teacher's raw logits favour carries no
     mass in the target, and the student's masked distribution matches it exactly when the available logits do."""
-    from kdmarl_teacher.distill import agent_mask
-    from kdmarl_teacher.losses import argmax_ce_loss, kd_kl_loss
+    from kdmarl_teacher.core.losses import argmax_ce_loss, kd_kl_loss
+    from kdmarl_teacher.distill.team import agent_mask
 
     mask = torch.tensor([[[True, False, True, True]]])  # [B=1, N=1, A=4]
     teacher = torch.tensor([[0.0, 9.0, 1.0, 2.0]])
@@ -122,7 +160,7 @@ def test_masked_update_uses_masked_logits() -> None:
 # ---- export, the runtime's mask, kdmarl evaluate --bundle --------------------------------------------------------
 @pytest.fixture(scope="module")
 def smax_bundle(smax_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kdmarl_teacher import export
+    from kdmarl_teacher.export import cli as export
 
     run = tmp_path_factory.mktemp("smax_students") / "run"
     tiny_distill(smax_teacher, run)
@@ -169,7 +207,7 @@ def test_runtime_never_returns_an_unavailable_action(smax_bundle: Path) -> None:
 
 
 def test_evaluate_bundle_on_smax_reports_win_rate(smax_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kdmarl_teacher.evaluate_bundle import evaluate_bundle_report
+    from kdmarl_teacher.evaluation.bundle import evaluate_bundle_report
 
     from kdmarl_student import smax_battle
 

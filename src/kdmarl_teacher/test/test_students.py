@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from kdmarl_teacher.profiles import load_hardware
-from kdmarl_teacher.students import LADDER, StudentMLP, budget_violations, build_student, choose_rung
+from kdmarl_teacher.distill.profiles import load_hardware
+from kdmarl_teacher.distill.students import LADDER, StudentMLP, budget_violations, build_student, choose_rung
 
 
 def test_largest_rung_that_fits() -> None:

@@ -8,6 +8,7 @@ and the error report are exercised too. 4800 env steps per trial, 20 evaluation 
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -21,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from kdmarl_teacher.experiments import spec as sweep_spec
+from kdmarl_teacher.experiments import sweep
 from scipy import stats
-from test_distill import teacher_path  # noqa: F401  (the module-scoped tiny MAPPO teacher fixture)
-
-from kdmarl_teacher import sweep
 
 BASE = {"num_envs": 32, "num_steps": 25, "total_steps": 32 * 25 * 6, "eval_episodes": 20, "lr": 0.01,
         "checkpoint_every": 2}
@@ -48,7 +48,7 @@ def _cli(*args: str, **kw: object) -> subprocess.Popen:
 
 
 def _records(out: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in (out / "trials").glob(f"*/{sweep.TRIAL_FILE}")}
+    return {p.parent.name: json.loads(p.read_text()) for p in (out / "trials").glob(f"*/{sweep_spec.TRIAL_FILE}")}
 
 
 @pytest.mark.parametrize(("over", "field"), [
@@ -60,15 +60,15 @@ def _records(out: Path) -> dict[str, dict]:
     ({"teacher": "/nonexistent/teacher.pt"}, "teacher"),
     ({"epochs": 3}, "epochs"),
 ])
-def test_spec_errors_name_the_file_and_field(teacher_path: Path, tmp_path: Path, over: dict,  # noqa: F811
+def test_spec_errors_name_the_file_and_field(teacher_path: Path, tmp_path: Path, over: dict,
                                              field: str) -> None:
     spec = _spec(tmp_path, teacher_path, **over)
     with pytest.raises(ValueError, match=re.escape(f"spec.yaml: field '{field}'")):
-        sweep.expand(sweep.load_spec(spec), tmp_path / "out")
+        sweep_spec.expand(sweep_spec.load_spec(spec), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_sweep_interrupt_resume_and_aggregate(teacher_path: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_sweep_interrupt_resume_and_aggregate(teacher_path: Path, tmp_path: Path) -> None:
     spec, out = _spec(tmp_path, teacher_path), tmp_path / "sweep"
 
     # 1. Start the sweep and kill it (SIGKILL, the whole process group: driver and local Ray) once a trial is done.
@@ -124,15 +124,22 @@ def test_sweep_interrupt_resume_and_aggregate(teacher_path: Path, tmp_path: Path
     assert math.isclose(cmp["mean_diff"], d.mean(), rel_tol=1e-12, abs_tol=1e-15)
     assert math.isclose(cmp["p_value"], stats.ttest_rel(x["no_kl"], x["full"]).pvalue, rel_tol=1e-9)
     assert math.isclose(cmp["d_z"], d.mean() / d.std(ddof=1), rel_tol=1e-9)
-    assert cmp["boot_low"] <= d.mean() <= cmp["boot_high"]
+    # two pairs: every resample mean is d[0], d[1] or their mean, and each extreme has probability 1/4, so the
+    # 2.5 % and 97.5 % percentiles are exactly the smaller and the larger difference
+    assert (cmp["boot_low"], cmp["boot_high"]) == (d.min(), d.max())
     assert rows["broken"]["n"] == 0
 
     # 4. --report alone (no Ray) rewrites the same aggregate, CSV and figures; a trial is a plain distill run.
     assert sweep.main(["--report", str(out)]) == 0
     again = json.loads((out / "sweep_report.json").read_text())
     assert [r["mean"] for r in again["points"] if r["n"]] == [r["mean"] for r in rep["points"] if r["n"]]
-    for name in ("sweep_report.csv", "sweep_bars.png", "sweep_pareto.png"):
-        assert (out / name).stat().st_size > 0
+    with (out / "sweep_report.csv").open(newline="") as fh:
+        csv_rows = {r["variant"]: r for r in csv.DictReader(fh) if r.get("n_done")}
+    for r in again["points"]:
+        if r["n"]:
+            assert float(csv_rows[r["point"]["variant"]]["mean"]) == pytest.approx(r["mean"], rel=1e-12)
+    for name in ("sweep_bars.png", "sweep_pareto.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
     trial = out / "trials" / "full_seed=1"
     assert {"students.pt", "distill_config.yaml", "metrics.csv", "checkpoint.pt"} <= {p.name for p in trial.iterdir()}
     assert yaml.safe_load((trial / "distill_config.yaml").read_text())["torch_threads"] == 1

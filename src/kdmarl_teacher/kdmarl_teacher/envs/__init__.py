@@ -1,7 +1,7 @@
 """Batched MPE environments for training: a torch port of mpe2's scenarios and a PettingZoo adapter.
 
 ``make_env("simple_spread", num_envs=B, seed=0, device="cpu", dtype=torch.float32, N=3)`` returns B
-environments stepped as tensors (contract in docs/ARCHITECTURE.md). A scenario given as an import path
+environments stepped as tensors (the contract: ``envs.contract.BatchedEnv``). A scenario given as an import path
 (``"mpe2.simple_spread_v3"``) runs B copies of that PettingZoo ParallelEnv behind the same interface, and
 ``"smax:<map>"`` (``"smax:3m"``, ``"smax:2s3z"``) B JaxMARL SMAX battles (``envs/smax.py``, imported lazily:
 only SMAX pays for jax).
@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from kdmarl_student.scenarios import is_smax, scenario_spec
 
+from .contract import BatchedEnv
 from .core import BatchedMPEEnv, Scenario, WorldState
 from .pettingzoo_adapter import PettingZooBatchedEnv
 from .registry import SCENARIO_CLASSES
@@ -26,7 +27,7 @@ def make_env(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     **params: Any,
-) -> Any:
+) -> BatchedEnv:
     """The torch port for a scenario name, the PettingZoo adapter for an import path (contains a dot), or the
     SMAX adapter for ``smax:<map>``. Unknown names or parameters raise ValueError naming what was expected.
     """
@@ -40,4 +41,5 @@ def make_env(
     return BatchedMPEEnv(SCENARIO_CLASSES[spec.name](spec), num_envs, seed=seed, device=device, dtype=dtype)
 
 
-__all__ = ["SCENARIO_CLASSES", "BatchedMPEEnv", "PettingZooBatchedEnv", "Scenario", "WorldState", "make_env"]
+__all__ = ["SCENARIO_CLASSES", "BatchedEnv", "BatchedMPEEnv", "PettingZooBatchedEnv", "Scenario", "WorldState",
+           "make_env"]

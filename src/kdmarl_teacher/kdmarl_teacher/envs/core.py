@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import MPE_MOVE_DIRECTIONS, ScenarioSpec
 
+from .contract import adopt_spec
+
 # mpe2 World defaults (core.py) and SimpleEnv._set_action's sensitivity.
 DT = 0.1
 DAMPING = 0.25
@@ -191,16 +193,7 @@ class BatchedMPEEnv:
         check_batch_args(num_envs, dtype)
         self.scenario = scenario
         self.spec: ScenarioSpec = scenario.spec
-        self.num_envs = num_envs
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.n_agents = self.spec.n_agents
-        self.obs_dims: tuple[int, ...] = self.spec.obs_dims
-        self.n_actions: tuple[int, ...] = self.spec.n_actions
-        self.obs_dim_max = self.spec.obs_dim_max
-        self.state_dim = self.spec.state_dim
-        self.max_cycles = self.spec.max_cycles
-        self.agent_names = self.spec.agent_names
+        adopt_spec(self, scenario.spec, num_envs, device, dtype)
 
         A, dev = self.n_agents, self.device
         self._n_actions_t = torch.tensor(self.n_actions, device=dev)  # [A]
@@ -246,6 +239,10 @@ class BatchedMPEEnv:
         self.episode_returns[index] = 0
         for v in self._acc.values():
             v[index] = 0
+
+    def available_actions(self) -> None:
+        """No action masks: every action of every agent is always available (the `BatchedEnv` contract)."""
+        return None
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reset all B worlds; ``seed`` reseeds this env's torch generator (runs are reproducible).

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import SCENARIOS, AgentSpec, ScenarioSpec, scenario_spec
 
+from .contract import adopt_spec
 from .core import Scenario, check_batch_args, read_mpe2_world, stack_worlds
 from .registry import SCENARIO_CLASSES
 
@@ -70,16 +71,7 @@ class PettingZooBatchedEnv:
         self.envs = [module.parallel_env(**kwargs) for _ in range(num_envs)]
         if not known:
             self.spec = _generic_spec(path, params, self.envs[0])
-        self.num_envs = num_envs
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.agent_names = self.spec.agent_names
-        self.n_agents = self.spec.n_agents
-        self.obs_dims = self.spec.obs_dims
-        self.n_actions = self.spec.n_actions
-        self.obs_dim_max = self.spec.obs_dim_max
-        self.state_dim = self.spec.state_dim
-        self.max_cycles = self.spec.max_cycles
+        adopt_spec(self, self.spec, num_envs, device, dtype)
         self._rng = np.random.default_rng(seed)
         self.t = np.zeros(num_envs, dtype=np.int64)
         self.episode_returns = np.zeros((num_envs, self.n_agents))
@@ -112,6 +104,10 @@ class PettingZooBatchedEnv:
         for v in self._acc.values():
             v.zero_()
         return self._out(self._obs)
+
+    def available_actions(self) -> None:
+        """No action masks: every action of every agent is always available (the `BatchedEnv` contract)."""
+        return None
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reset copy b with ``seed + b`` (or seeds drawn from this adapter's RNG when seed is None)."""

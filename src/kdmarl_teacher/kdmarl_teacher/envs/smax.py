@@ -45,6 +45,7 @@ from kdmarl_student.scenarios import scenario_spec
 from kdmarl_student.smax_battle import SmaxRules, make_smax_env
 from kdmarl_student.smax_battle import import_smax as _import_jax
 
+from .contract import adopt_spec
 from .core import check_batch_args
 
 
@@ -63,16 +64,7 @@ class SmaxBatchedEnv:
                  dtype: torch.dtype = torch.float32, **params: Any) -> None:
         check_batch_args(num_envs, dtype)
         self.spec = scenario_spec(scenario, **params)
-        self.num_envs = num_envs
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.agent_names = self.spec.agent_names
-        self.n_agents = self.spec.n_agents
-        self.obs_dims: tuple[int, ...] = self.spec.obs_dims
-        self.n_actions: tuple[int, ...] = self.spec.n_actions
-        self.obs_dim_max = self.spec.obs_dim_max
-        self.state_dim = self.spec.state_dim
-        self.max_cycles = self.spec.max_cycles
+        adopt_spec(self, self.spec, num_envs, device, dtype)
         jax, jnp, _smax = _import_jax()
         self._jax, self._jnp = jax, jnp
         # Every input of the jitted functions is committed to this device: jit keys its cache on committedness
