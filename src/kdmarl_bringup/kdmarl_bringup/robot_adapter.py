@@ -29,8 +29,10 @@ for a ``diff_drive`` base by Robotarium's near-identity diffeomorphism (``conver
 default, projection distance ``projection_distance`` = 0.05 m) or heading tracking (``conversion: heading``).
 With the diffeomorphism the observed ``self_pos`` / ``self_vel`` are those of the point ``projection_distance``
 ahead of the base, the point the conversion moves as a single integrator (peers are their odom positions).
-Every command then goes through the limits (``max_linear``, ``max_angular``, ``max_linear_accel``,
-``max_angular_accel``; 0 = none): no published command exceeds them.
+The command is recomputed for every own odometry message as well as for every action and control tick: the
+conversion depends on the heading, which a diff-drive base changes between two decisions (Robotarium runs it in
+its control loop too). Every command then goes through the limits (``max_linear``, ``max_angular``,
+``max_linear_accel``, ``max_angular_accel``; 0 = none): no published command exceeds them.
 
 A *stop* is an exact zero command, sent at once (braking is not ramped, see :mod:`kdmarl_bringup.drive`): when
 the robot's own odometry or the student's action is older than its timeout (Isaac Sim keeps applying the last
@@ -53,6 +55,7 @@ import array
 import math
 import sys
 import time
+from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import PoseArray, Twist, TwistStamped
@@ -83,10 +86,9 @@ from kdmarl_bringup.drive import (
     point_velocity,
     world_velocity_to_command,
 )
+from kdmarl_bringup.fleet_stop import STOP_QOS, STOP_TOPIC
 from kdmarl_msgs.msg import AgentAction, AgentObservation, FleetStop
 
-STOP_TOPIC = "/kdmarl/stop"
-STOP_QOS = LATCHED_QOS  # reliable, transient local, keep last 1: a late joiner gets the fleet's current state
 MOVE_DIRECTIONS: dict[str, tuple[float, float]] = dict(zip(MPE_MOVES, MPE_MOVE_DIRECTIONS, strict=True))
 
 
@@ -233,6 +235,8 @@ class RobotAdapter(Node):
     def _on_own_odom(self, msg: Odometry) -> None:
         pos, vel, yaw = odom_state(msg, self.projection)
         self.own = (pos, vel, yaw, time.perf_counter())
+        if self.action is not None and not self.stop_reason(self.own[3]):
+            self._command()  # the conversion follows the heading at the odometry rate, not only per decision
 
     def _on_peer_odom(self, peer: str, msg: Odometry) -> None:
         self.peer_pos[peer] = odom_state(msg)[0]
@@ -274,7 +278,7 @@ class RobotAdapter(Node):
         """Publish the limited command for the latest action, or an exact zero when the robot must stop."""
         now = time.perf_counter()
         if self.stop_reason(now):
-            self._publish(ZERO, now)
+            self._publish(ZERO)
             self.zero_twists += 1
             return
         assert self.own is not None and self.action is not None
@@ -283,11 +287,21 @@ class RobotAdapter(Node):
                                             projection_distance=max(self.projection, 1e-3),
                                             angular_velocity_limit=read_limits(self).max_angular or math.pi)
         previous, then = self.last_cmd
-        self._publish(limit_command(desired, previous, now - then, read_limits(self), self.period), now)
+        t, stamp = self._clock()
+        self._publish(limit_command(desired, previous, t - then, read_limits(self), self.period), (t, stamp))
 
-    def _publish(self, cmd: BaseCommand, now: float) -> None:
-        self.last_cmd = (cmd, now)
-        self.cmd_pub.publish(command_message(cmd, self.stamped, self.get_clock().now().to_msg(), self.cmd_frame))
+    def _clock(self) -> tuple[float, Any]:
+        """(seconds for the acceleration limits, header stamp) from one clock reading: the stamp's own clock
+        (system time), so the stamps a base sees are the times the limits were computed for; under sim time
+        the steady clock (sim time may pause or jump back on reset)."""
+        now = self.get_clock().now()
+        t = time.perf_counter() if self.get_clock().ros_time_is_active else now.nanoseconds * 1e-9
+        return t, now.to_msg()
+
+    def _publish(self, cmd: BaseCommand, clock: tuple[float, Any] | None = None) -> None:
+        t, stamp = clock or self._clock()
+        self.last_cmd = (cmd, t)
+        self.cmd_pub.publish(command_message(cmd, self.stamped, stamp, self.cmd_frame))
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -321,7 +335,7 @@ class RobotAdapter(Node):
     def stop(self) -> None:
         """Zero command at shutdown: a simulator keeps applying the last command otherwise."""
         for _ in range(3):
-            self._publish(ZERO, time.perf_counter())
+            self._publish(ZERO)
 
 
 def main(argv: list[str] | None = None) -> None:
