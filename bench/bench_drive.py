@@ -38,11 +38,13 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "src" / "kdmarl_bringup" / "test" / "data" / "spread3"
 AGENTS = ["agent_0", "agent_1", "agent_2"]
 ROBOTS = ["r0", "r1", "r2"]
-LIMITS = {"max_linear": 2.0, "max_linear_accel": 6.0}  # MPE's terminal speed; ~its initial acceleration
-FLEETS: dict[str, dict[str, Any]] = {
-    "holonomic": {"drive": "holonomic", **LIMITS, "cmd_vel_stamped": True},
-    "diff_drive": {"drive": "diff_drive", "conversion": "diffeomorphism", "projection_distance": 0.05, **LIMITS,
-                   "max_angular": 20.0, "max_angular_accel": 200.0, "cmd_vel_stamped": True},
+FLEETS: dict[str, dict[str, Any]] = {  # limits: MPE's terminal speed 2 m/s; a turn rate of 10 rad/s
+    "holonomic": {"drive": "holonomic", "max_linear": 2.0, "cmd_vel_stamped": True},
+    "diff_drive": {"drive": "diff_drive", "conversion": "heading", "max_linear": 2.0, "max_angular": 10.0,
+                   "cmd_vel_stamped": True},
+    "diff_drive_diffeomorphism": {"drive": "diff_drive", "conversion": "diffeomorphism", "projection_distance": 0.05,
+                                  "max_linear": 2.0, "max_angular": 10.0, "cmd_vel_stamped": True},
+    "holonomic_accel_6": {"drive": "holonomic", "max_linear": 2.0, "max_linear_accel": 6.0, "cmd_vel_stamped": True},
 }
 
 
@@ -136,12 +138,19 @@ def main() -> None:
         targets=targets,
         notes=[
             f"seeds {seeds[0]}-{seeds[-1]}: mpe2 simple_spread starts (world_scale 1, speed_scale 2 m/s), headings "
-            "uniform from default_rng(seed), identical for both fleets; 25 samples at 10 Hz after the teleport "
-            "(MPE's max_cycles at its dt 0.1 s), scored at the robots' base positions with mpe2's own reward "
-            "(local_ratio 0.5) and task figures (landmarks covered at the last sample)",
-            "diff_drive: Robotarium's near-identity diffeomorphism (robotarium_python_simulator "
-            "rps/utilities/transformations.py, create_si_to_uni_mapping), projection distance 0.05 m; the adapter "
-            "observes the projected point; fake robots: unicycle, first-order lag 0.35 s (MPE damping) on v and ω",
+            "uniform from default_rng(seed), identical for every fleet; scoring starts when every robot reports the "
+            f"teleport, then {args.steps} samples at {args.rate:g} Hz (MPE's max_cycles at its dt 0.1 s), scored at "
+            "the robots' base positions with mpe2's own reward (local_ratio 0.5) and task figures (landmarks "
+            "covered at the last sample, collisions = agent pairs closer than 0.3 summed over the samples)",
+            "conversions (robotarium_python_simulator rps/utilities/transformations.py): heading = "
+            "create_si_to_uni_dynamics (gain and limit = max_angular); diffeomorphism = create_si_to_uni_mapping "
+            "(projection distance 0.05 m; the adapter observes the projected point)",
+            "fake robots: first-order lag 0.35 s on the linear velocity (MPE's damping), 0.05 s on the turn rate; "
+            "diff_drive robots integrate the unicycle exactly at 50 Hz; the adapter recomputes the conversion for "
+            "every odometry message (50 Hz) and decides at 10 Hz",
+            "holonomic_accel_6: the holonomic fleet with max_linear_accel 6 m/s^2 on the commands (about MPE's "
+            "initial acceleration); the velocity-setpoint ramp adds to the robot's lag, which the MPE-trained "
+            "students were not trained for",
             "limits checked on every published TwistStamped: velocity exactly; acceleration between consecutive "
             "commands with dt from the stamps (+1 ms), exact zeros (stops) exempt",
             f"realtime on a shared, loaded 2-core machine (other engineers' jobs running); wall time "

@@ -11,8 +11,9 @@ Both follow the command through the same chain: commands older than ``cmd_timeou
 watchdog); the base's own limiter applies ``max_linear``, ``max_angular``, ``max_linear_accel`` and
 ``max_angular_accel`` (0 = none; the same :func:`kdmarl_bringup.drive.limit_command` as the adapter; a received
 command above a velocity limit is counted and warned about: the adapter must never send one); then the velocity
-follows with a first-order lag (``velocity_time_constant_s``; 0.35 s reproduces MPE's damping of 0.25 per 0.1 s
-step, so a policy trained in MPE sees familiar dynamics).
+follows with a first-order lag (``velocity_time_constant_s`` for the linear velocity: 0.35 s reproduces MPE's
+damping of 0.25 per 0.1 s step, so a policy trained in MPE sees familiar dynamics; ``angular_time_constant_s``,
+0.05 s, for the turn rate: the wheels of a real base follow within tens of milliseconds, and MPE has no heading).
 
 Topics are relative, as on a real robot: ``cmd_vel`` in (geometry_msgs/Twist, or TwistStamped with
 ``cmd_vel_stamped``, base frame, reliable), ``odom`` out (nav_msgs/Odometry, REP-105 frames ``<robot>/odom`` ->
@@ -41,6 +42,11 @@ from kdmarl_bringup.base_io import declare_drive_parameters, read_limits, twist_
 from kdmarl_bringup.drive import ZERO, BaseCommand, base_to_world, limit_command, unicycle_step
 
 
+def _lag(dt: float, tau: float) -> float:
+    """The step of a first-order lag with time constant ``tau`` over ``dt`` (1 = instant)."""
+    return 1.0 if tau <= 0 else 1.0 - math.exp(-dt / tau)
+
+
 class FakeRobot(Node):
     """Kinematic robot: cmd_vel -> watchdog -> limits -> first-order velocity lag -> integrated pose -> odom."""
 
@@ -51,7 +57,9 @@ class FakeRobot(Node):
         self.declare_parameter("rate_hz", 50.0, descriptor("Integration and odom rate (steady clock).",
                                                            read_only=True, float_range=(1.0, 1000.0)))
         self.declare_parameter("velocity_time_constant_s", 0.35, descriptor(
-            "First-order lag of the velocity behind the command (0 = instant).", float_range=(0.0, 10.0)))
+            "First-order lag of the linear velocity behind the command (0 = instant).", float_range=(0.0, 10.0)))
+        self.declare_parameter("angular_time_constant_s", 0.05, descriptor(
+            "First-order lag of the angular velocity behind the command (0 = instant).", float_range=(0.0, 10.0)))
         self.declare_parameter("cmd_timeout_s", 0.5, descriptor("Commands older than this count as zero.",
                                                                 float_range=(0.01, 60.0)))
         self.drive, _, stamped = declare_drive_parameters(self)
@@ -97,11 +105,11 @@ class FakeRobot(Node):
         self.last = now
         cmd = self.cmd if now - self.cmd_time <= float(self.get_parameter("cmd_timeout_s").value) else ZERO
         self.limited = limit_command(cmd, self.limited, dt, read_limits(self), period=dt)
-        tau = float(self.get_parameter("velocity_time_constant_s").value)
-        alpha = 1.0 if tau <= 0 else 1.0 - math.exp(-dt / tau)
+        alpha, beta = (_lag(dt, float(self.get_parameter(p).value))
+                       for p in ("velocity_time_constant_s", "angular_time_constant_s"))
         v = self.vel
         self.vel = BaseCommand(v.vx + alpha * (self.limited.vx - v.vx), v.vy + alpha * (self.limited.vy - v.vy),
-                               v.wz + alpha * (self.limited.wz - v.wz))
+                               v.wz + beta * (self.limited.wz - v.wz))
         if self.drive == "diff_drive":
             self.x, self.y, self.yaw = unicycle_step((self.x, self.y, self.yaw), self.vel.vx, self.vel.wz, dt)
         else:

@@ -25,8 +25,9 @@ is ``self_vel, self_pos, landmarks (relative), other_agents (relative, in the bu
 
 A discrete MPE move becomes a world-frame velocity ``speed_scale`` m/s along -x/+x/-y/+y, turned into the base's
 command by its ``drive`` (:mod:`kdmarl_bringup.drive`): rotated into the base frame (``holonomic``), or ``(v, ω)``
-for a ``diff_drive`` base by Robotarium's near-identity diffeomorphism (``conversion: diffeomorphism``, the
-default, projection distance ``projection_distance`` = 0.05 m) or heading tracking (``conversion: heading``).
+for a ``diff_drive`` base by Robotarium's heading tracking (``conversion: heading``, the default, gain and limit
+``max_angular``) or its near-identity diffeomorphism (``conversion: diffeomorphism``, projection distance
+``projection_distance`` = 0.05 m).
 With the diffeomorphism the observed ``self_pos`` / ``self_vel`` are those of the point ``projection_distance``
 ahead of the base, the point the conversion moves as a single integrator (peers are their odom positions).
 The command is recomputed for every own odometry message as well as for every action and control tick: the
@@ -147,10 +148,10 @@ class RobotAdapter(Node):
         self.declare_parameter("action_timeout_s", 0.5, descriptor(
             "Student action older than this -> zero Twist.", float_range=(0.01, 60.0)))
         self.drive, _, self.stamped = declare_drive_parameters(self)
-        self.declare_parameter("conversion", "diffeomorphism", descriptor(
-            "diff_drive: world velocity -> (v, omega) by Robotarium's near-identity diffeomorphism (a point "
-            "projection_distance ahead is the single integrator) or heading tracking.", read_only=True,
-            additional_constraints=" | ".join(CONVERSIONS)))
+        self.declare_parameter("conversion", CONVERSIONS[0], descriptor(
+            "diff_drive: world velocity -> (v, omega) by Robotarium's heading tracking (gain max_angular) or its "
+            "near-identity diffeomorphism (a point projection_distance ahead is the single integrator).",
+            read_only=True, additional_constraints=" | ".join(CONVERSIONS)))
         self.declare_parameter("projection_distance", PROJECTION_DISTANCE_M, descriptor(
             "diff_drive + diffeomorphism: distance (m) of the controlled point ahead of the base.", read_only=True,
             float_range=(1e-3, 10.0)))
