@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -54,25 +53,6 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), ci95_half_width(float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a))
 
 
-def over_limits(probe: FleetProbe, fleet: dict[str, Any], period: float) -> int:
-    """Published commands above a velocity limit, or (stamps apart) above an acceleration limit."""
-    bad = 0
-    for cmds in probe.cmds.values():
-        prev = None
-        for _, msg in cmds:
-            t = msg.twist
-            stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-            lin = math.hypot(t.linear.x, t.linear.y)
-            bad += lin > fleet.get("max_linear", math.inf) or abs(t.angular.z) > fleet.get("max_angular", math.inf)
-            if prev is not None and lin + abs(t.angular.z) > 0:  # exact zeros are stops (not ramped)
-                dt = min(stamp - prev[0], period) + 1e-3  # 1 ms: stamp vs the adapter's steady clock
-                dlin = math.hypot(t.linear.x - prev[1], t.linear.y - prev[2])
-                bad += dlin > fleet.get("max_linear_accel", math.inf) * dt + 1e-9
-                bad += abs(t.angular.z - prev[3]) > fleet.get("max_angular_accel", math.inf) * dt + 1e-9
-            prev = (stamp, t.linear.x, t.linear.y, t.angular.z)
-    return bad
-
-
 def run_fleet(name: str, fleet: dict[str, Any], seeds: list[int], *, steps: int, rate: float, work: Path,
               domain: int) -> dict[str, Any]:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
@@ -89,7 +69,7 @@ def run_fleet(name: str, fleet: dict[str, Any], seeds: list[int], *, steps: int,
         if not probe.wait_ready(240.0):
             raise RuntimeError(f"{name} fleet not ready; see {work / name / 'logs'}")
         episodes = [probe.episode(start, steps, 1.0 / rate) for start in spread_starts(seeds)]
-        violations = over_limits(probe, fleet, 1.0 / rate)
+        violations = len(probe.over_limits(fleet, 1.0 / rate))
         commands = sum(len(c) for c in probe.cmds.values())
     finally:
         node.destroy_node()

@@ -176,3 +176,27 @@ class FleetProbe:
             collisions += metrics["collisions"]
         return {"seed": start.seed, "team_return": float(returns.mean()),
                 "landmarks_covered": metrics["landmarks_covered"], "collisions": collisions}
+
+    def over_limits(self, limits: dict[str, Any], period: float) -> list[str]:
+        """Every recorded (stamped) command above a velocity limit, or above an acceleration limit relative to the
+        robot's previous command (dt from the stamps, at most ``period``, + 1 ms for the two clock readings);
+        exact zeros are stops, sent at once by design. Limits absent or 0 are none."""
+        lim = {k: float(limits.get(k) or math.inf) for k in
+               ("max_linear", "max_angular", "max_linear_accel", "max_angular_accel")}
+        bad = []
+        for robot, cmds in self.cmds.items():
+            prev = None
+            for _, msg in cmds:
+                t = msg.twist
+                stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+                lin = math.hypot(t.linear.x, t.linear.y)
+                if lin > lim["max_linear"] or abs(t.angular.z) > lim["max_angular"]:
+                    bad.append(f"{robot}: {t.linear.x}, {t.linear.y}, {t.angular.z} above the velocity limits")
+                if prev is not None and (lin or t.angular.z):
+                    dt = min(stamp - prev[0], period) + 1e-3
+                    if (math.hypot(t.linear.x - prev[1], t.linear.y - prev[2]) > lim["max_linear_accel"] * dt + 1e-9
+                            or abs(t.angular.z - prev[3]) > lim["max_angular_accel"] * dt + 1e-9):
+                        bad.append(f"{robot}: {prev} -> {stamp}, {t.linear.x}, {t.linear.y}, {t.angular.z} above "
+                                   "the acceleration limits")
+                prev = (stamp, t.linear.x, t.linear.y, t.angular.z)
+        return bad

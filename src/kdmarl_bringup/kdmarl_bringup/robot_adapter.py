@@ -288,10 +288,10 @@ class RobotAdapter(Node):
                                             projection_distance=max(self.projection, 1e-3),
                                             angular_velocity_limit=read_limits(self).max_angular or math.pi)
         previous, then = self.last_cmd
-        t, stamp = self._clock()
+        t, stamp = self._clock_reading()
         self._publish(limit_command(desired, previous, t - then, read_limits(self), self.period), (t, stamp))
 
-    def _clock(self) -> tuple[float, Any]:
+    def _clock_reading(self) -> tuple[float, Any]:
         """(seconds for the acceleration limits, header stamp) from one clock reading: the stamp's own clock
         (system time), so the stamps a base sees are the times the limits were computed for; under sim time
         the steady clock (sim time may pause or jump back on reset)."""
@@ -300,7 +300,7 @@ class RobotAdapter(Node):
         return t, now.to_msg()
 
     def _publish(self, cmd: BaseCommand, clock: tuple[float, Any] | None = None) -> None:
-        t, stamp = clock or self._clock()
+        t, stamp = clock or self._clock_reading()
         self.last_cmd = (cmd, t)
         self.cmd_pub.publish(command_message(cmd, self.stamped, stamp, self.cmd_frame))
 
