@@ -69,7 +69,7 @@ def run_fleet(name: str, fleet: dict[str, Any], seeds: list[int], *, steps: int,
         if not probe.wait_ready(240.0):
             raise RuntimeError(f"{name} fleet not ready; see {work / name / 'logs'}")
         episodes = [probe.episode(start, steps, 1.0 / rate) for start in spread_starts(seeds)]
-        violations = len(probe.over_limits(fleet, 1.0 / rate))
+        violations = len(probe.over_limits(fleet))
         commands = sum(len(c) for c in probe.cmds.values())
     finally:
         node.destroy_node()
@@ -131,8 +131,8 @@ def main() -> None:
             "holonomic_accel_6: the holonomic fleet with max_linear_accel 6 m/s^2 on the commands (about MPE's "
             "initial acceleration); the velocity-setpoint ramp adds to the robot's lag, which the MPE-trained "
             "students were not trained for",
-            "limits checked on every published TwistStamped: velocity exactly; acceleration between consecutive "
-            "commands with dt from the stamps (+1 ms), exact zeros (stops) exempt",
+            "limits checked on every TwistStamped the observer received: velocity exactly; acceleration between "
+            "consecutive received commands, |dv| <= a (dt of the stamps + 1 ms), exact zeros (stops) exempt",
             f"realtime on a shared, loaded 2-core machine (other engineers' jobs running); wall time "
             f"{time.monotonic() - started:.0f} s",
         ],

@@ -158,8 +158,9 @@ class FleetProbe:
             msg = PoseWithCovarianceStamped()
             msg.pose.pose = _pose(p[0], p[1], float(yaw))
             self.reset_pubs[r].publish(msg)
-        # Scoring starts once every robot's odometry shows the teleport (within 1 cm), as an MPE episode starts.
-        arrived = lambda: all(float(np.linalg.norm(self.odom[r][0] - p)) < 0.01  # noqa: E731
+        # Scoring starts once every robot's odometry shows the teleport, as an MPE episode starts (within 5 cm: the
+        # robots move again at once, and the latest odometry is all a busy observer may get).
+        arrived = lambda: all(float(np.linalg.norm(self.odom[r][0] - p)) < 0.05  # noqa: E731
                               for r, p in zip(self.robots, start.positions, strict=True))
         if not self.spin(5.0, arrived):
             raise RuntimeError("the robots did not report the teleport within 5 s")
@@ -177,10 +178,13 @@ class FleetProbe:
         return {"seed": start.seed, "team_return": float(returns.mean()),
                 "landmarks_covered": metrics["landmarks_covered"], "collisions": collisions}
 
-    def over_limits(self, limits: dict[str, Any], period: float) -> list[str]:
+    def over_limits(self, limits: dict[str, Any]) -> list[str]:
         """Every recorded (stamped) command above a velocity limit, or above an acceleration limit relative to the
-        robot's previous command (dt from the stamps, at most ``period``, + 1 ms for the two clock readings);
-        exact zeros are stops, sent at once by design. Limits absent or 0 are none."""
+        robot's previous recorded command: ``|Δv| <= a·Δt`` with Δt the difference of the stamps (+ 1 ms). The
+        adapter allows ``a·min(dt, period)`` per published command, so this holds between any two of them, also
+        when the observer missed some in between (a busy reader's keep-last queue drops; measured: gaps of up to
+        0.25 s in a 50 Hz stream on the loaded machine). Exact zeros are stops, sent at once by design. Limits
+        absent or 0 are none."""
         lim = {k: float(limits.get(k) or math.inf) for k in
                ("max_linear", "max_angular", "max_linear_accel", "max_angular_accel")}
         bad = []
@@ -193,7 +197,7 @@ class FleetProbe:
                 if lin > lim["max_linear"] or abs(t.angular.z) > lim["max_angular"]:
                     bad.append(f"{robot}: {t.linear.x}, {t.linear.y}, {t.angular.z} above the velocity limits")
                 if prev is not None and (lin or t.angular.z):
-                    dt = min(stamp - prev[0], period) + 1e-3
+                    dt = stamp - prev[0] + 1e-3
                     if (math.hypot(t.linear.x - prev[1], t.linear.y - prev[2]) > lim["max_linear_accel"] * dt + 1e-9
                             or abs(t.angular.z - prev[3]) > lim["max_angular_accel"] * dt + 1e-9):
                         bad.append(f"{robot}: {prev} -> {stamp}, {t.linear.x}, {t.linear.y}, {t.angular.z} above "

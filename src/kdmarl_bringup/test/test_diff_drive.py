@@ -55,7 +55,7 @@ def test_diff_drive_fleet_reaches_landmarks_within_its_limits(processes: Process
     assert np.mean(covered) >= 2.0, episodes
     assert end_cost < 0.5 * start_cost[-1]
     # No published command above a limit; a unicycle's commands only (v, ω); stamped in the base frame.
-    assert probe.over_limits(LIMITS, 0.1) == []
+    assert probe.over_limits(LIMITS) == []
     cmds = [m for r in ROBOTS for _, m in probe.cmds[r]]
     assert len(cmds) > 1000 and all(m.twist.linear.y == 0.0 for m in cmds)
     assert {m.header.frame_id for _, m in probe.cmds["r2"]} == {"r2/base_link"}

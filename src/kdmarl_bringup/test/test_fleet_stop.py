@@ -76,7 +76,7 @@ class Fleet:
 def _start_robot(processes: Processes, bundle: Path, robots: list[str], i: int, **extra) -> None:
     robot = robots[i]
     ns = ["-r", f"__ns:=/{robot}"]
-    landmarks = [v for k in range(len(robots)) for v in (0.5 * np.cos(k), 0.5 * np.sin(k))]
+    landmarks = [float(v) for k in range(len(robots)) for v in (0.5 * np.cos(k), 0.5 * np.sin(k))]
     processes.start(f"adapter_{robot}", "kdmarl_bringup.robot_adapter", ros_args=ns, params={
         "bundle": str(bundle), "agent": f"agent_{i}", "peers": [r for r in robots if r != robot],
         "landmarks": landmarks, "rate_hz": RATE_HZ, "cmd_vel_stamped": True, "action_timeout_s": 3.0,
