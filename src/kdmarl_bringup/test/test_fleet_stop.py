@@ -1,7 +1,7 @@
 """The fleet stop over real DDS (issue 24): 16 robot adapters and 16 student processes, one student frozen with
-SIGSTOP; a stop from the real ``fleet_stop`` command zeroes every robot's cmd_vel within one control period, keeps
-it zero while the students go on acting, and only a resume lets the robots move again. Late joiners and older
-stamps: a robot that starts after the stop is stopped too; a stale resume does not resume."""
+SIGSTOP; a stop zeroes every robot's cmd_vel within one control period, keeps it zero while the students go on
+acting, and only a resume lets the robots move again. Late joiners and older stamps: a robot that starts after the
+stop (published by the real ``fleet_stop`` command) is stopped too; a stale resume does not resume."""
 
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ def _moving(msg: TwistStamped) -> bool:
 
 
 class Fleet:
-    """The test's side: odometry of every (stationary) robot at 20 Hz, and every cmd_vel and action recorded."""
+    """The test's side: odometry of every (stationary) robot at 10 Hz, and every cmd_vel and action recorded.
+
+    16 adapters command about 30 times a second each: this one Python process receives their commands late, so
+    every check waits for the commands *stamped* in the interval it judges, and timings come from the stamps."""
 
     def __init__(self, node, robots: list[str]) -> None:
         self.node, self.robots = node, robots
@@ -63,7 +66,7 @@ class Fleet:
                 msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = yaw_quaternion(0.3 * i)
                 odom_pubs[r].publish(msg)
 
-        node.create_timer(0.05, publish_odom)
+        node.create_timer(0.1, publish_odom)
 
     def moving_now(self, robot: str, last: int = 3) -> bool:
         recent = self.cmds[robot][-last:]
@@ -79,12 +82,12 @@ def _start_robot(processes: Processes, bundle: Path, robots: list[str], i: int, 
     landmarks = [float(v) for k in range(len(robots)) for v in (0.5 * np.cos(k), 0.5 * np.sin(k))]
     processes.start(f"adapter_{robot}", "kdmarl_bringup.robot_adapter", ros_args=ns, params={
         "bundle": str(bundle), "agent": f"agent_{i}", "peers": [r for r in robots if r != robot],
-        "landmarks": landmarks, "rate_hz": RATE_HZ, "cmd_vel_stamped": True, "action_timeout_s": 3.0,
-        "odom_timeout_s": 1.0, "drive": "diff_drive" if i % 2 else "holonomic", "max_linear": 2.0,
+        "landmarks": landmarks, "rate_hz": RATE_HZ, "cmd_vel_stamped": True, "action_timeout_s": 20.0,
+        "odom_timeout_s": 3.0, "drive": "diff_drive" if i % 2 else "holonomic", "max_linear": 2.0,
         "max_angular": 20.0, **extra})
     processes.start(f"student_{robot}", "kdmarl_student.student_node", ros_args=ns, params={
         "bundle": str(bundle), "agent": f"agent_{i}", "mode": "realtime", "control_rate_hz": RATE_HZ,
-        "observation_timeout_s": 1.0})
+        "observation_timeout_s": 3.0})
 
 
 def test_fleet_stop_reaches_16_robots_within_a_control_period_even_with_a_frozen_student(
@@ -94,6 +97,7 @@ def test_fleet_stop_reaches_16_robots_within_a_control_period_even_with_a_frozen
     for i in range(N):
         _start_robot(processes, bundle, robots, i)
     fleet = Fleet(ros_node, robots)
+    stop_pub = ros_node.create_publisher(FleetStop, STOP_TOPIC, STOP_QOS)
     alive = tuple(processes.procs)
     # Every adapter commanding and most robots moving (random-weight students: some pick no-op).
     assert spin_until(ros_node, lambda: all(len(fleet.cmds[r]) >= 5 for r in robots)
@@ -104,18 +108,21 @@ def test_fleet_stop_reaches_16_robots_within_a_control_period_even_with_a_frozen
     os.kill(student.pid, signal.SIGSTOP)
     try:
         t_frozen = time.time()
-        spin_until(ros_node, lambda: False, 0.6)
-        # Without a stop, the frozen student's robot keeps going on its last action (fresh for 3 s).
-        assert fleet.after(frozen, t_frozen + 0.2) and all(_moving(m) for m in fleet.after(frozen, t_frozen + 0.2))
+        # Without a stop, the frozen student's robot keeps going on its last action (action_timeout_s 20 s).
+        assert spin_until(ros_node, lambda: len(fleet.after(frozen, t_frozen + 0.5)) >= 5, 15.0), \
+            len(fleet.cmds[frozen])
+        assert all(_moving(m) for m in fleet.after(frozen, t_frozen + 0.5))
         moving_before = [r for r in robots if fleet.moving_now(r)]
         assert frozen in moving_before
         actions_before = {r: len(fleet.actions[r]) for r in robots}
-        processes.start("stop", "kdmarl_bringup.fleet_stop", "--who", "pytest", "--why", "fleet stop test")
-        assert spin_until(ros_node, lambda: bool(fleet.stops), 60.0), processes.log("stop")
-        stop = fleet.stops[-1]
+        # From a publisher every adapter has discovered (a standing stop button): the stop's latency, not the
+        # DDS discovery of a new process (test_a_late_robot_is_stopped... runs the fleet_stop command).
+        stop = FleetStop(stop=True, who="pytest", why="fleet stop test")
+        stop.header.stamp = ros_node.get_clock().now().to_msg()
+        stop_pub.publish(stop)
         assert (stop.stop, stop.who, stop.why) == (True, "pytest", "fleet stop test")
         t_stop = _stamp(stop)
-        spin_until(ros_node, lambda: False, 2.0)
+        assert spin_until(ros_node, lambda: all(len(fleet.after(r, t_stop + 2.0)) >= 3 for r in robots), 30.0)
         # Per robot: the first zero after which every command is zero, on the adapter's stamps.
         delays, receive_delays = {}, {}
         for r in robots:
@@ -134,14 +141,15 @@ def test_fleet_stop_reaches_16_robots_within_a_control_period_even_with_a_frozen
         assert max(delays.values()) <= PERIOD, delays
         # The students went on acting (non-safe actions): the adapters held the wheels anyway.
         assert sum(len(fleet.actions[r]) - actions_before[r] >= 10 for r in robots if r != frozen) >= N - 2
-        # Stays stopped until an explicit resume: then the robots that moved before move again.
-        processes.stop("stop")
-        spin_until(ros_node, lambda: False, 1.0)
+        # Stays stopped (1 s more) until an explicit resume: then the robots that moved before move again.
+        t_more = time.time()
+        assert spin_until(ros_node, lambda: all(len(fleet.after(r, t_more + 1.0)) >= 3 for r in robots), 30.0)
         assert not any(_moving(m) for r in robots for m in fleet.after(r, t_stop + PERIOD + 0.05))
-        processes.start("resume", "kdmarl_bringup.fleet_stop", "--resume", "--who", "pytest", "--why", "all clear")
-        assert spin_until(ros_node, lambda: len(fleet.stops) >= 2, 60.0), processes.log("resume")
-        t_resume = _stamp(fleet.stops[-1])
-        spin_until(ros_node, lambda: False, 2.0)
+        resume = FleetStop(stop=False, who="pytest", why="all clear")
+        resume.header.stamp = ros_node.get_clock().now().to_msg()
+        stop_pub.publish(resume)
+        t_resume = _stamp(resume)
+        assert spin_until(ros_node, lambda: all(len(fleet.after(r, t_resume + 2.0)) >= 3 for r in robots), 30.0)
         resumed = [r for r in moving_before if r != frozen and any(_moving(m) for m in fleet.after(r, t_resume))]
         assert len(resumed) >= len(moving_before) // 2, (resumed, moving_before)
         assert "fleet stop by 'pytest': 'fleet stop test'" in processes.log(f"adapter_{frozen}")
@@ -160,15 +168,15 @@ def test_a_late_robot_is_stopped_and_an_older_resume_is_ignored(processes: Proce
     pub = ros_node.create_publisher(FleetStop, STOP_TOPIC, STOP_QOS)
     old_resume = FleetStop(stop=False, who="old", why="stale resume")
     old_resume.header.stamp = ros_node.get_clock().now().to_msg()
-    stop = FleetStop(stop=True, who="pytest", why="before start")
-    stop.header.stamp = ros_node.get_clock().now().to_msg()
-    pub.publish(stop)
+    processes.start("stop", "kdmarl_bringup.fleet_stop", "--who", "pytest", "--why", "before start")
+    assert spin_until(ros_node, lambda: bool(fleet.stops), 60.0), processes.log("stop")  # published, held
     for i in range(3):
         _start_robot(processes, bundle, robots, i)
     alive = tuple(processes.procs)
     assert spin_until(ros_node, lambda: all(len(fleet.actions[r]) >= 10 and len(fleet.cmds[r]) >= 10
                                             for r in robots), 240.0, processes, alive=alive), processes.logs()
     assert not any(_moving(m) for r in robots for _, m in fleet.cmds[r])
+    assert "fleet stop by 'pytest': 'before start'" in processes.log("adapter_a")
     pub.publish(old_resume)
     spin_until(ros_node, lambda: False, 1.0)
     assert not any(_moving(m) for r in robots for _, m in fleet.cmds[r])
