@@ -5,11 +5,7 @@ drive:=diff_drive`` runs such a fleet."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -106,10 +102,6 @@ def test_ros2_launch_runs_a_diff_drive_fake_fleet(tmp_path: Path) -> None:
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
-        if launch.proc.poll() is None:
-            os.killpg(launch.proc.pid, signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                launch.proc.wait(60)
-        launch.close()
+        launch.interrupt_and_close()
     assert "Traceback" not in launch.output(), launch.output()[-3000:]
 
