@@ -40,7 +40,9 @@ the robot's own odometry or the student's action is older than its timeout (Isaa
 command), for safe actions, at shutdown, and while the fleet is stopped. A ``FleetStop`` with ``stop: true`` on
 ``/kdmarl/stop`` (latched) gives a zero command from its callback (within one control period of its arrival)
 and on every control tick after, whatever the student does (the adapter owns the wheels: a frozen student
-cannot keep the robot going), until a ``stop: false`` with a newer stamp resumes. Staleness uses the steady
+cannot keep the robot going), until a ``stop: false`` with a newer stamp resumes. ``hold_until_resume`` makes an
+adapter start stopped, moving only after a resume (a stop published before the adapter discovered its publisher
+reaches it only through discovery). Staleness uses the steady
 clock, so a simulator that starts late or resets its clock is harmless.
 
 Students with memory (history features, recurrent state) need nothing else from the adapter: the student keeps
@@ -159,6 +161,11 @@ class RobotAdapter(Node):
             "header.frame_id of a stamped cmd_vel; empty = <robot>/base_link.", read_only=True))
         self.declare_parameter("stop_topic", STOP_TOPIC, descriptor(
             "kdmarl_msgs/FleetStop topic (latched): stop -> zero velocity until a newer resume.", read_only=True))
+        self.declare_parameter("hold_until_resume", False, descriptor(
+            "Start stopped: move only after a FleetStop resume (an operator enables the fleet). Without it, an "
+            "adapter that starts while a stop is in force may move until discovery delivers the latched stop.",
+            read_only=True))
+        self.hold_until_resume = bool(self.get_parameter("hold_until_resume").value)
         self.conversion = str(self.get_parameter("conversion").value)
         if self.conversion not in CONVERSIONS:
             raise ValueError(f"parameter 'conversion' must be one of {CONVERSIONS}, got {self.conversion!r}")
@@ -269,6 +276,8 @@ class RobotAdapter(Node):
         """Why the robot must stand still now ("" = it may move): fleet stop, stale input, safe action."""
         if self.fleet_stop is not None and self.fleet_stop.stop:
             return "fleet stop"
+        if self.fleet_stop is None and self.hold_until_resume:
+            return "waiting for a fleet resume"
         if self.own is None or now - self.own[3] > float(self.get_parameter("odom_timeout_s").value):
             return "own odom stale"
         if self.action is None or now - self.action[2] > float(self.get_parameter("action_timeout_s").value):

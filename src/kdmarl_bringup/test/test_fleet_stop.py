@@ -34,6 +34,12 @@ def _stamp(msg) -> float:
     return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
 
 
+def _log_time(log: str, text: str) -> float:
+    """The time of the first log line (``[LEVEL] [sec.nsec] [node]: text``) containing ``text``."""
+    line = next(line for line in log.splitlines() if text in line)
+    return float(line.split("] [", 1)[1].split("]", 1)[0])
+
+
 def _moving(msg: TwistStamped) -> bool:
     t = msg.twist
     return t.linear.x != 0.0 or t.linear.y != 0.0 or t.angular.z != 0.0
@@ -160,8 +166,9 @@ def test_fleet_stop_reaches_16_robots_within_a_control_period_even_with_a_frozen
 
 def test_a_late_robot_is_stopped_and_an_older_resume_is_ignored(processes: Processes, ros_node,
                                                                  tmp_path: Path) -> None:
-    """The stop is latched: an adapter that starts after it never moves; a resume stamped before the stop
-    (another publisher with an older message) changes nothing; a newer resume does."""
+    """The stop is latched: an adapter that starts after it is stopped as soon as discovery delivers it (and with
+    ``hold_until_resume`` never moves before a resume); a resume stamped before the stop (another publisher with an
+    older message) changes nothing; a newer resume does."""
     bundle = make_seeker_bundle(tmp_path / "seeker")  # stationary robots away from their landmarks: it moves
     robots = ["a", "b", "c"]
     fleet = Fleet(ros_node, robots)
@@ -171,15 +178,17 @@ def test_a_late_robot_is_stopped_and_an_older_resume_is_ignored(processes: Proce
     processes.start("stop", "kdmarl_bringup.fleet_stop", "--who", "pytest", "--why", "before start")
     assert spin_until(ros_node, lambda: bool(fleet.stops), 60.0), processes.log("stop")  # published, held
     for i in range(3):
-        _start_robot(processes, bundle, robots, i)
+        _start_robot(processes, bundle, robots, i, **({"hold_until_resume": True} if robots[i] == "c" else {}))
     alive = tuple(processes.procs)
     assert spin_until(ros_node, lambda: all(len(fleet.actions[r]) >= 10 and len(fleet.cmds[r]) >= 10
+                                            and "fleet stop by 'pytest'" in processes.log(f"adapter_{r}")
                                             for r in robots), 240.0, processes, alive=alive), processes.logs()
-    assert not any(_moving(m) for r in robots for _, m in fleet.cmds[r])
-    assert "fleet stop by 'pytest': 'before start'" in processes.log("adapter_a")
+    received = {r: _log_time(processes.log(f"adapter_{r}"), "fleet stop by 'pytest': 'before start'") for r in robots}
+    assert not any(_moving(m) for r in robots for m in fleet.after(r, received[r] + 0.001))
+    assert not any(_moving(m) for _, m in fleet.cmds["c"])  # held from its start
     pub.publish(old_resume)
     spin_until(ros_node, lambda: False, 1.0)
-    assert not any(_moving(m) for r in robots for _, m in fleet.cmds[r])
+    assert not any(_moving(m) for r in robots for m in fleet.after(r, received[r] + 0.001))
     assert "ignoring an older fleet resume from 'old'" in processes.log("adapter_a")
     resume = FleetStop(stop=False, who="pytest", why="go")
     resume.header.stamp = ros_node.get_clock().now().to_msg()
