@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make bench: every benchmark in dependency order, then the README tables from bench/results/*.json.
+# make bench: every benchmark in dependency order, then the tables of docs/benchmarks.md and the README's headline
+# table from bench/results/*.json (scripts/bench_table.py).
 # About 7 hours on a quiet 2-core machine (most of it the 5-seed distillation sweeps and SMAX); run on a quiet
 # machine: the figures are wall-clock bound. Stages, each with its rough wall time:
 #   envs     batched MPE port vs the mpe2 loop                         -> bench/results/envs.json
