@@ -55,8 +55,7 @@ def numpy_forward(weights: Weights, x: np.ndarray) -> np.ndarray:
 def write_onnx_mlp(path: Path, weights: Weights, input_name: str = "observation", output_name: str = "logits",
                    batch_dim: str | int = "batch") -> Path:
     """A real, checker-clean ONNX MLP (MatMul + Add + Tanh) with a dynamic batch axis."""
-    import onnx  # noqa: PLC0415  development dependency
-    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415  development dependency
 
     nodes, inits = [], []
     current = input_name
@@ -74,11 +73,7 @@ def write_onnx_mlp(path: Path, weights: Weights, input_name: str = "observation"
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch_dim, weights[-1][0].shape[1]])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
+    return _save_graph(graph, path)
 
 
 GATES = ("r", "z", "n")  # PyTorch's GRU gate order
@@ -165,8 +160,7 @@ def write_onnx_gru(path: Path, weights: GRUWeights, *, input_name: str = "observ
                    state_input: str = "h_in", state_output: str = "h_out", batch_dim: str | int = "batch") -> Path:
     """A real, checker-clean recurrent student graph: (observation, h_in) -> (logits, h_out), the equations of
     :func:`numpy_gru_step` in elementary ops (what a torch export of a GRUCell computes)."""
-    import onnx  # noqa: PLC0415  development dependency
-    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415  development dependency
 
     nodes, inits = [], []
 
@@ -204,11 +198,7 @@ def write_onnx_gru(path: Path, weights: GRUWeights, *, input_name: str = "observ
          helper.make_tensor_value_info(state_output, TensorProto.FLOAT, [batch_dim, hidden])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
+    return _save_graph(graph, path)
 
 
 def write_onnx_step_counter(path: Path, input_dim: int, n_actions: int, state_dim: int = 1) -> Path:
@@ -219,8 +209,7 @@ def write_onnx_step_counter(path: Path, input_dim: int, n_actions: int, state_di
     happen, or a state advanced twice (or by a refused observation), shifts every later action. The observation
     is an input (``obs @ 0``) but does not matter. Ops: MatMul, Add, Mul, Cos, Sin.
     """
-    import onnx  # noqa: PLC0415  development dependency
-    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415  development dependency
 
     omega = 2.0 * np.pi / n_actions
     k = np.arange(n_actions)
@@ -250,11 +239,7 @@ def write_onnx_step_counter(path: Path, input_dim: int, n_actions: int, state_di
          helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["batch", state_dim])],
         [numpy_helper.from_array(v, name) for name, v in arrays.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
+    return _save_graph(graph, path)
 
 
 def delta_probe_weights(input_dim: int, n_actions: int = 5, gain: float = 10.0) -> Weights:
@@ -282,9 +267,13 @@ def gru_resources(weights: GRUWeights) -> dict[str, int]:
             "memory_bytes": 4 * (params + weights.input_dim + activations + hidden)}
 
 
-def _save_checked(model: Any, path: Path) -> Path:
+def _save_graph(graph: Any, path: Path) -> Path:
+    """Wrap a test graph in an opset-17, IR-8 model (what ONNX Runtime 1.x and the exporter agree on), check it
+    fully and write it."""
     import onnx  # noqa: PLC0415  development dependency
+    from onnx import helper  # noqa: PLC0415
 
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
@@ -326,8 +315,7 @@ def write_onnx_compute_bomb(path: Path, input_dim: int, n_actions: int, iteratio
          numpy_helper.from_array(np.array(0, np.int64), "none"), numpy_helper.from_array(np.array(True), "true"),
          numpy_helper.from_array(np.array(0.0, np.float32), "v0"), numpy_helper.from_array(weights, "w")],
     )
-    return _save_checked(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                           producer_name="kdmarl-tests"), path)
+    return _save_graph(graph, path)
 
 
 def write_onnx_slow_mlp(path: Path, input_dim: int, n_actions: int, width: int = 2048, layers: int = 600) -> Path:
@@ -353,8 +341,7 @@ def write_onnx_slow_mlp(path: Path, input_dim: int, n_actions: int, width: int =
         [numpy_helper.from_array(w_in, "w_in"), numpy_helper.from_array(w, "w"),
          numpy_helper.from_array(w_out, "w_out")],
     )
-    return _save_checked(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                           producer_name="kdmarl-tests"), path)
+    return _save_graph(graph, path)
 
 
 def make_bundle(

@@ -50,11 +50,16 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def bundle(pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "bundle"
+def _fresh_copy(pristine: Path, tmp_path: Path, name: str) -> Path:
+    """Each test damages its own copy of a module-scoped pristine bundle."""
+    copy = tmp_path / name
     shutil.copytree(pristine, copy)
     return copy
+
+
+@pytest.fixture
+def bundle(pristine: Path, tmp_path: Path) -> Path:
+    return _fresh_copy(pristine, tmp_path, "bundle")
 
 
 # ------------------------------------------------------------------------------------------- damage kit
@@ -491,9 +496,7 @@ def memory_pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def memory_bundle(memory_pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "memory_bundle"
-    shutil.copytree(memory_pristine, copy)
-    return copy
+    return _fresh_copy(memory_pristine, tmp_path, "memory_bundle")
 
 
 def _memory(index: int, **changes: Any) -> Callable[[dict], None]:

@@ -9,21 +9,14 @@ from pathlib import Path
 import pytest
 from kdmarl_student.errors import SignatureError
 from kdmarl_student.manifest import load_manifest
-from kdmarl_student.signing import (
-    SIGNATURE_FILE,
-    generate_keypair,
-    key_id,
-    load_private_key,
-    load_public_key,
-    sign_bundle,
-    verify_bundle_signature,
-)
 from test_support_bundles import make_bundle
+
+from kdmarl_student import signing
 
 
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, Path]:
-    generate_keypair(tmp_path / "keys" / "team.key", tmp_path / "keys" / "team.pub")
+    signing.generate_keypair(tmp_path / "keys" / "team.key", tmp_path / "keys" / "team.pub")
     return tmp_path / "keys" / "team.key", tmp_path / "keys" / "team.pub"
 
 
@@ -32,25 +25,25 @@ def test_private_key_is_owner_only_and_never_overwritten(keys: tuple[Path, Path]
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert b"PRIVATE KEY" in private.read_bytes() and b"PUBLIC KEY" in public.read_bytes()
     with pytest.raises(FileExistsError):
-        generate_keypair(private, public)
+        signing.generate_keypair(private, public)
 
 
 def test_encrypted_private_key(tmp_path: Path) -> None:
-    kid = generate_keypair(tmp_path / "a.key", tmp_path / "a.pub", passphrase=b"correct horse")
+    kid = signing.generate_keypair(tmp_path / "a.key", tmp_path / "a.pub", passphrase=b"correct horse")
     assert b"ENCRYPTED" in (tmp_path / "a.key").read_bytes()
-    key = load_private_key(tmp_path / "a.key", passphrase=b"correct horse")
-    assert key_id(key.public_key()) == kid == key_id(load_public_key(tmp_path / "a.pub"))
+    key = signing.load_private_key(tmp_path / "a.key", passphrase=b"correct horse")
+    assert signing.key_id(key.public_key()) == kid == signing.key_id(signing.load_public_key(tmp_path / "a.pub"))
     with pytest.raises(SignatureError) as info:
-        load_private_key(tmp_path / "a.key", passphrase=b"wrong")
+        signing.load_private_key(tmp_path / "a.key", passphrase=b"wrong")
     assert info.value.path.endswith("a.key")
 
 
 def test_round_trip_and_key_id(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     bundle, _, _ = make_bundle(tmp_path / "b")
-    sig = sign_bundle(bundle, load_private_key(keys[0]))
+    sig = signing.sign_bundle(bundle, signing.load_private_key(keys[0]))
     document = json.loads(sig.read_text())
     assert document["algorithm"] == "ed25519" and document["signed_file"] == "manifest.json"
-    assert verify_bundle_signature(bundle, load_public_key(keys[1])) == document["key_id"]
+    assert signing.verify_bundle_signature(bundle, signing.load_public_key(keys[1])) == document["key_id"]
     assert load_manifest(bundle, public_key=keys[1]).signed_by == document["key_id"]
     assert load_manifest(bundle).signed_by is None  # no key configured: signature not required
 
@@ -66,21 +59,21 @@ def test_round_trip_and_key_id(tmp_path: Path, keys: tuple[Path, Path]) -> None:
 )
 def test_malformed_signature_documents(tmp_path: Path, keys: tuple[Path, Path], edit, field: str) -> None:
     bundle, _, _ = make_bundle(tmp_path / "b")
-    sig = sign_bundle(bundle, load_private_key(keys[0]))
+    sig = signing.sign_bundle(bundle, signing.load_private_key(keys[0]))
     document = json.loads(sig.read_text())
     edit(document)
     sig.write_text(json.dumps(document))
     with pytest.raises(SignatureError) as info:
         load_manifest(bundle, public_key=keys[1])
-    assert info.value.path.endswith(SIGNATURE_FILE) and info.value.field == field
+    assert info.value.path.endswith(signing.SIGNATURE_FILE) and info.value.field == field
 
 
 def test_signature_not_json(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     bundle, _, _ = make_bundle(tmp_path / "b")
-    (bundle / SIGNATURE_FILE).write_text("garbage")
+    (bundle / signing.SIGNATURE_FILE).write_text("garbage")
     with pytest.raises(SignatureError) as info:
         load_manifest(bundle, public_key=keys[1])
-    assert info.value.path.endswith(SIGNATURE_FILE)
+    assert info.value.path.endswith(signing.SIGNATURE_FILE)
 
 
 def test_wrong_key_type_is_refused(tmp_path: Path) -> None:
@@ -91,7 +84,7 @@ def test_wrong_key_type_is_refused(tmp_path: Path) -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "ec.pub").write_bytes(pem)
     with pytest.raises(SignatureError, match="ed25519"):
-        load_public_key(tmp_path / "ec.pub")
+        signing.load_public_key(tmp_path / "ec.pub")
 
 
 def test_signer_reads_the_manifest_like_the_robot(tmp_path: Path, keys: tuple[Path, Path]) -> None:
@@ -106,10 +99,10 @@ def test_signer_reads_the_manifest_like_the_robot(tmp_path: Path, keys: tuple[Pa
     manifest.rename(real)
     manifest.symlink_to(real)
     with pytest.raises(BundleError, match="symlink") as info:
-        sign_bundle(bundle, load_private_key(keys[0]))
+        signing.sign_bundle(bundle, signing.load_private_key(keys[0]))
     assert info.value.path.endswith("manifest.json")
     manifest.unlink()
     manifest.write_bytes(real.read_bytes() + b" " * MAX_MANIFEST_BYTES)
     with pytest.raises(BundleError, match="at most"):
-        sign_bundle(bundle, load_private_key(keys[0]))
-    assert not (bundle / SIGNATURE_FILE).exists()
+        signing.sign_bundle(bundle, signing.load_private_key(keys[0]))
+    assert not (bundle / signing.SIGNATURE_FILE).exists()
