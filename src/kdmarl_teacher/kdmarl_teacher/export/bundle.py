@@ -42,6 +42,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from kdmarl_student.atomic import publish_directory
 from kdmarl_student.manifest import (
     MANIFEST_FILE,
     action_mask_fields,
@@ -296,34 +297,11 @@ def export_bundle(
             manifest_path.write_bytes(dump_manifest(manifest, manifest_path))
         load_manifest(stage)  # the runtime's own check of what is about to be published
         stage.chmod(0o755)  # mkdtemp makes it 0700; robots often run the node as another user
-        publish_stage(stage, out_dir)
+        publish_directory(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return out_dir
-
-
-def publish_stage(stage: Path, out_dir: Path) -> None:
-    """fsync the files of a finished staging directory and rename it into place; an old bundle is moved aside
-    first, then removed."""
-    for item in stage.iterdir():
-        if item.is_file():
-            with open(item, "rb") as handle:
-                os.fsync(handle.fileno())
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        os.replace(out_dir, old)
-        os.replace(stage, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, out_dir)
-    with contextlib.suppress(OSError):  # make the rename durable where the filesystem allows it
-        fd = os.open(out_dir.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

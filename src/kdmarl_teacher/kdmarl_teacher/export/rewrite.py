@@ -4,7 +4,7 @@ A bundle is signed and hashed content: a manifest rewritten in place would, for 
 signature (or half written). So the bundle is copied into a hidden sibling staging directory, the new manifest
 is validated and written there (:func:`kdmarl_student.manifest.dump_manifest`, the readers' own validation),
 signed when a key is given, loaded back as a robot loads it (signature included), and the staging directory
-is renamed over the bundle (:func:`kdmarl_teacher.export.bundle.publish_stage`). A signed bundle is never
+is renamed over the bundle (:func:`kdmarl_student.atomic.publish_directory`). A signed bundle is never
 rewritten without a key: the old signature would no longer match.
 """
 
@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kdmarl_student.atomic import publish_directory
 from kdmarl_student.manifest import MANIFEST_FILE, SIGNATURE_FILE, dump_manifest, load_manifest
 from kdmarl_student.signing import sign_bundle
-
-from kdmarl_teacher.export.bundle import publish_stage
 
 
 def rewrite_manifest(bundle: str | Path, data: Mapping[str, Any], private_key: Any = None) -> Path:
@@ -41,7 +40,7 @@ def rewrite_manifest(bundle: str | Path, data: Mapping[str, Any], private_key: A
             public_key = private_key.public_key()
         load_manifest(stage, public_key=public_key)
         stage.chmod(0o755)
-        publish_stage(stage, bundle)
+        publish_directory(stage, bundle)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
