@@ -17,6 +17,7 @@ from kdmarl_student.bundle_eval import evaluate_bundle
 from kdmarl_student.errors import BundleError
 from kdmarl_student.manifest import dump_manifest, load_manifest, oldest_schema_version
 from kdmarl_student.perturbation import Perturbation, default_grid
+from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.team_profile import measure_envelope, measure_team, retention_interval
 from kdmarl_student.testing import make_bundle
 
@@ -109,7 +110,10 @@ def test_communication_is_checked(tmp_path: Path, communication: dict, message: 
     assert data["schema_version"] in ("1.1", "1.2")  # helpers write no 1.3 field: older versions still written
     data["agents"][0]["communication"] = {"topology": "listens", "listens_to": ["agent_1", "agent_2"]}
     data["schema_version"] = oldest_schema_version(data)
-    dump_manifest(data)  # a listening student is declarable
+    (bundle / "manifest.json").write_bytes(dump_manifest(data))  # a listening student is declarable
+    with pytest.raises(BundleError, match=r"agents\[0\]\.communication\.topology.*delivers no messages"):
+        StudentPolicy(bundle, "agent_0")  # ... and refused by a runtime that delivers no messages
+    StudentPolicy(bundle, "agent_1")  # its teammates run
     data["agents"][0]["communication"] = communication
     with pytest.raises(BundleError, match=message) as info:
         dump_manifest(data)
