@@ -14,15 +14,10 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from conftest import Processes, make_bundle, make_seeker_bundle, read_json, spin_until  # noqa: E402
+from conftest import Processes, make_bundle, make_seeker_bundle, run_lockstep  # noqa: E402
 from kdmarl_student.bundle_eval import evaluate_bundle  # noqa: E402
 from kdmarl_student.compose import compose_bundle  # noqa: E402
 from kdmarl_student.manifest import load_manifest  # noqa: E402
-from kdmarl_student.ros_support import EPISODE_QOS  # noqa: E402
-
-from kdmarl_msgs.msg import EpisodeSummary  # noqa: E402
-
-AGENTS = ("agent_0", "agent_1", "agent_2")
 
 
 def test_composed_team_over_ros_equals_offline(processes: Processes, ros_node, tmp_path: Path) -> None:
@@ -33,21 +28,11 @@ def test_composed_team_over_ros_equals_offline(processes: Processes, ros_node, t
     bundle = compose_bundle([f"agent_0={seeker}", f"agent_1={seeker}", f"agent_2={small}"], tmp_path / "mixed",
                             eval_episodes=len(seeds), envelope_episodes=0)
     assert load_manifest(bundle).data["producer"]["students"] == "composed"
-    summaries: list[EpisodeSummary] = []
-    ros_node.create_subscription(EpisodeSummary, "/kdmarl/episode", summaries.append, EPISODE_QOS)
-    for agent in AGENTS:
-        processes.start(f"student_{agent}", "kdmarl_student.student_node", params={"bundle": str(bundle)},
-                        ros_args=["-r", f"__ns:=/{agent}"])
-    results = tmp_path / "bridge.json"
-    processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
-        "bundle": str(bundle), "episodes": len(seeds), "seed": seeds[0], "results_file": str(results),
-        "action_timeout_s": 30.0, "episode_subscribers": 1})
-    assert spin_until(ros_node, lambda: len(summaries) >= len(seeds), 240.0, processes,
-                      alive=tuple(f"student_{a}" for a in AGENTS)), processes.logs()
-    assert processes.procs["bridge"].wait(60) == 0, processes.logs()
+    summaries, over_ros = run_lockstep(processes, ros_node, bundle, seeds)
 
     offline = evaluate_bundle(bundle, seeds)
-    over_ros = read_json(results)
+    team = load_manifest(bundle).data["team"]
+    assert team["student_return"]["mean"] == pytest.approx(offline.returns.mean(), abs=1e-6)
     assert over_ros["missed_actions"] == 0
     np.testing.assert_array_equal(np.array([e["agent_returns"] for e in over_ros["episodes"]]), offline.agent_returns)
     assert [s.team_return for s in summaries] == offline.returns.tolist()

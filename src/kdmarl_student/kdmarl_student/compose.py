@@ -29,14 +29,12 @@ fleet tool can check and build a composition without the training stack.
 from __future__ import annotations
 
 import copy
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdmarl_student.atomic import publish_directory
+from kdmarl_student.bundle_stage import publish_stage, staging
 from kdmarl_student.manifest import (
     CONVENTIONS,
     MANIFEST_FILE,
@@ -48,7 +46,6 @@ from kdmarl_student.manifest import (
     sha256_file,
 )
 from kdmarl_student.scenarios import scenario_spec
-from kdmarl_student.signing import sign_bundle
 from kdmarl_student.team_profile import (
     DEFAULT_ENVELOPE_EPISODES,
     DEFAULT_ENVELOPE_SECONDS,
@@ -197,9 +194,7 @@ def compose_bundle(agents: list[str], out: Path, *, private_key: Any = None, for
             loaded[key_dir] = load_manifest(bundle)
         parts.append(Part(slot=slot, manifest=loaded[key_dir], source_agent=source))
     data = compose_manifest(parts, source=" ".join(agents), allow_memory_change=allow_memory_change)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staging(out) as stage:
         for part in parts:
             model = part.manifest.read_model(part.manifest.agent(part.source_agent))  # size, sha256, graph checked
             (stage / f"{part.slot}.onnx").write_bytes(model.data)
@@ -218,16 +213,7 @@ def compose_bundle(agents: list[str], out: Path, *, private_key: Any = None, for
                                                 max_cycles=int(data["scenario"].get("max_cycles") or 25))
         data["schema_version"] = oldest_schema_version(data)
         path.write_bytes(dump_manifest(data, path))
-        public_key = None
-        if private_key is not None:
-            sign_bundle(stage, private_key)
-            public_key = private_key.public_key()
-        load_manifest(stage, public_key=public_key)  # what a robot will check
-        stage.chmod(0o755)
-        publish_directory(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+        publish_stage(stage, out, private_key)
     return out
 
 

@@ -6,7 +6,7 @@
 
 The measurement is :func:`kdmarl_student.team_profile.measure_envelope` (torch-free: a robot-side tool runs the
 same code); the figure is :func:`kdmarl_teacher.reports.envelope.draw_envelope`. ``--write`` publishes the bundle
-again with the new manifest atomically (:func:`kdmarl_teacher.export.rewrite.rewrite_manifest`).
+again with the new manifest atomically (:func:`kdmarl_student.bundle_stage.rewrite_manifest`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from kdmarl_student.bundle_stage import rewrite_manifest
 from kdmarl_student.manifest import load_manifest, oldest_schema_version
 from kdmarl_student.team_profile import DEFAULT_ENVELOPE_EPISODES, DEFAULT_ENVELOPE_SECONDS, measure_envelope
 
-from kdmarl_teacher.export.rewrite import rewrite_manifest
 from kdmarl_teacher.export.sign import _passphrase
 from kdmarl_teacher.reports.envelope import draw_envelope
 

@@ -9,7 +9,7 @@ the writing are ``kdmarl_student.compose`` (torch-free, each mismatch a ``Compos
 Every model is read and checked (size, sha256, graph) from its bundle, copied byte for byte, the team results
 and the envelope are measured again on the composed bundle (:mod:`kdmarl_student.team_profile`), the manifest is
 signed with ``--key`` as ``kdmarl sign`` does, loaded back as a robot loads it, and the bundle appears atomically
-(:func:`kdmarl_student.atomic.publish_directory`).
+(:func:`kdmarl_student.bundle_stage.publish_stage`).
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def draw_envelope(envelope: Mapping[str, Any], out: Path, title: str = "") -> Pa
     ax.set_title("a teammate fails", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     axes[0].set_ylabel("retention vs unperturbed teacher")
-    axes[0].legend(fontsize=8)
+    axes[-1].legend(fontsize=8)  # the bars always carry both labels
     proto = envelope["protocol"]
     fig.suptitle(f"{title} envelope: {proto['episodes']} episodes per cell, seeds {proto['seeds']}"
                  f"{'' if proto.get('complete', True) else ' (grid cut by its time bound)'}", fontsize=10)
