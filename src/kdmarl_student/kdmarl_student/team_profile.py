@@ -85,7 +85,9 @@ def measure_team(bundle: str | Path, seeds: Sequence[int], *, has_teacher: bool 
     if has_teacher:
         teacher = evaluate_bundle(bundle, seeds, actor="teacher")
         team["teacher_return"] = return_stat(teacher)
-        team["retention"] = retention(student.returns.mean(), teacher.returns.mean(), rand.returns.mean())
+        # from the written (rounded) means, so a reader recomputes it exactly from the manifest
+        team["retention"] = retention(team["student_return"]["mean"], team["teacher_return"]["mean"],
+                                      team["random_return"]["mean"])
         team["retention_ci95"] = retention_interval(student.returns, teacher.returns, rand.returns)
     return team
 
@@ -100,6 +102,7 @@ def measure_envelope(bundle: str | Path, seeds: Sequence[int], *, grid: Sequence
     grid = list(grid if grid is not None else default_grid(max_cycles))
     start = time.perf_counter()
     rand = evaluate_bundle(bundle, seeds, actor="random")
+    rand_mean = return_stat(rand)["mean"]
     actors = ("teacher", "student") if has_teacher else ("student",)  # the teacher first: its baseline is the reference
     base: dict[str, BundleEvaluation] = {}
     cells = []
@@ -115,8 +118,8 @@ def measure_envelope(bundle: str | Path, seeds: Sequence[int], *, grid: Sequence
                 base[actor] = ev
             entry[f"{actor}_return"] = return_stat(ev)
             teacher0 = base.get("teacher")
-            entry[f"{actor}_retention"] = (None if teacher0 is None else
-                                           retention(ev.returns.mean(), teacher0.returns.mean(), rand.returns.mean()))
+            entry[f"{actor}_retention"] = (None if teacher0 is None else retention(
+                entry[f"{actor}_return"]["mean"], return_stat(teacher0)["mean"], rand_mean))  # the written means
             entry[f"{actor}_retention_ci95"] = (None if teacher0 is None else
                                                 retention_interval(ev.returns, teacher0.returns, rand.returns))
         cells.append(entry)
