@@ -182,7 +182,7 @@ def test_smax_manifest_says_how_the_mask_is_obtained(smax_bundle: Path) -> None:
     assert manifest.data["schema_version"] == PROFILE_SCHEMA_VERSION == "1.3"
     envelope = manifest.data["envelope"]
     cells = envelope["cells"]  # time-bounded (30 s): on a loaded machine the grid is cut, and says so
-    assert cells[0]["perturbation"] == {"kind": "none"} and cells[0]["teacher_retention"] == 1.0
+    assert cells[0]["perturbation"] == {"kind": "none"} and cells[0]["teacher_return"]["episodes"] == 1
     assert envelope["protocol"]["complete"] == (len(cells) == 14)
     for entry in manifest.agents:
         assert entry.safe_action == 4 and entry.action_meanings[4] == "stop"
