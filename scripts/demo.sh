@@ -2,8 +2,9 @@
 # make demo: the whole pipeline on the embedded default (mpe2 simple_spread, N=3, 25 steps):
 #   1. train a MAPPO teacher            -> runs/demo/teacher/{teacher.pt, metrics.csv, learning_curve.png, eval.json}
 #   2. distill a heterogeneous team     -> runs/demo/students/{students.pt, distill_report.json}
-#   3. export the bundle                -> bundles/demo/{manifest.json, agent_*.onnx}   (+ latency table)
-#   4. evaluate teacher / students / random from the bundle alone (retention, FLOPs)
+#   3. export the bundle                -> bundles/demo/{manifest.json, agent_*.onnx}   (+ latency table); the
+#      manifest carries the team's measured results (200 episodes) and its envelope (50 episodes per perturbation)
+#   4. evaluate teacher / students / random from the bundle alone (retention, FLOPs), draw the envelope figure
 #   5. run the swarm over ROS 2 (sim bridge + 3 student nodes + monitor) and compare with step 4
 # Every stage resumes: an interrupted `make demo` picks up where it stopped. KDMARL_DEMO_FRESH=1 starts over.
 # Sizes are set for a 2-core machine (about 12 minutes); scale them with the variables below.
@@ -34,11 +35,14 @@ banner "2/5 KD-MARL distillation: team $team ($distill_steps env steps)"
 kdmarl distill --teacher "$runs/teacher" --out "$runs/students" --team "$team" \
   --set total_steps="$distill_steps" $(resume_flag "$runs/students")
 
-banner "3/5 bundle: ONNX per agent, manifest, latency"
-kdmarl export "$runs/students" --out "$bundle" --force --eval-episodes 0
+banner "3/5 bundle: ONNX per agent, manifest, latency, team results and envelope"
+# The bundle carries its measured collaboration profile (issue 25): team results on seeds 1000-1199 and the
+# envelope (team return and retention under perturbations, bounded to 120 s); about 25 s on 2 cores.
+kdmarl export "$runs/students" --out "$bundle" --force --eval-episodes 200
 
 banner "4/5 teacher / students / random from the bundle alone"
 kdmarl evaluate --bundle "$bundle" --episodes 200
+kdmarl envelope "$bundle" --from-manifest  # the figure of the envelope the export measured: $bundle/envelope.png
 
 banner "5/5 the swarm over ROS 2: sim bridge + one student node per agent + monitor ($episodes episodes)"
 # With the ROS 2 tools (a ROS install, or the overlay the bootstrap builds) the stage is what a ROS engineer

@@ -11,6 +11,11 @@ writes ``summary.json`` and a PNG of per-node latency and CPU over time. With ``
 everything it receives to ``run.mcap`` (ros2msg schemas, CDR payloads: what rosbag2's MCAP storage writes),
 which Foxglove and ``ros2 bag`` open.
 
+With ``bundle`` set it also watches the envelope (issue 25, :mod:`kdmarl_bringup.envelope_watch`): once a
+second it compares each student's observation delay, decision latency and dropped observations, and the
+agents missing, with the conditions the bundle's envelope was measured under, and publishes its verdict on
+``/diagnostics`` as ``kdmarl_monitor: envelope`` (WARN naming the condition and the figure).
+
 It is not on the control path: the swarm runs the same without it.
 """
 
@@ -26,10 +31,19 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from kdmarl_student.ros_support import EPISODE_QOS, REPORT_QOS, descriptor, init_ros, spin_node, steady_clock
+from kdmarl_student.ros_support import (
+    EPISODE_QOS,
+    REPORT_QOS,
+    descriptor,
+    diagnostic_status,
+    init_ros,
+    spin_node,
+    steady_clock,
+)
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
 
+from kdmarl_bringup.envelope_watch import WARN, EnvelopeWatch, live_from_values
 from kdmarl_msgs.msg import EpisodeSummary, ResourceUsage
 
 USAGE_TYPE = "kdmarl_msgs/msg/ResourceUsage"
@@ -136,6 +150,7 @@ class Monitor(Node):
             float_range=(0.1, 3600.0)))
         self.declare_parameter("status_period_s", 10.0, descriptor(
             "Without the live table: log one status line this often (0 = never).", float_range=(0.0, 3600.0)))
+        self._init_envelope_watch()
         self.log_dir = Path(str(self.get_parameter("log_dir").value))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.started = time.time()
@@ -171,6 +186,62 @@ class Monitor(Node):
             self.create_timer(0.5, lambda: self.live.update(self.table()), clock=steady_clock())
         elif status_period > 0:
             self.create_timer(status_period, self._log_status, clock=steady_clock())
+
+    # ---- envelope watch (issue 25): a bounded piece, all of it here and in envelope_watch.py -------------
+    ENVELOPE_STATUS = "kdmarl_monitor: envelope"
+
+    def _init_envelope_watch(self) -> None:
+        self.declare_parameter("bundle", "", descriptor(
+            "Bundle whose envelope the live swarm is compared with ('' = no envelope watch).", read_only=True))
+        self.declare_parameter("envelope_min_retention", 0.8, descriptor(
+            "WARN when the envelope predicts less retention than this at the live conditions.",
+            float_range=(0.0, 1.0)))
+        self.declare_parameter("envelope_grace_s", 5.0, descriptor(
+            "Agents not heard this long after start count as missing.", float_range=(0.0, 3600.0)))
+        self.envelope_watch: EnvelopeWatch | None = None
+        self.envelope_verdict: tuple[int, str] | None = None
+        bundle = str(self.get_parameter("bundle").value)
+        if not bundle:
+            return
+        from kdmarl_student.manifest import load_manifest  # noqa: PLC0415  only with a bundle
+
+        manifest = load_manifest(bundle)
+        self.envelope_watch = EnvelopeWatch(manifest.data, bundle,
+                                            float(self.get_parameter("envelope_min_retention").value))
+        if not self.envelope_watch.active:
+            self.get_logger().warning(f"{bundle}: no envelope in its manifest: the live conditions are not compared")
+        self._envelope_pub = self.create_publisher(DiagnosticArray, "/diagnostics", REPORT_QOS)
+        self._envelope_started = time.monotonic()
+        self.create_timer(1.0, self._check_envelope, clock=steady_clock())
+
+    def _check_envelope(self) -> None:
+        watch = self.envelope_watch
+        assert watch is not None
+        live = {}
+        grace = time.monotonic() - self._envelope_started < float(self.get_parameter("envelope_grace_s").value)
+        for name, status in self.diagnostics.items():
+            if name == self.ENVELOPE_STATUS or status.hardware_id not in watch.agents:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            live[status.hardware_id] = live_from_values(values, present=name not in self.stale)
+        if self.episodes:  # lockstep: the bridge's missed actions per step are observations that did not arrive
+            last = self.episodes[-1]
+            for agent, missed in zip(watch.agents, last.missed_actions, strict=False):
+                if agent in live and last.steps:
+                    live[agent].drop_rate = max(live[agent].drop_rate or 0.0, float(missed) / float(last.steps))
+        if grace:  # not heard yet is not missing yet
+            for agent in watch.agents:
+                live.setdefault(agent, live_from_values({}))
+        level, message, values = watch.check(live)
+        if self.envelope_verdict is None or self.envelope_verdict[0] != level:
+            if level == WARN:  # two call sites: rclpy refuses one call site logging at two severities
+                self.get_logger().warning(f"envelope: {message}")
+            else:
+                self.get_logger().info(f"envelope: {message}")
+        self.envelope_verdict = (level, message)
+        status = diagnostic_status(DiagnosticStatus.WARN if level == WARN else DiagnosticStatus.OK,
+                                   self.ENVELOPE_STATUS, message, "monitor", values)
+        self._envelope_pub.publish(DiagnosticArray(status=[status]))
 
     # ---- input -------------------------------------------------------------------------------------
     def _discover(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from kdmarl_student.manifest import load_manifest
+from kdmarl_student.perturbation import Perturbation
 from kdmarl_student.policy import StudentPolicy
 from kdmarl_student.scenarios import is_smax, make_mpe2_env, scenario_spec, task_metrics
 from kdmarl_student.stats import mean_ci
@@ -90,6 +91,7 @@ def evaluate_bundle(
     deterministic: bool = True,
     intra_op_num_threads: int = 1,
     policies: Sequence[StudentPolicy] | None = None,
+    perturbation: Perturbation | None = None,
 ) -> BundleEvaluation:
     """Run one episode per seed with the bundle's agents and return per-episode returns and task metrics.
 
@@ -104,6 +106,8 @@ def evaluate_bundle(
             from the episode seed and its index.
         policies: already-open policies (one per agent, any order) to reuse, e.g. by a caller that also
             benchmarks them; they are reset at every episode start.
+        perturbation: one cell of the envelope (:mod:`kdmarl_student.perturbation`), applied to the student or
+            teacher policies as a robot meets it; ignored for ``"random"`` (the baseline is never perturbed).
     """
     if actor not in ACTORS:
         raise ValueError(f"actor must be one of {ACTORS}, got {actor!r}")
@@ -129,6 +133,9 @@ def evaluate_bundle(
                                     model=actor)
                 for name in names
             }
+    if actor == "random" or (perturbation is not None and perturbation.kind == "none"):
+        perturbation = None
+    safe = {a.name: a.safe_action for a in manifest.agents}
     returns = np.zeros((len(seeds), len(names)))
     metrics: dict[str, list[float]] = {}
     for e, seed in enumerate(seeds):
@@ -139,22 +146,29 @@ def evaluate_bundle(
         last: dict[str, float] = {}
         for policy in by_name.values():
             policy.reset()  # an episode start: no memory carried over from the previous episode
+        if perturbation is not None:
+            perturbation.reset(seed, names, safe)
         while env.agents:
             actions: dict[str, int] = {}
             masks = env.available_actions() if masked else {}
             for name in env.agents:
                 mask = masks.get(name)
-                if actor == "random":
+                seen = observations[name] if perturbation is None else perturbation.observe(name, observations[name])
+                if seen is None:  # a lost observation: the policy is not stepped, the runtime's answer is sent
+                    actions[name] = perturbation.dropped_action(name)
+                elif actor == "random":
                     actions[name] = (int(rng.integers(n_actions[name])) if mask is None
                                      else int(rng.choice(np.flatnonzero(mask))))
                 elif deterministic:
-                    actions[name] = by_name[name].act(observations[name], mask=mask)
+                    actions[name] = by_name[name].act(seen, mask=mask)
                 else:
-                    logits = by_name[name].step_logits(observations[name]).astype(np.float64)
+                    logits = by_name[name].step_logits(seen).astype(np.float64)
                     if mask is not None:
                         logits = np.where(by_name[name].check_mask(mask), logits, -np.inf)
                     probs = np.exp(logits - logits.max())
                     actions[name] = int(samplers[name].choice(probs.size, p=probs / probs.sum()))
+            if perturbation is not None:
+                actions = perturbation.actions(actions, masks)
             observations, rewards, terminations, truncations, _ = env.step(actions)
             for i, name in enumerate(names):
                 returns[e, i] += float(rewards.get(name, 0.0))

@@ -52,6 +52,7 @@ from kdmarl_student.manifest_rules import (
     INITIAL_STATES,
     MASK_SCHEMA_VERSION,
     MEMORY_KINDS,
+    PROFILE_SCHEMA_VERSION,
     RESET_EVENTS,
     SCHEMA_PATH,
     SCHEMA_VERSION,
@@ -59,6 +60,7 @@ from kdmarl_student.manifest_rules import (
     SUPPORTED_SCHEMA_VERSIONS,
     check_team,
     manifest_schema,
+    oldest_schema_version,
     validate_manifest_data,
 )
 from kdmarl_student.onnx_graph import check_graph
@@ -79,6 +81,7 @@ __all__ = [
     "MAX_INT_DIGITS",
     "MAX_JSON_DEPTH",
     "MEMORY_KINDS",
+    "PROFILE_SCHEMA_VERSION",
     "RESET_EVENTS",
     "SCHEMA_PATH",
     "SCHEMA_VERSION",
@@ -97,6 +100,7 @@ __all__ = [
     "dump_manifest",
     "load_manifest",
     "manifest_schema",
+    "oldest_schema_version",
     "resolve_bundle_file",
     "sha256_file",
     "validate_manifest_data",
@@ -157,6 +161,11 @@ class AgentEntry:
     def memory_kind(self) -> str:
         """``"none"`` (stateless), ``"history"`` or ``"recurrent"``."""
         return "none" if self.memory is None else str(self.memory["kind"])
+
+    @property
+    def communication(self) -> dict[str, Any]:
+        """Schema 1.3 ``communication``; an absent entry (older manifests) is ``{"topology": "none"}``."""
+        return dict(self.raw.get("communication") or {"topology": "none"})
 
     @property
     def state_dim(self) -> int:

@@ -19,11 +19,10 @@ from kdmarl_student.errors import BundleError
 from kdmarl_student.manifest_json import decode_manifest_json
 from kdmarl_student.manifest_rules import (
     INITIAL_STATES,
-    MASK_SCHEMA_VERSION,
     MEMORY_KINDS,
     RESET_EVENTS,
-    SCHEMA_VERSION,
     STATE_BYTES_PER_VALUE,
+    oldest_schema_version,
     validate_manifest_data,
 )
 from kdmarl_student.sensing import history_dim, sensed_dim, sensed_slices
@@ -88,6 +87,7 @@ def build_agent_entry(
     safe_action: int = 0,
     memory: Mapping[str, Any] | None = None,
     action_mask: Mapping[str, Any] | None = None,
+    communication: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One ``agents[]`` entry of schema 1.1, with ``input_dim`` derived from the sensing profile and the
     budget status computed from the analytic figures (so writers cannot disagree with readers).
@@ -101,6 +101,9 @@ def build_agent_entry(
 
     ``action_mask`` (schema 1.2): ``None`` when every action is always available (MPE), else
     ``{"source": "environment", "description": ..., "always_available": safe_action}`` (SMAX).
+
+    ``communication`` (schema 1.3): ``{"topology": "none"}`` for a student acting on its own observation only
+    (every student today); ``None`` leaves it out (a reader takes an absent entry as ``none``).
     """
     layout = {k: [int(v[0]), int(v[1])] for k, v in layout.items()}
     profile = dict(sensing)
@@ -148,6 +151,8 @@ def build_agent_entry(
     }
     if memory_entry is not None:
         entry["memory"] = memory_entry
+    if communication is not None:
+        entry["communication"] = dict(communication)
     return entry
 
 
@@ -211,7 +216,8 @@ def build_manifest(
     teacher: Mapping[str, Any] | None = None,
     conventions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The top level of a schema-1.1 manifest around its ``agents[]`` entries (:func:`build_agent_entry`).
+    """The top level of a manifest (the oldest schema version that holds it) around its ``agents[]`` entries
+    (:func:`build_agent_entry`).
 
     The one builder for every writer (``kdmarl export``, the test and demo bundles), so the fields and their
     defaults are decided here; ``scenario`` is a :class:`kdmarl_student.scenarios.ScenarioSpec`. The team's
@@ -219,9 +225,8 @@ def build_manifest(
     """
     import datetime  # noqa: PLC0415  writers only
 
-    masked = any("mask" in a.get("action", {}) for a in agents)
-    return {
-        "schema_version": MASK_SCHEMA_VERSION if masked else SCHEMA_VERSION,
+    manifest = {
+        "schema_version": "",
         "format": "kdmarl-bundle",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "producer": dict(producer),
@@ -233,6 +238,8 @@ def build_manifest(
         "team": {"eval_seeds": [int(s) for s in (eval_seeds or [])], "teacher_return": None,
                  "student_return": None, "random_return": None, "retention": None},
     }
+    manifest["schema_version"] = oldest_schema_version(manifest)  # again after adding 1.3 fields (writers do)
+    return manifest
 
 
 def dump_manifest(data: Mapping[str, Any], manifest_path: Path | str = MANIFEST_FILE) -> bytes:

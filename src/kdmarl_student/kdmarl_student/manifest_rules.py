@@ -25,7 +25,9 @@ from kdmarl_student.sensing import history_dim, sensed_dim
 
 SCHEMA_VERSION = "1.1"  # what writers write; 1.1 added agents[].memory (issue 11)
 MASK_SCHEMA_VERSION = "1.2"  # 1.2 added agents[].action.mask (issue 12, SMAX); written only by manifests with one
-SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2")  # what this runtime reads
+PROFILE_SCHEMA_VERSION = "1.3"  # 1.3 added the measured collaboration profile and agents[].communication (issue 25)
+SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2", "1.3")  # what this runtime reads
+PROFILE_TEAM_FIELDS = ("retention_ci95", "protocol")  # team fields that need 1.3
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "manifest.schema.json"
 STATE_BYTES_PER_VALUE = 4  # a student's state is float32
 MEMORY_KINDS = ("history", "recurrent")
@@ -167,6 +169,11 @@ def validate_manifest_data(data: Any, manifest_path: Path) -> None:
                 raise BundleError(manifest_path, f"agents[{index}].action.mask",
                                   f"schema_version '{MASK_SCHEMA_VERSION}' for an action mask (a {version} runtime "
                                   "would pick unavailable actions)")
+    if version != PROFILE_SCHEMA_VERSION:  # the 1.3 fields: an older runtime would drop them silently
+        for field, present in _profile_fields(data):
+            if present:
+                raise BundleError(manifest_path, field, f"schema_version '{PROFILE_SCHEMA_VERSION}' for {field} "
+                                  f"(a {version} manifest cannot carry it)")
     names = [agent["name"] for agent in data["agents"]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -174,6 +181,44 @@ def validate_manifest_data(data: Any, manifest_path: Path) -> None:
     check_team(data, manifest_path)
     for index, agent in enumerate(data["agents"]):
         _check_agent(manifest_path, index, agent)
+        _check_communication(manifest_path, index, agent, names)
+
+
+def _profile_fields(data: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """Each schema-1.3 field with whether this manifest holds it."""
+    team = data.get("team") or {}
+    fields = [(f"team.{key}", key in team) for key in PROFILE_TEAM_FIELDS]
+    fields.append(("envelope", "envelope" in data))
+    producer = data.get("producer") or {}
+    fields.append(("producer.composed_from", "composed_from" in producer or producer.get("students") == "composed"))
+    fields += [(f"agents[{i}].communication", "communication" in agent) for i, agent in enumerate(data["agents"])]
+    return fields
+
+
+def oldest_schema_version(data: Mapping[str, Any]) -> str:
+    """The oldest schema version that holds this manifest (what writers write, so older runtimes keep loading
+    what they can): 1.3 with a profile field, 1.2 with an action mask, else 1.1."""
+    if any(present for _, present in _profile_fields(data)):
+        return PROFILE_SCHEMA_VERSION
+    if any("mask" in agent.get("action", {}) for agent in data["agents"]):
+        return MASK_SCHEMA_VERSION
+    return SCHEMA_VERSION
+
+
+def _check_communication(manifest_path: Path, index: int, agent: Mapping[str, Any], names: list[str]) -> None:
+    """``communication`` (schema 1.3): ``none`` listens to nobody; ``listens`` names teammates of this manifest."""
+    comm = agent.get("communication")
+    if comm is None:
+        return
+    field = f"agents[{index}].communication.listens_to"
+    listens = list(comm.get("listens_to") or [])
+    if comm["topology"] == "none" and listens:
+        raise BundleError(manifest_path, field, f"empty for topology 'none'; got {listens}")
+    if comm["topology"] == "listens":
+        unknown = sorted(set(listens) - set(names))
+        if not listens or unknown or agent["name"] in listens:
+            raise BundleError(manifest_path, field, f"teammates of this manifest ({names}, not itself) for topology "
+                              f"'listens'; got {listens}")
 
 
 def check_team(data: Mapping[str, Any], manifest_path: Path) -> None:
@@ -210,6 +255,6 @@ def check_team(data: Mapping[str, Any], manifest_path: Path) -> None:
                               f"{agent['action']['n_actions']}")
 
 
-__all__ = ["INITIAL_STATES", "MASK_SCHEMA_VERSION", "MEMORY_KINDS", "RESET_EVENTS", "SCHEMA_PATH", "SCHEMA_VERSION",
-           "STATE_BYTES_PER_VALUE", "SUPPORTED_SCHEMA_VERSIONS", "check_team", "manifest_schema",
-           "validate_manifest_data"]
+__all__ = ["INITIAL_STATES", "MASK_SCHEMA_VERSION", "MEMORY_KINDS", "PROFILE_SCHEMA_VERSION", "RESET_EVENTS",
+           "SCHEMA_PATH", "SCHEMA_VERSION", "STATE_BYTES_PER_VALUE", "SUPPORTED_SCHEMA_VERSIONS", "check_team",
+           "manifest_schema", "oldest_schema_version", "validate_manifest_data"]

@@ -37,7 +37,7 @@ import numpy as np
 import onnxruntime as ort
 
 from kdmarl_student.budget import check_budget
-from kdmarl_student.errors import DecisionTimeoutError, ObservationError, PolicyOutputError
+from kdmarl_student.errors import BundleError, DecisionTimeoutError, ObservationError, PolicyOutputError
 from kdmarl_student.manifest import AgentEntry, Manifest, load_manifest
 from kdmarl_student.metering import LatencyMeter, ProcessMeter, ResourceSnapshot
 from kdmarl_student.observation import all_finite, make_selector, validate_observation
@@ -95,6 +95,10 @@ class StudentPolicy:
         started = time.perf_counter()
         self.manifest: Manifest = load_manifest(bundle_dir, public_key=public_key, require_signature=require_signature)
         self.spec: AgentEntry = self.manifest.agent(agent)
+        if self.spec.communication["topology"] != "none":  # schema 1.3: a student that listens needs its messages
+            raise BundleError(self.manifest.path, f"{self.spec.field_prefix}.communication.topology",
+                              f"'none' (this runtime delivers no messages between agents); got "
+                              f"{self.spec.communication['topology']!r}")
         self.name = agent
         self.deterministic = deterministic
         self._rng = np.random.default_rng(seed)

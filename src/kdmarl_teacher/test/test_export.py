@@ -99,6 +99,18 @@ def test_manifest_is_the_collaboration_profile(teacher_bundle: tuple[Path, Path]
     assert team["student_return"]["mean"] == pytest.approx(team["teacher_return"]["mean"])
     assert team["retention"] == pytest.approx(1.0)
     assert set(team["random_return"]["metrics"]) == {"landmarks_covered", "collisions"}
+    # the collaboration profile (issue 25): retention's interval, the protocol, the envelope (min(50, 6) episodes)
+    assert data["schema_version"] == "1.3" and all(a["communication"] == {"topology": "none"} for a in data["agents"])
+    assert team["retention_ci95"][0] <= team["retention"] <= team["retention_ci95"][1]
+    assert team["protocol"]["episodes"] == len(SEEDS) and team["protocol"]["seeds"] == [SEEDS[0], SEEDS[-1]]
+    envelope = data["envelope"]
+    assert envelope["protocol"]["episodes"] == len(SEEDS) and envelope["protocol"]["complete"]
+    kinds = [c["perturbation"]["kind"] for c in envelope["cells"]]
+    assert kinds[0] == "none"
+    assert {"obs_noise", "obs_drop", "action_delay", "teammate_frozen", "teammate_gone"} <= set(kinds)
+    baseline = envelope["cells"][0]
+    assert baseline["student_return"]["mean"] == pytest.approx(team["student_return"]["mean"])
+    assert baseline["teacher_retention"] == pytest.approx(1.0)
 
 
 def mpe2_returns(spec, act, seeds: list[int]) -> np.ndarray:
@@ -233,7 +245,7 @@ def test_interrupted_export_leaves_no_bundle(tmp_path: Path, monkeypatch: pytest
     def crash(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the team evaluation
 
-    monkeypatch.setattr(export_bundle_mod, "evaluate_bundle", crash)
+    monkeypatch.setattr(export_bundle_mod, "measure_team", crash)
     with pytest.raises(KeyboardInterrupt):
         export_mod.run(cli_args(run, out, legacy_exporter=True, parity_random=100, parity_recorded=0))
     assert not out.exists()

@@ -169,15 +169,21 @@ def smax_bundle(smax_teacher: Path, tmp_path_factory: pytest.TempPathFactory) ->
     export.add_arguments(parser)
     assert export.run(parser.parse_args([str(run), "--out", str(out), "--teacher", str(smax_teacher),
                                          "--eval-episodes", "4", "--parity-random", "200", "--parity-recorded", "60",
-                                         "--latency-calls", "50"])) == 0
+                                         "--latency-calls", "50", "--envelope-episodes", "1",
+                                         "--envelope-seconds", "30"])) == 0
     return out
 
 
 def test_smax_manifest_says_how_the_mask_is_obtained(smax_bundle: Path) -> None:
-    from kdmarl_student.manifest import MASK_SCHEMA_VERSION, load_manifest
+    from kdmarl_student.manifest import PROFILE_SCHEMA_VERSION, load_manifest
 
     manifest = load_manifest(smax_bundle)
-    assert manifest.data["schema_version"] == MASK_SCHEMA_VERSION == "1.2"
+    # 1.3: the mask (1.2) and the measured profile; the envelope's perturbed battles kept to available actions
+    assert manifest.data["schema_version"] == PROFILE_SCHEMA_VERSION == "1.3"
+    envelope = manifest.data["envelope"]
+    cells = envelope["cells"]  # time-bounded (30 s): on a loaded machine the grid is cut, and says so
+    assert cells[0]["perturbation"] == {"kind": "none"} and cells[0]["teacher_return"]["episodes"] == 1
+    assert envelope["protocol"]["complete"] == (len(cells) == 14)
     for entry in manifest.agents:
         assert entry.safe_action == 4 and entry.action_meanings[4] == "stop"
         assert entry.action_mask["source"] == "environment" and entry.action_mask["always_available"] == 4

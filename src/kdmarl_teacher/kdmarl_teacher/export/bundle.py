@@ -42,7 +42,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from kdmarl_student.bundle_eval import evaluate_bundle, retention
+from kdmarl_student.atomic import publish_directory
 from kdmarl_student.manifest import (
     MANIFEST_FILE,
     action_mask_fields,
@@ -50,10 +50,12 @@ from kdmarl_student.manifest import (
     build_manifest,
     dump_manifest,
     load_manifest,
+    oldest_schema_version,
     sha256_file,
 )
 from kdmarl_student.scenarios import ScenarioSpec, observation_scale
 from kdmarl_student.sensing import apply_sensing, history_dim, sensed_dim
+from kdmarl_student.team_profile import DEFAULT_ENVELOPE_SECONDS, measure_envelope, measure_team
 from torch import nn
 
 from kdmarl_teacher.core.machine import cpu_model
@@ -160,12 +162,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _return_stat(result: Any) -> dict[str, Any]:
-    summary = result.summary()
-    return {"mean": round(summary["mean"], 6), "ci95": round(summary["ci95"], 6), "episodes": summary["episodes"],
-            "metrics": {k: round(v, 6) for k, v in summary["metrics"].items()}}
-
-
 def export_bundle(
     *,
     spec: ScenarioSpec,
@@ -183,12 +179,16 @@ def export_bundle(
     dynamo: bool = True,
     overwrite: bool = False,
     seed: int = 0,
+    envelope_episodes: int = 0,
+    envelope_seconds: float = DEFAULT_ENVELOPE_SECONDS,
 ) -> Path:
     """Write a complete bundle to ``out_dir`` atomically and return its path.
 
     Raises ``FileExistsError`` if ``out_dir`` exists and ``overwrite`` is false, ``ValueError`` if an agent
     does not fit the scenario or ONNX parity exceeds ``tolerance``. ``eval_seeds`` empty leaves the team
-    figures null (not measured).
+    figures null (not measured). ``envelope_episodes`` > 0 measures the envelope
+    (:func:`kdmarl_student.team_profile.measure_envelope`) on the first that many evaluation seeds (from
+    ``eval_seeds[0]`` on), stopping after about ``envelope_seconds``.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -257,7 +257,7 @@ def export_bundle(
                         "tolerance": tolerance, "rule": rule},
                 input_name=INPUT_NAME, output_name=OUTPUT_NAME, architecture=agent.architecture,
                 model_bytes=path.stat().st_size, memory=agent.memory(agent_spec.layout),
-                **action_mask_fields(spec),
+                communication={"topology": "none"}, **action_mask_fields(spec),
             ))
             LOGGER.info("%s: exported (parity %.2g on %d observations)", agent.name, diff, n_checked)
         teacher_entry = None
@@ -285,43 +285,23 @@ def export_bundle(
         )
         manifest_path = stage / MANIFEST_FILE
         manifest_path.write_bytes(dump_manifest(manifest, manifest_path))
-        if eval_seeds:
-            team = manifest["team"]
-            team["student_return"] = _return_stat(evaluate_bundle(stage, eval_seeds, actor="student"))
-            team["random_return"] = _return_stat(evaluate_bundle(stage, eval_seeds, actor="random"))
-            if teacher_entry is not None:
-                team["teacher_return"] = _return_stat(evaluate_bundle(stage, eval_seeds, actor="teacher"))
-                team["retention"] = retention(team["student_return"]["mean"], team["teacher_return"]["mean"],
-                                              team["random_return"]["mean"])
+        if eval_seeds:  # measured from the staged bundle itself, as a robot-side tool would
+            manifest["team"] = measure_team(stage, eval_seeds, has_teacher=teacher_entry is not None)
+        if envelope_episodes > 0:
+            first = int(eval_seeds[0]) if len(eval_seeds) else 1000
+            manifest["envelope"] = measure_envelope(
+                stage, range(first, first + envelope_episodes), time_budget_s=envelope_seconds,
+                has_teacher=teacher_entry is not None, max_cycles=spec.max_cycles)
+        if eval_seeds or envelope_episodes > 0:
+            manifest["schema_version"] = oldest_schema_version(manifest)
             manifest_path.write_bytes(dump_manifest(manifest, manifest_path))
         load_manifest(stage)  # the runtime's own check of what is about to be published
         stage.chmod(0o755)  # mkdtemp makes it 0700; robots often run the node as another user
-        for item in stage.iterdir():
-            with open(item, "rb") as handle:
-                os.fsync(handle.fileno())
-        _publish(stage, out_dir)
+        publish_directory(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return out_dir
-
-
-def _publish(stage: Path, out_dir: Path) -> None:
-    """Rename the finished staging directory into place; an old bundle is moved aside first, then removed."""
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        os.replace(out_dir, old)
-        os.replace(stage, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, out_dir)
-    with contextlib.suppress(OSError):  # make the rename durable where the filesystem allows it
-        fd = os.open(out_dir.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

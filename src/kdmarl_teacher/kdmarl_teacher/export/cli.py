@@ -10,6 +10,7 @@ from kdmarl_student.manifest import (
     load_manifest,
     sha256_file,
 )
+from kdmarl_student.team_profile import DEFAULT_ENVELOPE_EPISODES, DEFAULT_ENVELOPE_SECONDS
 
 from kdmarl_teacher.algos.teacher import TEACHER_FILE as TEACHER_PT_FILE
 from kdmarl_teacher.algos.teacher import load_teacher
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=100,
                         help="episodes for the team figures, seeds --eval-seed.. (0: leave them null)")
     parser.add_argument("--eval-seed", type=int, default=1000, help="first evaluation seed")
+    parser.add_argument("--envelope-episodes", type=int, default=None,
+                        help=f"episodes per perturbation of the envelope, seeds --eval-seed.. (default: "
+                             f"min({DEFAULT_ENVELOPE_EPISODES}, --eval-episodes); 0: no envelope)")
+    parser.add_argument("--envelope-seconds", type=float, default=DEFAULT_ENVELOPE_SECONDS,
+                        help="time bound of the envelope: the grid stops after this (the manifest says so)")
     parser.add_argument("--control-rate", type=float, default=None,
                         help="control rate in Hz (default: the hardware profile's, else 10 Hz, MPE's dt)")
     parser.add_argument("--parity-random", type=int, default=10_000, help="random observations per agent")
@@ -76,11 +82,13 @@ def run(args: argparse.Namespace) -> int:
         agents = teacher_export_agents(teacher)
         what = f"the teacher's actor from {teacher_path} (no students)"
     seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
+    envelope_episodes = (min(DEFAULT_ENVELOPE_EPISODES, args.eval_episodes) if args.envelope_episodes is None
+                         else args.envelope_episodes)
     out = export_bundle(
         spec=teacher.spec, agents=agents, teacher_actor=teacher.actor, out_dir=args.out, source=str(args.run),
         control_rate_hz=args.control_rate, eval_seeds=seeds, parity_random=args.parity_random,
         parity_recorded=args.parity_recorded, latency_calls=args.latency_calls, dynamo=not args.legacy_exporter,
-        overwrite=args.force,
+        overwrite=args.force, envelope_episodes=envelope_episodes, envelope_seconds=args.envelope_seconds,
     )
     manifest = load_manifest(out).data  # through the runtime's reader, like every other reader of a bundle
     print(f"kdmarl export: {out} ({what})")
@@ -97,5 +105,12 @@ def run(args: argparse.Namespace) -> int:
         if stat:
             print(f"{key:<15} {stat['mean']:8.3f} ± {stat['ci95']:.3f} ({stat['episodes']} episodes)")
     if team["retention"] is not None:
-        print(f"retention       {team['retention']:.3f}")
+        low_high = team.get("retention_ci95") or [float("nan")] * 2
+        print(f"retention       {team['retention']:.3f} [{low_high[0]:.3f}, {low_high[1]:.3f}]")
+    envelope = manifest.get("envelope")
+    if envelope:
+        proto = envelope["protocol"]
+        print(f"envelope        {len(envelope['cells'])} perturbations x {proto['episodes']} episodes in "
+              f"{proto['seconds']:.1f} s{'' if proto['complete'] else ' (time bound reached: grid incomplete)'}; "
+              f"figure: kdmarl envelope {out} --from-manifest")
     return 0
