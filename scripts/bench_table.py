@@ -25,8 +25,8 @@ README = Path("README.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 ORDER = ["envs", "teacher", "distill", "distill_memory", "distill_memory_horizon", "distill_memory_students", "qmix",
-         "deployment", "smax_env", "smax_teacher", "smax_students", "runtime", "swarm", "swarm_decision", "drive", "fleet_stop",
-         "fleet_update"]
+         "deployment", "smax_env", "smax_teacher", "smax_students", "runtime", "swarm", "swarm_decision", "drive",
+         "fleet_stop", "fleet_update"]
 
 
 def fmt(value: object) -> str:

@@ -8,7 +8,6 @@ machine (several engineers, CI) cannot hear each other.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -22,15 +21,15 @@ from typing import Any
 import pytest
 from kdmarl_bringup.swarm_runner import stop_process_groups
 from kdmarl_bringup.testing import make_bundle, make_seeker_bundle
+from kdmarl_student.testing import fresh_domain_id as testing_domain_id
 
 REPO = Path(__file__).resolve().parents[3]
 TRAINED_BUNDLE = Path(__file__).resolve().parent / "data" / "spread3"
-_domains = itertools.count()
 
 
 def fresh_domain_id() -> int:
-    """A ROS domain for one test: 1..101 are safe on Linux for any participant count; avoid 0 (default)."""
-    return 1 + (os.getpid() * 7 + next(_domains) * 13) % 100
+    """A ROS domain for one test, from this package's range (the student suite may run beside this one)."""
+    return testing_domain_id("kdmarl_bringup")
 
 
 def ros_env(domain_id: int) -> dict[str, str]:

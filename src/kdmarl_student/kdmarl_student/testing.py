@@ -12,6 +12,7 @@ development dependency: robots never import this module.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,18 @@ from kdmarl_student.scenarios import scenario_spec
 from kdmarl_student.sensing import sensed_dim
 
 OPSET = 17
+
+# colcon test runs the packages' suites side by side: each package's ROS tests draw their domains from their own
+# range, so two suites never share a domain (kdmarl_msgs' one round trip uses 101). Within a package tests run one
+# after another and consecutive draws differ (13 is coprime with the range's size, so the draws cycle through it).
+ROS_TEST_DOMAINS = {"kdmarl_bringup": (1, 50), "kdmarl_student": (51, 100)}
+_domain_draws = itertools.count()
+
+
+def fresh_domain_id(package: str) -> int:
+    """A ROS domain for one test of ``package`` (discovery should also be limited to localhost)."""
+    low, high = ROS_TEST_DOMAINS[package]
+    return low + (os.getpid() * 7 + next(_domain_draws) * 13) % (high - low + 1)
 Weights = list[tuple[np.ndarray, np.ndarray]]
 
 

@@ -36,12 +36,12 @@ rclpy = pytest.importorskip("rclpy")
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from kdmarl_student.ros_support import ACTION_QOS, OBSERVATION_QOS, REPORT_QOS  # noqa: E402
+from kdmarl_student.testing import fresh_domain_id  # noqa: E402
 from rclpy.duration import Duration  # noqa: E402
 from test_support_bundles import install_model, make_bundle, write_onnx_log_policy  # noqa: E402
 
 from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage  # noqa: E402
 
-_counter = itertools.count()
 SAFE_ACTION = 0  # the manifest's safe action for MPE (no-op)
 # In [0, 1]: finite logits from the MLP and from the log(obs + 1) graph alike.
 GOOD = np.linspace(0.0, 1.0, 18, dtype=np.float32)
@@ -58,7 +58,7 @@ class Harness:
     """
 
     def __init__(self, tmp: Path) -> None:
-        self.domain = 1 + (os.getpid() * 11 + next(_counter) * 17 + 50) % 100
+        self.domain = fresh_domain_id("kdmarl_student")
         self.tmp = tmp
         (tmp / "ros_log").mkdir(exist_ok=True)
         self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),

@@ -20,6 +20,7 @@ from kdmarl_student.fleet_repo import init_repository, publish_bundle  # noqa: E
 from kdmarl_student.fleet_serve import serving  # noqa: E402
 from kdmarl_student.ros_support import REPORT_QOS  # noqa: E402
 from kdmarl_student.signing import generate_keypair, load_private_key, sign_bundle  # noqa: E402
+from kdmarl_student.testing import fresh_domain_id  # noqa: E402
 from kdmarl_student.updater_node import RELEASE_QOS, RELEASE_TOPIC  # noqa: E402
 from test_support_bundles import make_bundle  # noqa: E402
 
@@ -39,7 +40,7 @@ def test_updater_node_stages_announced_release_and_reports_refusals(tmp_path: Pa
     repo, keys = tmp_path / "repo", tmp_path / "keys"
     init_repository(repo, keys)
     publish_bundle(repo, keys, bundles["r1"], team="spread", public_key=tmp_path / "b.pub")
-    domain = 1 + (os.getpid() * 7 + 31) % 100
+    domain = fresh_domain_id("kdmarl_student")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), ROS_DOMAIN_ID=str(domain),
                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOG_DIR=str(tmp_path / "ros_log"))
     context = rclpy.Context()
