@@ -20,13 +20,14 @@
 #            scaling table of the benchmark grids on N machines        -> sweep.json, sweep_scaling.json (about 15 min)
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
 #   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
+#   drive    holonomic vs diff-drive fake fleets, trained spread3 students, 30 seeds -> drive.json (about 7 min)
 #   memory   one student node, stage by stage                           -> node_memory.json
 # Runs are kept under $KDMARL_BENCH_RUNS (default runs/bench) for inspection; KDMARL_BENCH_ONLY="envs swarm"
 # runs a subset (later stages need the runs of earlier ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${KDMARL_BENCH_RUNS:-runs/bench}
-only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax sweep runtime swarm memory} "
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax sweep runtime swarm drive memory} "
 want() { [[ "$only" == *" $1 "* ]]; }
 banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
 
@@ -76,6 +77,7 @@ if want runtime; then
   python bench/bench_runtime.py --run "$runs/teacher/spread" --bundle "$runs/bundle"
 fi
 if want swarm; then banner swarm; python bench/bench_swarm.py; fi
+if want drive; then banner "drive (holonomic vs diff-drive fleets)"; python bench/bench_drive.py; fi
 if want memory; then banner "student node memory"; python bench/bench_node_memory.py; fi
 kdmarl report --bench bench/results --out-dir docs     # docs/distill_pareto.png, docs/distill_ablation.png
 python scripts/bench_table.py

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 ORDER = ["envs", "teacher", "distill", "distill_memory", "distill_memory_horizon", "distill_memory_students", "qmix",
-         "deployment", "smax_env", "smax_teacher", "smax_students", "runtime", "swarm"]
+         "deployment", "smax_env", "smax_teacher", "smax_students", "runtime", "swarm", "drive"]
 
 
 def fmt(value: object) -> str:

@@ -28,6 +28,7 @@ setup(
             "fake_robot = kdmarl_bringup.fake_robot:main",
             "monitor = kdmarl_bringup.monitor:main",
             "kdmarl-swarm = kdmarl_bringup.swarm_runner:main",
+            "fleet_stop = kdmarl_bringup.fleet_stop:main",
         ]
     },
 )

@@ -19,6 +19,7 @@ Backends (DESIGN.md section 7, Crazyswarm2's ``backend`` switch behind one topic
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from typing import Any
 import yaml
 from kdmarl_student.manifest import load_manifest
 from kdmarl_student.scenarios import MODES, is_smax
+
+from kdmarl_bringup.drive import CONVERSIONS, DRIVES
 
 BACKENDS: tuple[str, ...] = ("mpe", "isaac", "real", "fake")
 SIM_TIME_BACKENDS: frozenset[str] = frozenset({"mpe", "isaac"})
@@ -44,7 +47,24 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "seed": ("1000", "Seed of the first episode; episode k uses seed + k (the offline evaluation's convention)."),
     "use_sim_time": ("auto", "auto (true for mpe and isaac) | true | false."),
     "record_mcap": ("false", "Record the run to MCAP in log_dir (monitor)."),
+    "drive": ("", "Drive of the robots whose fleet (entry or defaults) sets none: holonomic | diff_drive "
+                  "(empty: the params file's, holonomic)."),
 }
+
+# The drive fields of a fleet entry (or of its 'defaults'), with their type check: the robot adapter and the fake
+# robot declare parameters of these names (kdmarl_bringup.base_io, robot_adapter).
+DRIVE_FIELDS: dict[str, str] = {
+    "drive": f"one of {DRIVES}",
+    "conversion": f"one of {CONVERSIONS}",
+    "projection_distance": "a number > 0 (metres)",
+    "max_linear": "a number >= 0 (m/s; 0 = no limit)",
+    "max_angular": "a number >= 0 (rad/s; 0 = no limit)",
+    "max_linear_accel": "a number >= 0 (m/s^2; 0 = no limit)",
+    "max_angular_accel": "a number >= 0 (rad/s^2; 0 = no limit)",
+    "cmd_vel_stamped": "true or false",
+    "cmd_vel_frame_id": "a string (frame of a stamped cmd_vel; empty = <robot>/base_link)",
+}
+ROBOT_FIELDS: tuple[str, ...] = ("name", "agent", "enabled", "initial_pose", *DRIVE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,7 @@ class SwarmArgs:
     seed: int = 1000
     use_sim_time: bool | None = None  # None: decided by the backend
     record_mcap: bool = False
+    drive: str = ""  # default drive of robots whose fleet entry sets none
 
     @property
     def sim_time(self) -> bool:
@@ -71,12 +92,15 @@ class SwarmArgs:
 
 @dataclass(frozen=True)
 class Robot:
-    """One fleet entry: the robot's namespace, the bundle agent it runs, and where it starts (fake backend)."""
+    """One fleet entry: the robot's namespace, the bundle agent it runs, where it starts (fake backend: [x, y] or
+    [x, y, yaw]), and its drive fields (:data:`DRIVE_FIELDS`, only those the fleet sets: the rest are the params
+    file's)."""
 
     name: str
     agent: str
     enabled: bool = True
-    initial_pose: tuple[float, float] = (0.0, 0.0)
+    initial_pose: tuple[float, ...] = (0.0, 0.0)
+    drive: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +156,8 @@ def parse_args(values: dict[str, str]) -> SwarmArgs:
         raise ValueError(f"launch argument 'rate' must be in [0.1, 1000] Hz, got {rate}")
     if episodes < 0:
         raise ValueError(f"launch argument 'episodes' must be >= 0, got {episodes}")
+    if v["drive"] and v["drive"] not in DRIVES:
+        raise ValueError(f"launch argument 'drive' must be one of {DRIVES} (or empty), got {v['drive']!r}")
     sim = None if v["use_sim_time"].lower() == "auto" else _as_bool(v["use_sim_time"], "use_sim_time")
     return SwarmArgs(
         bundle=v["bundle"],
@@ -146,6 +172,7 @@ def parse_args(values: dict[str, str]) -> SwarmArgs:
         seed=seed,
         use_sim_time=sim,
         record_mcap=_as_bool(v["record_mcap"], "record_mcap"),
+        drive=v["drive"],
     )
 
 
@@ -161,11 +188,39 @@ def manifest_agents(manifest: dict[str, Any]) -> list[str]:
     return [str(a["name"]) for a in manifest["agents"]]
 
 
+def _drive_fields(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """The drive fields of a fleet entry, type-checked; ValueError names the field and what it must be."""
+    out: dict[str, Any] = {}
+    for key, expected in DRIVE_FIELDS.items():
+        if key not in entry:
+            continue
+        value = entry[key]
+        if key == "drive":
+            ok = value in DRIVES
+        elif key == "conversion":
+            ok = value in CONVERSIONS
+        elif key == "cmd_vel_stamped":
+            ok = isinstance(value, bool)
+        elif key == "cmd_vel_frame_id":
+            ok = isinstance(value, str)
+        else:
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                  and (value > 0 if key == "projection_distance" else value >= 0))
+            value = float(value) if ok else value
+        if not ok:
+            raise ValueError(f"{where}.{key} must be {expected}, got {value!r}")
+        out[key] = value
+    return out
+
+
 def load_fleet(path: str | Path, agents: list[str]) -> list[Robot]:
-    """Read a fleet YAML (``robots: [{name, agent, enabled, initial_pose}]``) and check it against the bundle.
+    """Read a fleet YAML (``robots: [{name, agent, enabled, initial_pose, <drive fields>}]``, optional
+    ``defaults: {<drive fields>}``) and check it against the bundle.
 
     Every robot must name a bundle agent, names and agents must be unique; ``enabled: false`` keeps a robot
-    in the file without starting its nodes (Crazyswarm2's convention).
+    in the file without starting its nodes (Crazyswarm2's convention). Drive fields (:data:`DRIVE_FIELDS`) in
+    ``defaults`` apply to every robot that does not set them itself; an unknown field is refused (a typo in a
+    limit must not silently leave a robot unlimited).
     """
     try:
         data = yaml.safe_load(Path(path).read_text())
@@ -174,17 +229,26 @@ def load_fleet(path: str | Path, agents: list[str]) -> list[Robot]:
     robots = data.get("robots") if isinstance(data, dict) else None
     if not isinstance(robots, list) or not robots:
         raise ValueError(f"{path}: field 'robots' must be a non-empty list")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict) or set(defaults) - set(DRIVE_FIELDS):
+        raise ValueError(f"{path}: field 'defaults' must be a mapping of drive fields {sorted(DRIVE_FIELDS)}, got "
+                         f"{defaults!r}")
+    defaults = _drive_fields(defaults, f"{path}: defaults")
     out: list[Robot] = []
     for i, entry in enumerate(robots):
         if not isinstance(entry, dict) or "name" not in entry or "agent" not in entry:
             raise ValueError(f"{path}: robots[{i}] needs 'name' and 'agent'")
+        unknown = sorted(set(entry) - set(ROBOT_FIELDS))
+        if unknown:
+            raise ValueError(f"{path}: robots[{i}] has unknown field(s) {unknown}; expected {list(ROBOT_FIELDS)}")
         if entry["agent"] not in agents:
             raise ValueError(f"{path}: robots[{i}].agent {entry['agent']!r} is not in the bundle ({agents})")
         pose = entry.get("initial_pose", [0.0, 0.0])
-        if not (isinstance(pose, list) and len(pose) == 2):
-            raise ValueError(f"{path}: robots[{i}].initial_pose must be [x, y]")
+        if not (isinstance(pose, list) and len(pose) in (2, 3)):
+            raise ValueError(f"{path}: robots[{i}].initial_pose must be [x, y] or [x, y, yaw]")
         out.append(Robot(str(entry["name"]), str(entry["agent"]), bool(entry.get("enabled", True)),
-                         (float(pose[0]), float(pose[1]))))
+                         tuple(float(p) for p in pose),
+                         {**defaults, **_drive_fields(entry, f"{path}: robots[{i}]")}))
     for attr in ("name", "agent"):
         values = [getattr(r, attr) for r in out]
         if len(set(values)) != len(values):
@@ -251,10 +315,13 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
             role="monitor",
         ))
     for robot in enabled:
+        drive = {"drive": args.drive, **robot.drive} if args.drive else dict(robot.drive)
+        # The fake robot is the base: it takes the drive kind, limits and cmd_vel type, not the adapter's conversion.
+        base = {k: v for k, v in drive.items() if k not in ("conversion", "projection_distance", "cmd_vel_frame_id")}
         if args.backend == "fake":
             specs.append(NodeSpec(
                 "kdmarl_bringup", "fake_robot", "kdmarl_bringup.fake_robot", "fake_robot", robot.name,
-                {"initial_pose": [robot.initial_pose[0], robot.initial_pose[1]], "use_sim_time": False},
+                {"initial_pose": list(robot.initial_pose), "use_sim_time": False, **base},
                 role="robot",
             ))
         if args.backend in ("isaac", "real", "fake"):
@@ -263,7 +330,7 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
             specs.append(NodeSpec(
                 "kdmarl_bringup", "robot_adapter", "kdmarl_bringup.robot_adapter", "robot_adapter", robot.name,
                 {"bundle": bundle, "agent": robot.agent, "peers": peers, "rate_hz": args.rate,
-                 "use_sim_time": args.sim_time},
+                 "use_sim_time": args.sim_time, **drive},
                 role="adapter",
             ))
         specs.append(_student(args, robot, bundle))

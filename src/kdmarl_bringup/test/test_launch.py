@@ -85,6 +85,14 @@ class Launch:
                 return result
             time.sleep(0.5)
 
+    def interrupt_and_close(self, timeout: float = 60.0) -> None:
+        """Ctrl-C (SIGINT to the launch's group), up to ``timeout`` s to finish, then :meth:`close`."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+        self.close()
+
     def close(self) -> None:
         subprocess.run(["ros2", "daemon", "stop"], env=self.env, capture_output=True, timeout=60, check=False)
         if self.proc.poll() is None:
@@ -248,9 +256,5 @@ def test_ros2_cli_on_a_running_swarm(tmp_path: Path) -> None:
         executor.remove_node(probe)
         probe.destroy_node()
         rclpy.shutdown(context=context)
-        if launch.proc.poll() is None:
-            os.killpg(launch.proc.pid, signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                launch.proc.wait(60)
-        launch.close()
+        launch.interrupt_and_close()
     assert "Traceback" not in launch.output(), launch.output()

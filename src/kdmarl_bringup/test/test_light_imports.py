@@ -14,7 +14,8 @@ HEAVY = ("torch", "kdmarl_teacher", "onnxruntime", "psutil")
 
 @pytest.mark.parametrize("module", ["kdmarl_bringup.sim_bridge", "kdmarl_bringup.monitor",
                                     "kdmarl_bringup.swarm_runner", "kdmarl_bringup.swarm_spec",
-                                    "kdmarl_bringup.robot_adapter", "kdmarl_bringup.fake_robot"])
+                                    "kdmarl_bringup.robot_adapter", "kdmarl_bringup.fake_robot",
+                                    "kdmarl_bringup.drive", "kdmarl_bringup.fleet_stop"])
 def test_module_imports_no_policy_runtime(module: str) -> None:
     probe = (f"import sys, {module}\n"
              f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")

@@ -243,3 +243,61 @@ def test_budget_column_names_the_field_over() -> None:
     assert budget_verdict(ResourceUsage(budget_met=True)) == ""
     assert budget_verdict(ResourceUsage(budget_met=False, budget_exceeded=["latency"])) == " OVER latency"
     assert budget_verdict(ResourceUsage(budget_met=False, budget_exceeded=["flops", "memory"])) == " OVER flops,memory"
+
+
+def test_fleet_drive_fields_reach_adapters_and_fake_robots(bundle: Path, tmp_path: Path) -> None:
+    """Issue 24: 'defaults' apply to every robot, a robot's own field wins, the launch argument 'drive' fills what
+    the fleet leaves unset; the fake robot gets the base's fields (drive, limits, cmd_vel type), the adapter all."""
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump({
+        "defaults": {"drive": "diff_drive", "max_linear": 1, "max_angular": 2.5, "cmd_vel_stamped": True},
+        "robots": [{"name": "a", "agent": "agent_0", "initial_pose": [0.0, 1.0, 1.5]},
+                   {"name": "b", "agent": "agent_1", "drive": "holonomic", "max_linear": 0.5},
+                   {"name": "c", "agent": "agent_2", "conversion": "heading", "cmd_vel_frame_id": "c/base"}]}))
+    _, specs, _ = build({"bundle": str(bundle), "backend": "fake", "mode": "realtime", "fleet": str(fleet)})
+    adapters = {s.namespace: s.parameters for s in specs if s.role == "adapter"}
+    robots = {s.namespace: s.parameters for s in specs if s.role == "robot"}
+    assert adapters["a"]["drive"] == "diff_drive" and adapters["a"]["max_linear"] == 1.0
+    assert isinstance(adapters["a"]["max_linear"], float)  # rclpy refuses an int for a double parameter
+    assert adapters["b"]["drive"] == "holonomic" and adapters["b"]["max_linear"] == 0.5
+    assert adapters["b"]["max_angular"] == 2.5 and adapters["b"]["cmd_vel_stamped"] is True
+    assert adapters["c"]["conversion"] == "heading" and adapters["c"]["cmd_vel_frame_id"] == "c/base"
+    assert robots["a"]["initial_pose"] == [0.0, 1.0, 1.5] and robots["a"]["drive"] == "diff_drive"
+    assert "conversion" not in robots["c"] and "cmd_vel_frame_id" not in robots["c"]
+    assert robots["b"] == {"initial_pose": [0.0, 0.0], "use_sim_time": False, "drive": "holonomic",
+                           "max_linear": 0.5, "max_angular": 2.5, "cmd_vel_stamped": True}
+    _, plain, _ = build({"bundle": str(bundle), "backend": "fake", "mode": "realtime", "drive": "diff_drive"})
+    assert all(s.parameters["drive"] == "diff_drive" for s in plain if s.role in ("adapter", "robot"))
+    _, default, _ = build({"bundle": str(bundle), "backend": "fake", "mode": "realtime"})
+    assert not any("drive" in s.parameters for s in default)  # the params file's (holonomic)
+
+
+@pytest.mark.parametrize(("entry", "match"), [
+    ({"drive": "tank"}, r"robots\[0\]\.drive must be one of \('holonomic', 'diff_drive'\), got 'tank'"),
+    ({"max_linear": -1}, r"robots\[0\]\.max_linear must be a number >= 0"),
+    ({"max_angular": "fast"}, r"robots\[0\]\.max_angular must be a number >= 0"),
+    ({"max_linear_accel": float("nan")}, r"robots\[0\]\.max_linear_accel must be a number"),
+    ({"projection_distance": 0}, r"robots\[0\]\.projection_distance must be a number > 0"),
+    ({"cmd_vel_stamped": "yes"}, r"robots\[0\]\.cmd_vel_stamped must be true or false"),
+    ({"conversion": "pid"}, r"robots\[0\]\.conversion must be one of"),
+    ({"max_linar": 1.0}, r"robots\[0\] has unknown field\(s\) \['max_linar'\]"),
+    ({"initial_pose": [1, 2, 3, 4]}, r"initial_pose must be \[x, y\] or \[x, y, yaw\]"),
+])
+def test_bad_drive_fields_are_named(entry: dict, match: str, tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump({"robots": [{"name": "a", "agent": "agent_0", **entry}]}))
+    with pytest.raises(ValueError, match=f"{path}: {match}" if "robots" in match else match):
+        load_fleet(path, ["agent_0"])
+    path.write_text(yaml.safe_dump({"defaults": {"max_angular": -2.0}, "robots": [{"name": "a", "agent": "agent_0"}]}))
+    with pytest.raises(ValueError, match=r"defaults\.max_angular must be a number >= 0"):
+        load_fleet(path, ["agent_0"])
+    path.write_text(yaml.safe_dump({"defaults": {"name": "x"}, "robots": [{"name": "a", "agent": "agent_0"}]}))
+    with pytest.raises(ValueError, match="'defaults' must be a mapping of drive fields"):
+        load_fleet(path, ["agent_0"])
+
+
+def test_example_fleets_load() -> None:
+    agents = ["agent_0", "agent_1", "agent_2"]
+    tb3 = load_fleet(CONFIG / "fleet.turtlebot3.example.yaml", agents)
+    assert all(r.drive["drive"] == "diff_drive" and r.drive["max_linear"] == 0.22 for r in tb3)
+    assert [r.agent for r in load_fleet(CONFIG / "fleet.example.yaml", agents)] == agents

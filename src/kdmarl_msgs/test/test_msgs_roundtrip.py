@@ -9,14 +9,14 @@ import time
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary, ResourceUsage  # noqa: E402
+from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary, FleetStop, ResourceUsage  # noqa: E402
 
 # The publisher process fills every message with recognisable values; the test checks them field by field.
 PUBLISHER = textwrap.dedent(
     """
     import time
     import rclpy
-    from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary, ResourceUsage
+    from kdmarl_msgs.msg import AgentAction, AgentObservation, EpisodeSummary, FleetStop, ResourceUsage
 
     rclpy.init()
     node = rclpy.create_node("roundtrip_publisher")
@@ -31,7 +31,10 @@ PUBLISHER = textwrap.dedent(
     ep = EpisodeSummary(scenario="simple_spread", episode=3, seed=1003, steps=25, agents=["a", "b"],
                         agent_returns=[-7.5, -8.5], missed_actions=[0, 1], team_return=-8.0,
                         metric_names=["landmarks_covered"], metric_values=[3.0])
-    pubs = [(node.create_publisher(type(m), f"/roundtrip/{type(m).__name__}", 10), m) for m in (obs, act, use, ep)]
+    stop = FleetStop(stop=True, who="operator", why="person in the arena")
+    stop.header.stamp.sec = 1700000000
+    pubs = [(node.create_publisher(type(m), f"/roundtrip/{type(m).__name__}", 10), m)
+            for m in (obs, act, use, ep, stop)]
     deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline:
         for pub, msg in pubs:
@@ -49,11 +52,11 @@ def test_every_interface_crosses_processes() -> None:
     rclpy.init()
     try:
         node = rclpy.create_node("roundtrip_subscriber")
-        for msg_type in (AgentObservation, AgentAction, ResourceUsage, EpisodeSummary):
+        for msg_type in (AgentObservation, AgentAction, ResourceUsage, EpisodeSummary, FleetStop):
             name = msg_type.__name__
             node.create_subscription(msg_type, f"/roundtrip/{name}", lambda m, n=name: received.setdefault(n, m), 10)
         deadline = time.monotonic() + 25.0
-        while len(received) < 4 and time.monotonic() < deadline:
+        while len(received) < 5 and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.1)
             assert publisher.poll() is None, "publisher process died"
     finally:
@@ -61,7 +64,7 @@ def test_every_interface_crosses_processes() -> None:
         publisher.wait()
         rclpy.shutdown()
 
-    assert set(received) == {"AgentObservation", "AgentAction", "ResourceUsage", "EpisodeSummary"}
+    assert set(received) == {"AgentObservation", "AgentAction", "ResourceUsage", "EpisodeSummary", "FleetStop"}
     obs, act = received["AgentObservation"], received["AgentAction"]
     use, ep = received["ResourceUsage"], received["EpisodeSummary"]
     assert (obs.agent, obs.episode, obs.step, obs.header.frame_id) == ("agent_0", 3, 7, "world")
@@ -73,3 +76,6 @@ def test_every_interface_crosses_processes() -> None:
     assert (ep.scenario, ep.seed, ep.steps, list(ep.agents)) == ("simple_spread", 1003, 25, ["a", "b"])
     assert list(ep.agent_returns) == [-7.5, -8.5] and list(ep.missed_actions) == [0, 1]
     assert ep.team_return == -8.0 and list(ep.metric_values) == [3.0]
+    stop = received["FleetStop"]
+    assert (stop.stop, stop.who, stop.why) == (True, "operator", "person in the arena")
+    assert stop.header.stamp.sec == 1700000000
