@@ -124,14 +124,15 @@ class Supervision:
         now = time.perf_counter()
         policy = self._policy
         state = NodeState(active=self._active, configured=policy is not None, bundle_error=self._error,
-                          second_decider=self._duplicate_publishers, overruns=self._overrun_error)
+                          second_decider=self._duplicate_publishers, overruns=self._overrun_error,
+                          fleet_stop=self.fleet_stop_text())
         values: dict[str, Any] = {
             "agent": self._agent, "bundle": self._param("bundle"), "mode": self._param("mode"),
             "state": state_name(state), **self._counters.counts, "invalid_reasons": self._counters.reasons_text(),
             "observation_rate_hz": self._obs_rate.rate(now),
             "observation_age_ms": None if self._last_obs_time is None else (now - self._last_obs_time) * 1e3,
             "observation_delay_ms": self._obs_delay_ms, "decision_deadline_ms": self._deadline_s() * 1e3,
-            "safe_action": self._safe_action(), **snapshot_values(snap),
+            "safe_action": self._safe_action(), "fleet_stop": self.fleet_stop_text(), **snapshot_values(snap),
         }
         if policy is not None:
             values["memory"] = policy.memory_kind

@@ -45,6 +45,8 @@ Bad input never kills the node, and is never acted on. Every refusal is counted 
   inference (``duplicate_observations``); an older step of the current episode is dropped (reason
   ``out_of_order``). A new episode counter, or a step counter that restarts with a newer stamp (a restarted
   simulator or adapter), starts a new sequence and is logged;
+- while the fleet is stopped (the latched ``/kdmarl/stop``, :mod:`kdmarl_student.node_stop`) every admitted
+  observation gets the safe action without inference (``fleet_stop_answers``; WARN with who and why) until a resume;
 - in realtime mode a watchdog publishes the safe action whenever no observation arrived within
   ``observation_timeout_s``.
 
@@ -94,6 +96,7 @@ from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage
 from kdmarl_student.errors import DecisionTimeoutError, PolicyOutputError
 from kdmarl_student.lifetime import signal_wakeup
 from kdmarl_student.node_params import declare_student_parameters
+from kdmarl_student.node_stop import FleetStopHandling
 from kdmarl_student.node_supervision import Supervision
 from kdmarl_student.ros_support import (
     ACTION_QOS,
@@ -132,7 +135,7 @@ def _stamp_ns(stamp: Any) -> int:
     return 0 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-class StudentNode(Supervision, LifecycleNode):
+class StudentNode(FleetStopHandling, Supervision, LifecycleNode):
     """One agent's decision maker: observation in, action out, health and resources reported."""
 
     def __init__(self, node_name: str = "student", **kwargs: Any) -> None:
@@ -148,6 +151,7 @@ class StudentNode(Supervision, LifecycleNode):
         self._deciding_since: float | None = None  # steady start of the answer in progress (reports wait a moment)
         self._throttle = Throttle(lambda: float(self._param("warn_throttle_s")), time.perf_counter)
         self._reset_state()
+        self._subscribe_fleet_stop()  # before the observation subscription: a pending stop is taken first
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", REPORT_QOS)
         self._apply_nice(int(self._param("nice")))  # before the supervisor thread starts: it inherits the value
         self._supervisor = Supervisor(f"{self._agent or 'student'}-supervisor", wake_fd=signal_wakeup(),
@@ -387,6 +391,10 @@ class StudentNode(Supervision, LifecycleNode):
         policy = self._policy
         mask, ok = self._read_mask(msg)
         if policy is None or not ok:
+            return
+        if self.fleet_stopped:  # /kdmarl/stop (node_stop): the safe action, no inference, until a resume
+            self._counters.add("fleet_stop_answers")
+            self._publish_safe(msg, mask=mask)
             return
         observation = np.frombuffer(msg.data, dtype=np.float32) if len(msg.data) else np.zeros(0, np.float32)
         start = time.perf_counter()
