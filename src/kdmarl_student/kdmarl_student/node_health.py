@@ -21,7 +21,8 @@ OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 
 NEWS = (("invalid_observations", "invalid observations"), ("stale_observations", "stale observations"),
         ("inference_errors", "inference errors"), ("non_finite_outputs", "non-finite policy outputs"),
-        ("deadline_overruns", "decisions over the deadline (cancelled, safe action)"))
+        ("deadline_overruns", "decisions over the deadline (cancelled, safe action)"),
+        ("behind_release_answers", "safe answers behind the team's release (not staged here yet)"))
 
 
 @dataclass(frozen=True)

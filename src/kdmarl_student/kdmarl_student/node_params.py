@@ -11,6 +11,11 @@ from kdmarl_student.ros_support import descriptor
 STUDENT_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "bundle": ("", "Bundle directory (manifest.json + agent_*.onnx). Fixed for the node's life: a different model is "
                "a different node.", {"read_only": True}),
+    "release_state_dir": ("", "Fleet updates (docs/fleet_updates.md): the robot's updater_node state_dir; the node "
+                          "then runs <release_state_dir>/releases/current (not 'bundle') and hot-swaps to each "
+                          "announced release at its cut-over episode. Empty: no updates.", {"read_only": True}),
+    "release_team": ("", "Team whose /kdmarl/release announcements this node follows; empty = the running bundle's "
+                     "scenario name (kdmarl publish's default team).", {"read_only": True}),
     "agent": ("", "Bundle agent this node runs; empty = the last component of the node's namespace.",
               {"read_only": True}),
     "mode": ("lockstep", "lockstep: answer every observation (evaluation). realtime: also publish the safe action "

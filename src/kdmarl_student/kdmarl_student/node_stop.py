@@ -38,6 +38,14 @@ class FleetStopHandling:
         msg = self._fleet_stop
         return f"by {msg.who!r}: {msg.why!r}" if msg is not None and msg.stop else ""
 
+    def _answered_stopped(self, msg: object, mask: object) -> bool:
+        """While the fleet is stopped: the safe action (no inference), counted; True when answered so."""
+        if not self.fleet_stopped:
+            return False
+        self._counters.add("fleet_stop_answers")
+        self._publish_safe(msg, mask=mask)
+        return True
+
     def _on_fleet_stop(self, msg: FleetStop) -> None:
         current = self._fleet_stop
         if current is not None and stop_stamp(msg) < stop_stamp(current):

@@ -18,7 +18,7 @@ from std_msgs.msg import Header
 
 from kdmarl_msgs.msg import ResourceUsage
 from kdmarl_student.lifetime import note_signal
-from kdmarl_student.node_health import NodeState, deadline_seconds, snapshot_values, state_name, verdict
+from kdmarl_student.node_health import WARN, NodeState, deadline_seconds, snapshot_values, state_name, verdict
 from kdmarl_student.ros_support import diagnostic_status, publisher_names
 
 REPORT_HOLD_S = 0.005  # a report waits at most this long for the decision in progress (normal ones take ~0.2 ms)
@@ -137,7 +137,12 @@ class Supervision:
         if policy is not None:
             values["memory"] = policy.memory_kind
             values["memory_state_dim"] = policy.state_dim
+        release = self._release_tick()  # node_release: stage an announced release, pointer changes, its status
+        values.update(release)
         level, message = verdict(state, self._counters.since_report(), snap)
+        trouble = release.get("last_revert") or release.get("stage_error")
+        if trouble and level < WARN:
+            level, message = WARN, f"release {release.get('release')}: {trouble}"
         name = f"kdmarl_student: {self.get_fully_qualified_name()}"
         return diagnostic_status(bytes([level]), name, message, self._agent, values)
 
