@@ -38,7 +38,8 @@ Each episode ends with a ``kdmarl_msgs/EpisodeSummary`` on ``/kdmarl/episode`` (
 a late monitor still gets them), with each agent's release (``AgentAction.release`` of its policy actions) and
 ``mixed_releases``; the bridge counts mixed-release episodes (``mixed_release_episodes`` in ``/diagnostics``, ERROR,
 and in ``results_file``): with fleet updates a team episode must never mix releases. With ``publish_clock`` the
-bridge is the ``/clock`` source for nodes that run with ``use_sim_time`` (simulated time = steps x dt, monotonic across episodes).
+bridge is the ``/clock`` source for nodes that run with ``use_sim_time`` (simulated time = steps x dt, monotonic
+across episodes).
 """
 
 from __future__ import annotations

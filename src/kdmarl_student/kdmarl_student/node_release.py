@@ -9,12 +9,14 @@ the robot's :class:`~kdmarl_student.release_store.ReleaseStore` (``<release_stat
   reverts when a new release's p99 decision latency exceeds the budget's ``max_latency_ms``.
 - ``/kdmarl/release`` (``kdmarl_msgs/Release``, :data:`kdmarl_student.updater_node.RELEASE_QOS`, latched): the latest
   announcement for the node's team (``release_team``; empty = the running bundle's scenario name, the default of
-  ``kdmarl publish --team``) is kept. ``cutover_episode`` 0 is a *prepare* announcement (updaters fetch and stage;
-  students do not switch), see :mod:`kdmarl_student.announce`.
+  ``kdmarl publish --team``) is kept. ``cutover_episode`` 0 is a *prepare* announcement (updaters fetch and stage,
+  students load but do not switch), see :mod:`kdmarl_student.announce`; a cut-over for a release already loaded
+  sets the slot's cut-over episode at once (executor thread, as the decisions).
 - the report job (the node's supervisor thread, never the executor): when the announced release is the store's
   ``staged`` one and the slot has not loaded it, it is staged into the slot (loaded and checked now; a failure
   goes to ``/diagnostics`` as ``stage_error`` and is not retried for that release); queued pointer changes are
-  written (:meth:`ReleaseSlot.sync_store`); the slot's status joins ``/diagnostics`` (WARN after a revert).
+  written (:meth:`ReleaseSlot.sync_store`); the slot's status joins ``/diagnostics`` (``staged_release``: what
+  ``announce`` waits for; WARN after a revert).
 - the decision: :meth:`ReleaseSlot.act` (the swap happens at step 0 of the cut-over episode, inside that decision,
   with a reset memory; no disk, no load). From the cut-over episode on, a robot whose running release is not the
   announced one (not staged in time, or reverted) answers with the safe action (``behind_release_answers``) and
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from kdmarl_msgs.msg import AgentObservation, Release
     from kdmarl_student.policy import StudentPolicy
     from kdmarl_student.release_slot import ReleaseSlot
+
+
+NOT_YET = 2**32  # the slot's cut-over episode for a release loaded on a prepare announcement
 
 
 class ReleaseHandling:
@@ -77,6 +82,9 @@ class ReleaseHandling:
         if msg.team != self._release_team:
             return
         self._announced = msg
+        slot = self._slot
+        if slot is not None and msg.cutover_episode > 0 and slot.status()["staged_release"] == msg.release:
+            slot.cutover_episode = int(msg.cutover_episode)  # loaded on the prepare: switch at the cut-over
         what = "prepare (no cut-over)" if msg.cutover_episode == 0 else f"cut-over at episode {msg.cutover_episode}"
         self.get_logger().info(f"release {msg.release} of team {msg.team} announced: {what}")
 
@@ -103,12 +111,13 @@ class ReleaseHandling:
             return {}
         store = slot.store
         assert store is not None
-        if msg is not None and msg.cutover_episode > 0 and msg.release != slot.release \
-                and slot.status()["staged_release"] != msg.release and msg.release not in self._refused_releases \
-                and store.pointer("staged") == msg.release:
+        if msg is not None and msg.release != slot.release and slot.status()["staged_release"] != msg.release \
+                and msg.release not in self._refused_releases and store.pointer("staged") == msg.release:
+            cutover = int(msg.cutover_episode) or NOT_YET  # a prepare: load now, switch at the announced cut-over
             try:
-                slot.stage(int(msg.release), store.root / str(msg.release), int(msg.cutover_episode))
-                self.get_logger().info(f"release {msg.release} loaded, switching at episode {msg.cutover_episode}")
+                slot.stage(int(msg.release), store.root / str(msg.release), cutover)
+                self.get_logger().info(f"release {msg.release} loaded, switching at episode "
+                                       f"{msg.cutover_episode or '(not announced yet)'}")
             except Exception as err:  # BundleError and friends: keep the running release, say why
                 self._refused_releases.add(int(msg.release))
                 self._stage_error = f"release {msg.release}: {type(err).__name__}: {err}"
