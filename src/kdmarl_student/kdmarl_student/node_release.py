@@ -29,6 +29,7 @@ uses to count mixed-release episodes.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,9 @@ class ReleaseHandling:
 
         root = Path(str(self._param("release_state_dir"))) / "releases"
         store = ReleaseStore(root)
+        waited = time.monotonic() + float(self._param("release_wait_s"))  # the updater's first check, at launch
+        while store.pointer("current") is None and store.pointer("staged") is None and time.monotonic() < waited:
+            time.sleep(0.1)
         if store.pointer("current") is None:
             if store.pointer("staged") is None:
                 raise FileNotFoundError(f"parameter release_state_dir: {root} has no current and no staged release "
