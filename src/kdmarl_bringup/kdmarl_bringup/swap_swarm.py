@@ -137,7 +137,8 @@ def run_swap(processes: Any, node: Any, rel: Releases, work: Path, n: int, *, of
                             params={"release_state_dir": str(work / f"robot_{i}"), "public_key": str(rel.pub),
                                     "require_signature": True, "report_period_s": 0.25})
         processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
-            "bundle": str(rel.r1), "episodes": 0, "seed": 1000, "action_timeout_s": 60.0, "wait_for_students_s": timeout,
+            "bundle": str(rel.r1), "episodes": 0, "seed": 1000, "action_timeout_s": 60.0,
+            "wait_for_students_s": timeout,
             "results_file": str(work / "bridge.json"), "episode_subscribers": 1})
         alive = ("bridge", *(f"student_{i}" for i in range(n)))
         assert probe.spin(lambda: len(probe.summaries) >= 2, timeout, processes, alive), processes.logs()
