@@ -40,3 +40,22 @@ def test_a_running_swarm_switches_release_with_no_missed_action_and_no_mixed_epi
     assert len(episodes) - cutover >= 3
     # The swap went to disk after the decisions: every robot's store now runs 2 with 1 kept for a revert.
     assert all(store == {"current": 2, "previous": 1, "staged": None} for store in result["stores"].values())
+
+
+def test_an_offline_follower_never_acts_on_a_mixed_team_and_catches_up(
+        processes: Processes, ros_node, tmp_path: Path) -> None:
+    """The last follower's updater is offline across the publish and the cut-over (announced with
+    --allow-missing): from the cut-over its student answers with the safe action (no policy release in the
+    summaries, no mixed episode), and once its updater is back it switches at an episode start."""
+    rel = make_releases(tmp_path / "releases", N)
+    result = run_swap(processes, ros_node, rel, tmp_path, N, offline=N - 1)
+    episodes, cutover, caught_up = result["episodes"], result["cutover_episode"], result["caught_up_episode"]
+    assert all(e["missed_actions"] == [0] * N for e in episodes)
+    assert not any(e["mixed_releases"] for e in episodes)
+    assert caught_up > cutover
+    assert [e["releases"] for e in episodes] == ([[1] * N] * cutover + [[2] * (N - 1) + [0]] * (caught_up - cutover)
+                                                 + [[2] * N] * (len(episodes) - caught_up))
+    _assert_episodes_equal_offline(episodes[:cutover], rel.r1)
+    _assert_episodes_equal_offline(episodes[caught_up:], rel.r2)
+    assert "behind the team's release" in processes.log(f"student_{N - 1}") or \
+        "safe action until it is staged here" in processes.log(f"student_{N - 1}")
