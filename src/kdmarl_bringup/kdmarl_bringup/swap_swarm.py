@@ -123,7 +123,7 @@ def _start_updater(processes: Any, rel: Releases, work: Path, i: int, *, url: st
 
 
 def run_swap(processes: Any, node: Any, rel: Releases, work: Path, n: int, *, offline: int | None = None,
-             margin: int = 4, after: int = 3, timeout: float = 300.0) -> dict[str, Any]:
+             margin: int = 20, after: int = 3, timeout: float = 300.0) -> dict[str, Any]:
     """Run the swarm on release 1, publish and announce release 2, run ``after`` episodes on it; the figures."""
     probe = SwapProbe(node, n)
     lead_port = free_port()

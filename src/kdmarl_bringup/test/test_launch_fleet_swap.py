@@ -49,7 +49,7 @@ def test_ros2_launch_swarm_changes_release_while_it_runs(tmp_path: Path) -> None
             publish_bundle(rel.repo, rel.keys, rel.r2, public_key=rel.pub)
             announce = subprocess.Popen(
                 [sys.executable, "-m", "kdmarl_student.announce", "--team", TEAM, "--release", "2", "--supersedes",
-                 "1", "--robots", str(N), "--margin", "4", "--wait-s", "120"], env=launch.env,
+                 "1", "--robots", str(N), "--margin", "20", "--wait-s", "120"], env=launch.env,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             lines: list[str] = []
             while not any("cut-over:" in line for line in lines):
