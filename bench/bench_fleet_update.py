@@ -17,6 +17,17 @@ and sim bridge over DDS), which needs the student-node hook (not merged yet).
 
     python bench/bench_fleet_update.py                 # 16 robots, writes bench/results/fleet_update.json
     python bench/bench_fleet_update.py --robots 4      # quick look
+    python bench/bench_fleet_update.py --swarm         # the swap in a running ROS swarm: fleet_update_swarm.json
+
+``--swarm``: the swap in a running ROS swarm (``kdmarl_bringup.swap_swarm``, what ``test_fleet_swap.py`` runs with
+3 robots): one updater_node and one student_node per robot (robot 0 the lead, mirroring the workstation's TUF
+repository; the others following it), the sim bridge in lockstep, and ``announce`` (prepare, wait for every
+student to have the release loaded, cut-over). Measured: missed actions across the swap, mixed-release episodes,
+the returns of every episode against the offline evaluation of the release that ran it (bit for bit), the time
+from the start of ``kdmarl publish`` to the whole fleet *acting* on release 2 (the first policy action of release 2
+of the last robot), and the bytes each updater received for the check that staged release 2. Then the same with one
+follower's updater offline during the swap: the cut-over is announced with ``--allow-missing``, the follower holds
+its safe action from the cut-over (never acts on a mixed team) and switches once its updater is back.
 """
 
 from __future__ import annotations
@@ -181,13 +192,89 @@ def run(n_robots: int, poll: float, tmp: Path) -> dict[str, Any]:
             "release_files_bytes": release_bytes, "per_robot": per_robot}
 
 
+def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
+    """One ``--swarm`` run (see the module docstring); the figures and the bit-for-bit comparison."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "kdmarl_bringup" / "test"))
+    import rclpy  # noqa: PLC0415
+    from conftest import Processes, fresh_domain_id  # noqa: PLC0415  (the tests' process handling)
+    from kdmarl_bringup.swap_swarm import make_releases, run_swap  # noqa: PLC0415
+
+    rel = make_releases(tmp / "releases", n_robots)
+    processes = Processes(fresh_domain_id(), tmp)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(processes.env["ROS_DOMAIN_ID"]))
+    node = rclpy.create_node("bench_probe", context=context)
+    try:
+        result = run_swap(processes, node, rel, tmp, n_robots, offline=offline, timeout=600.0)
+    finally:
+        processes.stop_all()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    episodes = result.pop("episodes")
+    same = []
+    for release, bundle in ((1, rel.r1), (2, rel.r2)):
+        mine = [e for e in episodes if e["releases"] == [release] * n_robots]
+        if mine:
+            offline_eval = evaluate_bundle(bundle, [e["seed"] for e in mine])
+            same.append(bool(np.array_equal(np.array([e["agent_returns"] for e in mine]), offline_eval.agent_returns)))
+    cut = result["cutover_episode"]
+    held = [e for e in episodes if e["episode"] >= cut and e["releases"] != [2] * n_robots]
+    staged = result.pop("staged_bytes")
+    return {"robots": n_robots, "offline_robot": offline, "episodes": len(episodes), "cutover_episode": cut,
+            "caught_up_episode": result["caught_up_episode"],
+            "missed_actions": int(sum(sum(e["missed_actions"]) for e in episodes)),
+            "mixed_release_episodes": sum(e["mixed_releases"] for e in episodes),
+            "episodes_on_one_release_equal_offline": all(same),
+            "episodes_with_robot_behind": len(held),
+            "publish_to_all_acting_s": result["publish_to_all_acting_s"],
+            "lead_bytes_release_2": staged.get("agent_0", {}).get(2),
+            "follower_bytes_release_2_mean": float(np.mean([v[2] for k, v in staged.items()
+                                                            if k != "agent_0" and 2 in v] or [np.nan])),
+            "stores_on_2": sum(s["current"] == 2 for s in result["stores"].values())}
+
+
+def swarm_main(args: argparse.Namespace) -> int:
+    rows = []
+    for offline in (None, args.robots - 1):
+        with tempfile.TemporaryDirectory(prefix="kdmarl-swap-bench-") as tmp:
+            rows.append(swarm_run(args.robots, Path(tmp), offline))
+        print(json.dumps(rows[-1]), flush=True)
+    path = write_result(
+        f"{args.out}_swarm",
+        title=f"Fleet update in a running ROS swarm: {args.robots} robots switched from release 1 to 2",
+        columns=list(rows[0]),
+        rows=rows,
+        notes=[
+            "Every robot's updater_node and student_node, the sim bridge and announce are separate processes on "
+            "this one shared 2-core machine (other engineers' jobs were running): times are upper bounds.",
+            "publish_to_all_acting_s: from the start of kdmarl publish (release 2) to the first policy action of "
+            "release 2 of the last robot; it includes announce's prepare, the updaters' checks (followers poll the "
+            "lead every 0.5 s), every student loading the release, the --margin of 4 episodes before the "
+            "cut-over, and those episodes' lockstep stepping.",
+            "missed_actions and mixed_release_episodes over all episodes of the run (before, across and after the "
+            "swap), from the bridge's EpisodeSummary messages.",
+            "episodes_on_one_release_equal_offline: every episode run entirely by release 1 (resp. 2) has per-agent "
+            "returns equal to evaluate_bundle of that release on the same seeds, bit for bit.",
+            "Offline row: the last follower's updater is stopped before the publish and started after the cut-over; "
+            "episodes_with_robot_behind are the episodes it held its safe action (release 0 in the summary), "
+            "caught_up_episode the first it ran release 2.",
+            "Bytes: HTTP bodies received by each updater's check that staged release 2 (its /diagnostics).",
+        ],
+    )
+    print(path)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--swarm", action="store_true", help="the swap in a running ROS swarm (see above)")
     parser.add_argument("--robots", type=int, default=16)
     parser.add_argument("--poll", type=float, default=0.25, help="seconds between each robot's checks")
     parser.add_argument("--repeats", type=int, default=3, help="independent runs (fresh repository and robots)")
     parser.add_argument("--out", default="fleet_update")
     args = parser.parse_args()
+    if args.swarm:
+        return swarm_main(args)
     results = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="kdmarl-fleet-bench-") as tmp:

@@ -19,5 +19,6 @@ setup(
     license="Apache-2.0",
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["student_node = kdmarl_student.student_node:main",
-                                    "updater_node = kdmarl_student.updater_node:main"]},
+                                    "updater_node = kdmarl_student.updater_node:main",
+                                    "announce = kdmarl_student.announce:main"]},
 )

@@ -61,7 +61,18 @@ class Stepping:
             self._publish_diagnostics()
         return [a for a in self.agents if a not in self.answers]
 
+    def _episode_releases(self) -> tuple[list[int], bool]:
+        """Per agent the release of its policy actions this episode (0: none), and whether they mixed releases."""
+        sets = [self.release_sets.get(a, set()) for a in self.all_agents]
+        mixed = len(set().union(*sets)) > 1
+        if mixed:
+            self.mixed_episodes += 1
+            self.get_logger().error(f"episode {self.episode} mixed releases: " + ", ".join(
+                f"{a} {sorted(r)}" for a, r in zip(self.all_agents, sets, strict=True) if r))
+        return [max(r) if r else 0 for r in sets], mixed
+
     def _finish_episode(self, seed: int, tally: EpisodeTally) -> None:
+        releases, mixed = self._episode_releases()
         metrics = self.sim.episode_metrics()
         if "collisions" in metrics:
             metrics["collisions"] = float(tally.collisions)
@@ -70,12 +81,14 @@ class Stepping:
         msg = EpisodeSummary(scenario=self.spec.name, episode=self.episode, seed=seed, steps=steps,
                              agents=self.all_agents, agent_returns=[float(r) for r in returns],
                              missed_actions=[int(m) for m in misses], team_return=team,
-                             metric_names=list(metrics), metric_values=list(metrics.values()))
+                             metric_names=list(metrics), metric_values=list(metrics.values()),
+                             releases=releases, mixed_releases=mixed)
         msg.header = Header(stamp=self.get_clock().now().to_msg())
         self.episode_pub.publish(msg)
         self.summaries.append({"episode": self.episode, "seed": seed, "steps": steps, "team_return": team,
                                "agent_returns": [float(r) for r in returns],
-                               "missed_actions": [int(m) for m in misses], "metrics": metrics})
+                               "missed_actions": [int(m) for m in misses], "metrics": metrics,
+                               "releases": releases, "mixed_releases": mixed})
         self.get_logger().info(f"episode {self.episode} seed {seed}: team return {team:.6f}, "
                                f"misses {int(misses.sum())}")
 
@@ -137,6 +150,7 @@ class Stepping:
         simulator's reset."""
         self._check_single_deciders()
         self.writers = {}
+        self.release_sets = {}  # agent -> releases of its policy actions this episode (AgentAction.release)
         obs = self.sim.reset(seed)
         self.masks = self.sim.masks()
         return obs

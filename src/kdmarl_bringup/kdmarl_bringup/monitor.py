@@ -275,6 +275,13 @@ class Monitor(Node):
             return "STALE"
         return "" if name is None else LEVELS.get(self.diagnostics[name].level, "?")
 
+    def release(self, topic: str) -> str:
+        """The fleet release the student runs (``release`` of its /diagnostics, node_release; "" without one)."""
+        node = self.usage[topic][-1][1].node_name if self.usage.get(topic) else topic.rsplit("/", 1)[0]
+        name = next((n for n in self.diagnostics if n.endswith(node)), None)
+        values = {} if name is None else {kv.key: kv.value for kv in self.diagnostics[name].values}
+        return "" if values.get("release") in (None, "None") else values["release"]
+
     def _log_status(self) -> None:
         counts: dict[str, int] = {}
         for topic in self.usage:
@@ -332,7 +339,7 @@ class Monitor(Node):
                 "budget_exceeded": list(last.budget_exceeded), "actions": last.actions,
                 "safe_actions": last.safe_actions, "invalid_observations": last.invalid_observations,
                 "stale_observations": last.stale_observations, "non_finite_outputs": last.non_finite_outputs,
-                "health": self.health(topic),
+                "health": self.health(topic), "release": self.release(topic),
                 "last_report_age_s": self._now() - self.heard[topic] if topic in self.heard else None,
             }
         returns = [e.team_return for e in self.episodes]
@@ -345,6 +352,7 @@ class Monitor(Node):
                 "team_returns": returns,
                 "seeds": [e.seed for e in self.episodes],
                 "missed_actions": int(sum(sum(e.missed_actions) for e in self.episodes)),
+                "mixed_release_episodes": sum(bool(e.mixed_releases) for e in self.episodes),
             },
             "diagnostics": {name: {"last": "STALE" if name in self.stale else LEVELS.get(s.level, str(s.level)),
                                    "message": s.message, "counts": self.diag_counts.get(name, {})}
@@ -356,7 +364,7 @@ class Monitor(Node):
 
         table = Table(title=f"kdmarl swarm — {len(self.episodes)} episodes")
         for col in ("node", "p50 ms", "p99 ms", "CPU %", "RSS MB", "FLOPs / budget", "actions", "safe",
-                    "invalid", "stale", "health"):
+                    "invalid", "stale", "release", "health"):
             table.add_column(col, justify="right" if col != "node" else "left")
         for topic, series in sorted(self.usage.items()):
             m = series[-1][1]
@@ -364,7 +372,7 @@ class Monitor(Node):
             table.add_row(topic.rsplit("/", 1)[0] or "/", f"{m.latency_p50_ms:.3f}", f"{m.latency_p99_ms:.3f}",
                           f"{m.cpu_percent:.1f}", f"{m.rss_bytes / 2**20:.1f}", budget, str(m.actions),
                           str(m.safe_actions), str(m.invalid_observations), str(m.stale_observations),
-                          self.health(topic))
+                          self.release(topic) or "-", self.health(topic))
         if self.episodes:
             last = self.episodes[-1]
             table.caption = (f"last episode {last.episode} (seed {last.seed}): team return {last.team_return:.3f}, "

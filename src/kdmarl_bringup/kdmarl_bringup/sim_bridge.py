@@ -35,8 +35,11 @@ decider); ``results_file`` says how many episodes ran, which is how the launch f
 finished run from an interrupted one (``swarm_spec.bridge_problem``).
 
 Each episode ends with a ``kdmarl_msgs/EpisodeSummary`` on ``/kdmarl/episode`` (reliable, transient local so
-a late monitor still gets them). With ``publish_clock`` the bridge is the ``/clock`` source for nodes that
-run with ``use_sim_time`` (simulated time = steps x dt, monotonic across episodes).
+a late monitor still gets them), with each agent's release (``AgentAction.release`` of its policy actions) and
+``mixed_releases``; the bridge counts mixed-release episodes (``mixed_release_episodes`` in ``/diagnostics``, ERROR,
+and in ``results_file``): with fleet updates a team episode must never mix releases. With ``publish_clock`` the
+bridge is the ``/clock`` source for nodes that run with ``use_sim_time`` (simulated time = steps x dt, monotonic
+across episodes).
 """
 
 from __future__ import annotations
@@ -172,6 +175,8 @@ class SimBridge(Stepping, Node):
         self.total_misses = 0
         self.writers: dict[tuple[str, int, int], str] = {}  # (agent, episode, step) -> first writer (this episode)
         self.second_decider = ""  # non-empty: two writers answered one agent (the run stops before the next step)
+        self.release_sets: dict[str, set[int]] = {}  # this episode's releases per agent (bridge_stepping)
+        self.mixed_episodes = 0  # episodes whose policy actions came from more than one release (must stay 0)
         self.invalid_actions = 0  # messages whose action index is outside the agent's action space (ignored)
         self.unavailable_actions = 0  # actions the step's mask forbids (SMAX), replaced by the safe action
         self.started = time.perf_counter()
@@ -191,6 +196,8 @@ class SimBridge(Stepping, Node):
                 throttle_duration_sec=5.0)
             return
         self.latest[agent] = (msg.episode, msg.step, int(msg.action), now)
+        if msg.episode == self.episode and not msg.is_safe_action:  # a policy's action: which release decided it
+            self.release_sets.setdefault(agent, set()).add(int(msg.release))
         key = (msg.episode, msg.step)
         sent = self.sent_at.get(key)
         if sent is not None and (key, agent) not in self.timed:  # late answers count too: honest percentiles
@@ -281,12 +288,15 @@ class SimBridge(Stepping, Node):
             "mode": self.mode, "scenario": self.spec.name, "episode": self.episode, "step": self.step_index,
             "steps": self.total_steps, "missed_actions": self.total_misses,
             "invalid_actions": self.invalid_actions, "unavailable_actions": self.unavailable_actions,
+            "mixed_release_episodes": self.mixed_episodes,
             "steps_per_s": self.timed_steps / self.stepping_time if self.stepping_time > 0 else 0.0,
             "obs_to_action_p50_ms": None if lat is None else float(np.percentile(lat, 50)),
             "obs_to_action_p99_ms": None if lat is None else float(np.percentile(lat, 99)),
         }
         level = DiagnosticStatus.WARN if self.total_misses else DiagnosticStatus.OK
         message = f"{self.total_misses} missed actions" if self.total_misses else "ok"
+        if self.mixed_episodes:
+            level, message = DiagnosticStatus.ERROR, f"{self.mixed_episodes} episodes mixed releases; {message}"
         status = diagnostic_status(level, "kdmarl_bringup: /sim_bridge", message, self.spec.name, values)
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
@@ -295,7 +305,8 @@ class SimBridge(Stepping, Node):
         return {
             "mode": self.mode, "scenario": self.spec.name, "agents": self.all_agents, "steps": self.total_steps,
             "missed_actions": self.total_misses, "invalid_actions": self.invalid_actions,
-            "unavailable_actions": self.unavailable_actions, "wall_time_s": time.perf_counter() - self.started,
+            "unavailable_actions": self.unavailable_actions, "mixed_release_episodes": self.mixed_episodes,
+            "wall_time_s": time.perf_counter() - self.started,
             "lockstep_steps_per_s": self.timed_steps / self.stepping_time if self.stepping_time > 0 else None,
             "obs_to_action_ms": {
                 "count": int(lat.size),

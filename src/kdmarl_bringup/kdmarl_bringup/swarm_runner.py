@@ -35,7 +35,7 @@ from kdmarl_student.lifetime import die_with_parent
 
 from kdmarl_bringup.swarm_spec import LAUNCH_ARGUMENTS, NodeSpec, SwarmArgs, bridge_problem, build
 
-STOP_ORDER = ("bridge", "student", "adapter", "robot", "monitor")
+STOP_ORDER = ("bridge", "student", "updater", "adapter", "robot", "monitor")
 
 
 def node_command(spec: NodeSpec, params_file: str, overrides_file: Path, python: str = sys.executable) -> list[str]:

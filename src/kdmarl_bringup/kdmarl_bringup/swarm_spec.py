@@ -29,6 +29,7 @@ from kdmarl_student.manifest import load_manifest
 from kdmarl_student.scenarios import MODES, is_smax
 
 from kdmarl_bringup.drive import CONVERSIONS, DRIVES
+from kdmarl_bringup.fleet_updates_spec import load_updates, with_updaters
 
 BACKENDS: tuple[str, ...] = ("mpe", "isaac", "real", "fake")
 SIM_TIME_BACKENDS: frozenset[str] = frozenset({"mpe", "isaac"})
@@ -388,4 +389,7 @@ def build(values: dict[str, str]) -> tuple[SwarmArgs, list[NodeSpec], str]:
     params_file = args.params_file or default_params_file()
     if not Path(params_file).is_file():
         raise ValueError(f"params file {params_file!r} not found")
-    return args, swarm_nodes(args, manifest, fleet), params_file
+    specs = swarm_nodes(args, manifest, fleet)
+    if args.fleet and fleet is not None:  # the fleet YAML's opt-in updates section (fleet_updates_spec)
+        specs = with_updaters(specs, load_updates(args.fleet, [r.name for r in fleet]), NodeSpec)
+    return args, specs, params_file

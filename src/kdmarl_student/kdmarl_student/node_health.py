@@ -21,7 +21,8 @@ OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 
 NEWS = (("invalid_observations", "invalid observations"), ("stale_observations", "stale observations"),
         ("inference_errors", "inference errors"), ("non_finite_outputs", "non-finite policy outputs"),
-        ("deadline_overruns", "decisions over the deadline (cancelled, safe action)"))
+        ("deadline_overruns", "decisions over the deadline (cancelled, safe action)"),
+        ("behind_release_answers", "safe answers behind the team's release (not staged here yet)"))
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class NodeState:
     bundle_error: str = ""
     second_decider: str = ""
     overruns: str = ""
+    fleet_stop: str = ""  # who stopped the fleet and why, while stopped
 
 
 def verdict(state: NodeState, new: dict[str, int], snapshot: Any | None) -> tuple[int, str]:
@@ -45,6 +47,7 @@ def verdict(state: NodeState, new: dict[str, int], snapshot: Any | None) -> tupl
     if state.overruns:
         return ERROR, f"not acting: {state.overruns}"
     problems = [] if state.active else ["not active"]
+    problems += [f"fleet stopped ({state.fleet_stop}): safe action until a resume"] if state.fleet_stop else []
     problems += [f"{new[key]} {words}" for key, words in NEWS if new.get(key)]
     if snapshot is not None and snapshot.budget_met is False:
         over = sorted(k for k, ok in (snapshot.budget_checks or {}).items() if not ok)

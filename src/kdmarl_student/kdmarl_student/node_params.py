@@ -11,6 +11,14 @@ from kdmarl_student.ros_support import descriptor
 STUDENT_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "bundle": ("", "Bundle directory (manifest.json + agent_*.onnx). Fixed for the node's life: a different model is "
                "a different node.", {"read_only": True}),
+    "release_state_dir": ("", "Fleet updates (docs/fleet_updates.md): the robot's updater_node state_dir; the node "
+                          "then runs <release_state_dir>/releases/current (not 'bundle') and hot-swaps to each "
+                          "announced release at its cut-over episode. Empty: no updates.", {"read_only": True}),
+    "release_wait_s": (60.0, "With release_state_dir: how long configure waits for the updater to stage a first "
+                       "release (started together, the updater's first check takes a moment).",
+                       {"read_only": True, "float_range": (0.0, 3600.0)}),
+    "release_team": ("", "Team whose /kdmarl/release announcements this node follows; empty = the running bundle's "
+                     "scenario name (kdmarl publish's default team).", {"read_only": True}),
     "agent": ("", "Bundle agent this node runs; empty = the last component of the node's namespace.",
               {"read_only": True}),
     "mode": ("lockstep", "lockstep: answer every observation (evaluation). realtime: also publish the safe action "

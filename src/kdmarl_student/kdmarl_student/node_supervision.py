@@ -18,7 +18,7 @@ from std_msgs.msg import Header
 
 from kdmarl_msgs.msg import ResourceUsage
 from kdmarl_student.lifetime import note_signal
-from kdmarl_student.node_health import NodeState, deadline_seconds, snapshot_values, state_name, verdict
+from kdmarl_student.node_health import WARN, NodeState, deadline_seconds, snapshot_values, state_name, verdict
 from kdmarl_student.ros_support import diagnostic_status, publisher_names
 
 REPORT_HOLD_S = 0.005  # a report waits at most this long for the decision in progress (normal ones take ~0.2 ms)
@@ -124,19 +124,25 @@ class Supervision:
         now = time.perf_counter()
         policy = self._policy
         state = NodeState(active=self._active, configured=policy is not None, bundle_error=self._error,
-                          second_decider=self._duplicate_publishers, overruns=self._overrun_error)
+                          second_decider=self._duplicate_publishers, overruns=self._overrun_error,
+                          fleet_stop=self.fleet_stop_text())
         values: dict[str, Any] = {
             "agent": self._agent, "bundle": self._param("bundle"), "mode": self._param("mode"),
             "state": state_name(state), **self._counters.counts, "invalid_reasons": self._counters.reasons_text(),
             "observation_rate_hz": self._obs_rate.rate(now),
             "observation_age_ms": None if self._last_obs_time is None else (now - self._last_obs_time) * 1e3,
             "observation_delay_ms": self._obs_delay_ms, "decision_deadline_ms": self._deadline_s() * 1e3,
-            "safe_action": self._safe_action(), **snapshot_values(snap),
+            "safe_action": self._safe_action(), "fleet_stop": self.fleet_stop_text(), **snapshot_values(snap),
         }
         if policy is not None:
             values["memory"] = policy.memory_kind
             values["memory_state_dim"] = policy.state_dim
+        release = self._release_tick()  # node_release: stage an announced release, pointer changes, its status
+        values.update(release)
         level, message = verdict(state, self._counters.since_report(), snap)
+        trouble = release.get("last_revert") or release.get("stage_error")
+        if trouble and level < WARN:
+            level, message = WARN, f"release {release.get('release')}: {trouble}"
         name = f"kdmarl_student: {self.get_fully_qualified_name()}"
         return diagnostic_status(bytes([level]), name, message, self._agent, values)
 

@@ -147,8 +147,10 @@ class ReleaseSlot:
             self._revert(f"release {current.release}: {exc}")
             return self.policy.act(observation, mask=mask)
         current.decisions += 1
+        # Judged once per latency_window decisions, not at every decision: a p99 over the window is a sort and an
+        # allocation, too much for the decision path (the node calls act() for every observation).
         if self._last_good is not None and self.max_latency_ms is not None and \
-                current.decisions >= self.latency_window:
+                current.decisions % self.latency_window == 0:
             p99 = current.policy.latency.summary()["p99_ms"]
             if p99 is not None and p99 > self.max_latency_ms:
                 self._pending_latency_revert = (f"release {current.release}: p99 decision latency {p99:.4f} ms over "

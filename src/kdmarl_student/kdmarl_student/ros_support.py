@@ -50,6 +50,7 @@ LATCHED_QOS = QoSProfile(  # /landmarks: set once, read by every adapter wheneve
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+FLEET_STOP_TOPIC = "/kdmarl/stop"  # kdmarl_msgs/FleetStop, LATCHED_QOS (kdmarl_bringup.fleet_stop publishes it)
 
 
 def descriptor(
@@ -156,5 +157,6 @@ def init_ros(argv: list[str] | None) -> None:
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
 
 
-__all__ = ["ACTION_QOS", "CLOCK_QOS", "CMD_QOS", "EPISODE_QOS", "LATCHED_QOS", "OBSERVATION_QOS", "REPORT_QOS",
-           "RateMeter", "descriptor", "diagnostic_status", "init_ros", "publisher_names", "spin_node", "steady_clock"]
+__all__ = ["ACTION_QOS", "CLOCK_QOS", "CMD_QOS", "EPISODE_QOS", "FLEET_STOP_TOPIC", "LATCHED_QOS", "OBSERVATION_QOS",
+           "REPORT_QOS", "RateMeter", "descriptor", "diagnostic_status", "init_ros", "publisher_names", "spin_node",
+           "steady_clock"]

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 REORDER_WINDOW = 10
 
 COUNTERS = ("actions", "safe_actions", "invalid_observations", "stale_observations", "duplicate_observations",
-            "non_finite_outputs", "inference_errors", "memory_resets", "sequence_restarts", "deadline_overruns")
+            "non_finite_outputs", "inference_errors", "memory_resets", "sequence_restarts", "deadline_overruns",
+            "fleet_stop_answers", "behind_release_answers")
 
 
 @dataclass(frozen=True)

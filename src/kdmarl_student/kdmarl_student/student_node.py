@@ -45,6 +45,8 @@ Bad input never kills the node, and is never acted on. Every refusal is counted 
   inference (``duplicate_observations``); an older step of the current episode is dropped (reason
   ``out_of_order``). A new episode counter, or a step counter that restarts with a newer stamp (a restarted
   simulator or adapter), starts a new sequence and is logged;
+- while the fleet is stopped (the latched ``/kdmarl/stop``, :mod:`kdmarl_student.node_stop`) every admitted
+  observation gets the safe action without inference (``fleet_stop_answers``; WARN with who and why) until a resume;
 - in realtime mode a watchdog publishes the safe action whenever no observation arrived within
   ``observation_timeout_s``.
 
@@ -94,6 +96,8 @@ from kdmarl_msgs.msg import AgentAction, AgentObservation, ResourceUsage
 from kdmarl_student.errors import DecisionTimeoutError, PolicyOutputError
 from kdmarl_student.lifetime import signal_wakeup
 from kdmarl_student.node_params import declare_student_parameters
+from kdmarl_student.node_release import ReleaseHandling
+from kdmarl_student.node_stop import FleetStopHandling
 from kdmarl_student.node_supervision import Supervision
 from kdmarl_student.ros_support import (
     ACTION_QOS,
@@ -132,7 +136,7 @@ def _stamp_ns(stamp: Any) -> int:
     return 0 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-class StudentNode(Supervision, LifecycleNode):
+class StudentNode(ReleaseHandling, FleetStopHandling, Supervision, LifecycleNode):
     """One agent's decision maker: observation in, action out, health and resources reported."""
 
     def __init__(self, node_name: str = "student", **kwargs: Any) -> None:
@@ -148,6 +152,8 @@ class StudentNode(Supervision, LifecycleNode):
         self._deciding_since: float | None = None  # steady start of the answer in progress (reports wait a moment)
         self._throttle = Throttle(lambda: float(self._param("warn_throttle_s")), time.perf_counter)
         self._reset_state()
+        self._init_releases()
+        self._subscribe_fleet_stop()  # before the observation subscription: a pending stop is taken first
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", REPORT_QOS)
         self._apply_nice(int(self._param("nice")))  # before the supervisor thread starts: it inherits the value
         self._supervisor = Supervisor(f"{self._agent or 'student'}-supervisor", wake_fd=signal_wakeup(),
@@ -204,15 +210,22 @@ class StudentNode(Supervision, LifecycleNode):
     # ---- lifecycle ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         bundle = str(self._param("bundle"))
+        releases = str(self._param("release_state_dir"))
         try:
-            if not bundle:
-                raise ValueError("parameter 'bundle' is empty: set it to a bundle directory")
+            if not bundle and not releases:
+                raise ValueError("parameter 'bundle' is empty: set it to a bundle directory (or release_state_dir)")
             if not self._agent:
                 raise ValueError("parameter 'agent' is empty and the node has no namespace to take it from")
-            policy = load_policy(bundle, self._agent, num_threads=int(self._param("num_threads")),
-                                 public_key=str(self._param("public_key")),
-                                 require_signature=bool(self._param("require_signature")),
-                                 providers=str(self._param("providers")))
+
+            def load(path: str) -> StudentPolicy:
+                return load_policy(path, self._agent, num_threads=int(self._param("num_threads")),
+                                   public_key=str(self._param("public_key")),
+                                   require_signature=bool(self._param("require_signature")),
+                                   providers=str(self._param("providers")))
+
+            # With a release store (node_release) the slot runs <release_state_dir>/releases/current.
+            policy = self._open_release_slot(self._agent, load) if releases else load(bundle)
+            bundle = f"{releases}/releases/{self._release_number}" if releases else bundle
             problem = self._safe_action_problem(int(self._param("safe_action")), policy)
             if problem:
                 raise ValueError(f"parameter {problem}")
@@ -265,6 +278,7 @@ class StudentNode(Supervision, LifecycleNode):
                     self.destroy_lifecycle_publisher(pub)
             self._obs_sub = self._action_pub = self._usage_pub = None
             self._policy = None
+            self._slot = None
 
     def stop_supervisor(self) -> None:
         """End the supervisor thread (before the node is destroyed) and cancel a decision in flight."""
@@ -386,12 +400,12 @@ class StudentNode(Supervision, LifecycleNode):
         """Run the policy on an admitted observation; every failure is answered with the safe action."""
         policy = self._policy
         mask, ok = self._read_mask(msg)
-        if policy is None or not ok:
+        if policy is None or not ok or self._answered_stopped(msg, mask):  # /kdmarl/stop: node_stop
             return
         observation = np.frombuffer(msg.data, dtype=np.float32) if len(msg.data) else np.zeros(0, np.float32)
         start = time.perf_counter()
         try:
-            action = int(policy.act(observation, mask=mask))
+            action = self._act(policy, observation, msg, mask)  # through the release slot, if any (node_release)
         except ValueError as err:  # ObservationError: wrong length, NaN/Inf, not numeric
             self._answer_safe(msg, getattr(err, "reason", "invalid"), str(err), mask=mask)
             return
@@ -411,6 +425,13 @@ class StudentNode(Supervision, LifecycleNode):
             self._publish_safe(msg, mask=mask)
             return
         self._overruns_in_row = 0
+        if self._behind_release(int(msg.episode)):  # the team runs another release: never act on a mixed team
+            self._counters.add("behind_release_answers")
+            self._warn("behind_release", f"{self._agent} runs release {self._release_number}, the team release "
+                       f"{self._announced.release} since episode {self._announced.cutover_episode}: safe action "
+                       "until it is staged here")
+            self._publish_safe(msg, mask=mask)
+            return
         self._publish(int(msg.episode), int(msg.step), msg.header.stamp, action, safe=False,
                       inference_ms=(time.perf_counter() - start) * 1e3)
 
@@ -467,7 +488,7 @@ class StudentNode(Supervision, LifecycleNode):
         if self._duplicate_publishers or self._overrun_error:
             return False
         msg = AgentAction(agent=self._agent, episode=episode, step=step, action=action, is_safe_action=safe,
-                          inference_ms=inference_ms)
+                          inference_ms=inference_ms, release=self._release_number)
         msg.header.stamp = self.get_clock().now().to_msg()
         if stamp is not None:
             msg.observation_stamp = stamp

@@ -1,0 +1,125 @@
+"""``announce``: the operator's side of a fleet update (issue 23): a release becomes the team's only once every robot
+has it staged, so the team switches on one episode and a team episode never mixes releases.
+
+    ros2 run kdmarl_student announce --team simple_spread --release 2 --robots 16
+    ros2 run kdmarl_student announce --team simple_spread --release 2 --robots 16 --allow-missing   # one is away
+
+After ``kdmarl publish`` (workstation), ``announce``
+
+1. publishes a *prepare* ``kdmarl_msgs/Release`` (``cutover_episode`` 0) on ``/kdmarl/release``: every robot's
+   ``updater_node`` fetches, verifies and stages the release (the lead first, it mirrors it for its followers; the
+   followers retry on their ``poll_period_s``); students do not switch on a prepare;
+2. waits until ``--robots`` student nodes of the team report on ``/diagnostics`` that they have it loaded
+   (``staged_release``: their updater staged it and the node loaded and checked it) or run it;
+3. publishes the cut-over: ``cutover_episode`` = the newest ``/kdmarl/episode`` summary's episode + ``--margin``
+   (or ``--cutover-episode``), and holds it (latched: a robot that starts or reconnects later gets it) until
+   Ctrl-C or ``--hold-s``.
+
+If fewer robots than ``--robots`` report the release loaded within ``--wait-s``, it exits 1 and announces no
+cut-over (the team stays on its release), unless ``--allow-missing``: then the cut-over is announced anyway and
+the missing robots never act on a mixed team: from the cut-over episode a student whose release is not the
+announced one answers with its safe action (``behind_release_answers``) and switches at the first episode start
+after its updater has staged the release (it catches up without a new announcement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+
+from kdmarl_msgs.msg import EpisodeSummary, Release
+from kdmarl_student.lifetime import shutdown_requested
+from kdmarl_student.ros_support import EPISODE_QOS, REPORT_QOS, init_ros
+from kdmarl_student.updater_node import RELEASE_QOS, RELEASE_TOPIC
+
+
+class Announcer:
+    """Watches the updaters' /diagnostics and the bridge's episodes; publishes the announcements."""
+
+    def __init__(self, node: Node, team: str) -> None:
+        self.node, self.team = node, team
+        self.staged: dict[str, tuple[str, str]] = {}  # student status name -> (staged, running) release
+        self.episode: int | None = None
+        self.pub = node.create_publisher(Release, RELEASE_TOPIC, RELEASE_QOS)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, REPORT_QOS)
+        node.create_subscription(EpisodeSummary, "/kdmarl/episode", self._on_episode, EPISODE_QOS)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if not status.name.startswith("kdmarl_student: "):
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            if values.get("release_team") == self.team:  # a student running from a release store (node_release)
+                self.staged[status.name] = (values.get("staged_release", ""), values.get("release", ""))
+
+    def _on_episode(self, msg: EpisodeSummary) -> None:
+        self.episode = max(int(msg.episode), self.episode if self.episode is not None else -1)
+
+    def ready(self, release: int) -> list[str]:
+        """The students that have ``release`` loaded or running."""
+        return sorted(name for name, pair in self.staged.items() if str(release) in pair)
+
+    def publish(self, release: int, supersedes: int, cutover_episode: int) -> Release:
+        msg = Release(team=self.team, release=release, supersedes=supersedes, cutover_episode=cutover_episode)
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.pub.publish(msg)
+        return msg
+
+
+def spin_while(node: Node, keep_going, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while rclpy.ok() and not shutdown_requested() and keep_going() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="announce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--team", required=True, help="Team (kdmarl publish --team; default there: the scenario).")
+    parser.add_argument("--release", type=int, required=True, help="The release to switch the team to.")
+    parser.add_argument("--supersedes", type=int, default=0, help="The release it replaces (0: not said).")
+    parser.add_argument("--robots", type=int, required=True, help="Students that must report the release loaded.")
+    parser.add_argument("--wait-s", type=float, default=300.0, help="How long to wait for them.")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="Announce the cut-over even if some robots have not staged it (they hold the safe "
+                             "action from the cut-over until they have, then switch at an episode start).")
+    parser.add_argument("--margin", type=int, default=2,
+                        help="Cut-over episode = the newest /kdmarl/episode episode + this.")
+    parser.add_argument("--cutover-episode", type=int, default=0, help="Cut-over episode (0: from --margin).")
+    parser.add_argument("--hold-s", type=float, default=0.0, help="Keep the announcement up this long (0: Ctrl-C).")
+    args, ros_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    init_ros([sys.argv[0], *ros_args])
+    node = rclpy.create_node("announce")
+    announcer = Announcer(node, args.team)
+    started = time.monotonic()
+    try:
+        spin_while(node, lambda: True, 1.0)  # discovery: the updaters' reports and the latched summaries
+        announcer.publish(args.release, args.supersedes, 0)
+        print(f"prepare: release {args.release} of {args.team} announced (no cut-over yet)", flush=True)
+        spin_while(node, lambda: len(announcer.ready(args.release)) < args.robots, args.wait_s)
+        ready = announcer.ready(args.release)
+        print(f"{len(ready)} of {args.robots} robots have release {args.release} staged after "
+              f"{time.monotonic() - started:.2f} s", flush=True)
+        if len(ready) < args.robots:
+            missing = sorted(set(announcer.staged) - set(ready))
+            print(f"not ready: {', '.join(missing) or 'students not reporting'}", flush=True)
+            if not args.allow_missing:
+                print("no cut-over announced (--allow-missing to announce anyway)", flush=True)
+                return 1
+        cutover = args.cutover_episode or (announcer.episode if announcer.episode is not None else 0) + args.margin
+        announcer.publish(args.release, args.supersedes, max(cutover, 1))
+        print(f"cut-over: release {args.release} of {args.team} from episode {max(cutover, 1)}; held for late "
+              f"joiners {'until Ctrl-C' if args.hold_s <= 0 else f'for {args.hold_s:g} s'}", flush=True)
+        spin_while(node, lambda: True, args.hold_s if args.hold_s > 0 else float("inf"))
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
