@@ -21,13 +21,12 @@ import sys
 import time
 
 import rclpy
-from kdmarl_student.lifetime import shutdown_requested
-from kdmarl_student.ros_support import LATCHED_QOS, init_ros
+from kdmarl_student.ros_support import FLEET_STOP_TOPIC, LATCHED_QOS, init_ros, spin_while
 from rclpy.node import Node
 
 from kdmarl_msgs.msg import FleetStop
 
-STOP_TOPIC = "/kdmarl/stop"
+STOP_TOPIC = FLEET_STOP_TOPIC  # one name, in kdmarl_student.ros_support (student nodes subscribe too)
 STOP_QOS = LATCHED_QOS  # reliable, transient local, keep last 1: a late joiner gets the fleet's current state
 
 
@@ -70,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fleet {what} published on {args.topic} (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}) "
           f"by {args.who!r}: {args.why!r}; held for late joiners "
           f"{'until Ctrl-C' if args.hold_s <= 0 else f'for {args.hold_s:g} s'}", flush=True)
-    deadline = None if args.hold_s <= 0 else time.monotonic() + args.hold_s
     try:
-        while rclpy.ok() and not shutdown_requested() and (deadline is None or time.monotonic() < deadline):
-            rclpy.spin_once(node, timeout_sec=0.1)
+        spin_while(node, lambda: True, args.hold_s if args.hold_s > 0 else float("inf"))
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -33,8 +33,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from kdmarl_msgs.msg import EpisodeSummary, Release
-from kdmarl_student.lifetime import shutdown_requested
-from kdmarl_student.ros_support import EPISODE_QOS, REPORT_QOS, init_ros
+from kdmarl_student.ros_support import EPISODE_QOS, REPORT_QOS, init_ros, spin_while
 from kdmarl_student.updater_node import RELEASE_QOS, RELEASE_TOPIC
 
 
@@ -69,12 +68,6 @@ class Announcer:
         msg.header.stamp = self.node.get_clock().now().to_msg()
         self.pub.publish(msg)
         return msg
-
-
-def spin_while(node: Node, keep_going, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while rclpy.ok() and not shutdown_requested() and keep_going() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ numpy), so a node that does not run a policy does not pay for one.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -150,6 +151,14 @@ def spin_node(node: Node, on_shutdown: Callable[[], None] | None = None, executo
         rclpy.try_shutdown(uninstall_handlers=False)  # True would reset our SIGINT handler to SIG_DFL
 
 
+def spin_while(node: Node, keep_going: Callable[[], bool], seconds: float) -> None:
+    """Spin ``node`` while ``keep_going()`` holds, for at most ``seconds`` (``inf``: until Ctrl-C or SIGTERM); what the
+    one-shot commands (``announce``, ``fleet_stop``) do while they hold a latched message for late joiners."""
+    deadline = time.monotonic() + seconds
+    while rclpy.ok() and not shutdown_requested() and keep_going() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+
 def init_ros(argv: list[str] | None) -> None:
     """rclpy.init without rclpy's signal handlers; SIGINT/SIGTERM request a stop, the parent's exit sends SIGTERM."""
     install_stop_handlers()
@@ -159,4 +168,4 @@ def init_ros(argv: list[str] | None) -> None:
 
 __all__ = ["ACTION_QOS", "CLOCK_QOS", "CMD_QOS", "EPISODE_QOS", "FLEET_STOP_TOPIC", "LATCHED_QOS", "OBSERVATION_QOS",
            "REPORT_QOS", "RateMeter", "descriptor", "diagnostic_status", "init_ros", "publisher_names", "spin_node",
-           "steady_clock"]
+           "spin_while", "steady_clock"]
