@@ -311,8 +311,10 @@ def swarm_nodes(args: SwarmArgs, manifest: dict[str, Any], fleet: list[Robot] | 
             "kdmarl_bringup", "monitor", "kdmarl_bringup.monitor", "monitor", "",
             # live: false: a redrawn table floods a launch log (8 749 of 8 776 lines of one run); the monitor
             # logs a status line instead and prints its table once, at the end.
+            # In realtime the monitor also watches the bundle's envelope (lockstep waits for every action, so
+            # delays and drops there say nothing about the conditions the bundle was measured under).
             {"log_dir": str(Path(args.log_dir).resolve()), "record_mcap": args.record_mcap, "live": "false",
-             "use_sim_time": args.sim_time},
+             "use_sim_time": args.sim_time, **({"bundle": bundle} if args.mode == "realtime" else {})},
             role="monitor",
         ))
     for robot in enabled:

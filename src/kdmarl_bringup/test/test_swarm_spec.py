@@ -67,6 +67,10 @@ def test_robot_backends_have_adapters_with_peers_in_agent_order(bundle: Path, tm
     assert not any(s.parameters.get("use_sim_time") for s in real)
     _, fake, _ = build({"bundle": str(bundle), "backend": "fake", "mode": "realtime", "fleet": str(fleet)})
     assert {s.namespace for s in _by_role(fake)["robot"]} == {"r2", "r0"}
+    # In realtime the monitor watches the bundle's envelope; in lockstep (nothing is late there) it does not.
+    assert _by_role(fake)["monitor"][0].parameters["bundle"] == str(bundle.resolve())
+    _, lockstep, _ = build({"bundle": str(bundle)})
+    assert "bundle" not in _by_role(lockstep)["monitor"][0].parameters
 
 
 @pytest.mark.parametrize(("values", "match"), [
