@@ -21,7 +21,7 @@ import sys
 import time
 
 import rclpy
-from kdmarl_student.ros_support import FLEET_STOP_TOPIC, LATCHED_QOS, init_ros, spin_while
+from kdmarl_student.ros_support import FLEET_STOP_TOPIC, LATCHED_QOS, hold_for_late_joiners, init_ros
 from rclpy.node import Node
 
 from kdmarl_msgs.msg import FleetStop
@@ -66,11 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     msg = stop_message(node, not args.resume, args.who, args.why)
     pub.publish(msg)
     what = "resume" if args.resume else "stop"
-    print(f"fleet {what} published on {args.topic} (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}) "
-          f"by {args.who!r}: {args.why!r}; held for late joiners "
-          f"{'until Ctrl-C' if args.hold_s <= 0 else f'for {args.hold_s:g} s'}", flush=True)
     try:
-        spin_while(node, lambda: True, args.hold_s if args.hold_s > 0 else float("inf"))
+        hold_for_late_joiners(node, args.hold_s, f"fleet {what} published on {args.topic} (stamp "
+                              f"{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}) by {args.who!r}: {args.why!r}")
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

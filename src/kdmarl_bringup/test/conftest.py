@@ -147,7 +147,8 @@ def read_json(path: Path) -> Any:
 
 
 def run_lockstep(processes: Processes, ros_node: Any, bundle: Path, seeds: list[int], *, timeout: float = 240.0,
-                 agents: tuple[str, ...] = ("agent_0", "agent_1", "agent_2")) -> tuple[list[Any], dict[str, Any]]:
+                 agents: tuple[str, ...] = ("agent_0", "agent_1", "agent_2"),
+                 action_timeout_s: float = 30.0) -> tuple[list[Any], dict[str, Any]]:
     """One student process per agent and the sim bridge in lockstep over ``seeds``; returns the episode
     summaries heard on /kdmarl/episode and the bridge's results file."""
     from kdmarl_student.ros_support import EPISODE_QOS
@@ -162,7 +163,7 @@ def run_lockstep(processes: Processes, ros_node: Any, bundle: Path, seeds: list[
     results = processes.log_dir / "bridge.json"
     processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
         "bundle": str(bundle), "episodes": len(seeds), "seed": seeds[0], "results_file": str(results),
-        "action_timeout_s": 30.0, "episode_subscribers": 1})
+        "action_timeout_s": action_timeout_s, "episode_subscribers": 1})
     assert spin_until(ros_node, lambda: len(summaries) >= len(seeds), timeout, processes,
                       alive=tuple(f"student_{a}" for a in agents)), processes.logs()
     assert processes.procs["bridge"].wait(60) == 0, processes.logs()

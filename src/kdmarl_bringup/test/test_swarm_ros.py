@@ -13,7 +13,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from conftest import Processes, make_bundle, read_json, spin_until  # noqa: E402
+from conftest import Processes, make_bundle, read_json, run_lockstep, spin_until  # noqa: E402
 from kdmarl_student.bundle_eval import evaluate_bundle  # noqa: E402
 from kdmarl_student.ros_support import ACTION_QOS, EPISODE_QOS  # noqa: E402
 
@@ -48,19 +48,8 @@ def test_ros_returns_equal_offline_returns(processes: Processes, ros_node, tmp_p
     for stateless students and for students with memory (recurrent, history features)."""
     bundle = make_bundle(tmp_path / "bundle", seed=3, **BUNDLES[students])
     seeds = [1000, 1001, 1002]
-    summaries: list[EpisodeSummary] = []
-    ros_node.create_subscription(EpisodeSummary, "/kdmarl/episode", summaries.append, EPISODE_QOS)
-    _start_students(processes, bundle)
-    results = tmp_path / "bridge.json"
-    processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
-        "bundle": str(bundle), "episodes": len(seeds), "seed": seeds[0], "results_file": str(results),
-        "action_timeout_s": 30.0, "episode_subscribers": 1})
-    assert spin_until(ros_node, lambda: len(summaries) >= len(seeds), 240.0, processes,
-                      alive=tuple(f"student_{a}" for a in AGENTS)), processes.logs()
-    assert processes.procs["bridge"].wait(60) == 0, processes.logs()
-
+    summaries, over_ros = run_lockstep(processes, ros_node, bundle, seeds, agents=AGENTS)
     offline = evaluate_bundle(bundle, seeds)
-    over_ros = read_json(results)
     assert over_ros["missed_actions"] == 0
     assert [e["seed"] for e in over_ros["episodes"]] == seeds
     assert [s.seed for s in summaries] == seeds

@@ -13,7 +13,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("jaxmarl")
 
-from conftest import Processes, make_bundle, read_json, spin_until  # noqa: E402
+from conftest import Processes, make_bundle, read_json, run_lockstep, spin_until  # noqa: E402
 from kdmarl_student.bundle_eval import evaluate_bundle  # noqa: E402
 from kdmarl_student.ros_support import ACTION_QOS, EPISODE_QOS, OBSERVATION_QOS  # noqa: E402
 
@@ -25,24 +25,12 @@ SEEDS = [1000, 1001]
 
 def test_smax_ros_lockstep_equals_offline_evaluation(processes: Processes, ros_node, tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "bundle", "smax:3m", seed=3, max_steps=12)
-    summaries: list[EpisodeSummary] = []
-    ros_node.create_subscription(EpisodeSummary, "/kdmarl/episode", summaries.append, EPISODE_QOS)
     masks: list[list[bool]] = []
     ros_node.create_subscription(AgentObservation, "/ally_0/observation",
                                  lambda m: masks.append(list(m.action_mask)), OBSERVATION_QOS)
-    for agent in AGENTS:
-        processes.start(f"student_{agent}", "kdmarl_student.student_node", params={"bundle": str(bundle)},
-                        ros_args=["-r", f"__ns:=/{agent}"])
-    results = tmp_path / "bridge.json"
-    processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
-        "bundle": str(bundle), "episodes": len(SEEDS), "seed": SEEDS[0], "results_file": str(results),
-        "action_timeout_s": 60.0, "episode_subscribers": 1})
-    assert spin_until(ros_node, lambda: len(summaries) >= len(SEEDS), 300.0, processes,
-                      alive=tuple(f"student_{a}" for a in AGENTS)), processes.logs()
-    assert processes.procs["bridge"].wait(60) == 0, processes.logs()
-
+    summaries, over_ros = run_lockstep(processes, ros_node, bundle, SEEDS, timeout=300.0, agents=AGENTS,
+                                       action_timeout_s=60.0)
     offline = evaluate_bundle(bundle, SEEDS)
-    over_ros = read_json(results)
     assert over_ros["scenario"] == "smax:3m" and over_ros["missed_actions"] == 0
     assert [e["seed"] for e in over_ros["episodes"]] == [s.seed for s in summaries] == SEEDS
     np.testing.assert_array_equal(np.array([e["agent_returns"] for e in over_ros["episodes"]]), offline.agent_returns)

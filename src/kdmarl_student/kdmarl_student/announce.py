@@ -33,7 +33,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from kdmarl_msgs.msg import EpisodeSummary, Release
-from kdmarl_student.ros_support import EPISODE_QOS, REPORT_QOS, init_ros, spin_while
+from kdmarl_student.ros_support import EPISODE_QOS, REPORT_QOS, hold_for_late_joiners, init_ros, spin_while
 from kdmarl_student.updater_node import RELEASE_QOS, RELEASE_TOPIC
 
 
@@ -105,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         cutover = args.cutover_episode or (announcer.episode if announcer.episode is not None else 0) + args.margin
         announcer.publish(args.release, args.supersedes, max(cutover, 1))
-        print(f"cut-over: release {args.release} of {args.team} from episode {max(cutover, 1)}; held for late "
-              f"joiners {'until Ctrl-C' if args.hold_s <= 0 else f'for {args.hold_s:g} s'}", flush=True)
-        spin_while(node, lambda: True, args.hold_s if args.hold_s > 0 else float("inf"))
+        hold_for_late_joiners(node, args.hold_s,
+                              f"cut-over: release {args.release} of {args.team} from episode {max(cutover, 1)}")
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -159,6 +159,13 @@ def spin_while(node: Node, keep_going: Callable[[], bool], seconds: float) -> No
         rclpy.spin_once(node, timeout_sec=0.05)
 
 
+def hold_for_late_joiners(node: Node, hold_s: float, what: str) -> None:
+    """Say what a one-shot command published, then keep its latched message served for ``hold_s`` seconds
+    (``<= 0``: until Ctrl-C or SIGTERM), so robots that start later still receive it."""
+    print(f"{what}; held for late joiners {'until Ctrl-C' if hold_s <= 0 else f'for {hold_s:g} s'}", flush=True)
+    spin_while(node, lambda: True, hold_s if hold_s > 0 else float("inf"))
+
+
 def init_ros(argv: list[str] | None) -> None:
     """rclpy.init without rclpy's signal handlers; SIGINT/SIGTERM request a stop, the parent's exit sends SIGTERM."""
     install_stop_handlers()
@@ -166,6 +173,22 @@ def init_ros(argv: list[str] | None) -> None:
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
 
 
-__all__ = ["ACTION_QOS", "CLOCK_QOS", "CMD_QOS", "EPISODE_QOS", "FLEET_STOP_TOPIC", "LATCHED_QOS", "OBSERVATION_QOS",
-           "REPORT_QOS", "RateMeter", "descriptor", "diagnostic_status", "init_ros", "publisher_names", "spin_node",
-           "spin_while", "steady_clock"]
+__all__ = [
+    "ACTION_QOS",
+    "CLOCK_QOS",
+    "CMD_QOS",
+    "EPISODE_QOS",
+    "FLEET_STOP_TOPIC",
+    "LATCHED_QOS",
+    "OBSERVATION_QOS",
+    "REPORT_QOS",
+    "RateMeter",
+    "descriptor",
+    "diagnostic_status",
+    "hold_for_late_joiners",
+    "init_ros",
+    "publisher_names",
+    "spin_node",
+    "spin_while",
+    "steady_clock",
+]
