@@ -255,9 +255,8 @@ def main_decision(seconds: float) -> None:
             "bundle: src/kdmarl_bringup/test/data/spread3 (MLP students, 1 ms latency budget); swarm: kdmarl-swarm "
             "--backend fake --mode realtime (3 fake robots, 3 adapters, 3 students, monitor; 10 processes)",
             "nice: the students' nice parameter (0 = default; -10 = a params file on top of config/swarm.yaml)",
-            f"the machine was shared with other engineers' jobs while this ran (load average {load[0]:.1f} / "
-            f"{load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min on {os.cpu_count()} cores at the end): figures "
-            "are indicative",
+            f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min on "
+            f"{os.cpu_count()} cores (the swarm's own processes included; run with nothing else on the machine)",
         ],
     )
 
