@@ -112,6 +112,7 @@ class FleetProbe:
     def __init__(self, node: Node, robots: list[str], stamped: bool) -> None:
         self.node, self.robots = node, robots
         self.odom: dict[str, tuple[np.ndarray, float]] = {}  # base position, yaw
+        self._teleport: dict[str, np.ndarray] = {}  # robot -> start position not yet seen in its odometry
         self.cmds: dict[str, list[tuple[float, Any]]] = {r: [] for r in robots}  # (receive time, message)
         for r in robots:
             node.create_subscription(Odometry, f"/{r}/odom", lambda m, r=r: self._on_odom(r, m),
@@ -128,6 +129,9 @@ class FleetProbe:
     def _on_odom(self, robot: str, msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         self.odom[robot] = (np.array([p.x, p.y]), math.atan2(2.0 * q.w * q.z, 1.0 - 2.0 * q.z * q.z))
+        target = self._teleport.get(robot)
+        if target is not None and float(np.linalg.norm(self.odom[robot][0] - target)) < 0.05:
+            del self._teleport[robot]  # this message showed the teleport (later ones may have moved on)
 
     def spin(self, seconds: float, until: Any = None) -> bool:
         deadline = time.monotonic() + seconds
@@ -154,16 +158,16 @@ class FleetProbe:
         """Teleport to ``start``, then score ``steps`` samples one ``period`` apart: team return (mean over agents
         of the summed reward), landmarks covered at the last step, collisions summed over the steps."""
         self.landmarks_pub.publish(PoseArray(poses=[_pose(*p) for p in start.landmarks]))
+        self._teleport = {r: np.asarray(p, dtype=float) for r, p in zip(self.robots, start.positions, strict=True)}
         for r, p, yaw in zip(self.robots, start.positions, start.yaws, strict=True):
             msg = PoseWithCovarianceStamped()
             msg.pose.pose = _pose(p[0], p[1], float(yaw))
             self.reset_pubs[r].publish(msg)
-        # Scoring starts once every robot's odometry shows the teleport, as an MPE episode starts (within 5 cm: the
-        # robots move again at once, and the latest odometry is all a busy observer may get).
-        arrived = lambda: all(float(np.linalg.norm(self.odom[r][0] - p)) < 0.05  # noqa: E731
-                              for r, p in zip(self.robots, start.positions, strict=True))
-        if not self.spin(5.0, arrived):
-            raise RuntimeError("the robots did not report the teleport within 5 s")
+        # Scoring starts once every robot's odometry has shown the teleport (one message within 5 cm of the start:
+        # the robots move again at once, so on a busy machine the latest message may already be past it), as an MPE
+        # episode starts.
+        if not self.spin(30.0, lambda: not self._teleport):
+            raise RuntimeError(f"robots {sorted(self._teleport)} did not report the teleport within 30 s")
         returns = np.zeros(len(self.robots))
         collisions = 0.0
         metrics: dict[str, float] = {}
