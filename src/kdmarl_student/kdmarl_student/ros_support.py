@@ -31,7 +31,7 @@ from kdmarl_student.lifetime import (
     shutdown_requested,
 )
 
-# QoS per topic (README, "The ROS 2 swarm"): publishers and subscribers import the same profile.
+# QoS per topic (docs/swarm.md, "The ROS 2 swarm"): publishers and subscribers import the same profile.
 OBSERVATION_QOS: QoSProfile = qos_profile_sensor_data
 ACTION_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,

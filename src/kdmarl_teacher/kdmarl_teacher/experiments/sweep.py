@@ -10,7 +10,7 @@ of a failed trial (``FailureConfig(max_failures=1)``), and ``--resume`` of an in
 interrupted one continues from its ``checkpoint.pt``.
 
 `kdmarl sweep --report runs/NAME` aggregates the trial reports (``sweep_report.json``, ``.csv``, PNGs); it needs
-neither Ray nor torch. Spec format, statistics and cluster commands: README, "kdmarl sweep".
+neither Ray nor torch. Spec format, statistics and cluster commands: docs/distillation.md, "Sweeps".
 
 Spec (YAML)::
 
