@@ -201,6 +201,9 @@ def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
 
     rel = make_releases(tmp / "releases", n_robots)
     processes = Processes(fresh_domain_id(), tmp)
+    for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):  # this process's probe too
+        if name in processes.env:
+            os.environ[name] = processes.env[name]
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(processes.env["ROS_DOMAIN_ID"]))
     node = rclpy.create_node("bench_probe", context=context)
