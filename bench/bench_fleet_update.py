@@ -238,6 +238,9 @@ def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
                 f"{d['episode']} (release {d['release']}, max |diff| {d['max_abs_diff']:.3g})" for d in differing)
             or "none",
             "episodes_with_robot_behind": len(held),
+            "safe_answers": sum(result["safe_answers"].values()),
+            "deadline_overruns": sum(int(v.get("deadline_overruns") or 0) for name, (_, v) in result["status"].items()
+                                     if name.startswith("kdmarl_student: ")),
             "publish_to_all_acting_s": result["publish_to_all_acting_s"],
             "lead_bytes_release_2": staged.get("agent_0", {}).get(2),
             "follower_bytes_release_2_mean": float(np.mean([v[2] for k, v in staged.items()
@@ -275,6 +278,9 @@ def swarm_main(args: argparse.Namespace) -> int:
             "attempt. episodes_with_robot_behind: episodes from the cut-over with any robot not on release 2.",
             "The machine was shared with two other sessions' jobs (load average above 20 during these runs).",
             "Bytes: HTTP bodies received by each updater's check that staged release 2 (its /diagnostics).",
+            "safe_answers: AgentActions flagged is_safe_action over the run (a safe answer is an action, not a miss, "
+            "but an episode with one is no longer the offline evaluation); deadline_overruns: the students' "
+            "decisions cancelled at their 100 ms deadline (last /diagnostics of each).",
         ],
     )
     print(path)

@@ -198,6 +198,7 @@ def run_swap(processes: Any, node: Any, rel: Releases, work: Path, n: int, *, of
         "first_release_2_action_s": {a: t[2] - published for a, t in probe.first_action.items() if 2 in t},
         "episodes": episode_rows(probe),
         "status": probe.status,
+        "safe_answers": dict(probe.safe_answers),
         "staged_bytes": probe.staged_bytes,
         "stores": {i: {p: ReleaseStore(work / f"robot_{i}" / "releases").pointer(p)
                        for p in ("current", "previous", "staged")} for i in range(n)},
