@@ -17,6 +17,7 @@ from kdmarl_student.testing import (  # the one builder, re-exported for the run
     make_bundle,
     numpy_forward,
     random_mlp,
+    write_onnx_log_policy,  # noqa: F401
     write_onnx_mlp,
 )
 
