@@ -12,8 +12,7 @@ for the check that staged release 2, and for every check from publish to staged 
 Then the swap itself, without ROS (``kdmarl_student.swap_drill``): the same 16-agent team in lockstep on the real
 mpe2 env, one ``ReleaseSlot`` per agent, release 2 staged during episode 1 and switched at episode 3: missed
 decisions, mixed episodes, whether every episode's return equals the offline evaluation of its release bit for bit,
-and the decision time at the cut-over. What it does not measure: the swap in a running ROS swarm (student nodes
-and sim bridge over DDS), which needs the student-node hook (not merged yet).
+and the decision time at the cut-over. The swap in a running ROS swarm is ``--swarm`` (below).
 
     python bench/bench_fleet_update.py                 # 16 robots, writes bench/results/fleet_update.json
     python bench/bench_fleet_update.py --robots 4      # quick look
