@@ -234,7 +234,7 @@ def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
             "mixed_release_episodes": sum(e["mixed_releases"] for e in episodes),
             "episodes_on_one_release_equal_offline": all(same),
             "episodes_not_equal_offline": ", ".join(
-                f"{d['episode']} (release {d['release']}, max |diff| {d['max_abs_diff']:.3g})" for d in differing)
+                f"{d['episode']} (release {d['release']}, max abs diff {d['max_abs_diff']:.3g})" for d in differing)
             or "none",
             "episodes_with_robot_behind": len(held),
             "safe_answers": sum(result["safe_answers"].values()),
@@ -263,7 +263,7 @@ def swarm_main(args: argparse.Namespace) -> int:
             "this one shared 2-core machine (other engineers' jobs were running): times are upper bounds.",
             "publish_to_all_acting_s: from the start of kdmarl publish (release 2) to the first policy action of "
             "release 2 of the last robot; it includes announce's prepare, the updaters' checks (followers poll the "
-            "lead every 0.5 s), every student loading the release, the --margin of 4 episodes before the "
+            "lead every 0.5 s), every student loading the release, the --margin of 20 episodes before the "
             "cut-over, and those episodes' lockstep stepping.",
             "missed_actions and mixed_release_episodes over all episodes of the run (before, across and after the "
             "swap), from the bridge's EpisodeSummary messages.",
@@ -275,7 +275,8 @@ def swarm_main(args: argparse.Namespace) -> int:
             "through it; the updater is started again once the abort is seen, the robot confirms late and announce's "
             "next cut-over (cutover_episode) moves the whole team. publish_to_all_acting_s then includes the aborted "
             "attempt. episodes_with_robot_behind: episodes from the cut-over with any robot not on release 2.",
-            "The machine was shared with two other sessions' jobs (load average above 20 during these runs).",
+            "The machine was shared with two other sessions' jobs (load averages between 9 and 36 seen during "
+            "these runs): every time here is an upper bound.",
             "Bytes: HTTP bodies received by each updater's check that staged release 2 (its /diagnostics).",
             "safe_answers: AgentActions flagged is_safe_action over the run (a safe answer is an action, not a miss, "
             "but an episode with one is no longer the offline evaluation); deadline_overruns: the students' "
