@@ -4,8 +4,9 @@
   its last good release at the first NaN decision, says so on ``/diagnostics`` (WARN, ``last_revert``) and from
   then on answers with its safe action (it runs another release than the team): no episode mixes releases, no
   action is missed, its store is back on release 1 and the other robots stay on release 2.
-- A release over one robot's budget: its updater refuses it (ERROR on ``/diagnostics``, naming the budget), so its
-  student never loads nor confirms it, ``announce`` gives up, and the whole team keeps acting on release 1.
+- A release over one robot's budget, or whose bundle signature fails: the updater refuses it (ERROR on
+  ``/diagnostics``, naming why), so its student never loads nor confirms it, ``announce`` gives up, and the whole
+  team keeps acting on release 1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from kdmarl_student.fleet_repo import publish_bundle  # noqa: E402
 from kdmarl_student.fleet_serve import serving  # noqa: E402
 from kdmarl_student.manifest import MANIFEST_FILE, sha256_file  # noqa: E402
 from kdmarl_student.release_store import ReleaseStore  # noqa: E402
-from kdmarl_student.signing import load_private_key, sign_bundle  # noqa: E402
+from kdmarl_student.signing import generate_keypair, load_private_key, sign_bundle  # noqa: E402
 from kdmarl_student.testing import write_onnx_log_policy  # noqa: E402
 
 N = 3
@@ -76,34 +76,46 @@ def test_a_release_with_non_finite_outputs_reverts_on_that_robot_and_the_team_ne
     assert "reverted to release 1" in processes.log("student_0")
 
 
-def test_a_release_over_one_robots_budget_is_refused_and_the_team_keeps_acting(
-        processes: Processes, ros_node, tmp_path: Path) -> None:
-    """Release 2 has 64 hidden units (1541 parameters per agent), robot 2's budget is 1000: its updater refuses it."""
-    rel = make_releases(tmp_path / "releases", N, hidden_2=64)
+@pytest.mark.parametrize("case", ["over_budget", "bad_signature"])
+def test_a_refused_release_never_stages_and_the_team_keeps_acting(
+        processes: Processes, ros_node, tmp_path: Path, case: str) -> None:
+    """``over_budget``: release 2 has 64 hidden units (1541 parameters per agent) and robot 2's budget is 1000, so
+    robot 2's updater refuses it. ``bad_signature``: release 2 is signed with a key the robots do not trust
+    (published without the workstation's signature check), so the lead's updater refuses it and never mirrors it.
+    Either way ``announce`` gets no full team, the refusing updater says why on ``/diagnostics`` (ERROR), nothing
+    is half-written, and the whole team keeps acting on release 1."""
+    rel = make_releases(tmp_path / "releases", N, hidden_2=64 if case == "over_budget" else 16)
+    # a bad signature is refused by the lead, which therefore never mirrors it: the followers never see release 2
+    refusing, reason = ([2], "max_params") if case == "over_budget" else ([0], "signature")
+    unstaged = [2] if case == "over_budget" else list(range(N))
+    if case == "bad_signature":
+        generate_keypair(tmp_path / "other.key", tmp_path / "other.pub")
+        sign_bundle(rel.r2, load_private_key(tmp_path / "other.key"))
     probe = SwapProbe(ros_node, N)
     with serving(rel.repo) as url:
         alive = start_swarm(processes, probe, rel, tmp_path, N, url=url, lead_port=free_port(), timeout=300.0,
-                            updater_params={2: {"max_params": 1000.0}})
-        publish_bundle(rel.repo, rel.keys, rel.r2, public_key=rel.pub)
+                            updater_params={2: {"max_params": 1000.0}} if case == "over_budget" else None)
+        publish_bundle(rel.repo, rel.keys, rel.r2, public_key=rel.pub if case == "over_budget" else None)
         announce = subprocess.run(
             [sys.executable, "-m", "kdmarl_student.announce", "--team", TEAM, "--release", "2", "--supersedes", "1",
              "--robots", str(N), "--wait-s", "15"],
             env=processes.env, capture_output=True, text=True, timeout=120, check=False)
         assert announce.returncode == 1, announce.stdout + announce.stderr
-        assert "no cut-over" in announce.stdout and "2 of 3 robots" in announce.stdout, announce.stdout
-        refused = lambda: probe.status.get("/agent_2/updater: updater", (0, {}))[1]  # noqa: E731
-        assert probe.spin(lambda: "max_params" in refused().get("last_refusal", ""), 60.0, processes, alive), \
-            (probe.status, processes.log("updater_2"))
-        assert probe.status["/agent_2/updater: updater"][0] == 2  # ERROR
+        assert "no cut-over" in announce.stdout, announce.stdout
+
+        def refusal(i: int) -> tuple[int, dict[str, str]]:
+            return probe.status.get(f"/agent_{i}/updater: updater", (0, {}))
+
+        assert probe.spin(lambda: all(reason in refusal(i)[1].get("last_refusal", "") for i in refusing), 60.0,
+                          processes, alive), (probe.status, [processes.log(f"updater_{i}") for i in refusing])
+        assert all(refusal(i)[0] == 2 for i in refusing)  # ERROR
         newest = probe.newest_episode()
-        started = time.monotonic()
         assert probe.spin(lambda: probe.newest_episode() >= newest + 3, 120.0, processes, alive), processes.logs()
-        assert time.monotonic() - started < 120.0
         processes.stop("bridge")
     episodes = episode_rows(probe)
-    assert all(e["releases"] == [1] * N for e in episodes)  # nobody switched, and robot 2 kept acting
+    assert all(e["releases"] == [1] * N for e in episodes)  # nobody switched, and every robot kept acting
     assert all(e["missed_actions"] == [0] * N for e in episodes) and not any(e["mixed_releases"] for e in episodes)
     stores = [ReleaseStore(tmp_path / f"robot_{i}" / "releases") for i in range(N)]
     assert [s.pointer("current") for s in stores] == [1] * N
-    assert stores[2].pointer("staged") is None  # refused before it was staged: nothing half-written
-    assert [s.pointer("staged") for s in stores[:2]] == [2, 2]  # the others have it, waiting for a cut-over
+    for i in unstaged:  # refused before it was staged (or never mirrored): nothing half-written
+        assert stores[i].pointer("staged") is None and not (stores[i].root / "2").exists()
