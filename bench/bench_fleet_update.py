@@ -280,7 +280,9 @@ def swarm_main(args: argparse.Namespace) -> int:
             "Bytes: HTTP bodies received by each updater's check that staged release 2 (its /diagnostics).",
             "safe_answers: AgentActions flagged is_safe_action over the run (a safe answer is an action, not a miss, "
             "but an episode with one is no longer the offline evaluation); deadline_overruns: the students' "
-            "decisions cancelled at their 100 ms deadline (last /diagnostics of each).",
+            "decisions cancelled at their deadline (last /diagnostics of each). The students run with "
+            "decision_deadline_ms 2000 (swap_swarm.LOCKSTEP_DEADLINE_MS): with the default 100 ms an earlier run of "
+            "this command on the loaded machine had 42 safe answers and one release-1 episode not equal to offline.",
         ],
     )
     print(path)

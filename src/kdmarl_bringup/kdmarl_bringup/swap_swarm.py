@@ -37,6 +37,7 @@ from kdmarl_bringup.testing import make_bundle
 from kdmarl_msgs.msg import AgentAction, EpisodeSummary
 
 TEAM = "simple_spread"  # kdmarl publish's default team: the scenario name
+LOCKSTEP_DEADLINE_MS = 2000.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,11 @@ def start_swarm(processes: Any, probe: SwapProbe, rel: Releases, work: Path, n: 
     for i in range(n):
         processes.start(f"student_{i}", "kdmarl_student.student_node", ros_args=["-r", f"__ns:=/agent_{i}"],
                         params={"release_state_dir": str(work / f"robot_{i}"), "public_key": str(rel.pub),
-                                "require_signature": True, "report_period_s": 0.25})
+                                "require_signature": True, "report_period_s": 0.25,
+                                # lockstep: a decision preempted on a loaded machine waits instead of being cancelled
+                                # at the default 100 ms and answered safe (seen at 108 ms: that episode is then no
+                                # longer the offline evaluation the tests compare with)
+                                "decision_deadline_ms": LOCKSTEP_DEADLINE_MS})
     processes.start("bridge", "kdmarl_bringup.sim_bridge", params={
         "bundle": str(rel.r1), "episodes": 0, "seed": 1000, "action_timeout_s": 60.0,
         "wait_for_students_s": timeout,

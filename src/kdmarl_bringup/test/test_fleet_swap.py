@@ -70,8 +70,8 @@ def test_a_robot_that_never_confirms_keeps_the_team_on_its_release_until_it_conf
     _assert_episodes_equal_offline(episodes[:switch], rel.r1)
     _assert_episodes_equal_offline(episodes[switch:], rel.r2)
     assert f"cut-over at episode {aborted} aborted by" in processes.log("announce")
-    for i in range(N - 1):  # the others aborted it for lack of its answer (announce may supersede it before the
-        # offline robot itself reaches the decision episode)
-        assert f"cut-over to release 2 at episode {aborted}: no confirmation from agent_{N - 1}" in \
-            processes.log(f"student_{i}"), processes.log(f"student_{i}")
+    # An online student aborted it for lack of the offline robot's answer (one abort is enough: announce may commit
+    # the next cut-over before the others reach the decision episode, and they then never decide on this one).
+    assert any(f"cut-over to release 2 at episode {aborted}: no confirmation from agent_{N - 1}" in
+               processes.log(f"student_{i}") for i in range(N - 1)), processes.logs()
     assert all(store == {"current": 2, "previous": 1, "staged": None} for store in result["stores"].values())
