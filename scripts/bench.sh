@@ -24,7 +24,7 @@
 #   drive    holonomic vs diff-drive fake fleets, trained spread3 students, 30 seeds -> drive.json (about 7 min)
 #   fleet_stop  16 robots, one student frozen: latched stop to every robot at zero, 3 runs -> fleet_stop.json (about 2 min)
 #   fleet_update  publish -> 16 robots staged (ROS-free updaters over HTTP, 3 runs) and the lockstep swap drill
-#            -> fleet_update.json (not timed yet); a running 16-robot ROS swarm switched from release 1 to 2 (the
+#            -> fleet_update.json (31 s here); a running 16-robot ROS swarm switched from release 1 to 2 (the
 #            confirmed cut-over), then the same with one follower offline across the swap -> fleet_update_swarm.json
 #            (4-6 min on this shared machine)
 #   memory   one student node, stage by stage                           -> node_memory.json
