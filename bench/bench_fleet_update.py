@@ -12,8 +12,7 @@ for the check that staged release 2, and for every check from publish to staged 
 Then the swap itself, without ROS (``kdmarl_student.swap_drill``): the same 16-agent team in lockstep on the real
 mpe2 env, one ``ReleaseSlot`` per agent, release 2 staged during episode 1 and switched at episode 3: missed
 decisions, mixed episodes, whether every episode's return equals the offline evaluation of its release bit for bit,
-and the decision time at the cut-over. What it does not measure: the swap in a running ROS swarm (student nodes
-and sim bridge over DDS), which needs the student-node hook (not merged yet).
+and the decision time at the cut-over. The swap in a running ROS swarm is ``--swarm`` (below).
 
     python bench/bench_fleet_update.py                 # 16 robots, writes bench/results/fleet_update.json
     python bench/bench_fleet_update.py --robots 4      # quick look
@@ -22,12 +21,14 @@ and sim bridge over DDS), which needs the student-node hook (not merged yet).
 ``--swarm``: the swap in a running ROS swarm (``kdmarl_bringup.swap_swarm``, what ``test_fleet_swap.py`` runs with
 3 robots): one updater_node and one student_node per robot (robot 0 the lead, mirroring the workstation's TUF
 repository; the others following it), the sim bridge in lockstep, and ``announce`` (prepare, wait for every
-student to have the release loaded, cut-over). Measured: missed actions across the swap, mixed-release episodes,
+student to have the release loaded, the confirmed cut-over). Measured: missed actions across the swap, mixed-release
+episodes,
 the returns of every episode against the offline evaluation of the release that ran it (bit for bit), the time
 from the start of ``kdmarl publish`` to the whole fleet *acting* on release 2 (the first policy action of release 2
 of the last robot), and the bytes each updater received for the check that staged release 2. Then the same with one
-follower's updater offline during the swap: the cut-over is announced with ``--allow-missing``, the follower holds
-its safe action from the cut-over (never acts on a mixed team) and switches once its updater is back.
+follower's updater offline during the swap and ``announce`` waiting for the others only: that robot never confirms
+the first cut-over, every student aborts it (the team stays on release 1), the updater comes back, the robot
+confirms late and the next cut-over moves the whole team.
 """
 
 from __future__ import annotations
@@ -201,6 +202,9 @@ def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
 
     rel = make_releases(tmp / "releases", n_robots)
     processes = Processes(fresh_domain_id(), tmp)
+    for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):  # this process's probe too
+        if name in processes.env:
+            os.environ[name] = processes.env[name]
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(processes.env["ROS_DOMAIN_ID"]))
     node = rclpy.create_node("bench_probe", context=context)
@@ -211,21 +215,31 @@ def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
         node.destroy_node()
         rclpy.shutdown(context=context)
     episodes = result.pop("episodes")
-    same = []
+    same, differing = [], []
     for release, bundle in ((1, rel.r1), (2, rel.r2)):
         mine = [e for e in episodes if e["releases"] == [release] * n_robots]
         if mine:
             offline_eval = evaluate_bundle(bundle, [e["seed"] for e in mine])
-            same.append(bool(np.array_equal(np.array([e["agent_returns"] for e in mine]), offline_eval.agent_returns)))
+            ros = np.array([e["agent_returns"] for e in mine])
+            same.append(bool(np.array_equal(ros, offline_eval.agent_returns)))
+            differing += [{"episode": e["episode"], "release": release, "max_abs_diff": float(np.abs(r - o).max())}
+                          for e, r, o in zip(mine, ros, offline_eval.agent_returns, strict=True)
+                          if not np.array_equal(r, o)]
     cut = result["cutover_episode"]
     held = [e for e in episodes if e["episode"] >= cut and e["releases"] != [2] * n_robots]
     staged = result.pop("staged_bytes")
     return {"robots": n_robots, "offline_robot": offline, "episodes": len(episodes), "cutover_episode": cut,
-            "caught_up_episode": result["caught_up_episode"],
+            "aborted_cutover_episode": result["aborted_cutover_episode"],
             "missed_actions": int(sum(sum(e["missed_actions"]) for e in episodes)),
             "mixed_release_episodes": sum(e["mixed_releases"] for e in episodes),
             "episodes_on_one_release_equal_offline": all(same),
+            "episodes_not_equal_offline": ", ".join(
+                f"{d['episode']} (release {d['release']}, max abs diff {d['max_abs_diff']:.3g})" for d in differing)
+            or "none",
             "episodes_with_robot_behind": len(held),
+            "safe_answers": sum(result["safe_answers"].values()),
+            "deadline_overruns": sum(int(v.get("deadline_overruns") or 0) for name, (_, v) in result["status"].items()
+                                     if name.startswith("kdmarl_student: ")),
             "publish_to_all_acting_s": result["publish_to_all_acting_s"],
             "lead_bytes_release_2": staged.get("agent_0", {}).get(2),
             "follower_bytes_release_2_mean": float(np.mean([v[2] for k, v in staged.items()
@@ -249,16 +263,26 @@ def swarm_main(args: argparse.Namespace) -> int:
             "this one shared 2-core machine (other engineers' jobs were running): times are upper bounds.",
             "publish_to_all_acting_s: from the start of kdmarl publish (release 2) to the first policy action of "
             "release 2 of the last robot; it includes announce's prepare, the updaters' checks (followers poll the "
-            "lead every 0.5 s), every student loading the release, the --margin of 4 episodes before the "
+            "lead every 0.5 s), every student loading the release, the --margin of 20 episodes before the "
             "cut-over, and those episodes' lockstep stepping.",
             "missed_actions and mixed_release_episodes over all episodes of the run (before, across and after the "
             "swap), from the bridge's EpisodeSummary messages.",
             "episodes_on_one_release_equal_offline: every episode run entirely by release 1 (resp. 2) has per-agent "
             "returns equal to evaluate_bundle of that release on the same seeds, bit for bit.",
-            "Offline row: the last follower's updater is stopped before the publish and started after the cut-over; "
-            "episodes_with_robot_behind are the episodes it held its safe action (release 0 in the summary), "
-            "caught_up_episode the first it ran release 2.",
+            "Offline row (the confirmed cut-over): the last follower's updater is stopped before the publish and "
+            "announce waits for the other robots only; that robot cannot load release 2 and never confirms the "
+            "first cut-over (aborted_cutover_episode), every student aborts it and the whole team runs release 1 "
+            "through it; the updater is started again once the abort is seen, the robot confirms late and announce's "
+            "next cut-over (cutover_episode) moves the whole team. publish_to_all_acting_s then includes the aborted "
+            "attempt. episodes_with_robot_behind: episodes from the cut-over with any robot not on release 2.",
+            "The machine was shared with two other sessions' jobs (load averages between 9 and 36 seen during "
+            "these runs): every time here is an upper bound.",
             "Bytes: HTTP bodies received by each updater's check that staged release 2 (its /diagnostics).",
+            "safe_answers: AgentActions flagged is_safe_action over the run (a safe answer is an action, not a miss, "
+            "but an episode with one is no longer the offline evaluation); deadline_overruns: the students' "
+            "decisions cancelled at their deadline (last /diagnostics of each). The students run with "
+            "decision_deadline_ms 2000 (swap_swarm.LOCKSTEP_DEADLINE_MS): with the default 100 ms an earlier run of "
+            "this command on the loaded machine had 42 safe answers and one release-1 episode not equal to offline.",
         ],
     )
     print(path)

@@ -23,13 +23,17 @@
 #   swarm    3/8/16 student processes over ROS 2, lockstep steps/s     -> swarm.json
 #   drive    holonomic vs diff-drive fake fleets, trained spread3 students, 30 seeds -> drive.json (about 7 min)
 #   fleet_stop  16 robots, one student frozen: latched stop to every robot at zero, 3 runs -> fleet_stop.json (about 2 min)
+#   fleet_update  publish -> 16 robots staged (ROS-free updaters over HTTP, 3 runs) and the lockstep swap drill
+#            -> fleet_update.json (31 s here); a running 16-robot ROS swarm switched from release 1 to 2 (the
+#            confirmed cut-over), then the same with one follower offline across the swap -> fleet_update_swarm.json
+#            (4-6 min on this shared machine)
 #   memory   one student node, stage by stage                           -> node_memory.json
 # Runs are kept under $KDMARL_BENCH_RUNS (default runs/bench) for inspection; KDMARL_BENCH_ONLY="envs swarm"
 # runs a subset (later stages need the runs of earlier ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${KDMARL_BENCH_RUNS:-runs/bench}
-only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax sweep runtime swarm drive fleet_stop memory} "
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax sweep runtime swarm drive fleet_stop fleet_update memory} "
 want() { [[ "$only" == *" $1 "* ]]; }
 banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
 
@@ -81,6 +85,11 @@ fi
 if want swarm; then banner swarm; python bench/bench_swarm.py; fi
 if want drive; then banner "drive (holonomic vs diff-drive fleets)"; python bench/bench_drive.py; fi
 if want fleet_stop; then banner "fleet_stop (16 robots, one student frozen)"; python bench/bench_fleet_stop.py; fi
+if want fleet_update; then
+  banner "fleet_update (16 robots: publish to staged; the swap in a running ROS swarm, one follower offline)"
+  python bench/bench_fleet_update.py --robots 16
+  python bench/bench_fleet_update.py --swarm --robots 16
+fi
 if want memory; then banner "student node memory"; python bench/bench_node_memory.py; fi
 kdmarl report --bench bench/results --out-dir docs     # docs/distill_pareto.png, docs/distill_ablation.png
 python scripts/bench_table.py

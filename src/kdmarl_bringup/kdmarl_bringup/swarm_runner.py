@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 from kdmarl_student.lifetime import die_with_parent
 
+from kdmarl_bringup.discovery import swarm_discovery_env
 from kdmarl_bringup.swarm_spec import LAUNCH_ARGUMENTS, NodeSpec, SwarmArgs, bridge_problem, build
 
 STOP_ORDER = ("bridge", "student", "updater", "adapter", "robot", "monitor")
@@ -68,6 +69,7 @@ class Swarm:
         logs.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.update(swarm_discovery_env(env))  # LOCALHOST past 32 processes (kdmarl_bringup.discovery)
         for spec in self.specs:
             cmd = node_command(spec, self.params_file, write_overrides(spec, self.log_dir / "params"))
             log = self.log_path(spec).open("w")

@@ -28,9 +28,17 @@ from __future__ import annotations
 import signal
 import threading
 
+from kdmarl_bringup.discovery import swarm_discovery_env
 from kdmarl_bringup.swarm_spec import LAUNCH_ARGUMENTS, NodeSpec, SwarmArgs, bridge_problem, build
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, GroupAction, OpaqueFunction, RegisterEventHandler
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    GroupAction,
+    OpaqueFunction,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.events.process import ProcessExited
@@ -68,7 +76,10 @@ def _swarm(context: LaunchContext) -> list:
     values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
     args, specs, params_file = build(values)
     by_namespace: dict[str, list] = {}
-    actions: list = []
+    # LOCALHOST discovery loses pairs of processes past the 32nd: the swarm's nodes use the whole domain's range
+    # (kdmarl_bringup.discovery; an operator's own processes beside the swarm need the same exports).
+    actions: list = [SetEnvironmentVariable(name, value)
+                     for name, value in swarm_discovery_env(context.environment).items()]
     for spec in specs:
         node = _node(spec, params_file)
         by_namespace.setdefault(spec.namespace, []).append(node)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kdmarl_bringup.discovery import swarm_discovery_env
 from kdmarl_bringup.swarm_runner import stop_process_groups
 from kdmarl_bringup.testing import make_bundle, make_seeker_bundle
 from kdmarl_student.testing import fresh_domain_id as testing_domain_id
@@ -38,6 +39,7 @@ def ros_env(domain_id: int) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.update(swarm_discovery_env(env))  # past 32 processes LOCALHOST alone loses pairs (kdmarl_bringup.discovery)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
     return env

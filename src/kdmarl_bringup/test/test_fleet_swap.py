@@ -1,8 +1,9 @@
 """A running lockstep swarm switched from release 1 to release 2 over DDS (issue 23 items 3 and 5, fast version):
 real updater and student processes per robot (a lead mirroring the workstation's TUF repository over HTTP on
 127.0.0.1, followers updating from it), the sim bridge, and the operator's ``announce``. No action is missed across
-the swap, no episode mixes releases, and every episode's returns equal the offline evaluation of the release that
-ran it, bit for bit (:func:`kdmarl_student.bundle_eval.evaluate_bundle`)."""
+the swap, no episode mixes releases, every episode's returns equal the offline evaluation of the release that ran
+it, bit for bit (:func:`kdmarl_student.bundle_eval.evaluate_bundle`), and the team switches only at a cut-over every
+robot confirmed."""
 
 from __future__ import annotations
 
@@ -51,21 +52,26 @@ def test_a_running_swarm_switches_release_with_no_missed_action_and_no_mixed_epi
     assert all(store == {"current": 2, "previous": 1, "staged": None} for store in result["stores"].values())
 
 
-def test_an_offline_follower_never_acts_on_a_mixed_team_and_catches_up(
+def test_a_robot_that_never_confirms_keeps_the_team_on_its_release_until_it_confirms_late(
         processes: Processes, ros_node, tmp_path: Path) -> None:
-    """The last follower's updater is offline across the publish and the cut-over (announced with
-    --allow-missing): from the cut-over its student answers with the safe action (no policy release in the
-    summaries, no mixed episode), and once its updater is back it switches at an episode start."""
+    """The confirmed cut-over. The last follower's updater is offline across the publish and ``announce`` waits for
+    the other robots only: that robot cannot load release 2, so it never confirms the first cut-over, every student
+    aborts it at its decision episode, and the whole team runs release 1 through it (nobody switches). Its updater
+    comes back, it loads release 2 and confirms late, and ``announce``'s next cut-over moves the whole team together."""
     rel = make_releases(tmp_path / "releases", N)
     result = run_swap(processes, ros_node, rel, tmp_path, N, offline=N - 1)
-    episodes, cutover, caught_up = result["episodes"], result["cutover_episode"], result["caught_up_episode"]
+    episodes, cutover, aborted = result["episodes"], result["cutover_episode"], result["aborted_cutover_episode"]
+    assert aborted is not None and cutover > aborted
     assert all(e["missed_actions"] == [0] * N for e in episodes)
     assert not any(e["mixed_releases"] for e in episodes)
     switch = _switch_episode(episodes, cutover)
-    assert caught_up > switch
-    assert [e["releases"] for e in episodes] == ([[1] * N] * switch + [[2] * (N - 1) + [0]] * (caught_up - switch)
-                                                 + [[2] * N] * (len(episodes) - caught_up))
+    assert switch > aborted  # nobody switched at the aborted cut-over
+    assert [e["releases"] for e in episodes] == [[1] * N] * switch + [[2] * N] * (len(episodes) - switch)
     _assert_episodes_equal_offline(episodes[:switch], rel.r1)
-    _assert_episodes_equal_offline(episodes[caught_up:], rel.r2)
-    assert "behind the team's release" in processes.log(f"student_{N - 1}") or \
-        "safe action until it is staged here" in processes.log(f"student_{N - 1}")
+    _assert_episodes_equal_offline(episodes[switch:], rel.r2)
+    assert f"cut-over at episode {aborted} aborted by" in processes.log("announce")
+    # An online student aborted it for lack of the offline robot's answer (one abort is enough: announce may commit
+    # the next cut-over before the others reach the decision episode, and they then never decide on this one).
+    assert any(f"cut-over to release 2 at episode {aborted}: no confirmation from agent_{N - 1}" in
+               processes.log(f"student_{i}") for i in range(N - 1)), processes.logs()
+    assert all(store == {"current": 2, "previous": 1, "staged": None} for store in result["stores"].values())

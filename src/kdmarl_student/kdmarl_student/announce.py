@@ -2,7 +2,6 @@
 has it staged, so the team switches on one episode and a team episode never mixes releases.
 
     ros2 run kdmarl_student announce --team simple_spread --release 2 --robots 16
-    ros2 run kdmarl_student announce --team simple_spread --release 2 --robots 16 --allow-missing   # one is away
 
 After ``kdmarl publish`` (workstation), ``announce``
 
@@ -11,15 +10,18 @@ After ``kdmarl publish`` (workstation), ``announce``
    followers retry on their ``poll_period_s``); students do not switch on a prepare;
 2. waits until ``--robots`` student nodes of the team report on ``/diagnostics`` that they have it loaded
    (``staged_release``: their updater staged it and the node loaded and checked it) or run it;
-3. publishes the cut-over: ``cutover_episode`` = the newest ``/kdmarl/episode`` summary's episode + ``--margin``
-   (or ``--cutover-episode``), and holds it (latched: a robot that starts or reconnects later gets it) until
-   Ctrl-C or ``--hold-s``.
+3. publishes the cut-over (the *commit*): ``cutover_episode`` = the newest ``/kdmarl/episode`` summary's episode +
+   ``--margin`` (or ``--cutover-episode``), latched (a robot that starts or reconnects later gets it);
+4. waits for the students' answers on ``/kdmarl/release_confirm`` (:mod:`kdmarl_student.node_release`): every
+   student with the release loaded confirms; each arms the swap at the decision episode (cut-over - 1) only with
+   every agent's confirmation, else it aborts. Once all ``--robots`` have confirmed and the decision episode is over
+   with no abort, the team switches at the cut-over, and ``announce`` holds the commit until Ctrl-C or ``--hold-s``.
+   After an abort (a robot missed the commit, or cannot load the release) the team stays on its release and
+   ``announce`` waits until every robot has the release loaded again, then commits a new cut-over.
 
-If fewer robots than ``--robots`` report the release loaded within ``--wait-s``, it exits 1 and announces no
-cut-over (the team stays on its release), unless ``--allow-missing``: then the cut-over is announced anyway and
-the missing robots never act on a mixed team: from the cut-over episode a student whose release is not the
-announced one answers with its safe action (``behind_release_answers``) and switches at the first episode start
-after its updater has staged the release (it catches up without a new announcement).
+If the robots have not all loaded and confirmed the release within ``--wait-s`` it exits 1: the team stays on its
+release (a team never switches without every robot). A robot that comes back later catches up through the next
+``announce``.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
-from kdmarl_msgs.msg import EpisodeSummary, Release
+from kdmarl_msgs.msg import EpisodeSummary, Release, ReleaseConfirm
 from kdmarl_student.ros_support import EPISODE_QOS, REPORT_QOS, hold_for_late_joiners, init_ros, spin_while
-from kdmarl_student.updater_node import RELEASE_QOS, RELEASE_TOPIC
+from kdmarl_student.updater_node import CONFIRM_QOS, CONFIRM_TOPIC, RELEASE_QOS, RELEASE_TOPIC
 
 
 class Announcer:
@@ -44,7 +46,9 @@ class Announcer:
         self.node, self.team = node, team
         self.staged: dict[str, tuple[str, str]] = {}  # student status name -> (staged, running) release
         self.episode: int | None = None
+        self.answers: dict[str, tuple[int, int, bool]] = {}  # agent -> latest (release, cut-over, abort)
         self.pub = node.create_publisher(Release, RELEASE_TOPIC, RELEASE_QOS)
+        node.create_subscription(ReleaseConfirm, CONFIRM_TOPIC, self._on_answer, CONFIRM_QOS)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, REPORT_QOS)
         node.create_subscription(EpisodeSummary, "/kdmarl/episode", self._on_episode, EPISODE_QOS)
 
@@ -58,6 +62,18 @@ class Announcer:
 
     def _on_episode(self, msg: EpisodeSummary) -> None:
         self.episode = max(int(msg.episode), self.episode if self.episode is not None else -1)
+
+    def _on_answer(self, msg: ReleaseConfirm) -> None:
+        if msg.team == self.team:
+            self.answers[msg.agent] = (int(msg.release), int(msg.cutover_episode), bool(msg.abort))
+
+    def outcome(self, release: int, cutover: int, robots: int) -> str:
+        """"abort" (someone aborted), "go" (all confirmed and the decision episode is over), or "" (not yet)."""
+        mine = {agent: a for agent, a in self.answers.items() if a[:2] == (release, cutover)}
+        if any(abort for _, _, abort in mine.values()):
+            return "abort"
+        decided = self.episode is None or self.episode >= cutover - 1  # summaries come at an episode's end
+        return "go" if len(mine) >= robots and decided else ""
 
     def ready(self, release: int) -> list[str]:
         """The students that have ``release`` loaded or running."""
@@ -76,10 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--release", type=int, required=True, help="The release to switch the team to.")
     parser.add_argument("--supersedes", type=int, default=0, help="The release it replaces (0: not said).")
     parser.add_argument("--robots", type=int, required=True, help="Students that must report the release loaded.")
-    parser.add_argument("--wait-s", type=float, default=300.0, help="How long to wait for them.")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="Announce the cut-over even if some robots have not staged it (they hold the safe "
-                             "action from the cut-over until they have, then switch at an episode start).")
+    parser.add_argument("--wait-s", type=float, default=300.0,
+                        help="How long to wait for every robot to load and confirm (cut-overs retried meanwhile).")
     parser.add_argument("--margin", type=int, default=2,
                         help="Cut-over episode = the newest /kdmarl/episode episode + this.")
     parser.add_argument("--cutover-episode", type=int, default=0, help="Cut-over episode (0: from --margin).")
@@ -97,16 +111,37 @@ def main(argv: list[str] | None = None) -> int:
         ready = announcer.ready(args.release)
         print(f"{len(ready)} of {args.robots} robots have release {args.release} staged after "
               f"{time.monotonic() - started:.2f} s", flush=True)
-        if len(ready) < args.robots:
-            missing = sorted(set(announcer.staged) - set(ready))
-            print(f"not ready: {', '.join(missing) or 'students not reporting'}", flush=True)
-            if not args.allow_missing:
-                print("no cut-over announced (--allow-missing to announce anyway)", flush=True)
-                return 1
-        cutover = args.cutover_episode or (announcer.episode if announcer.episode is not None else 0) + args.margin
-        announcer.publish(args.release, args.supersedes, max(cutover, 1))
-        hold_for_late_joiners(node, args.hold_s,
-                              f"cut-over: release {args.release} of {args.team} from episode {max(cutover, 1)}")
+        deadline = started + args.wait_s
+        attempt = 0
+        while len(ready) >= args.robots:
+            attempt += 1
+            newest = announcer.episode if announcer.episode is not None else 0
+            cutover = max(args.cutover_episode if attempt == 1 and args.cutover_episode else newest + args.margin, 1)
+            announcer.publish(args.release, args.supersedes, cutover)
+            print(f"commit: release {args.release} of {args.team} at episode {cutover} (attempt {attempt}), waiting "
+                  f"for {args.robots} confirmations", flush=True)
+            spin_while(node, lambda c=cutover: not announcer.outcome(args.release, c, args.robots),
+                       max(deadline - time.monotonic(), 0.0))
+            outcome = announcer.outcome(args.release, cutover, args.robots)
+            if outcome == "go":
+                hold_for_late_joiners(node, args.hold_s, f"cut-over: release {args.release} of {args.team} from "
+                                      f"episode {cutover}, confirmed by {args.robots} robots")
+                return 0
+            silent = sorted(a for a, ans in announcer.answers.items() if ans[:2] != (args.release, cutover))
+            aborted = sorted(a for a, ans in announcer.answers.items() if ans == (args.release, cutover, True))
+            print(f"cut-over at episode {cutover} {'aborted by ' + ', '.join(aborted) if aborted else 'not confirmed'}"
+                  f"{' (not confirmed by ' + ', '.join(silent) + ')' if silent else ''}: the team keeps its release",
+                  flush=True)
+            spin_while(node, lambda: len(announcer.ready(args.release)) < args.robots,
+                       max(deadline - time.monotonic(), 0.0))
+            ready = announcer.ready(args.release)
+            if time.monotonic() >= deadline:
+                break
+        missing = sorted(set(announcer.staged) - set(ready))
+        print(f"no cut-over within --wait-s {args.wait_s:g} s: {len(ready)} of {args.robots} robots have release "
+              f"{args.release} loaded (not: {', '.join(missing) or 'students not reporting'}); the team keeps its "
+              "release", flush=True)
+        return 1
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

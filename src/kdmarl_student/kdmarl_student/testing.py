@@ -331,6 +331,23 @@ def write_onnx_compute_bomb(path: Path, input_dim: int, n_actions: int, iteratio
     return _save_graph(graph, path)
 
 
+def write_onnx_log_policy(path: Path, weights: np.ndarray) -> Path:
+    """logits = log(obs + 1) @ W: finite on the zero observation (so the loader's dummy inference accepts
+    the bundle) and for observations >= 0, NaN for a value below -1 and -Inf at -1: a graph that is broken
+    only for some inputs, as real ones are (on simple_spread's relative positions it breaks within an episode)."""
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["observation", "one"], ["shifted"]), helper.make_node("Log", ["shifted"], ["h"]),
+         helper.make_node("MatMul", ["h", "w"], ["logits"])],
+        "log_policy",
+        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", weights.shape[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", weights.shape[1]])],
+        [numpy_helper.from_array(np.ones(1, np.float32), "one"), numpy_helper.from_array(weights, "w")],
+    )
+    return _save_graph(graph, path)
+
+
 def write_onnx_slow_mlp(path: Path, input_dim: int, n_actions: int, width: int = 2048, layers: int = 600) -> Path:
     """A deliberately huge but allowed MLP (MatMul + Tanh only): ``layers`` hidden layers of ``width`` sharing one
     weight matrix (16 MB by default), about ``layers * width**2`` multiply-adds per decision: about 0.4 s by default
@@ -449,5 +466,5 @@ def make_bundle(
 
 
 __all__ = ["OPSET", "GRUWeights", "Weights", "delta_probe_weights", "gru_resources", "make_bundle", "numpy_forward",
-           "numpy_gru_step", "random_gru", "random_mlp", "write_onnx_compute_bomb", "write_onnx_gru", "write_onnx_mlp",
-           "write_onnx_slow_mlp", "write_onnx_step_counter"]
+           "numpy_gru_step", "random_gru", "random_mlp", "write_onnx_compute_bomb", "write_onnx_gru",
+           "write_onnx_log_policy", "write_onnx_mlp", "write_onnx_slow_mlp", "write_onnx_step_counter"]

@@ -28,8 +28,16 @@ from kdmarl_student.fleet_update import FleetUpdater, UpdateResult
 from kdmarl_student.ros_support import REPORT_QOS, descriptor, diagnostic_status, init_ros, spin_node, steady_clock
 
 RELEASE_TOPIC = "/kdmarl/release"
+CONFIRM_TOPIC = "/kdmarl/release_confirm"  # students' confirmations and aborts of a cut-over (node_release)
 RELEASE_QOS = QoSProfile(  # the last announcement reaches robots that start or reconnect late
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+# Reading the confirmations: one unkeyed topic, so the reader's history is shared by every writer; deep enough for
+# a whole team's latched answers arriving at once (a writer keeps only its latest: RELEASE_QOS).
+CONFIRM_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=256, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 

@@ -10,18 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from kdmarl_student.manifest import MANIFEST_FILE
 from kdmarl_student.manifest import sha256_file as sha256
 from kdmarl_student.testing import (  # the one builder, re-exported for the runtime's test modules
-    OPSET,
     make_bundle,
     numpy_forward,
     random_mlp,
+    write_onnx_log_policy,  # noqa: F401
     write_onnx_mlp,
 )
-from onnx import TensorProto, helper, numpy_helper
 
 
 def edit_manifest(bundle: Path, edit: Callable[[dict], None]) -> None:
@@ -40,25 +38,6 @@ def install_model(bundle: Path, agent_index: int, path: Path) -> Path:
         model.update(file=path.name, sha256=sha256(path), bytes=path.stat().st_size)
 
     edit_manifest(bundle, edit)
-    return path
-
-
-def write_onnx_log_policy(path: Path, weights: np.ndarray) -> Path:
-    """logits = log(obs + 1) @ W: finite on the zero observation (so the loader's dummy inference accepts
-    the bundle) and for observations >= 0, NaN for a value below -1 and -Inf at -1: a graph that is broken
-    only for some inputs, as real ones are."""
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["observation", "one"], ["shifted"]), helper.make_node("Log", ["shifted"], ["h"]),
-         helper.make_node("MatMul", ["h", "w"], ["logits"])],
-        "log_policy",
-        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", weights.shape[0]])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", weights.shape[1]])],
-        [numpy_helper.from_array(np.ones(1, np.float32), "one"), numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdmarl-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
     return path
 
 
