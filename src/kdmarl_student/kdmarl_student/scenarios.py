@@ -240,7 +240,8 @@ def is_smax(name: str) -> bool:
 def observation_scale(name: str) -> float:
     """Typical magnitude of a scenario's observation entries: MPE's relative positions and velocities reach a
     few units (1.5); SMAX's features are normalized (health and cooldown fractions, positions over the sight
-    range, one-hots; GRF's pitch coordinates in [-1, 1]: 0.5). The exporter draws its random parity inputs at this scale."""
+    range, one-hots; GRF's pitch coordinates in [-1, 1]: 0.5). The exporter draws its random parity inputs at
+    this scale."""
     return 0.5 if is_smax(name) or is_grf(name) else 1.5
 
 

@@ -31,7 +31,8 @@ def make_env(
     **params: Any,
 ) -> BatchedEnv:
     """The torch port for a scenario name, the PettingZoo adapter for an import path (contains a dot), or the
-    SMAX adapter for ``smax:<map>``, the GRF adapter for ``grf:<scenario>``. Unknown names or parameters raise ValueError naming what was expected.
+    SMAX adapter for ``smax:<map>``, the GRF adapter for ``grf:<scenario>``. Unknown names or parameters raise
+    ValueError naming what was expected.
     """
     if is_smax(scenario):
         from .smax import SmaxBatchedEnv  # noqa: PLC0415 (jax only for SMAX)

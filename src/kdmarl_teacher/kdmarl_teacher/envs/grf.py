@@ -33,6 +33,7 @@ over the episode; won = goal_diff > 0, GRF academy's success) and ``info["episod
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import traceback
@@ -149,7 +150,7 @@ def _worker_main(conn: Connection, spec_name: str, params: dict[str, Any], indic
     """A worker process: build the slice, then answer (method, args) requests until "close" or EOF."""
     try:
         games = GrfSlice(spec_name, params, indices)
-    except BaseException:  # noqa: BLE001 (the parent re-raises it with the worker's traceback)
+    except BaseException:  # the parent re-raises it with the worker's traceback
         conn.send(("error", traceback.format_exc()))
         return
     conn.send(("ok", None))
@@ -162,7 +163,7 @@ def _worker_main(conn: Connection, spec_name: str, params: dict[str, Any], indic
                 return
             try:
                 conn.send(("ok", getattr(games, method)(*args)))
-            except Exception:  # noqa: BLE001
+            except Exception:  # a failed call is answered, the worker keeps serving
                 conn.send(("error", traceback.format_exc()))
     except (EOFError, KeyboardInterrupt):
         games.close()
@@ -206,10 +207,8 @@ class ProcessWorkers:
 
     def close(self) -> None:
         for conn in self.conns:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 conn.send(("close", ()))
-            except (BrokenPipeError, OSError):
-                pass
         for proc in self.procs:
             proc.join(timeout=5)
             if proc.is_alive():
@@ -280,7 +279,7 @@ class GrfBatchedEnv:
     """B GRF games as one batch (contract in the module docstring and ``envs.contract``)."""
 
     def __init__(self, scenario: str, num_envs: int = 1, seed: int | None = 0, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, workers: int | None = None, backend: str = "process",
+                 dtype: torch.dtype = torch.float32, *, workers: int | None = None, backend: str = "process",
                  address: str | None = None, **params: Any) -> None:
         check_batch_args(num_envs, dtype)
         if backend not in BACKENDS:
@@ -366,7 +365,5 @@ class GrfBatchedEnv:
             pool.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # at interpreter shutdown the workers may be gone already
             self.close()
-        except Exception:  # noqa: BLE001 (interpreter shutdown)
-            pass
