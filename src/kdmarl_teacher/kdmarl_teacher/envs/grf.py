@@ -37,6 +37,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import traceback
+import warnings
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,13 @@ class GrfSlice:
         self.spec = spec = scenario_spec(spec_name, **params)
         self.indices = [int(i) for i in indices]
         self.n_agents, self.max_steps = spec.n_agents, spec.max_cycles
-        self.games = [football_env.create_environment(
-            env_name=spec.extra["scenario"], representation="simple115v2", rewards=spec.params["rewards"],
-            number_of_left_players_agent_controls=spec.n_agents, stacked=False, render=False,
-            write_goal_dumps=False, write_full_episode_dumps=False, write_video=False)
-            for _ in self.indices]
+        with warnings.catch_warnings():  # gym 0.25's wrappers warn about their (old) step API on every env
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.games = [football_env.create_environment(
+                env_name=spec.extra["scenario"], representation="simple115v2", rewards=spec.params["rewards"],
+                number_of_left_players_agent_controls=spec.n_agents, stacked=False, render=False,
+                write_goal_dumps=False, write_full_episode_dumps=False, write_video=False)
+                for _ in self.indices]
         k = len(self.indices)
         self.roots: list[tuple[int, ...]] = [(0, i) for i in self.indices]
         self.episode = [0] * k
