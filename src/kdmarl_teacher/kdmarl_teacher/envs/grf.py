@@ -37,13 +37,13 @@ import contextlib
 import multiprocessing as mp
 import os
 import traceback
-import warnings
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from kdmarl_student.grf_game import GrfGame, episode_seed, import_gfootball
 from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
 
 from .contract import adopt_spec
@@ -52,58 +52,28 @@ from .core import check_batch_args
 BACKENDS = ("process", "ray", "inline")
 
 
-def import_gfootball() -> Any:
-    """``gfootball.env``, or an ImportError that says how to install it (an optional extra)."""
-    try:
-        import gfootball.env as football_env  # noqa: PLC0415
-    except ImportError as e:
-        raise ImportError("Google Research Football is not installed: run `bash scripts/setup_grf.sh` "
-                          f"(or `make grf`) to build gfootball 2.10.2 into the venv ({e})") from e
-    return football_env
-
-
-def episode_seed(root: tuple[int, ...], k: int) -> int:
-    """GRF engine seed of episode k of a game whose seed root is ``root`` (see the module docstring)."""
-    if len(root) == 1 and k == 0:
-        return int(root[0])
-    return int(np.random.SeedSequence([*root, k]).generate_state(1)[0] % (2**31 - 1))
-
-
 class GrfSlice:
     """Games ``indices`` of a batch, stepped one after another in one process (a worker's share).
 
-    Plain numpy in and out, so the same object serves in-process, behind a pipe and as a Ray actor.
+    Each game is a ``kdmarl_student.grf_game.GrfGame`` (the one definition of an episode, shared with the bundle
+    side); this adds the seed roots and the auto-reset. Plain numpy in and out, so the same object serves
+    in-process, behind a pipe and as a Ray actor.
     """
 
     def __init__(self, spec_name: str, params: dict[str, Any], indices: list[int]) -> None:
-        football_env = import_gfootball()
         self.spec = spec = scenario_spec(spec_name, **params)
         self.indices = [int(i) for i in indices]
-        self.n_agents, self.max_steps = spec.n_agents, spec.max_cycles
-        with warnings.catch_warnings():  # gym 0.25's wrappers warn about their (old) step API on every env
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.games = [football_env.create_environment(
-                env_name=spec.extra["scenario"], representation="simple115v2", rewards=spec.params["rewards"],
-                number_of_left_players_agent_controls=spec.n_agents, stacked=False, render=False,
-                write_goal_dumps=False, write_full_episode_dumps=False, write_video=False)
-                for _ in self.indices]
+        self.n_agents = spec.n_agents
+        self.games = [GrfGame(spec) for _ in self.indices]
         k = len(self.indices)
         self.roots: list[tuple[int, ...]] = [(0, i) for i in self.indices]
         self.episode = [0] * k
-        self.t = np.zeros(k, dtype=np.int64)
         self.returns = np.zeros((k, self.n_agents), dtype=np.float64)
-        self.goals = np.zeros(k, dtype=np.int64)
 
     def _start(self, j: int) -> np.ndarray:
         """Start game j's next episode from its seed: obs [N, 115]."""
-        seed = episode_seed(self.roots[j], self.episode[j])
-        game = self.games[j]
-        config = game.unwrapped._config  # GRF's Config: the engine seed is read at every reset
-        config["game_engine_random_seed"] = seed
-        config["reverse_team_processing"] = bool(seed % 2)  # GRF draws it once from the first seed otherwise
-        obs = game.reset()
-        self.t[j], self.returns[j], self.goals[j] = 0, 0.0, 0
-        return np.asarray(obs, dtype=np.float32).reshape(self.n_agents, -1)
+        self.returns[j] = 0.0
+        return self.games[j].reset_array(episode_seed(self.roots[j], self.episode[j]))
 
     def reset(self, seed: int) -> np.ndarray:
         """Every game from ``seed``: game b's episodes follow root (seed, b). Returns obs [k, N, 115]."""
@@ -128,18 +98,12 @@ class GrfSlice:
         goal_diff = np.zeros(k, dtype=np.int64)
         length = np.zeros(k, dtype=np.int64)
         for j, game in enumerate(self.games):
-            obs, reward, game_done, info = game.step([int(a) for a in actions[j]])
-            rewards[j] = np.asarray(reward, dtype=np.float32).reshape(self.n_agents)
-            self.t[j] += 1
+            obs_out[j], rewards[j], done[j] = game.step_array(actions[j])
             self.returns[j] += rewards[j]
-            self.goals[j] += int(info.get("score_reward", 0))
-            if game_done or self.t[j] >= self.max_steps:
-                done[j] = True
-                ended_returns[j], goal_diff[j], length[j] = self.returns[j], self.goals[j], self.t[j]
+            if done[j]:
+                ended_returns[j], goal_diff[j], length[j] = self.returns[j], game.metrics["goal_diff"], game.t
                 self.episode[j] += 1
                 obs_out[j] = self._start(j)
-            else:
-                obs_out[j] = np.asarray(obs, dtype=np.float32).reshape(self.n_agents, -1)
         return obs_out, rewards, done, ended_returns, goal_diff, length
 
     def close(self) -> None:
