@@ -20,6 +20,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
@@ -39,6 +40,7 @@ def measure(backend: str, workers: int, num_envs: int, steps: int) -> dict[str, 
     import torch  # noqa: PLC0415
     from kdmarl_teacher.envs import make_env  # noqa: PLC0415
 
+    load = os.getloadavg()[0]  # other sessions' load: on a shared machine the workers may not get free cores
     t0 = time.perf_counter()
     env = make_env(SCENARIO, num_envs=num_envs, seed=0, backend=backend, workers=workers)
     start_s = time.perf_counter() - t0
@@ -54,7 +56,7 @@ def measure(backend: str, workers: int, num_envs: int, steps: int) -> dict[str, 
     env.close()
     return {"backend": backend, "workers": workers, "games": num_envs, "steps": steps * num_envs,
             "env_steps_per_s": round(steps * num_envs / wall, 1), "episodes_ended": episodes,
-            "startup_s": round(start_s, 2)}
+            "startup_s": round(start_s, 2), "load_1min": round(load, 2)}
 
 
 def throughput(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
@@ -71,8 +73,9 @@ def throughput(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     r2 = next(r["env_steps_per_s"] for r in rows if r["backend"] == "process" and r["workers"] == 2)
     eff = r2 / (2 * r1)
     lines = [f"scaling law: with W workers on W free cores, env-steps/s ~ W x r1 x e, r1 = {r1:g} env-steps/s of "
-             f"one worker process here, e = {eff:.2f} measured at W = 2 on this shared 2-core machine (other "
-             "sessions were running: an upper bound on latency, a lower bound on e). A step waits for the slowest "
+             f"one worker process here, e = {eff:.2f} measured at W = 2 on this shared 2-core machine (load_1min: "
+             "other sessions' runnable processes when each row started; with a load near 2 the second worker has "
+             "no free core, so e here is a lower bound, not GRF's scaling). A step waits for the slowest "
              "worker, so B/W games per worker should be >= 4 to even out episode resets."]
     per_core = r1
     for cores in (8, 16, 32, 64):
@@ -81,7 +84,7 @@ def throughput(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         hours = FULL_RUN_STEPS / sps / 3600
         lines.append(f"{cores} cores ({w} workers + the learner, e = 0.9): about {sps:,.0f} env-steps/s, "
                      f"the 25 M-step 3v1 run in about {hours:.1f} h of stepping (+ the PPO updates: 15 epochs "
-                     "over 10 000 steps every iteration, about 3 s on one core)")
+                     "over 10 000 steps per iteration, not timed separately here)")
     return rows, lines
 
 
@@ -140,7 +143,7 @@ def main() -> int:
             notes.insert(0, "QUICK smoke run: figures are not the benchmark")
         write_result("grf" + suffix, title="Google Research Football env-steps/s vs workers (processes, Ray actors)",
                      columns=["backend", "workers", "games", "steps", "env_steps_per_s", "episodes_ended",
-                              "startup_s"], rows=rows, notes=notes)
+                              "startup_s", "load_1min"], rows=rows, notes=notes)
     if not args.no_teacher:
         out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_grf_"))
         row = teacher(args.minutes, out, args.quick)
