@@ -163,3 +163,31 @@ def test_every_grf_scenario_shares_the_shipped_mappo_config() -> None:
     cfg = load_config(path, ["scenario=grf:academy_corner", "env_params.workers=2"])
     assert cfg.num_envs == 50 and cfg.num_steps == 200 and cfg.total_steps == 25_000_000
     assert cfg.env_params == {"workers": 2}
+
+
+@needs_grf
+def test_the_teacher_env_and_the_bundle_side_game_play_the_same_episode_of_a_seed() -> None:
+    """Seed s is one episode on both sides: the batched env's reset_from_seeds([s]) and the bundle evaluation's /
+    ROS bridge's GrfGame.reset(s) give the same observations and rewards under the same actions."""
+    from kdmarl_student.grf_game import GrfGame
+    from kdmarl_teacher.envs import make_env
+
+    env = make_env(SCENARIO, num_envs=1, seed=0, backend="inline")
+    game = GrfGame(env.spec)
+    try:
+        obs, _ = env.reset_from_seeds([4321])
+        single, _ = game.reset(4321)
+        np.testing.assert_array_equal(obs[0].numpy(), np.stack([single[a] for a in env.agent_names]))
+        rng = np.random.default_rng(5)
+        for _ in range(25):
+            a = rng.integers(0, 19, size=3)
+            obs, _, rew, done, _ = env.step(torch.as_tensor(a[None]))
+            single, rewards, terms, _, _ = game.step(dict(zip(env.agent_names, a.tolist(), strict=True)))
+            np.testing.assert_array_equal(rew[0].numpy(), np.float32([rewards[n] for n in env.agent_names]))
+            if bool(done[0]):  # the env already started its next episode; the game has ended this one
+                assert all(terms.values())
+                break
+            np.testing.assert_array_equal(obs[0].numpy(), np.stack([single[n] for n in env.agent_names]))
+    finally:
+        env.close()
+        game.close()
