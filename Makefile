@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 ENV := source .venv/kdmarl_env.sh
 COLCON_BUILD := colcon build --event-handlers console_cohesion- summary+
-.PHONY: bootstrap build test demo bench lint clean
+.PHONY: bootstrap build test demo bench lint clean grf
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -25,6 +25,10 @@ demo: build
 # Benchmarks (performance targets live here, never in tests): writes bench/results/*.json.
 bench: build
 	@$(ENV) && bash scripts/bench.sh
+
+# Optional: Google Research Football into the venv (apt packages when root, a ~9 min build once; docs/football.md).
+grf: bootstrap
+	@bash scripts/setup_grf.sh
 
 lint: bootstrap
 	@$(ENV) && ruff check src scripts bench

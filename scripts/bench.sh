@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every benchmark in dependency order, then the tables of docs/benchmarks.md and the README's headline
 # table from bench/results/*.json (scripts/bench_table.py).
-# About 7 hours on a quiet 2-core machine (most of it the 5-seed distillation sweeps and SMAX); run on a quiet
+# About 7.5 hours on a quiet 2-core machine (most of it the 5-seed distillation sweeps and SMAX); run on a quiet
 # machine: the figures are wall-clock bound. Stages, each with its rough wall time:
 #   envs     batched MPE port vs the mpe2 loop                         -> bench/results/envs.json
 #   teacher  MAPPO: return after 10 minutes, throughput (+ speaker-listener 5 min) -> teacher.json (about 15 min)
@@ -28,12 +28,15 @@
 #            confirmed cut-over), then the same with one follower offline across the swap -> fleet_update_swarm.json
 #            (4-6 min on this shared machine)
 #   memory   one student node, stage by stage                           -> node_memory.json
+#   grf      optional (skips without gfootball: bash scripts/setup_grf.sh): GRF env-steps/s vs workers
+#            (processes, Ray actors) and a MAPPO teacher on academy_3_vs_1_with_keeper for 25 min, evaluated
+#            on 100 fixed episodes                                   -> grf.json, grf_teacher.json (about 30 min)
 # Runs are kept under $KDMARL_BENCH_RUNS (default runs/bench) for inspection; KDMARL_BENCH_ONLY="envs swarm"
 # runs a subset (later stages need the runs of earlier ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${KDMARL_BENCH_RUNS:-runs/bench}
-only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax sweep runtime swarm drive fleet_stop fleet_update memory} "
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax sweep runtime swarm drive fleet_stop fleet_update memory grf} "
 want() { [[ "$only" == *" $1 "* ]]; }
 banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
 
@@ -91,5 +94,9 @@ if want fleet_update; then
   python bench/bench_fleet_update.py --swarm --robots 16
 fi
 if want memory; then banner "student node memory"; python bench/bench_node_memory.py; fi
+if want grf; then
+  banner "grf (Google Research Football: stepping vs workers, MAPPO on 3v1; optional)"
+  python bench/bench_grf.py --minutes 25 --keep "$runs/grf"
+fi
 kdmarl report --bench bench/results --out-dir docs     # docs/distill_pareto.png, docs/distill_ablation.png
 python scripts/bench_table.py

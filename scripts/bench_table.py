@@ -26,7 +26,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 ORDER = ["envs", "teacher", "distill", "distill_memory", "distill_memory_horizon", "distill_memory_students", "qmix",
          "deployment", "smax_env", "smax_teacher", "smax_students", "runtime", "swarm", "swarm_decision", "drive",
-         "fleet_stop", "fleet_update", "fleet_update_swarm"]
+         "fleet_stop", "fleet_update", "fleet_update_swarm", "grf", "grf_teacher"]
 
 
 def fmt(value: object) -> str:

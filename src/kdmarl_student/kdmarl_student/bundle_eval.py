@@ -21,6 +21,9 @@ SMAX (issue 12): the battle of seed s is ``kdmarl_student.smax_battle.SmaxBattle
 ``reset_from_seeds([s])``), stepped until it ends; every agent gets its step's available actions as ``mask``
 (so no policy picks an unavailable one; random = uniform over the available ones), and the task figures are
 SMAX's: ``won`` (its mean is the win rate), ``allies_alive``, ``enemy_hp_left``.
+
+Google Research Football (issue 27): the game of seed s is ``kdmarl_student.grf_game.GrfGame.reset(s)`` (the
+teacher side's ``reset_from_seeds([s])``); no masks; figures ``won`` and ``goal_diff`` at the episode's end.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 from kdmarl_student.manifest import load_manifest
 from kdmarl_student.perturbation import Perturbation
 from kdmarl_student.policy import StudentPolicy
-from kdmarl_student.scenarios import is_smax, make_mpe2_env, scenario_spec, task_metrics
+from kdmarl_student.scenarios import is_grf, is_smax, make_mpe2_env, scenario_spec, task_metrics
 from kdmarl_student.stats import mean_ci
 
 ACTORS = ("student", "teacher", "random")
@@ -73,7 +76,12 @@ def retention(student: float | None, teacher: float | None, random: float | None
 
 
 def make_bundle_env(spec: Any) -> Any:
-    """The environment a bundle is evaluated in: mpe2's parallel env, or one SMAX battle (numpy + jax)."""
+    """The environment a bundle is evaluated in: mpe2's parallel env, one SMAX battle (numpy + jax) or one
+    GRF game (numpy + gfootball)."""
+    if is_grf(spec.name):
+        from kdmarl_student.grf_game import GrfGame  # noqa: PLC0415  (gfootball only for GRF)
+
+        return GrfGame(spec)
     if is_smax(spec.name):
         from kdmarl_student.smax_battle import SmaxBattle  # noqa: PLC0415  (jax only for SMAX)
 

@@ -240,8 +240,9 @@ def is_smax(name: str) -> bool:
 def observation_scale(name: str) -> float:
     """Typical magnitude of a scenario's observation entries: MPE's relative positions and velocities reach a
     few units (1.5); SMAX's features are normalized (health and cooldown fractions, positions over the sight
-    range, one-hots: 0.5). The exporter draws its random parity inputs at this scale."""
-    return 0.5 if is_smax(name) else 1.5
+    range, one-hots; GRF's pitch coordinates in [-1, 1]: 0.5). The exporter draws its random parity inputs at
+    this scale."""
+    return 0.5 if is_smax(name) or is_grf(name) else 1.5
 
 
 def smax_agent_layout(n_allies: int, n_enemies: int) -> dict[str, tuple[int, int]]:
@@ -289,14 +290,85 @@ def _smax_spec(name: str, params: dict[str, Any]) -> ScenarioSpec:
     )
 
 
+# ---- Google Research Football (gfootball 2.10.2, ``gfootball/env/wrappers.py`` Simple115StateWrapper) ----------
+# Scenario names are "grf:<scenario>"; every controlled left player is an agent (GRF switches which footballer an
+# agent drives as the ball moves, as a human player's "active" player; the ``active`` slice says which).
+GRF_PREFIX = "grf:"
+# scenario -> (controlled left players, GRF's game_duration in steps): the agent counts of the MAPPO reference
+# (marlbenchmark/on-policy train_football_*.sh) and the game_duration in each ``gfootball/scenarios/*.py``.
+GRF_SCENARIOS: dict[str, tuple[int, int]] = {
+    "academy_3_vs_1_with_keeper": (3, 400),
+    "academy_counterattack_easy": (4, 400),
+    "academy_pass_and_shoot_with_keeper": (2, 400),
+    "academy_run_pass_and_shoot_with_keeper": (2, 400),
+    "academy_corner": (10, 400),
+}
+# GRF's default action set (football_action_set.action_set_v1), index -> meaning.
+GRF_ACTIONS: tuple[str, ...] = (
+    "idle", "left", "top_left", "top", "top_right", "right", "bottom_right", "bottom", "bottom_left",
+    "long_pass", "high_pass", "short_pass", "shot", "sprint", "release_direction", "release_sprint",
+    "sliding", "dribble", "release_dribble")
+# simple115v2: 11 (x, y) per team and their directions (missing players -1), the ball's position (x, y, z) and
+# direction, who owns the ball (none, left, right), the agent's active player one-hot and the game mode.
+GRF_LAYOUT: dict[str, tuple[int, int]] = _layout([
+    ("left_team", 22), ("left_team_direction", 22), ("right_team", 22), ("right_team_direction", 22),
+    ("ball", 3), ("ball_direction", 3), ("ball_owned_team", 3), ("active", 11), ("game_mode", 7)])
+GRF_OBS_DIM = 115
+_GRF_DEFAULT_PARAMS: dict[str, Any] = {"rewards": "scoring,checkpoints", "max_steps": None}
+
+
+def is_grf(name: str) -> bool:
+    """True for a Google Research Football scenario name ("grf:academy_3_vs_1_with_keeper")."""
+    return isinstance(name, str) and name.startswith(GRF_PREFIX)
+
+
+def _grf_spec(name: str, params: dict[str, Any]) -> ScenarioSpec:
+    scenario = name.removeprefix(GRF_PREFIX)
+    if scenario not in GRF_SCENARIOS and "academy_" + scenario in GRF_SCENARIOS:
+        scenario = "academy_" + scenario  # "grf:3_vs_1_with_keeper" is the academy scenario
+    if scenario not in GRF_SCENARIOS:
+        raise ValueError(f"unknown GRF scenario {scenario!r} in {name!r}: expected one of "
+                         f"{', '.join(GRF_PREFIX + s for s in GRF_SCENARIOS)}")
+    unknown = sorted(set(params) - set(_GRF_DEFAULT_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {name}: expected a subset of "
+                         f"{sorted(_GRF_DEFAULT_PARAMS)}")
+    n_players, duration = GRF_SCENARIOS[scenario]
+    resolved = {**_GRF_DEFAULT_PARAMS, **params}
+    if resolved["max_steps"] is None:
+        resolved["max_steps"] = duration
+    _check_int("max_steps", resolved["max_steps"], 1)
+    if resolved["max_steps"] > duration:
+        raise ValueError(f"parameter 'max_steps' must be <= {duration} (GRF ends {scenario} there), "
+                         f"got {resolved['max_steps']}")
+    rewards = resolved["rewards"]
+    if rewards not in ("scoring", "scoring,checkpoints"):
+        raise ValueError(f"parameter 'rewards' must be 'scoring' or 'scoring,checkpoints', got {rewards!r}")
+    agents = tuple(AgentSpec(f"player_{i}", "player", GRF_OBS_DIM, len(GRF_ACTIONS), GRF_LAYOUT, GRF_ACTIONS)
+                   for i in range(n_players))
+    return ScenarioSpec(
+        name=GRF_PREFIX + scenario,
+        params=resolved,
+        agents=agents,
+        state_dim=GRF_OBS_DIM * n_players,  # the critic sees every agent's observation (MAPPO's share_obs)
+        max_cycles=int(resolved["max_steps"]),
+        mpe2_module="gfootball.env",  # not mpe2: the module the environment comes from
+        extra={"scenario": scenario, "representation": "simple115v2", "game_duration": duration,
+               "safe_action": GRF_ACTIONS.index("idle")},
+    )
+
+
 def scenario_spec(name: str, **params: Any) -> ScenarioSpec:
     """Resolve a scenario name and parameters into its spec; unknown names or parameters raise ValueError.
 
     Accepts the mpe2 module name too (``simple_spread_v3``, ``mpe2.simple_spread_v3``), and SMAX maps as
-    ``smax:<map>`` (``smax:3m``, ``smax:2s3z``; see ``SMAX_MAPS``).
+    ``smax:<map>`` (``smax:3m``, ``smax:2s3z``; see ``SMAX_MAPS``), and Google Research Football as
+    ``grf:<scenario>`` (``grf:academy_3_vs_1_with_keeper``; see ``GRF_SCENARIOS``).
     """
     if is_smax(name):
         return _smax_spec(name, params)
+    if is_grf(name):
+        return _grf_spec(name, params)
     if not isinstance(name, str):
         raise ValueError(f"scenario name must be a str, expected one of {', '.join(SCENARIOS)}; got {name!r}")
     key = name.removeprefix("mpe2.")

@@ -257,8 +257,10 @@ def config_algo(path: str | Path) -> str:
 
 def default_config_path(scenario: str, algo: str = "mappo") -> Path | None:
     """The shipped `config/<algo>_<scenario>.yaml` (mappo or qmix), if there is one; every SMAX map
-    (`smax:<map>`) shares `config/<algo>_smax.yaml` (the command line's --scenario names the map)."""
-    name = "smax" if isinstance(scenario, str) and scenario.startswith("smax:") else scenario
+    (`smax:<map>`) shares `config/<algo>_smax.yaml`, every GRF scenario (`grf:<scenario>`) `config/<algo>_grf.yaml`
+    (the command line's --scenario names the map or scenario)."""
+    name = scenario.split(":", 1)[0] if isinstance(scenario, str) and scenario.startswith(("smax:", "grf:")) \
+        else scenario
     candidate = CONFIG_DIR / f"{algo}_{name}.yaml"
     return candidate if candidate.is_file() else None
 

@@ -42,7 +42,8 @@ def run_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.Tensor],
 
     Returns team returns [E], per-agent returns [E, N] and the task metrics [E] of the episodes.
     """
-    if env.available_actions() is not None:  # SMAX: masks, and battles end at different steps
+    if env.available_actions() is not None or hasattr(env, "reset_from_seeds"):
+        # SMAX (masks) and GRF (no masks): seeded per environment, and episodes end at different steps
         return run_masked_episodes(env, policy, seeds, teacher, generator)
     if hasattr(env, "reset_from_mpe2_seeds"):
         obs, _state = env.reset_from_mpe2_seeds(seeds)  # obs [E, N, obs_dim_max]
@@ -77,7 +78,8 @@ def run_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.Tensor],
 @torch.no_grad()
 def run_masked_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.Tensor], seeds: list[int],
                         teacher: Teacher | None, generator: torch.Generator) -> dict[str, Any]:
-    """`run_episodes` for an env with per-step action masks (SMAX): battle b from ``env.reset_from_seeds``
+    """`run_episodes` for an env whose episodes end at different steps (SMAX, with per-step action masks; GRF,
+    whose ``available_actions()`` is None: every action allowed): battle b from ``env.reset_from_seeds``
     seed b, stepped until every battle has ended once (each battle's first episode is the one counted; battles
     that ended keep stepping into their next episode, ignored). The teacher's and the random policy pick only
     available actions (``env.available_actions()``); random = uniform over the available ones. A callable
@@ -97,7 +99,8 @@ def run_masked_episodes(env: Any, policy: str | Callable[[torch.Tensor], torch.T
         if callable(policy):
             actions = policy(obs.float(), mask=mask) if takes_mask else policy(obs.float())
         elif policy == "random":
-            actions = sample_actions(apply_action_mask(torch.zeros(mask.shape, device=obs.device), mask), generator)
+            shape = (E, N, max(env.n_actions)) if mask is None else mask.shape
+            actions = sample_actions(apply_action_mask(torch.zeros(shape, device=obs.device), mask), generator)
         else:
             if recurrent:
                 logits, _, h = teacher.actor.step(actor_inputs_all(obs.float()).reshape(E * N, -1), h)

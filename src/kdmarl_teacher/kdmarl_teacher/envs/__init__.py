@@ -4,7 +4,9 @@
 environments stepped as tensors (the contract: ``envs.contract.BatchedEnv``). A scenario given as an import path
 (``"mpe2.simple_spread_v3"``) runs B copies of that PettingZoo ParallelEnv behind the same interface, and
 ``"smax:<map>"`` (``"smax:3m"``, ``"smax:2s3z"``) B JaxMARL SMAX battles (``envs/smax.py``, imported lazily:
-only SMAX pays for jax).
+only SMAX pays for jax), and ``"grf:<scenario>"`` B Google Research Football games stepped in worker processes
+or Ray actors (``envs/grf.py``; ``workers``, ``backend`` and ``address`` are its stepping options, the rest
+scenario parameters).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from kdmarl_student.scenarios import is_smax, scenario_spec
+from kdmarl_student.scenarios import is_grf, is_smax, scenario_spec
 
 from .contract import BatchedEnv
 from .core import BatchedMPEEnv, Scenario, WorldState
@@ -29,12 +31,17 @@ def make_env(
     **params: Any,
 ) -> BatchedEnv:
     """The torch port for a scenario name, the PettingZoo adapter for an import path (contains a dot), or the
-    SMAX adapter for ``smax:<map>``. Unknown names or parameters raise ValueError naming what was expected.
+    SMAX adapter for ``smax:<map>``, the GRF adapter for ``grf:<scenario>``. Unknown names or parameters raise
+    ValueError naming what was expected.
     """
     if is_smax(scenario):
         from .smax import SmaxBatchedEnv  # noqa: PLC0415 (jax only for SMAX)
 
         return SmaxBatchedEnv(scenario, num_envs, seed=seed, device=device, dtype=dtype, **params)
+    if is_grf(scenario):
+        from .grf import GrfBatchedEnv  # noqa: PLC0415 (gfootball is an optional extra)
+
+        return GrfBatchedEnv(scenario, num_envs, seed=seed, device=device, dtype=dtype, **params)
     if isinstance(scenario, str) and "." in scenario:
         return PettingZooBatchedEnv(scenario, num_envs, seed=seed, device=device, dtype=dtype, **params)
     spec = scenario_spec(scenario, **params)

@@ -71,13 +71,15 @@ def evaluate(teacher: Teacher, episodes: int = 200, seed_start: int = 1000, devi
             "metrics": {k: mean_ci(v.cpu()) for k, v in out["metrics"].items()},
             "episode_team_returns": [round(float(r), 6) for r in out["team"]],
         }
-        if "won" in out["metrics"]:  # SMAX: the win rate (fraction of battles won) with its 95 % interval
+        if "won" in out["metrics"]:  # SMAX, GRF: the win rate (fraction of battles won) with its 95 % interval
             results[policy]["win_rate"] = mean_ci(out["metrics"]["won"].cpu())
     for policy in ("deterministic", "stochastic"):
         diff = team[policy] - team["random"]
         results[policy]["improvement_over_random"] = mean_ci(diff.cpu())  # paired on the same seeds
     if hasattr(env, "reset_from_mpe2_seeds"):
         seeding = "mpe2 reset(seed=s) worlds via reset_from_mpe2_seeds; env port in float64"
+    elif env.spec.name.startswith("grf:"):
+        seeding = "GRF episode s = engine seed s (env.reset_from_seeds); first episode per seed"
     elif hasattr(env, "reset_from_seeds"):
         seeding = "SMAX battle s = JaxMARL reset from PRNGKey(s) (env.reset_from_seeds); first episode per seed"
     else:

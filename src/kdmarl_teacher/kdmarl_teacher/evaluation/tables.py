@@ -19,7 +19,7 @@ def print_table(report: dict[str, Any], run: str) -> None:
     res = report["results"]
     metric_names = sorted({k for r in res.values() for k in r["metrics"]})
     wins = any("win_rate" in r for r in res.values())  # SMAX
-    seed_kind = "seeds" if str(report.get("seeding", "")).startswith("SMAX") else "mpe2 seeds"
+    seed_kind = "seeds" if str(report.get("seeding", "")).startswith(("SMAX", "GRF")) else "mpe2 seeds"
     table = Table(title=f"{run}: {report['scenario']['name']}, {report['episodes']} episodes, "
                         f"{seed_kind} {report['seeds'][0]}-{report['seeds'][1]}")
     table.add_column("policy")
