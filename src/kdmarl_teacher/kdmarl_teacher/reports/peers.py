@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,9 +174,9 @@ def draw_peers(result_json: Path, out: Path) -> Path:
         ax.annotate(text, (0, level), xytext=(2, 2), textcoords="offset points", fontsize=8, color="grey")
     ax.set_xlabel("wall time since training started (min)")
     ax.set_ylabel(curves[0].metric)
-    ax.set_title(data["title"], fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(data["title"], 95)), fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     caption = data.get("caption", "")
     if caption:
         fig.text(0.01, 0.01, caption, fontsize=7, wrap=True)
