@@ -7,12 +7,13 @@ machine) and its effect on speed off env-steps/s (moves with the machine's load:
   turns it on, runs over those steps). Learning figure: the in-training greedy return (64 fixed mpe2 seeds, every
   20 iterations) averaged over the evaluations in the last quarter of the steps, and in the quarter before.
 - `smax_3m`, `smax_2s3z`: `config/mappo_smax.yaml` (its 10 M-step lr horizon unchanged) stopped after --steps
-  env steps (default 1.2 M). Learning figure: env steps at which the training win rate (battles finished in an
-  iteration) first reached 0.5 / 0.8 / 0.9, and its mean over the last 10 iterations.
+  env steps (default 3 M on 3m, where the shipped config reaches 0.9 at about 2.8 M; 1.2 M on 2s3z). Learning
+  figures: the training win rate (battles finished in an iteration) at equal env steps (win_at_*), the env steps
+  at which it first reached 0.5 / 0.8 / 0.9, and its mean over the last 10 iterations.
 
     python bench/bench_levers.py qmix_spread --keep runs/levers_qmix        # about 25 min quiet (8 runs)
-    python bench/bench_levers.py smax_3m --keep runs/levers_smax_3m         # about 8 min quiet (2 levers)
-    python bench/bench_levers.py smax_2s3z --keep runs/levers_smax_2s3z     # about 12 min quiet (2 levers)
+    python bench/bench_levers.py smax_3m --keep runs/levers_smax_3m         # about 45 min quiet (gru ~25)
+    python bench/bench_levers.py smax_2s3z --keep runs/levers_smax_2s3z     # about 18 min quiet (3 runs)
 
 With --keep, a lever whose run already reached the steps is read, not rerun. Writes
 bench/results/levers_<task>.json.
@@ -39,11 +40,14 @@ LEVERS: dict[str, dict[str, list[str]]] = {
         "gru": ["use_gru=true"],
         "threads2": ["torch_threads=2"],  # the peer's jax uses both cores; only meaningful on a quiet machine
     },
-    "smax_3m": {"shipped": [], "gru": ["use_gru=true"]},
-    "smax_2s3z": {"shipped": [], "gru": ["use_gru=true"]},
+    # gru: the peer's recurrent actor (and critic); envs32: half the samples per update again (128 -> 64 envs
+    # halved the env steps to 0.9 on 3m, docs/teachers.md)
+    "smax_3m": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"]},
+    "smax_2s3z": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"]},
 }
-DEFAULT_STEPS = {"qmix_spread": 1_500_000, "smax_3m": 1_200_000, "smax_2s3z": 1_200_000}
+DEFAULT_STEPS = {"qmix_spread": 1_500_000, "smax_3m": 3_000_000, "smax_2s3z": 1_200_000}  # 3m: 0.9 at ~2.8 M
 WIN_LEVELS = (0.5, 0.8, 0.9)
+WIN_AT = (131_072, 262_144, 393_216, 655_360, 1_048_576)
 
 
 def read_rows(run: Path) -> list[dict[str, str]]:
@@ -76,6 +80,7 @@ def train_lever(task: str, sets: list[str], run: Path, steps: int) -> None:
 
 
 def summarise(task: str, name: str, sets: list[str], rows: list[dict[str, str]], steps: int) -> dict[str, Any]:
+    rows = [r for r in rows if int(r["global_step"]) <= steps] or rows[:1]  # equal steps: a longer run is cut
     last = rows[-1]
     half = rows[len(rows) // 2:]
     row: dict[str, Any] = {"lever": name, "sets": " ".join(sets) or "(shipped config)",
@@ -93,6 +98,9 @@ def summarise(task: str, name: str, sets: list[str], rows: list[dict[str, str]],
         row["greedy_q4"] = window(0.75, 1.0)
         return row
     won = [(int(r["global_step"]), float(r["task/won"])) for r in rows if r.get("task/won") not in ("", "nan", None)]
+    for at in WIN_AT:  # equal-steps columns: mean training win rate of the iterations within 32 k steps of `at`
+        near = [w for st, w in won if abs(st - at) <= 32_768]
+        row[f"win_at_{at // 1024}k"] = round(statistics.mean(near), 3) if near and won[-1][0] >= at else None
     for level in WIN_LEVELS:
         row[f"steps_to_{level:g}"] = next((s for s, w in won if w >= level), None)
     row["win_last10"] = round(statistics.mean(w for _, w in won[-10:]), 3) if won else None
@@ -106,6 +114,9 @@ def main() -> int:
     parser.add_argument("task", choices=sorted(LEVERS))
     parser.add_argument("--steps", type=int, help="env steps per lever (default: the task's)")
     parser.add_argument("--only", nargs="+", help="these levers only (names of LEVERS[task])")
+    parser.add_argument("--no-train", action="store_true",
+                        help="only summarise the runs under --keep as far as they got (e.g. stopped early)")
+    parser.add_argument("--note", action="append", default=[], help="a note for the result (e.g. the machine's load)")
     parser.add_argument("--keep", required=True, help="run directories (reused when they reached the steps)")
     args = parser.parse_args()
     steps = args.steps or DEFAULT_STEPS[args.task]
@@ -115,7 +126,8 @@ def main() -> int:
     for name, sets in levers.items():
         run = Path(args.keep) / name
         try:
-            train_lever(args.task, sets, run, steps)
+            if not args.no_train:
+                train_lever(args.task, sets, run, steps)
             rows.append(summarise(args.task, name, sets, read_rows(run), steps))
         except Exception as err:  # one failed lever is an error row, not a lost table
             rows.append({"lever": name, "sets": " ".join(sets), "error": f"{type(err).__name__}: {err}"})
@@ -125,18 +137,19 @@ def main() -> int:
     key = "greedy_q4" if qmix else "win_last10"
     for r in rows:
         if base and "error" not in r and r.get(key) is not None and base.get(key) is not None:
-            r[f"{key}_vs_shipped"] = round(r[key] - base[key], 3)
+            if qmix:  # SMAX levers are compared at equal steps in the win_at_* columns
+                r[f"{key}_vs_shipped"] = round(r[key] - base[key], 3)
             r["sps_vs_shipped"] = round(r["median_sps_iter"] / base["median_sps_iter"], 2)
     cols = ["lever", "sets", "env_steps", "minutes", "median_sps_iter", "sps_vs_shipped"]
     cols += (["greedy_q3", "greedy_q4", "greedy_q4_vs_shipped"] if qmix else
-             [*(f"steps_to_{lv:g}" for lv in WIN_LEVELS), "win_last10", "win_last10_vs_shipped"])
+             [*(f"win_at_{at // 1024}k" for at in WIN_AT), *(f"steps_to_{lv:g}" for lv in WIN_LEVELS), "win_last10"])
     notes = [f"every lever trained for {steps} env steps from the same seed (1); learning figures are deterministic "
              "given the config, speed figures move with the machine's load (compare sps_vs_shipped within this run)",
              ("greedy_q3 / greedy_q4: mean in-training greedy team return (64 fixed mpe2 seeds) over the evaluations "
               "in the third / last quarter of the steps; one training seed, so differences under ~0.5 are noise"
               if qmix else "steps_to_X: env steps at which an iteration's training win rate first reached X; "
               "win_last10: mean training win rate of the last 10 iterations; one training seed"),
-             f"bench wall time {round((time.time() - t0) / 60, 1)} min"]
+             f"bench wall time {round((time.time() - t0) / 60, 1)} min", *args.note]
     write_result(f"levers_{args.task}", title=f"Teacher levers at equal env steps: {args.task}", columns=cols,
                  rows=rows, notes=notes)
     return 0

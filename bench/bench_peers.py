@@ -22,7 +22,8 @@ every logged update); its compilation time is reported separately, as its driver
     python bench/bench_peers.py qmix_spread                    # about 23 min (peer ~11, ours 10 + evaluation)
     python bench/bench_peers.py smax_3m                        # about 33 min
     python bench/bench_peers.py smax_2s3z                      # about 23 min
-    python bench/bench_peers.py qmix_spread --quick            # smoke check, ~4 min: *_quick.json, not docs
+    python bench/bench_peers.py smax_3m --set num_envs=32      # a lever against the peer: peers_smax_3m_lever.json
+    python bench/bench_peers.py qmix_spread --quick            # smoke check, ~3 min: *_quick.json, not docs
 
 The peer's venv: --peer-venv, else $KDMARL_PEER_VENV, else ./.venv-jaxmarl-peer (create it with
 `../shared/peers/jaxmarl/setup_venv.sh PATH`); the drivers: --peer-dir, else $KDMARL_PEER_DIR, else
@@ -143,12 +144,13 @@ def run_peer(python: Path, script: Path, args: list[str], *, csv_out: Path, log:
             "wall_s_total": round(time.monotonic() - t0, 1)}
 
 
-def run_ours(task: Task, run: Path, minutes: float, quick: bool, episodes: int) -> dict[str, Any]:
-    """`kdmarl train` with the shipped config for `minutes`, then `kdmarl evaluate` (deterministic figure)."""
+def run_ours(task: Task, run: Path, minutes: float, *, quick: bool, episodes: int,
+             sets: list[str]) -> dict[str, Any]:
+    """`kdmarl train` with the shipped config (plus `sets`) for `minutes`, then `kdmarl evaluate` (deterministic)."""
     from kdmarl_teacher.cli import main as kdmarl  # noqa: PLC0415
 
     args = ["train", *task.ours_args, "--out", str(run), "--no-progress", "--set", f"time_limit_minutes={minutes}"]
-    for s in task.quick_ours_sets if quick else ():
+    for s in [*(task.quick_ours_sets if quick else ()), *sets]:
         args += ["--set", s]
     if kdmarl(args) != 0:
         raise RuntimeError(f"kdmarl {' '.join(args)} failed")
@@ -190,6 +192,8 @@ def main() -> int:
     parser.add_argument("--peer-venv", default=os.environ.get("KDMARL_PEER_VENV", str(ROOT / ".venv-jaxmarl-peer")))
     parser.add_argument("--peer-dir",
                         default=os.environ.get("KDMARL_PEER_DIR", str(ROOT.parent / "shared" / "peers" / "jaxmarl")))
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override our shipped config (a lever measured against the peer; named in the row)")
     parser.add_argument("--episodes", type=int, default=200, help="our deterministic evaluation (fixed seeds)")
     parser.add_argument("--keep", help="keep the runs and the peer's CSV/log here (default: temporary)")
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny budgets, *_quick.json, no docs figure")
@@ -212,15 +216,17 @@ def main() -> int:
     print(f"peer: {python} {script} {' '.join(peer_args)} -> {peer_csv} ({minutes:g} min)", flush=True)
     peer_info = run_peer(python, script, peer_args, csv_out=peer_csv, log=peer_log, minutes=minutes)
     print(f"ours: kdmarl train {' '.join(task.ours_args)} ({minutes:g} min)", flush=True)
-    det = run_ours(task, out / "ours", minutes, args.quick, episodes)
+    det = run_ours(task, out / "ours", minutes, quick=args.quick, episodes=episodes, sets=args.sets)
 
     qmix = task.name.startswith("qmix")
     peer = (read_peer_qmix(peer_csv, 3, task.peer_label) if qmix else read_peer_mappo(peer_csv, task.peer_label))
-    ours = read_ours(out / "ours" / "metrics.csv", task.ours_column, task.ours_label, task.metric)
+    ours = read_ours(out / "ours" / "metrics.csv", task.ours_column,
+                     task.ours_label + (f" + {' '.join(args.sets)}" if args.sets else ""), task.metric)
     level = None if qmix else SMAX_LEVEL
     peer_row = {**side_row(peer, "peer", f"{task.peer_label} @ JaxMARL {peer_commit(peer_dir)[:9]}", level),
                 "compile_s": peer_info["compile_s"], "peer_args": " ".join(peer_args)}
-    ours_row = side_row(ours, "ours", task.ours_label, level)
+    ours_label = task.ours_label + (f" + {' '.join(args.sets)}" if args.sets else "")
+    ours_row = side_row(ours, "ours", ours_label, level)
     same_run = f"both measured in this run, {today}, one after the other"
     targets = []
     if qmix:
@@ -283,7 +289,8 @@ def main() -> int:
         "the machines of this kind differ by up to 1.5x"]
     if args.quick:
         notes.insert(0, "QUICK smoke run: tiny budgets; figures are not the benchmark")
-    name = f"peers_{task.name}" + ("_quick" if args.quick else "")
+    # a lever run (--set) never replaces the shipped config's result
+    name = f"peers_{task.name}" + ("_lever" if args.sets else "") + ("_quick" if args.quick else "")
     title = f"{task.ours_label} vs {task.peer_label}: {task.metric} against wall time, same run"
     path = write_result(
         name, title=title, rows=[ours_row, peer_row], targets=targets, notes=notes,

@@ -25,8 +25,8 @@ README = Path("README.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 ORDER = ["envs", "teacher", "distill", "distill_memory", "distill_memory_horizon", "distill_memory_students", "qmix",
-         "deployment", "peers_qmix_spread", "smax_env", "smax_teacher", "peers_smax_3m", "peers_smax_2s3z",
-         "smax_students", "runtime", "swarm", "swarm_decision", "drive",
+         "deployment", "peers_qmix_spread", "levers_qmix_spread", "smax_env", "smax_teacher", "peers_smax_3m",
+         "peers_smax_2s3z", "levers_smax_3m", "smax_students", "runtime", "swarm", "swarm_decision", "drive",
          "fleet_stop", "fleet_update", "fleet_update_swarm"]
 
 
