@@ -93,6 +93,13 @@ def test_value_at_is_a_step_function_and_ahead_compares_at_the_peer_points() -> 
     assert res["first_behind"]["minutes"] >= round(peer.minutes[mid], 3)
 
 
+def test_a_last_line_cut_by_the_stop_is_dropped(tmp_path: Path) -> None:
+    text = PEER_MAPPO.read_text()
+    cut = tmp_path / "peer.csv"
+    cut.write_text(text + "20,344064,9")  # the driver was stopped while writing a row
+    assert read_peer_mappo(cut, "peer").value == read_peer_mappo(PEER_MAPPO, "peer").value
+
+
 def test_bad_peer_csv_names_file_and_column(tmp_path: Path) -> None:
     bad = tmp_path / "peer.csv"
     bad.write_text("update,env_steps,wall_s_since_train_start\n1,100,1.0\n")

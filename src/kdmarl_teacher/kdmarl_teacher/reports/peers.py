@@ -72,7 +72,11 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; expected at least {list(required)}")
-        return list(reader)
+        rows = list(reader)
+    # a peer stopped at its budget may have been cut in the middle of writing its last line: drop that line only
+    if rows and any(v is None for v in rows[-1].values()):
+        rows.pop()
+    return rows
 
 
 def _number(path: Path, line: int, row: dict[str, str], key: str) -> float:
