@@ -34,6 +34,7 @@ The peer's venv: --peer-venv, else $KDMARL_PEER_VENV, else ./.venv-jaxmarl-peer 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
 import os
@@ -166,6 +167,15 @@ def run_ours(task: Task, run: Path, minutes: float, *, quick: bool, episodes: in
     return json.loads((run / "eval.json").read_text())["results"]["deterministic"]
 
 
+def run_end(metrics_csv: Path) -> dict[str, Any]:
+    """Where our run actually stopped (its last metrics.csv row): the curve's last point can be an evaluation
+    up to `eval_every` iterations earlier."""
+    with metrics_csv.open() as fh:
+        last = list(csv.DictReader(fh))[-1]
+    return {"minutes": round(float(last["wall_time"]) / 60, 2), "env_steps": int(last["global_step"]),
+            "steps_per_s": round(float(last["sps"]))}
+
+
 def side_row(curve: Any, who: str, system: str, level: float | None) -> dict[str, Any]:
     from kdmarl_teacher.reports.peers import first_time  # noqa: PLC0415
 
@@ -227,13 +237,12 @@ def main() -> int:
 
     qmix = task.name.startswith("qmix")
     peer = (read_peer_qmix(peer_csv, 3, task.peer_label) if qmix else read_peer_mappo(peer_csv, task.peer_label))
-    ours = read_ours(out / "ours" / "metrics.csv", task.ours_column,
-                     task.ours_label + (f" + {' '.join(args.sets)}" if args.sets else ""), task.metric)
+    ours_label = task.ours_label + (f" + {' '.join(args.sets)}" if args.sets else "")
+    ours = read_ours(out / "ours" / "metrics.csv", task.ours_column, ours_label, task.metric)
     level = None if qmix else SMAX_LEVEL
     peer_row = {**side_row(peer, "peer", f"{task.peer_label} @ JaxMARL {peer_commit(peer_dir)[:9]}", level),
                 "compile_s": peer_info["compile_s"], "peer_args": " ".join(peer_args)}
-    ours_label = task.ours_label + (f" + {' '.join(args.sets)}" if args.sets else "")
-    ours_row = side_row(ours, "ours", ours_label, level)
+    ours_row = {**side_row(ours, "ours", ours_label, level), **run_end(out / "ours" / "metrics.csv")}
     same_run = f"both measured in this run, {today}, one after the other"
     targets = []
     if qmix:
