@@ -11,7 +11,7 @@ machine) and its effect on speed off env-steps/s (moves with the machine's load:
   figures: the training win rate (battles finished in an iteration) at equal env steps (win_at_*), the env steps
   at which it first reached 0.5 / 0.8 / 0.9, and its mean over the last 10 iterations.
 
-    python bench/bench_levers.py qmix_spread --keep runs/levers_qmix        # about 25 min quiet (8 runs)
+    python bench/bench_levers.py qmix_spread --keep runs/levers_qmix        # about 35 min quiet (12 runs)
     python bench/bench_levers.py smax_3m --keep runs/levers_smax_3m         # about 45 min quiet (gru ~25)
     python bench/bench_levers.py smax_2s3z --keep runs/levers_smax_2s3z     # about 18 min quiet (3 runs)
 
@@ -29,13 +29,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+BEFORE_26 = ["anneal_lr=false", "td_lambda=0.6"]  # config/qmix_simple_spread.yaml before issue 26 (and a 5 M cap)
 LEVERS: dict[str, dict[str, list[str]]] = {
+    # "before+X": X on the config before issue 26 (constant lr, TD(0.6)), which is how the shipped changes were
+    # chosen; the others are on top of the shipped config
     "qmix_spread": {
         "shipped": [],
-        "envs128": ["num_envs=128", "updates_per_iteration=16"],  # same gradient steps per env step, half the loops
-        "anneal_lr": ["anneal_lr=true"],
+        "before_issue26": BEFORE_26,
+        "before+anneal_lr": ["td_lambda=0.6"],
+        "before+td_lambda0.8": ["anneal_lr=false"],
+        "before+eps200k": [*BEFORE_26, "eps_anneal_steps=200000"],
+        "before+envs128": [*BEFORE_26, "num_envs=128", "updates_per_iteration=16"],  # same gradient steps per env step
+        "td_lambda0.9": ["td_lambda=0.9"],
         "eps200k": ["eps_anneal_steps=200000"],
-        "td_lambda0.8": ["td_lambda=0.8"],
+        "envs128": ["num_envs=128", "updates_per_iteration=16"],
         "polyak": ["target_tau=0.005"],
         "gru": ["use_gru=true"],
         "threads2": ["torch_threads=2"],  # the peer's jax uses both cores; only meaningful on a quiet machine
