@@ -150,13 +150,15 @@ def main() -> int:
     cols = ["lever", "sets", "env_steps", "minutes", "median_sps_iter", "sps_vs_shipped"]
     cols += (["greedy_q3", "greedy_q4", "greedy_q4_vs_shipped"] if qmix else
              [*(f"win_at_{at // 1024}k" for at in WIN_AT), *(f"steps_to_{lv:g}" for lv in WIN_LEVELS), "win_last10"])
-    notes = [f"every lever trained for {steps} env steps from the same seed (1); learning figures are deterministic "
-             "given the config, speed figures move with the machine's load (compare sps_vs_shipped within this run)",
+    trained = (f"summarised (--no-train) from the runs under --keep as far as each got (env_steps), cut at {steps}"
+               if args.no_train else f"every lever trained for {steps} env steps")
+    notes = [f"{trained}, seed 1; learning figures are deterministic given the config, speed figures move with the "
+             "machine's load (compare sps_vs_shipped within one run)",
              ("greedy_q3 / greedy_q4: mean in-training greedy team return (64 fixed mpe2 seeds) over the evaluations "
               "in the third / last quarter of the steps; one training seed, so differences under ~0.5 are noise"
               if qmix else "steps_to_X: env steps at which an iteration's training win rate first reached X; "
               "win_last10: mean training win rate of the last 10 iterations; one training seed"),
-             f"bench wall time {round((time.time() - t0) / 60, 1)} min", *args.note]
+             *([] if args.no_train else [f"bench wall time {round((time.time() - t0) / 60, 1)} min"]), *args.note]
     write_result(f"levers_{args.task}", title=f"Teacher levers at equal env steps: {args.task}", columns=cols,
                  rows=rows, notes=notes)
     return 0
