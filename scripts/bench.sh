@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every benchmark in dependency order, then the tables of docs/benchmarks.md and the README's headline
 # table from bench/results/*.json (scripts/bench_table.py).
-# About 7.5 hours on a quiet 2-core machine (most of it the 5-seed distillation sweeps and SMAX); run on a quiet
+# About 8 h 50 min on a quiet 2-core machine (most of it the 5-seed distillation sweeps and SMAX); run on a quiet
 # machine: the figures are wall-clock bound. Stages, each with its rough wall time:
 #   envs     batched MPE port vs the mpe2 loop                         -> bench/results/envs.json
 #   teacher  MAPPO: return after 10 minutes, throughput (+ speaker-listener 5 min) -> teacher.json (about 15 min)
@@ -17,6 +17,10 @@
 #            MAPPO teachers on 3m (15 min), 2s3z, 3s5z (10 min) vs JaxMARL -> smax_teacher.json (about 35 min)
 #            students on microcontroller budgets, 3 seeds: 2s3z full loss and KL-only, MAPPO from scratch at
 #            equal size, 3m full loss                                 -> smax_students.json (about 75 min)
+#   peers    our teachers vs the JaxMARL peers in the same run, one after the other (needs the peer venv: see
+#            bench/bench_peers.py): QMIX spread 10 min each, MAPPO SMAX 3m 15 min, 2s3z 10 min each
+#                                                                       -> peers_{qmix_spread,smax_3m,smax_2s3z}.json,
+#                                                                          docs/peers_*.png (about 80 min)
 #   sweep    kdmarl sweep's overhead: 4 trials of ~80 s on the local Ray vs one after another, and the
 #            scaling table of the benchmark grids on N machines        -> sweep.json, sweep_scaling.json (about 15 min)
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
@@ -36,7 +40,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${KDMARL_BENCH_RUNS:-runs/bench}
-only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax sweep runtime swarm drive fleet_stop fleet_update memory grf} "
+only=" ${KDMARL_BENCH_ONLY:-envs teacher distill ladder distill_memory qmix smax peers sweep runtime swarm drive fleet_stop fleet_update memory grf} "
 want() { [[ "$only" == *" $1 "* ]]; }
 banner() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
 
@@ -74,6 +78,18 @@ if want smax; then
   python bench/bench_smax_teacher.py --keep "$runs/smax"
   python bench/bench_smax_students.py --teacher "$runs/smax/mappo_2s3z" --teacher-3m "$runs/smax/mappo_3m" \
     --keep "$runs/smax"
+fi
+if want peers; then
+  banner "peers (JaxMARL QMIX and MAPPO vs ours, same run; peer venv: \${KDMARL_PEER_VENV:-.venv-jaxmarl-peer})"
+  if [ -x "${KDMARL_PEER_VENV:-.venv-jaxmarl-peer}/bin/python" ]; then
+    for task in qmix_spread smax_3m smax_2s3z; do
+      rm -rf "$runs/peers_$task"
+      python bench/bench_peers.py "$task" --keep "$runs/peers_$task"
+    done
+  else
+    echo "skipped: no peer venv at ${KDMARL_PEER_VENV:-.venv-jaxmarl-peer}; create it with" \
+      "../shared/peers/jaxmarl/setup_venv.sh .venv-jaxmarl-peer (or set KDMARL_PEER_VENV)"
+  fi
 fi
 if want sweep; then
   banner "sweep (kdmarl sweep on the local Ray vs sequential; scaling on paper)"

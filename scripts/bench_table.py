@@ -25,8 +25,9 @@ README = Path("README.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 ORDER = ["envs", "teacher", "distill", "distill_memory", "distill_memory_horizon", "distill_memory_students", "qmix",
-         "deployment", "smax_env", "smax_teacher", "smax_students", "runtime", "swarm", "swarm_decision", "drive",
-         "fleet_stop", "fleet_update", "fleet_update_swarm", "grf", "grf_teacher"]
+         "deployment", "peers_qmix_spread", "levers_qmix_spread", "smax_env", "smax_teacher", "peers_smax_3m",
+         "peers_smax_2s3z", "peers_smax_5m_vs_6m", "levers_smax_3m", "smax_students", "runtime", "swarm",
+         "swarm_decision", "drive", "fleet_stop", "fleet_update", "fleet_update_swarm", "grf", "grf_teacher"]
 
 
 def fmt(value: object) -> str:
@@ -70,10 +71,13 @@ def render_headline(names: list[str], results: dict[str, dict]) -> str:
         link = f"[{name}]({BENCH_PAGE.as_posix()}#{anchor(results[name]['title'])})"
         for t in results[name].get("targets", []):
             verdict = "met" if t.get("met") else "**missed**"
-            rows.append(f"| {cell(t['what'])} | {cell(t['target'])} | {cell(t['reached'])} | {verdict} | {link} |")
+            rows.append(f"| {cell(t['what'])} | {cell(t['target'])} | {cell(t['reached'])} | {verdict} | {link} "
+                        f"| {results[name]['date'][:10]} |")
     if not rows:
         return "_No benchmark targets yet: run `make bench`._\n"
-    return "\n".join(["| what | target | reached | | table |", "|---|---|---|---|---|", *rows]) + "\n"
+    # "run": the date of the result file's run; a row comparing with a peer says in `reached` whether the peer's
+    # figure comes from that same run (bench_peers) or from elsewhere
+    return "\n".join(["| what | target | reached | | table | run |", "|---|---|---|---|---|---|", *rows]) + "\n"
 
 
 def replace_between(text: str, begin: str, end: str, body: str, where: Path) -> str:

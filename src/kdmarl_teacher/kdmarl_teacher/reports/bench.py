@@ -1,10 +1,11 @@
 """`kdmarl report --bench [DIR]`: the benchmark figures from bench/results.
 
-`distill_pareto.png`, retention vs FLOPs reduction over the student ladder (distill_ladder.json), and
+`distill_pareto.png`, retention vs FLOPs reduction over the student ladder (distill_ladder.json),
 `distill_ablation.png`, retention per baseline and ablation with 95 % CI (distill_ablation.json, plus any baseline
-rows of distill.json). Retention error bars are the 95 % interval across distillation seeds for rows from a
-sweep (n_seeds > 1), else the student team return's 95 % CI divided by (R_teacher - R_random): the teacher and
-random figures are treated as exact, which they are not quite; the caption says which.
+rows of distill.json), and `peers_<task>.png` for each `peers_<task>.json` (ours vs a JaxMARL peer, one run).
+Retention error bars are the 95 % interval across distillation seeds for rows from a sweep (n_seeds > 1), else
+the student team return's 95 % CI divided by (R_teacher - R_random): the teacher and random figures are treated
+as exact, which they are not quite; the caption says which.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kdmarl_teacher.reports.common import FLOPS_TARGET, pyplot, read_json, save_figure
+from kdmarl_teacher.reports.peers import draw_peers
 
 RETENTION_TARGETS = {"issue target 0.95 (full obs)": 0.95, "target 0.90 (hetero / published)": 0.90}
 ABLATION_ORDER = ("kdmarl_full", "kl_only", "mappo_scratch", "minus_pg", "minus_kl", "minus_ce", "minus_relation",
@@ -179,6 +181,11 @@ def draw_ablation(bench_dir: Path, out: Path) -> Path:
 
 
 def draw_bench(bench_dir: Path, out_dir: Path) -> list[Path]:
-    """Both benchmark figures; the ladder file is required, as is the ablation file."""
-    return [draw_pareto(bench_dir / "distill_ladder.json", out_dir / "distill_pareto.png"),
-            draw_ablation(bench_dir, out_dir / "distill_ablation.png")]
+    """Both distillation figures (the ladder file is required, as is the ablation file), and one side-by-side
+    figure per peer comparison present (`peers_<task>.json` of bench/bench_peers.py -> `peers_<task>.png`)."""
+    paths = [draw_pareto(bench_dir / "distill_ladder.json", out_dir / "distill_pareto.png"),
+             draw_ablation(bench_dir, out_dir / "distill_ablation.png")]
+    for peers_json in sorted(bench_dir.glob("peers_*.json")):
+        if not peers_json.stem.endswith("_quick"):
+            paths.append(draw_peers(peers_json, out_dir / f"{peers_json.stem}.png"))
+    return paths

@@ -10,7 +10,8 @@
   `distill_curves.png`, the distillation learning curves (return, loss terms, teacher agreement, task figures).
 - `kdmarl report --bench [DIR]` (default bench/results): `distill_pareto.png`, retention vs FLOPs reduction
   over the student ladder (distill_ladder.json), and `distill_ablation.png`, retention per baseline and
-  ablation with 95 % CI (distill_ablation.json, plus any baseline rows of distill.json). Written to
+  ablation with 95 % CI (distill_ablation.json, plus any baseline rows of distill.json), and
+  `peers_<task>.png`, ours and the JaxMARL peer against wall time, for each peers_<task>.json. Written to
   `--out-dir` (default docs/), where the README shows them.
 
 One module per report: `report_teacher`, `report_distill`, `report_bench` (shared readers: `report_common`);
