@@ -201,6 +201,7 @@ def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
     from kdmarl_bringup.swap_swarm import make_releases, run_swap  # noqa: PLC0415
 
     rel = make_releases(tmp / "releases", n_robots)
+    load_start = os.getloadavg()[0]
     processes = Processes(fresh_domain_id(), tmp)
     for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):  # this process's probe too
         if name in processes.env:
@@ -244,7 +245,26 @@ def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
             "lead_bytes_release_2": staged.get("agent_0", {}).get(2),
             "follower_bytes_release_2_mean": float(np.mean([v[2] for k, v in staged.items()
                                                             if k != "agent_0" and 2 in v] or [np.nan])),
-            "stores_on_2": sum(s["current"] == 2 for s in result["stores"].values())}
+            "stores_on_2": sum(s["current"] == 2 for s in result["stores"].values()),
+            "load_1min_start_end": f"{load_start:.1f} / {os.getloadavg()[0]:.1f}"}
+
+
+def swarm_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 23's targets for the running swarm, over every row (all online, one follower offline)."""
+    missed = sum(r["missed_actions"] for r in rows)
+    mixed = sum(r["mixed_release_episodes"] for r in rows)
+    equal = all(r["episodes_on_one_release_equal_offline"] for r in rows)
+    robots = rows[0]["robots"]
+    return [
+        {"what": f"missed actions across the swap, {robots} robots (all online; one follower offline)",
+         "target": "0", "reached": str(missed), "met": missed == 0},
+        {"what": "team episodes mixing releases", "target": "0", "reached": str(mixed), "met": mixed == 0},
+        {"what": "episodes on one release equal the offline evaluation of that release, bit for bit",
+         "target": "all", "reached": "all" if equal else "not all (see episodes_not_equal_offline)", "met": equal},
+        {"what": "publish to the whole fleet acting on the new release (all online / one follower offline)",
+         "target": "measured (includes the 20-episode cut-over margin)",
+         "reached": " / ".join(f"{r['publish_to_all_acting_s']:.1f} s" for r in rows), "met": True},
+    ]
 
 
 def swarm_main(args: argparse.Namespace) -> int:
@@ -258,9 +278,10 @@ def swarm_main(args: argparse.Namespace) -> int:
         title=f"Fleet update in a running ROS swarm: {args.robots} robots switched from release 1 to 2",
         columns=list(rows[0]),
         rows=rows,
+        targets=swarm_targets(rows),
         notes=[
             "Every robot's updater_node and student_node, the sim bridge and announce are separate processes on "
-            "this one shared 2-core machine (other engineers' jobs were running): times are upper bounds.",
+            "this one 2-core machine.",
             "publish_to_all_acting_s: from the start of kdmarl publish (release 2) to the first policy action of "
             "release 2 of the last robot; it includes announce's prepare, the updaters' checks (followers poll the "
             "lead every 0.5 s), every student loading the release, the --margin of 20 episodes before the "
@@ -275,8 +296,8 @@ def swarm_main(args: argparse.Namespace) -> int:
             "through it; the updater is started again once the abort is seen, the robot confirms late and announce's "
             "next cut-over (cutover_episode) moves the whole team. publish_to_all_acting_s then includes the aborted "
             "attempt. episodes_with_robot_behind: episodes from the cut-over with any robot not on release 2.",
-            "The machine was shared with two other sessions' jobs (load averages between 9 and 36 seen during "
-            "these runs): every time here is an upper bound.",
+            "load_1min_start_end: the machine's 1-minute load average when the run started and ended (2 cores); "
+            "above 2, other jobs shared the machine and every time in that row is an upper bound.",
             "Bytes: HTTP bodies received by each updater's check that staged release 2 (its /diagnostics).",
             "safe_answers: AgentActions flagged is_safe_action over the run (a safe answer is an action, not a miss, "
             "but an episode with one is no longer the offline evaluation); deadline_overruns: the students' "
