@@ -71,6 +71,9 @@ def render_headline(names: list[str], results: dict[str, dict]) -> str:
         link = f"[{name}]({BENCH_PAGE.as_posix()}#{anchor(results[name]['title'])})"
         for t in results[name].get("targets", []):
             verdict = "met" if t.get("met") else "**missed**"
+            if t.get("superseded_by"):  # a later run of another bench measures the same thing with today's config
+                later = t["superseded_by"]
+                verdict += f", superseded by [{later}]({BENCH_PAGE.as_posix()}#{anchor(results[later]['title'])})"
             rows.append(f"| {cell(t['what'])} | {cell(t['target'])} | {cell(t['reached'])} | {verdict} | {link} "
                         f"| {results[name]['date'][:10]} |")
     if not rows:
