@@ -73,9 +73,10 @@ def throughput(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     r2 = next(r["env_steps_per_s"] for r in rows if r["backend"] == "process" and r["workers"] == 2)
     eff = r2 / (2 * r1)
     lines = [f"scaling law: with W workers on W free cores, env-steps/s ~ W x r1 x e, r1 = {r1:g} env-steps/s of "
-             f"one worker process here, e = {eff:.2f} measured at W = 2 on this shared 2-core machine (load_1min: "
-             "other sessions' runnable processes when each row started; with a load near 2 the second worker has "
-             "no free core, so e here is a lower bound, not GRF's scaling). A step waits for the slowest "
+             f"one worker process here, e = {eff:.2f} measured at W = 2 on this {os.cpu_count()}-core machine "
+             "(load_1min: the machine's runnable processes when each row started; with a load near the core count "
+             "the second worker has no free core, and e is a lower bound, not GRF's scaling; on 2 cores the "
+             "parent process shares them too). A step waits for the slowest "
              "worker, so B/W games per worker should be >= 4 to even out episode resets."]
     per_core = r1
     for cores in (8, 16, 32, 64):
