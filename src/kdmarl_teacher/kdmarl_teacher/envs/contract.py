@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from kdmarl_student.scenarios import ScenarioSpec
 
@@ -50,3 +51,27 @@ def adopt_spec(env: Any, spec: ScenarioSpec, num_envs: int, device: str | torch.
     env.agent_names, env.n_agents = spec.agent_names, spec.n_agents
     env.obs_dims, env.n_actions = spec.obs_dims, spec.n_actions
     env.obs_dim_max, env.state_dim, env.max_cycles = spec.obs_dim_max, spec.state_dim, spec.max_cycles
+
+
+def check_actions(env: BatchedEnv, actions: Any) -> torch.Tensor:
+    """``actions`` as the contract takes them: long [B, N] (on the device they came on), each in ``[0, n_actions[i])``.
+
+    One check for every environment, so a trainer's bad batch reads the same whichever env it hits: the shape, an
+    integer dtype (a float or bool tensor is a bug upstream, not something to round), and the first out-of-range
+    action with its agent and env index.
+    """
+    if not isinstance(actions, torch.Tensor):
+        actions = torch.as_tensor(np.asarray(actions))
+    expected = (env.num_envs, env.n_agents)
+    if tuple(actions.shape) != expected:
+        raise ValueError(f"actions must have shape [num_envs, n_agents] = {list(expected)}, got {list(actions.shape)}")
+    if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
+        raise ValueError(f"actions must be integer action indices (torch.long), got dtype {actions.dtype}")
+    actions = actions.detach().to(torch.long)
+    bad = (actions < 0) | (actions >= torch.tensor(env.n_actions, device=actions.device))  # [B, N]
+    if bool(bad.any()):
+        b, i = (int(x) for x in bad.nonzero()[0])
+        raise ValueError(f"action {int(actions[b, i])} of agent {env.agent_names[i]} in env {b} is out of range: "
+                         f"expected 0 <= action < {env.n_actions[i]} (n_actions per agent: "
+                         f"{dict(zip(env.agent_names, env.n_actions, strict=True))})")
+    return actions

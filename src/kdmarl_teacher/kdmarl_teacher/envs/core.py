@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import MPE_MOVE_DIRECTIONS, ScenarioSpec
 
-from .contract import adopt_spec
+from .contract import adopt_spec, check_actions
 
 # mpe2 World defaults (core.py) and SimpleEnv._set_action's sensitivity.
 DT = 0.1
@@ -196,7 +196,6 @@ class BatchedMPEEnv:
         adopt_spec(self, scenario.spec, num_envs, device, dtype)
 
         A, dev = self.n_agents, self.device
-        self._n_actions_t = torch.tensor(self.n_actions, device=dev)  # [A]
         self._movable = torch.tensor(scenario.movable, device=dev)  # [A] bool
         self._silent = torch.tensor(scenario.silent, device=dev)  # [A] bool
         self._all_movable, self._all_silent = all(scenario.movable), all(scenario.silent)
@@ -289,24 +288,6 @@ class BatchedMPEEnv:
         self.world.assign(index, stack_worlds(worlds, self.device, self.dtype))
 
     # ------------------------------------------------------------------ stepping
-    def _check_actions(self, actions: Any) -> torch.Tensor:
-        if not isinstance(actions, torch.Tensor):
-            actions = torch.as_tensor(np.asarray(actions))
-        expected = (self.num_envs, self.n_agents)
-        if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape [num_envs, n_agents] = {list(expected)}, "
-                             f"got {list(actions.shape)}")
-        if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
-            raise ValueError(f"actions must be integer action indices (torch.long), got dtype {actions.dtype}")
-        actions = actions.to(device=self.device, dtype=torch.long)
-        bad = (actions < 0) | (actions >= self._n_actions_t)  # [B, A]
-        if bool(bad.any()):
-            b, i = (int(x) for x in bad.nonzero()[0])
-            raise ValueError(f"action {int(actions[b, i])} of agent {self.agent_names[i]} in env {b} is out of "
-                             f"range: expected 0 <= action < {self.n_actions[i]} (n_actions per agent: "
-                             f"{dict(zip(self.agent_names, self.n_actions, strict=True))})")
-        return actions
-
     def _physics(self, actions: torch.Tensor) -> None:
         """mpe2 World.step for B worlds, after SimpleEnv._execute_world_step has decoded the actions."""
         scen, world = self.scenario, self.world
@@ -362,7 +343,7 @@ class BatchedMPEEnv:
         [B, A, obs_dim_max] / ``final_state`` [B, state_dim]: the last observation of the episode that
         ended (equal to obs/state where not done), for bootstrapping at truncation.
         """
-        actions = self._check_actions(actions)
+        actions = check_actions(self, actions).to(self.device)
         self._physics(actions)
         rewards, step_figures = self.scenario.reward(self.world)  # [B, A]
         self.t += 1

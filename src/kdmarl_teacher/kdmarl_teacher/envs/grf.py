@@ -46,7 +46,7 @@ import torch
 from kdmarl_student.grf_game import GrfGame, episode_seed, import_gfootball
 from kdmarl_student.scenarios import ScenarioSpec, scenario_spec
 
-from .contract import adopt_spec
+from .contract import adopt_spec, check_actions
 from .core import check_batch_args
 
 BACKENDS = ("process", "ray", "inline")
@@ -302,18 +302,7 @@ class GrfBatchedEnv:
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """actions long [B, N] -> obs, state, rewards [B, N], dones bool [B], info (module docstring)."""
-        if not isinstance(actions, torch.Tensor):
-            actions = torch.as_tensor(actions)
-        expected = (self.num_envs, self.n_agents)
-        if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape [num_envs, n_agents] = {list(expected)}, "
-                             f"got {list(actions.shape)}")
-        if actions.dtype.is_floating_point or actions.dtype == torch.bool or actions.is_complex():
-            raise ValueError(f"actions must be integer action indices, got dtype {actions.dtype}")
-        n_act = self.n_actions[0]
-        if bool(((actions < 0) | (actions >= n_act)).any()):
-            raise ValueError(f"actions must satisfy 0 <= action < {n_act} (GRF's default action set)")
-        a = actions.detach().to("cpu", torch.long).numpy()
+        a = check_actions(self, actions).cpu().numpy()
         parts = self._pool.call("step", [(a[s[0]:s[-1] + 1],) for s in self.slices])
         obs, rewards, done, returns, goal_diff, length = (np.concatenate(x) for x in zip(*parts, strict=True))
         dones = torch.from_numpy(done).to(self.device)

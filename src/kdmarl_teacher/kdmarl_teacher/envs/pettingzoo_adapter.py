@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from kdmarl_student.scenarios import SCENARIOS, AgentSpec, ScenarioSpec, scenario_spec
 
-from .contract import adopt_spec
+from .contract import adopt_spec, check_actions
 from .core import Scenario, check_batch_args, read_mpe2_world, stack_worlds
 from .registry import SCENARIO_CLASSES
 
@@ -117,19 +117,6 @@ class PettingZooBatchedEnv:
             seeds = np.arange(self.num_envs) + int(seed)
         return self.reset_from_mpe2_seeds(seeds)
 
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        a = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
-        expected = (self.num_envs, self.n_agents)
-        if a.shape != expected:
-            raise ValueError(f"actions must have shape [num_envs, n_agents] = {list(expected)}, got {list(a.shape)}")
-        if not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"actions must be integer action indices, got dtype {a.dtype}")
-        bad = (a < 0) | (a >= np.asarray(self.n_actions))
-        if bad.any():
-            b, i = np.argwhere(bad)[0]
-            raise ValueError(f"action {a[b, i]} of agent {self.agent_names[i]} in env {b} is out of range: "
-                             f"expected 0 <= action < {self.n_actions[i]}")
-        return a
 
     def _metrics(self) -> dict[str, torch.Tensor]:
         """The port's task figures [B], measured on the copies' current (pre-reset) mpe2 worlds."""
@@ -147,7 +134,7 @@ class PettingZooBatchedEnv:
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Same contract as ``BatchedMPEEnv.step``: obs, state, rewards [B, A], dones [B], info."""
-        a = self._check_actions(actions)
+        a = check_actions(self, actions).cpu().numpy()
         rewards = np.zeros((self.num_envs, self.n_agents))
         dones = np.zeros(self.num_envs, dtype=bool)
         for b, env in enumerate(self.envs):

@@ -45,7 +45,7 @@ from kdmarl_student.scenarios import scenario_spec
 from kdmarl_student.smax_battle import SmaxRules, make_smax_env
 from kdmarl_student.smax_battle import import_smax as _import_jax
 
-from .contract import adopt_spec
+from .contract import adopt_spec, check_actions
 from .core import check_batch_args
 
 
@@ -137,24 +137,11 @@ class SmaxBatchedEnv:
         "stop" is always available, so every row has at least one True; dead units may only stop."""
         return _to_torch(self._mask, self.device)
 
-    def _check_actions(self, actions: Any) -> torch.Tensor:
-        if not isinstance(actions, torch.Tensor):
-            actions = torch.as_tensor(actions)
-        expected = (self.num_envs, self.n_agents)
-        if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape [num_envs, n_agents] = {list(expected)}, "
-                             f"got {list(actions.shape)}")
-        if actions.dtype.is_floating_point or actions.dtype == torch.bool or actions.is_complex():
-            raise ValueError(f"actions must be integer action indices, got dtype {actions.dtype}")
-        n_act = self.n_actions[0]
-        if bool(((actions < 0) | (actions >= n_act)).any()):
-            raise ValueError(f"actions must satisfy 0 <= action < {n_act} (the action count of {self.spec.name})")
-        return actions
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Step all B battles with ``actions`` long [B, N] (an unavailable action is what SMAX does with it:
         an attack out of range or on a dead enemy does nothing). Same returns as ``BatchedMPEEnv.step``."""
-        actions = self._check_actions(actions)
+        actions = check_actions(self, actions)
         act = self._jax.device_put(self._jnp.from_dlpack(actions.detach().to("cpu", torch.int32).contiguous()),
                                    self._jax_device)
         (self._keys, self._state, obs, world, self._mask, rewards, done, final_obs, final_world,
