@@ -10,6 +10,7 @@ forbids some (SMAX). `test/test_env_api.py` checks every environment against thi
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -53,6 +54,12 @@ def adopt_spec(env: Any, spec: ScenarioSpec, num_envs: int, device: str | torch.
     env.obs_dim_max, env.state_dim, env.max_cycles = spec.obs_dim_max, spec.state_dim, spec.max_cycles
 
 
+@functools.lru_cache(maxsize=16)
+def _action_limits(n_actions: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """long [N] on ``device``, made once per (env kind, device): ``check_actions`` runs on every step."""
+    return torch.tensor(n_actions, device=device)
+
+
 def check_actions(env: BatchedEnv, actions: Any) -> torch.Tensor:
     """``actions`` as the contract takes them: long [B, N] (on the device they came on), each in ``[0, n_actions[i])``.
 
@@ -68,7 +75,7 @@ def check_actions(env: BatchedEnv, actions: Any) -> torch.Tensor:
     if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
         raise ValueError(f"actions must be integer action indices (torch.long), got dtype {actions.dtype}")
     actions = actions.detach().to(torch.long)
-    bad = (actions < 0) | (actions >= torch.tensor(env.n_actions, device=actions.device))  # [B, N]
+    bad = (actions < 0) | (actions >= _action_limits(tuple(env.n_actions), actions.device))  # [B, N]
     if bool(bad.any()):
         b, i = (int(x) for x in bad.nonzero()[0])
         raise ValueError(f"action {int(actions[b, i])} of agent {env.agent_names[i]} in env {b} is out of range: "
