@@ -29,6 +29,7 @@ import rclpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import write_result
+from kdmarl_bringup.child_processes import ros_env
 from kdmarl_bringup.fleet_trial import FleetProbe, runner_args, runner_command, spread_starts, write_fleet
 from kdmarl_bringup.swarm_runner import stop_process_groups
 from kdmarl_student.stats import ci95_half_width
@@ -55,8 +56,7 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
 
 def run_fleet(name: str, fleet: dict[str, Any], seeds: list[int], *, steps: int, rate: float, work: Path,
               domain: int) -> dict[str, Any]:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env = ros_env(domain)  # localhost discovery over every participant id (kdmarl_bringup.discovery)
     fleet_file = write_fleet(work / f"fleet_{name}.yaml", ROBOTS, AGENTS, fleet)
     log = (work / f"runner_{name}.log").open("w")
     runner = subprocess.Popen(runner_command(*runner_args(BUNDLE, fleet_file, work / name, rate)), env=env,

@@ -195,9 +195,8 @@ def run(n_robots: int, poll: float, tmp: Path) -> dict[str, Any]:
 
 def swarm_run(n_robots: int, tmp: Path, offline: int | None) -> dict[str, Any]:
     """One ``--swarm`` run (see the module docstring); the figures and the bit-for-bit comparison."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "kdmarl_bringup" / "test"))
     import rclpy  # noqa: PLC0415
-    from conftest import Processes, fresh_domain_id  # noqa: PLC0415  (the tests' process handling)
+    from kdmarl_bringup.child_processes import Processes, fresh_domain_id  # noqa: PLC0415
     from kdmarl_bringup.swap_swarm import make_releases, run_swap  # noqa: PLC0415
 
     rel = make_releases(tmp / "releases", n_robots)

@@ -9,7 +9,10 @@
    from metrics.csv, then `kdmarl evaluate` on 100 fixed episodes (engine seeds 1000-1099): deterministic win rate
    and goal difference with 95 % intervals -> bench/results/grf_teacher.json.
 
-    python bench/bench_grf.py [--minutes 25] [--keep runs/bench/grf] [--no-teacher] [--quick]
+3. Students (with --student-steps N): `kdmarl distill --team grf_3v1_mcu` on that teacher for N env steps, the
+   bundle exported and evaluated through ONNX Runtime on the same 100 episodes -> bench/results/grf_students.json.
+
+    python bench/bench_grf.py [--minutes 25] [--keep runs/bench/grf] [--no-teacher] [--student-steps N] [--quick]
 
 Both skip (exit 0, nothing written) when gfootball is not installed (`bash scripts/setup_grf.sh`).
 """
@@ -121,6 +124,47 @@ def teacher(minutes: float, out: Path, quick: bool) -> dict[str, Any]:
             "train_win_final": curve[-1]["train_win_rate"], "run": str(run), "curve": curve}
 
 
+def students(teacher_run: Path, out: Path, steps: int, quick: bool) -> dict[str, Any]:
+    """`kdmarl distill` of team grf_3v1_mcu on the trained teacher (rollouts shaped as the teacher's: 50 games x 200
+    steps, 2 minibatches), `kdmarl export`, then `kdmarl evaluate --bundle`: the bundle's ONNX students, teacher actor
+    and random on the teacher's 100 evaluation episodes (engine seeds 1000-1099). Finished runs are read back."""
+    from kdmarl_teacher.cli import main as kdmarl  # noqa: PLC0415
+
+    run, bundle = out / "students_3v1_mcu", out / "bundle_3v1_mcu"
+    episodes = 8 if quick else 100
+    if not (run / "distill_report.json").is_file():
+        args = ["distill", "--teacher", str(teacher_run), "--team", "grf_3v1_mcu", "--out", str(run), "--no-progress",
+                "--set", f"total_steps={steps}", "--set", "num_envs=4" if quick else "num_envs=50",
+                "--set", "num_steps=100" if quick else "num_steps=200", "--set", "num_minibatches=2",
+                "--set", f"eval_episodes={episodes}", "--set", "eval_seed=1000"]
+        args += ["--resume"] if (run / "checkpoint.pt").is_file() else []
+        if kdmarl(args) != 0:
+            raise RuntimeError(f"kdmarl {' '.join(args)} failed")
+    if not (bundle / "manifest.json").is_file() and kdmarl(["export", str(run), "--out", str(bundle)]) != 0:
+        raise RuntimeError(f"kdmarl export {run} failed")
+    onnx_json = out / "bundle_eval.json"
+    if not onnx_json.is_file() and kdmarl(["evaluate", "--bundle", str(bundle), "--episodes", str(episodes),
+                                           "--json", str(onnx_json)]) != 0:
+        raise RuntimeError(f"kdmarl evaluate --bundle {bundle} failed")
+    rep = json.loads((run / "distill_report.json").read_text())
+    onnx = json.loads(onnx_json.read_text())["results"]
+    s, t, r = rep["students_eval"], rep["teacher_eval"], rep["random_eval"]
+    return {"team": rep["team"], "students": ", ".join(sorted({a["student"] for a in rep["agents"]})),
+            "hardware": ", ".join(sorted({a["hardware"] for a in rep["agents"]})),
+            "budgets_met": all(a["fits_budget"] for a in rep["agents"]),
+            "min_flops_reduction": round(rep["min_flops_reduction"], 1),
+            "env_steps": rep["global_step"], "train_minutes": round(rep["wall_time_s"] / 60, 2),
+            "teacher_win_rate": round(t["win_rate"], 3), "student_win_rate": round(s["win_rate"], 3),
+            "student_win_ci95": round(s["win_rate_ci95"], 3), "random_win_rate": round(r["win_rate"], 3),
+            "win_rate_retention": (round(rep["win_rate_retention"], 3)
+                                   if rep.get("win_rate_retention") is not None else None),
+            "teacher_goal_diff": round(t["goal_diff"], 3), "student_goal_diff": round(s["goal_diff"], 3),
+            "return_retention": round(rep["retention"], 3) if rep.get("retention") is not None else None,
+            "onnx_student_win_rate": round(onnx["students (ONNX)"]["win_rate"]["mean"], 3),
+            "onnx_teacher_win_rate": round(onnx["teacher (ONNX)"]["win_rate"]["mean"], 3),
+            "run": str(run), "bundle": str(bundle)}
+
+
 def main() -> int:
     from benchlib import write_result  # noqa: PLC0415
 
@@ -129,6 +173,9 @@ def main() -> int:
     parser.add_argument("--keep", help="keep the teacher run under this path (default: temporary); reuses it")
     parser.add_argument("--no-teacher", action="store_true", help="throughput only")
     parser.add_argument("--no-throughput", action="store_true", help="teacher only")
+    parser.add_argument("--student-steps", type=int, default=0,
+                        help="also distill grf_3v1_mcu students on the teacher for this many env steps, export and "
+                             "evaluate the bundle (0: no students)")
     parser.add_argument("--quick", action="store_true", help="smoke check: seconds, figures are not the benchmark")
     args = parser.parse_args()
     if importlib.util.find_spec("gfootball") is None:
@@ -147,11 +194,15 @@ def main() -> int:
                               "startup_s", "load_1min"], rows=rows, notes=notes)
     if not args.no_teacher:
         out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_grf_"))
+        load_before = os.getloadavg()[0]
         row = teacher(args.minutes, out, args.quick)
+        load_after = os.getloadavg()[0]
         curve = row.pop("curve")
         notes = ["teacher: shipped config/mappo_grf.yaml (the MAPPO reference's settings with an MLP actor: 50 games "
-                 "x 200 steps, 15 epochs x 2 minibatches, lr 5e-4), 2 worker processes, torch_threads 1, on a shared "
-                 "2-core machine: wall-time figures are upper bounds",
+                 "x 200 steps, 15 epochs x 2 minibatches, lr 5e-4), 2 worker processes, torch_threads 1, on "
+                 f"{os.cpu_count()} cores; 1-minute load {load_before:.1f} before the run and {load_after:.1f} after "
+                 "it (the run itself keeps about 3 processes busy; a load well above that means other work shared "
+                 "the cores and the wall-time figures are upper bounds)",
                  "evaluation: 100 episodes from GRF engine seeds 1000-1099, each seed's first episode; won = the "
                  "left team scored more than it conceded in the episode; 95 % intervals Student t",
                  f"the full run: kdmarl train --scenario {SCENARIO} --out runs/grf3v1 --set env_params.backend=ray "
@@ -165,6 +216,23 @@ def main() -> int:
                               "det_win_ci95", "det_goal_diff", "det_goal_diff_ci95", "stoch_win_rate",
                               "random_win_rate", "train_win_final"],
                      rows=[row], notes=notes, extra={"curve": curve})
+        if args.student_steps:
+            srow = students(Path(row["run"]), out, 2000 if args.quick else args.student_steps, args.quick)
+            notes = ["students: kdmarl distill --team grf_3v1_mcu (three players, full simple115v2 observation, the "
+                     "Cortex-M4 budget) on the teacher above, shipped distill.yaml with the teacher's rollout shape "
+                     "(50 games x 200 steps, 2 minibatches), evaluated greedy on the teacher's 100 episodes (engine "
+                     "seeds 1000-1099) with the teacher and random",
+                     "win-rate retention = student win rate / teacher win rate; return retention = (R_s - R_random) / "
+                     "(R_t - R_random) (DESIGN.md §5); onnx_*: the exported bundle evaluated alone through ONNX "
+                     "Runtime (kdmarl evaluate --bundle), the code path the ROS sim bridge steps"]
+            if args.quick:
+                notes.insert(0, "QUICK smoke run: figures are not the benchmark")
+            write_result("grf_students" + suffix, title="KD-MARL students on GRF academy_3_vs_1_with_keeper",
+                         columns=["team", "students", "hardware", "min_flops_reduction", "env_steps", "train_minutes",
+                                  "teacher_win_rate", "student_win_rate", "student_win_ci95", "random_win_rate",
+                                  "win_rate_retention", "teacher_goal_diff", "student_goal_diff", "return_retention",
+                                  "onnx_student_win_rate", "budgets_met"],
+                         rows=[srow], notes=notes)
     return 0
 
 

@@ -33,17 +33,11 @@ from typing import Any
 import numpy as np
 import psutil
 from benchlib import write_result
+from kdmarl_bringup.child_processes import ros_env
 from kdmarl_bringup.swarm_runner import stop_process_groups
 from kdmarl_bringup.testing import make_bundle
 
 RSS_TARGET_MB = 80.0
-
-
-def _env(domain: int) -> dict[str, str]:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return env
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -87,7 +81,7 @@ class Sampler(threading.Thread):
 
 def run_swarm(n: int, mode: str, *, episodes: int, rate: float, work: Path, domain: int) -> dict[str, Any]:
     bundle = make_bundle(work / f"bundle_n{n}", seed=n, hidden=64, N=n)
-    env = _env(domain)
+    env = ros_env(domain)
     agents = [f"agent_{i}" for i in range(n)]
     students = [_start([sys.executable, "-m", "kdmarl_student.student_node", "--ros-args", "-r", f"__ns:=/{a}",
                         "-p", f"bundle:={bundle}", "-p", f"mode:={mode}", "-p", f"control_rate_hz:={rate}"],
@@ -195,7 +189,7 @@ print(json.dumps(phases))
 def run_decision(bundle: Path, seconds: float, work: Path, domain: int, nice: int = 0) -> dict[str, Any]:
     """The realtime fake swarm for ``seconds``: the students' ResourceUsage latency (last report of each) and the
     probe's per-step timings. ``nice`` != 0: the students' ``nice`` parameter (a params file on top of the default)."""
-    env = _env(domain)
+    env = ros_env(domain)
     log_dir = work / f"decision_nice{nice}"
     extra: list[str] = []
     if nice:

@@ -15,12 +15,13 @@
 #            the deployment table                                       -> qmix.json, deployment.json (about 50 min)
 #   smax     SMAX adapter vs raw JaxMARL stepping (3m, 2s3z, 3s5z)     -> smax_env.json
 #            MAPPO teachers on 3m (15 min), 2s3z, 3s5z (10 min) vs JaxMARL -> smax_teacher.json (about 35 min)
-#            students on microcontroller budgets, 3 seeds: 2s3z full loss and KL-only, MAPPO from scratch at
-#            equal size, 3m full loss                                 -> smax_students.json (about 75 min)
+#            students on microcontroller budgets, 5 seeds: 2s3z full loss and KL-only, MAPPO from scratch at
+#            equal size, 3m and 3s5z full loss                        -> smax_students.json (about 2 h 30 min)
 #   peers    our teachers vs the JaxMARL peers in the same run, one after the other (needs the peer venv: see
-#            bench/bench_peers.py): QMIX spread 10 min each, MAPPO SMAX 3m 15 min, 2s3z 10 min each
-#                                                                       -> peers_{qmix_spread,smax_3m,smax_2s3z}.json,
-#                                                                          docs/peers_*.png (about 80 min)
+#            bench/bench_peers.py): QMIX spread 10 min each, MAPPO SMAX 3m 15 min, 2s3z 10 min, the harder
+#            5m_vs_6m 15 min each                                       -> peers_{qmix_spread,smax_3m,smax_2s3z,
+#                                                                          smax_5m_vs_6m}.json, docs/peers_*.png;
+#            students on our 5m_vs_6m teacher, 3 seeds              -> smax_students_5m_vs_6m.json (about 2 h)
 #   sweep    kdmarl sweep's overhead: 4 trials of ~80 s on the local Ray vs one after another, and the
 #            scaling table of the benchmark grids on N machines        -> sweep.json, sweep_scaling.json (about 15 min)
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
@@ -33,8 +34,9 @@
 #            (4-6 min on this shared machine)
 #   memory   one student node, stage by stage                           -> node_memory.json
 #   grf      optional (skips without gfootball: bash scripts/setup_grf.sh): GRF env-steps/s vs workers
-#            (processes, Ray actors) and a MAPPO teacher on academy_3_vs_1_with_keeper for 25 min, evaluated
-#            on 100 fixed episodes                                   -> grf.json, grf_teacher.json (about 30 min)
+#            (processes, Ray actors), a MAPPO teacher on academy_3_vs_1_with_keeper for 60 min, evaluated
+#            on 100 fixed episodes, and its students (300 k env steps), exported and evaluated as a bundle
+#                                                   -> grf.json, grf_teacher.json, grf_students.json (about 85 min)
 # Runs are kept under $KDMARL_BENCH_RUNS (default runs/bench) for inspection; KDMARL_BENCH_ONLY="envs swarm"
 # runs a subset (later stages need the runs of earlier ones).
 set -euo pipefail
@@ -77,15 +79,17 @@ if want smax; then
   rm -rf "$runs/smax"
   python bench/bench_smax_teacher.py --keep "$runs/smax"
   python bench/bench_smax_students.py --teacher "$runs/smax/mappo_2s3z" --teacher-3m "$runs/smax/mappo_3m" \
-    --keep "$runs/smax"
+    --team-teacher "smax_3s5z_mcu=$runs/smax/mappo_3s5z" --seeds 1 2 3 4 5 --keep "$runs/smax"
 fi
 if want peers; then
   banner "peers (JaxMARL QMIX and MAPPO vs ours, same run; peer venv: \${KDMARL_PEER_VENV:-.venv-jaxmarl-peer})"
   if [ -x "${KDMARL_PEER_VENV:-.venv-jaxmarl-peer}/bin/python" ]; then
-    for task in qmix_spread smax_3m smax_2s3z; do
+    for task in qmix_spread smax_3m smax_2s3z smax_5m_vs_6m; do
       rm -rf "$runs/peers_$task"
       python bench/bench_peers.py "$task" --keep "$runs/peers_$task"
     done
+    python bench/bench_smax_students.py --team-teacher "smax_5m_vs_6m_mcu=$runs/peers_smax_5m_vs_6m/ours" \
+      --result smax_students_5m_vs_6m --keep "$runs/peers_smax_5m_vs_6m"
   else
     echo "skipped: no peer venv at ${KDMARL_PEER_VENV:-.venv-jaxmarl-peer}; create it with" \
       "../shared/peers/jaxmarl/setup_venv.sh .venv-jaxmarl-peer (or set KDMARL_PEER_VENV)"
@@ -112,7 +116,7 @@ fi
 if want memory; then banner "student node memory"; python bench/bench_node_memory.py; fi
 if want grf; then
   banner "grf (Google Research Football: stepping vs workers, MAPPO on 3v1; optional)"
-  python bench/bench_grf.py --minutes 25 --keep "$runs/grf"
+  python bench/bench_grf.py --minutes 60 --student-steps 300000 --keep "$runs/grf"
 fi
 kdmarl report --bench bench/results --out-dir docs     # docs/distill_pareto.png, docs/distill_ablation.png
 python scripts/bench_table.py
