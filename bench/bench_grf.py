@@ -216,23 +216,29 @@ def main() -> int:
                               "det_win_ci95", "det_goal_diff", "det_goal_diff_ci95", "stoch_win_rate",
                               "random_win_rate", "train_win_final"],
                      rows=[row], notes=notes, extra={"curve": curve})
-        if args.student_steps:
-            srow = students(Path(row["run"]), out, 2000 if args.quick else args.student_steps, args.quick)
-            notes = ["students: kdmarl distill --team grf_3v1_mcu (three players, full simple115v2 observation, the "
-                     "Cortex-M4 budget) on the teacher above, shipped distill.yaml with the teacher's rollout shape "
-                     "(50 games x 200 steps, 2 minibatches), evaluated greedy on the teacher's 100 episodes (engine "
-                     "seeds 1000-1099) with the teacher and random",
-                     "win-rate retention = student win rate / teacher win rate; return retention = (R_s - R_random) / "
-                     "(R_t - R_random) (DESIGN.md §5); onnx_*: the exported bundle evaluated alone through ONNX "
-                     "Runtime (kdmarl evaluate --bundle), the code path the ROS sim bridge steps"]
-            if args.quick:
-                notes.insert(0, "QUICK smoke run: figures are not the benchmark")
-            write_result("grf_students" + suffix, title="KD-MARL students on GRF academy_3_vs_1_with_keeper",
-                         columns=["team", "students", "hardware", "min_flops_reduction", "env_steps", "train_minutes",
-                                  "teacher_win_rate", "student_win_rate", "student_win_ci95", "random_win_rate",
-                                  "win_rate_retention", "teacher_goal_diff", "student_goal_diff", "return_retention",
-                                  "onnx_student_win_rate", "budgets_met"],
-                         rows=[srow], notes=notes)
+    if args.student_steps:
+        if args.no_teacher and not args.keep:
+            parser.error("--student-steps with --no-teacher needs --keep: the directory of an earlier teacher run")
+        out = Path(args.keep) if args.keep else out
+        teacher_run = out / "mappo_3v1"
+        if not (teacher_run / "teacher.pt").is_file():
+            parser.error(f"--student-steps: no teacher at {teacher_run}/teacher.pt")
+        srow = students(teacher_run, out, 2000 if args.quick else args.student_steps, args.quick)
+        notes = ["students: kdmarl distill --team grf_3v1_mcu (three players, full simple115v2 observation, the "
+                 "Cortex-M4 budget) on the teacher of grf_teacher.json, shipped distill.yaml with the teacher's "
+                 "rollout shape (50 games x 200 steps, 2 minibatches), evaluated greedy on the teacher's 100 "
+                 "episodes (engine seeds 1000-1099) with the teacher and random",
+                 "win-rate retention = student win rate / teacher win rate; return retention = (R_s - R_random) / "
+                 "(R_t - R_random) (DESIGN.md §5); onnx_*: the exported bundle evaluated alone through ONNX "
+                 "Runtime (kdmarl evaluate --bundle), the code path the ROS sim bridge steps"]
+        if args.quick:
+            notes.insert(0, "QUICK smoke run: figures are not the benchmark")
+        write_result("grf_students" + suffix, title="KD-MARL students on GRF academy_3_vs_1_with_keeper",
+                     columns=["team", "students", "hardware", "min_flops_reduction", "env_steps", "train_minutes",
+                              "teacher_win_rate", "student_win_rate", "student_win_ci95", "random_win_rate",
+                              "win_rate_retention", "teacher_goal_diff", "student_goal_diff", "return_retention",
+                              "onnx_student_win_rate", "budgets_met"],
+                     rows=[srow], notes=notes)
     return 0
 
 

@@ -191,3 +191,45 @@ def test_the_teacher_env_and_the_bundle_side_game_play_the_same_episode_of_a_see
     finally:
         env.close()
         game.close()
+
+
+@needs_grf
+def test_teacher_students_and_bundle_play_the_same_grf_episodes_offline_and_through_onnx(tmp_path) -> None:
+    """Issue 27 §4 end to end on the real engine: a tiny MAPPO teacher, students of the shipped grf_3v1_mcu team,
+    the exported bundle. The bundle evaluation (ONNX Runtime on GrfGame, the code path the ROS bridge steps) plays
+    the distillation's torch evaluation episodes again: the same team returns and win rates for teacher and
+    students on the same engine seeds, and the report says what a seed means on GRF."""
+    import argparse
+    import json
+
+    from kdmarl_teacher.algos import mappo
+    from kdmarl_teacher.algos.config import default_config_path, load_config
+    from kdmarl_teacher.algos.teacher import load_teacher
+    from kdmarl_teacher.distill.config import load_distill_config
+    from kdmarl_teacher.distill.loop import distill
+    from kdmarl_teacher.distill.profiles import CONFIG_DIR
+    from kdmarl_teacher.evaluation.bundle import evaluate_bundle_report
+    from kdmarl_teacher.export import cli as export
+
+    small = ["num_envs=2", "num_steps=20", "total_steps=40", "update_epochs=1", "num_minibatches=1"]
+    cfg = load_config(default_config_path(SCENARIO), [*small, "env_params.backend=inline"])
+    teacher = mappo.train(cfg, tmp_path / "teacher", progress=False)
+    dcfg = load_distill_config(CONFIG_DIR / "distill.yaml", ["team=grf_3v1_mcu", *small, "eval_episodes=3",
+                                                             "eval_seed=1000"])
+    report = distill(dcfg, load_teacher(teacher, "cpu"), tmp_path / "students", teacher_path=teacher, progress=False)
+    assert [a["hardware"] for a in report["agents"]] == ["mcu_cortex_m7"] * 3
+    assert all(a["fits_budget"] for a in report["agents"]) and report["min_flops_reduction"] > 1
+    bundle = tmp_path / "bundle"
+    parser = argparse.ArgumentParser()
+    export.add_arguments(parser)
+    assert export.run(parser.parse_args([str(tmp_path / "students"), "--out", str(bundle), "--eval-episodes", "3",
+                                         "--envelope-episodes", "0", "--parity-random", "50",
+                                         "--parity-recorded", "20", "--latency-calls", "20"])) == 0
+    onnx = evaluate_bundle_report(bundle, episodes=3, seed_start=1000)
+    assert onnx["seeding"].startswith("GRF episode s = engine seed s")
+    on_disk = json.loads((tmp_path / "students" / "distill_report.json").read_text())
+    for torch_key, onnx_label in (("teacher_eval", "teacher (ONNX)"), ("students_eval", "students (ONNX)")):
+        res = onnx["results"][onnx_label]
+        assert res["team_return"]["mean"] == pytest.approx(on_disk[torch_key]["team_return"], abs=1e-4), onnx_label
+        assert res["win_rate"]["mean"] == pytest.approx(on_disk[torch_key]["win_rate"]), onnx_label
+        assert set(res["metrics"]) == {"won", "goal_diff"}

@@ -17,8 +17,18 @@ from kdmarl_student.manifest import load_manifest
 from kdmarl_student.stats import mean_ci
 
 
+def bundle_seeding(scenario: str) -> str:
+    """What seed s means for the bundle evaluation of ``scenario`` (the report's ``seeding`` field)."""
+    if scenario.startswith("smax:"):
+        return ("SMAX battle s = JaxMARL reset from PRNGKey(s) (SmaxBattle); ONNX Runtime, 1 thread, greedy actions "
+                "among the available ones")
+    if scenario.startswith("grf:"):
+        return "GRF episode s = engine seed s (GrfGame); ONNX Runtime, 1 thread, greedy actions"
+    return "mpe2 reset(seed=s) per episode; ONNX Runtime, 1 thread, greedy actions"
+
+
 def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: int = 1000) -> dict[str, Any]:
-    """Teacher actor, students and random from the bundle alone, on mpe2 seeds; a JSON-ready dict.
+    """Teacher actor, students and random from the bundle alone, on fixed seeds; a JSON-ready dict.
 
     Retention = (R_student - R_random) / (R_teacher - R_random) on the same seeds (DESIGN.md §5); FLOPs
     reduction per agent = the teacher actor's FLOPs per decision / the student's.
@@ -52,9 +62,7 @@ def evaluate_bundle_report(bundle: str | Path, episodes: int = 200, seed_start: 
         "scenario": manifest.scenario,
         "episodes": episodes,
         "seeds": [seeds[0], seeds[-1]],
-        "seeding": ("SMAX battle s = JaxMARL reset from PRNGKey(s) (SmaxBattle); ONNX Runtime, 1 thread, greedy "
-                    "actions among the available ones" if manifest.scenario["name"].startswith("smax:") else
-                    "mpe2 reset(seed=s) per episode; ONNX Runtime, 1 thread, greedy actions"),
+        "seeding": bundle_seeding(manifest.scenario["name"]),
         "team_return_definition": "per episode, mean over agents of each agent's summed reward (DESIGN.md §5)",
         "results": results,
         "retention": retention(mean["students (ONNX)"], mean["teacher (ONNX)"], mean["random"]),
