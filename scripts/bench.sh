@@ -20,8 +20,8 @@
 #   peers    our teachers vs the JaxMARL peers in the same run, one after the other (needs the peer venv: see
 #            bench/bench_peers.py): QMIX spread 10 min each, MAPPO SMAX 3m 15 min, 2s3z 10 min, the harder
 #            5m_vs_6m 15 min each                                       -> peers_{qmix_spread,smax_3m,smax_2s3z,
-#                                                                          smax_5m_vs_6m}.json, docs/peers_*.png;
-#            students on our 5m_vs_6m teacher, 3 seeds              -> smax_students_5m_vs_6m.json (about 2 h)
+#                                                                          smax_5m_vs_6m}.json, docs/peers_*.png
+#                                                                          (about 1 h 55 min)
 #   sweep    kdmarl sweep's overhead: 4 trials of ~80 s on the local Ray vs one after another, and the
 #            scaling table of the benchmark grids on N machines        -> sweep.json, sweep_scaling.json (about 15 min)
 #   runtime  teacher (torch, ORT) vs students (ORT) of the distilled bundle -> runtime.json
@@ -88,8 +88,6 @@ if want peers; then
       rm -rf "$runs/peers_$task"
       python bench/bench_peers.py "$task" --keep "$runs/peers_$task"
     done
-    python bench/bench_smax_students.py --team-teacher "smax_5m_vs_6m_mcu=$runs/peers_smax_5m_vs_6m/ours" \
-      --result smax_students_5m_vs_6m --keep "$runs/peers_smax_5m_vs_6m"
   else
     echo "skipped: no peer venv at ${KDMARL_PEER_VENV:-.venv-jaxmarl-peer}; create it with" \
       "../shared/peers/jaxmarl/setup_venv.sh .venv-jaxmarl-peer (or set KDMARL_PEER_VENV)"
