@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 
-def totals(result_file: Path) -> tuple[int, int, int]:
-    """(passed, failed, skipped) of one JUnit file; errors count as failures."""
+def totals(result_file: Path) -> tuple[int, int, int, list[str]]:
+    """(passed, failed, skipped, a "test: reason" line per skip) of one JUnit file; errors count as failures."""
     root = ET.parse(result_file).getroot()
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
     tests = failed = skipped = 0
@@ -24,7 +24,9 @@ def totals(result_file: Path) -> tuple[int, int, int]:
         tests += int(suite.get("tests", 0))
         failed += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
         skipped += int(suite.get("skipped", 0))
-    return tests - failed - skipped, failed, skipped
+    reasons = [f"{case.get('classname')}::{case.get('name')}: {skip.get('message', '').strip()}"
+               for case in root.iter("testcase") if (skip := case.find("skipped")) is not None]
+    return tests - failed - skipped, failed, skipped, reasons
 
 
 def main(workspace: Path) -> int:
@@ -38,8 +40,10 @@ def main(workspace: Path) -> int:
             print(f"{package}: no test results under {build_dir} (did its tests crash?)")
             failed += 1
         for f in files:
-            p, fl, s = totals(f)
+            p, fl, s, reasons = totals(f)
             print(f"{package}: {f.relative_to(workspace)}: {p} passed, {fl} failed, {s} skipped")
+            for line in reasons:
+                print(f"  skipped {line}")
             passed, failed, skipped = passed + p, failed + fl, skipped + s
     print(f"{skipped} skipped")
     print(f"{passed} passed, {failed} failed")  # the last line: CI reads exactly this
