@@ -225,7 +225,7 @@ def main() -> int:
             parser.error(f"--student-steps: no teacher at {teacher_run}/teacher.pt")
         srow = students(teacher_run, out, 2000 if args.quick else args.student_steps, args.quick)
         notes = ["students: kdmarl distill --team grf_3v1_mcu (three players, full simple115v2 observation, the "
-                 "Cortex-M4 budget) on the teacher of grf_teacher.json, shipped distill.yaml with the teacher's "
+                 "Cortex-M7 budget) on the teacher of grf_teacher.json, shipped distill.yaml with the teacher's "
                  "rollout shape (50 games x 200 steps, 2 minibatches), evaluated greedy on the teacher's 100 "
                  "episodes (engine seeds 1000-1099) with the teacher and random",
                  "win-rate retention = student win rate / teacher win rate; return retention = (R_s - R_random) / "

@@ -117,7 +117,6 @@ class PettingZooBatchedEnv:
             seeds = np.arange(self.num_envs) + int(seed)
         return self.reset_from_mpe2_seeds(seeds)
 
-
     def _metrics(self) -> dict[str, torch.Tensor]:
         """The port's task figures [B], measured on the copies' current (pre-reset) mpe2 worlds."""
         if self._scenario is None:

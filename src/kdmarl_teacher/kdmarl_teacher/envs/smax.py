@@ -137,7 +137,6 @@ class SmaxBatchedEnv:
         "stop" is always available, so every row has at least one True; dead units may only stop."""
         return _to_torch(self._mask, self.device)
 
-
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Step all B battles with ``actions`` long [B, N] (an unavailable action is what SMAX does with it:
         an attack out of range or on a dead enemy does nothing). Same returns as ``BatchedMPEEnv.step``."""
