@@ -185,6 +185,8 @@ def run_spec(spec: dict[str, Any], out: Path, *, cpus: int | None = None, reuse:
 def rows_from_sweep(report: dict[str, Any], ndigits: int = 4) -> list[dict[str, Any]]:
     """bench/results rows from a sweep report: one per grid point, the old columns as means across seeds (and
     teachers), plus the interval, the per-seed values and the paired comparison with the reference variant.
+    The sweep's metric names its columns (METRIC, METRIC_ci95, METRIC_per_seed: `retention` on MPE,
+    `win_rate_retention` on battles, where return retention is `retention` and the win rates are added).
     `student_ci95` becomes the 95 % interval of the mean student return across seeds (so report_bench's retention
     error bar, student_ci95 / (R_teacher - R_random), is the interval of retention across seeds). A grid point
     whose trials all failed is an error row naming the failures."""
@@ -201,9 +203,12 @@ def rows_from_sweep(report: dict[str, Any], ndigits: int = 4) -> list[dict[str, 
             rows.append({"variant": p["variant"], "team": team, "label": p["label"],
                          "error": "; ".join(errors.get(p["variant"], ["no finished trial"]))})
             continue
-        row = {"variant": p["variant"], "team": team, "label": p["label"], "retention": r(p["mean"]),
-               "retention_ci95": r(p["ci95"]), "n_seeds": p["n"],
-               "retention_per_seed": {k: r(v) for k, v in p["per_seed"].items()},
+        metric = report["metric"]
+        row = {"variant": p["variant"], "team": team, "label": p["label"], metric: r(p["mean"]),
+               f"{metric}_ci95": r(p["ci95"]), "n_seeds": p["n"],
+               f"{metric}_per_seed": {k: r(v) for k, v in p["per_seed"].items()},
+               **{k: r(p[k]) for k in ("retention", "student_win_rate", "teacher_win_rate", "random_win_rate")
+                  if k != metric and isinstance(p.get(k), float)},
                "student_return": r(p.get("student_return"), 3), "student_ci95": r(p.get("student_return_ci95"), 3),
                "teacher_return": r(p.get("teacher_return"), 3), "random_return": r(p.get("random_return"), 3),
                "min_flops_reduction": r(p.get("min_flops_reduction"), 2), "student_hidden": p.get("student_hidden"),

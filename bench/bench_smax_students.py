@@ -1,230 +1,172 @@
 #!/usr/bin/env python3
-"""KD-MARL students on SMAX (issue 12 §2): win-rate retention at the FLOPs reduction the budgets give, with
-baselines at equal size.
+"""KD-MARL students on every SMAX map (issue 26 §4): win-rate retention on every seed at the FLOPs reduction the
+budgets give, next to the KL-only and MAPPO-from-scratch baselines at equal size.
 
-Rows (each a `kdmarl distill` run on one MAPPO teacher, evaluated greedy on the same 200 battles, seeds 1000-1199,
-as teacher and random):
-- smax_2s3z_mcu (the heterogeneous unit-type team, stalkers and zealots, every student mlp[8]): the full KD-MARL
-  loss and the KL-only baseline (use_pg/ce/relation/role off), on the same distillation seeds, compared paired;
-  MAPPO from scratch with the students' hidden size as a shared actor (one seed, same env steps);
-- smax_3m_mcu (a homogeneous small team, three marines), with --teacher-3m: the full loss;
-- any other team on its own teacher, with --team-teacher TEAM=RUN (e.g. smax_3s5z_mcu, smax_5m_vs_6m_mcu): the full
-  loss.
-Per run: win rate with its 95 % interval, win-rate retention (student / teacher win rate), return retention
-(DESIGN.md §5) and FLOPs reduction per agent. Per (team, variant): mean and 95 % interval across seeds; KL-only
-against the full loss with the sweep's paired statistics (kdmarl_teacher.experiments.statistics.paired).
-Target per team (issue 26 §4): >= 0.90 win-rate retention on every distillation seed at >= 20x fewer FLOPs (the
-published claim is > 90 % at up to 28.6x).
+The students are the `kdmarl sweep` grid bench/sweeps/smax_students.yaml, on the local Ray: teams smax_3m_mcu,
+smax_2s3z_mcu and smax_3s5z_mcu (every unit on the enemies' and its own features, on a microcontroller budget:
+mlp[16, 16] / mlp[16, 16] / mlp[16], 23-26x fewer FLOPs than the teacher actor) x 5 distillation seeds x
+{kdmarl_full (the shipped distill.yaml), kl_only (use_pg/ce/relation/role off)}, one MAPPO teacher per map. Every
+trial is evaluated greedy on the same 200 battles as its teacher and random, seeds 1000-1199, masks applied.
+Per (team, variant): win-rate retention (student / teacher win rate) with its 95 % interval across seeds and
+every seed's value, return retention (DESIGN.md §5), FLOPs reduction per agent, and for kl_only the paired
+comparison with the full loss on the same seeds (the sweep report's statistics).
+MAPPO from scratch is not a distillation, so it is not in the sweep: one seed per map, the teacher's training
+config with a shared actor of the students' hidden size (full observation + agent one-hot), the same env steps.
+Target per team: >= 0.90 win-rate retention on every seed at >= 20x fewer FLOPs (the published claim is > 90 % at
+up to 28.6x).
 
-    python bench/bench_smax_students.py --teacher runs/smax_bench/mappo_2s3z --teacher-3m runs/smax_bench/mappo_3m \\
-        --keep runs/smax_bench [--seeds 1 2 3] [--only kdmarl_full,kl_only,mappo_scratch] \\
-        [--team-teacher smax_5m_vs_6m_mcu=runs/bench/peers_smax_5m_vs_6m/ours]
+    python bench/bench_smax_students.py --teacher-3m runs/smax/mappo_3m --teacher-2s3z runs/smax/mappo_2s3z \\
+        --teacher-3s5z runs/smax/mappo_3s5z --keep runs/smax [--reuse] [--cpus 2] [--no-scratch]
 
-Finished runs under --keep are read back, not rerun (so two processes with different --only can share the
-work, and a last one without --only writes the whole table). Writes bench/results/smax_students.json.
+Teachers come from bench/bench_smax_teacher.py --keep DIR (mappo_MAP) or bench/bench_peers.py smax_MAP --keep DIR
+(DIR/ours). Give any subset of the maps. With --keep, the sweep lives in KEEP/students and the scratch runs in
+KEEP/mappo_scratch_TEAM_seed1; --reuse resumes the sweep there (finished trials are read, not rerun); finished
+scratch runs are read back. Writes bench/results/smax_students.json (--quick: smax_students_quick.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_distill import load_bench_spec, rows_from_sweep, run_spec
 
-VARIANTS: dict[str, list[str]] = {  # distill.yaml switches per variant (`kdmarl distill --set`)
-    "kdmarl_full": [],
-    "kl_only": ["use_pg=false", "use_ce=false", "use_relation=false", "use_role=false"],
+METRIC = "win_rate_retention"
+TEAMS = {  # team -> (its map, the environment variable the sweep spec reads its teacher from)
+    "smax_3m_mcu": ("3m", "KDMARL_TEACHER_SMAX_3M"),
+    "smax_2s3z_mcu": ("2s3z", "KDMARL_TEACHER_SMAX_2S3Z"),
+    "smax_3s5z_mcu": ("3s5z", "KDMARL_TEACHER_SMAX_3S5Z"),
 }
 SCRATCH = "mappo_scratch"
+TARGET_RETENTION, TARGET_REDUCTION = 0.90, 20.0
 
 
-def run_dir(out: Path, team: str, variant: str, seed: int) -> Path:
-    """students_TEAM_seedN for the full loss (the directories of earlier runs), else with the variant."""
-    name = f"students_{team}_seed{seed}" if variant == "kdmarl_full" else f"students_{team}_{variant}_seed{seed}"
-    return out / name
-
-
-def distill_row(teacher: Path, team: str, variant: str, seed: int, *, out: Path, steps: int | None) -> dict[str, Any]:
-    from kdmarl_teacher.cli import main as kdmarl  # noqa: PLC0415
-
-    run = run_dir(out, team, variant, seed)
-    report = run / "distill_report.json"
-    if not report.is_file():
-        args = ["distill", "--teacher", str(teacher), "--out", str(run), "--team", team, "--no-progress",
-                "--set", f"seed={seed}", "--set", "torch_threads=1"]
-        for item in VARIANTS[variant] + ([f"total_steps={steps}"] if steps else []):
-            args += ["--set", item]
-        args += ["--resume"] if (run / "checkpoint.pt").is_file() else []
-        if kdmarl(args) != 0:
-            raise RuntimeError(f"kdmarl {' '.join(args)} failed")
-    rep = json.loads(report.read_text())
-    s, t, r = rep["students_eval"], rep["teacher_eval"], rep["random_eval"]
-    return {"team": team, "variant": variant, "seed": seed, "win_rate_retention": round(rep["win_rate_retention"], 4),
-            "student_win_rate": round(s["win_rate"], 3), "student_win_ci95": round(s["win_rate_ci95"], 3),
-            "teacher_win_rate": round(t["win_rate"], 3), "random_win_rate": round(r["win_rate"], 3),
-            "return_retention": round(rep["retention"], 4), "student_return": round(s["team_return"], 3),
-            "teacher_return": round(t["team_return"], 3), "random_return": round(r["team_return"], 3),
-            "min_flops_reduction": round(rep["min_flops_reduction"], 1),
-            "students": ", ".join(sorted({a["student"] for a in rep["agents"]})),
-            "budgets_met": all(a.get("fits_budget", True) for a in rep["agents"]),
-            "env_steps": rep["global_step"], "train_minutes": round(rep["wall_time_s"] / 60, 2), "run": str(run)}
-
-
-def scratch_row(teacher: Path, ref: dict[str, Any], seed: int, out: Path, episodes: int) -> dict[str, Any]:
-    """MAPPO from scratch at the students' hidden size (bench_distill.train_scratch), same env steps and battles;
-    retention against the teacher and random figures of the full-loss run `ref`."""
+def scratch_row(teacher: Path, ref: dict[str, Any], out: Path, episodes: int) -> dict[str, Any]:
+    """MAPPO from scratch at the students' hidden size (bench_distill.train_scratch), the same env steps as the
+    full-loss students of `ref` (a sweep row), on the same battles; retention against the teacher and random
+    figures of `ref`. A finished run under `out` is read back."""
     from bench_distill import train_scratch  # noqa: PLC0415
     from kdmarl_teacher.algos.teacher import load_teacher  # noqa: PLC0415
     from kdmarl_teacher.core.resources import module_resources  # noqa: PLC0415
     from kdmarl_teacher.evaluation.evaluate import evaluate  # noqa: PLC0415
 
-    run = out / f"{SCRATCH}_{ref['team']}_seed{seed}"
-    hidden = [int(h) for h in ref["students"].removeprefix("mlp[").removesuffix("]").split(",")]
-    if (run / "teacher.pt").is_file() and (run / "eval.json").is_file():
-        small, minutes = load_teacher(run / "teacher.pt"), json.loads((run / "eval.json").read_text())["train_minutes"]
+    hidden = list(ref["student_hidden"][0])
+    steps = int(ref["env_steps"])
+    if (out / "teacher.pt").is_file() and (out / "eval.json").is_file():
+        small, minutes = load_teacher(out / "teacher.pt"), json.loads((out / "eval.json").read_text())["train_minutes"]
     else:
-        small, minutes = train_scratch(teacher, run, steps=ref["env_steps"], hidden=hidden)
+        small, minutes = train_scratch(teacher, out, steps=steps, hidden=hidden)
     ev = evaluate(small, episodes=episodes, seed_start=1000)
     ev["train_minutes"] = minutes
-    (run / "eval.json").write_text(json.dumps(ev, indent=1))
+    (out / "eval.json").write_text(json.dumps(ev, indent=1))
     det = ev["results"]["deterministic"]
-    win, ret = det["win_rate"], det["team_return"]["mean"]
-    reduction = module_resources(load_teacher(teacher).actor).flops / module_resources(small.actor).flops
-    return {"team": ref["team"], "variant": SCRATCH, "seed": seed,
-            "win_rate_retention": round(win["mean"] / ref["teacher_win_rate"], 4),
-            "student_win_rate": round(win["mean"], 3), "student_win_ci95": round(win["ci95"], 3),
-            "teacher_win_rate": ref["teacher_win_rate"], "random_win_rate": ref["random_win_rate"],
-            "return_retention": round((ret - ref["random_return"]) / (ref["teacher_return"] - ref["random_return"]), 4),
-            "student_return": round(ret, 3), "teacher_return": ref["teacher_return"],
-            "random_return": ref["random_return"],
-            "min_flops_reduction": round(reduction, 1),
-            "students": f"shared mlp{hidden} + one-hot", "budgets_met": None, "env_steps": ref["env_steps"],
-            "train_minutes": round(minutes, 2), "run": str(run)}
+    win, ret = det["win_rate"]["mean"], det["team_return"]["mean"]
+    r_teacher, r_random = ref["teacher_return"], ref["random_return"]
+    return {"variant": SCRATCH, "team": ref["team"], "label": f"{SCRATCH} (shared actor + one-hot)",
+            METRIC: round(win / ref["teacher_win_rate"], 4), "n_seeds": 1, f"{METRIC}_per_seed": {"1": win},
+            "student_win_rate": round(win, 3), "student_win_ci95": round(det["win_rate"]["ci95"], 3),
+            "teacher_win_rate": ref["teacher_win_rate"], "random_win_rate": ref.get("random_win_rate"),
+            "retention": round((ret - r_random) / (r_teacher - r_random), 4), "student_return": round(ret, 3),
+            "teacher_return": r_teacher, "random_return": r_random,
+            "min_flops_reduction": round(ref["teacher_flops"] / module_resources(small.actor).flops, 2),
+            "student_hidden": [hidden], "env_steps": steps, "train_minutes": round(minutes, 2),
+            "verdict": "one seed, not in the sweep", "run": str(out)}
 
 
-def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (team, variant): mean and 95 % interval across seeds; non-reference variants compared with the
-    full loss on the seeds both have (paired)."""
-    from kdmarl_student.stats import mean_ci  # noqa: PLC0415
-    from kdmarl_teacher.experiments.statistics import paired  # noqa: PLC0415
+def per_seed_text(row: dict[str, Any]) -> str:
+    return " / ".join(f"{v:.3f}" for v in row.get(f"{METRIC}_per_seed", {}).values())
 
-    good = [r for r in rows if "error" not in r]
-    out = []
-    for team, variant in dict.fromkeys((r["team"], r["variant"]) for r in good):
-        mine = {r["seed"]: r for r in good if (r["team"], r["variant"]) == (team, variant)}
-        s = mean_ci([r["win_rate_retention"] for r in mine.values()])
-        row = {"team": team, "variant": variant, "n_seeds": s["n"], "win_rate_retention": round(s["mean"], 4),
-               "retention_ci95": round(s["ci95"], 4) if s["n"] > 1 else None,
-               "per_seed": " / ".join(f"{r['win_rate_retention']:.3f}" for r in mine.values()),
-               "student_win_rate": round(sum(r["student_win_rate"] for r in mine.values()) / s["n"], 3),
-               "teacher_win_rate": next(iter(mine.values()))["teacher_win_rate"],
-               "return_retention": round(sum(r["return_retention"] for r in mine.values()) / s["n"], 4),
-               "min_flops_reduction": min(r["min_flops_reduction"] for r in mine.values()),
-               "students": next(iter(mine.values()))["students"]}
-        full = {r["seed"]: r for r in good if (r["team"], r["variant"]) == (team, "kdmarl_full")}
-        both = sorted(set(mine) & set(full))
-        if variant != "kdmarl_full" and both:
-            cmp = paired([mine[k]["win_rate_retention"] for k in both], [full[k]["win_rate_retention"] for k in both])
-            def num(v: float, nd: int) -> float | None:
-                return None if math.isnan(v) else round(v, nd)
 
-            row.update({"diff_vs_full": round(cmp["mean_diff"], 4), "p_value": num(cmp["p_value"], 4),
-                        "d_z": num(cmp["d_z"], 2), "verdict": cmp["verdict"], "n_pairs": cmp["n_pairs"]})
-        out.append(row)
-    return out
+def target(row: dict[str, Any]) -> dict[str, Any]:
+    """Issue 26 §4 for one team's full-loss row: every seed >= 0.90 at >= 20x."""
+    seeds = list(row[f"{METRIC}_per_seed"].values())
+    worst = min(seeds)
+    ci = row.get(f"{METRIC}_ci95")
+    return {"what": f"students of {row['team']} ({row['n_seeds']} distillation seeds): win-rate retention on every "
+                    "seed at FLOPs reduction",
+            "target": f">= {TARGET_RETENTION:.2f} on every seed at >= {TARGET_REDUCTION:.0f}x",
+            "met": bool(worst >= TARGET_RETENTION and row["min_flops_reduction"] >= TARGET_REDUCTION
+                        and row.get("budgets_met", True)),
+            "reached": f"worst seed {worst:.3f}; mean {row[METRIC]:.3f}"
+                       + (f" ± {ci:.3f}" if isinstance(ci, float) else "")
+                       + f" (per seed {per_seed_text(row)}) at {row['min_flops_reduction']}x"}
 
 
 def main() -> int:
     from benchlib import write_result  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", help="a MAPPO smax:2s3z teacher run (bench_smax_teacher.py): the 2s3z rows with "
-                                          "their baselines")
-    parser.add_argument("--teacher-3m", help="a MAPPO smax:3m teacher run: adds the homogeneous smax_3m_mcu rows")
-    parser.add_argument("--team", default="smax_2s3z_mcu", help="the 2s3z team")
-    parser.add_argument("--team-teacher", action="append", default=[], metavar="TEAM=RUN",
-                        help="also distill TEAM (full loss) on the MAPPO teacher run RUN of its map; repeatable")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--only", default="kdmarl_full,kl_only,mappo_scratch",
-                        help="comma list of variants to run (finished runs of the others are still read back)")
-    parser.add_argument("--episodes", type=int, default=200, help="evaluation battles of the scratch baseline")
-    parser.add_argument("--keep", help="run directories (default: temporary); finished runs are read back")
+    for team, (smax_map, _) in TEAMS.items():
+        parser.add_argument(f"--teacher-{smax_map}", metavar="RUN", help=f"a MAPPO smax:{smax_map} teacher run: "
+                                                                         f"the {team} rows")
+    parser.add_argument("--keep", help="the sweep and scratch runs (default: temporary)")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: resume the sweep there (finished "
+                                                             "scratch runs are always read back)")
+    parser.add_argument("--cpus", type=int, help="Ray CPUs of the sweep (default: this machine's)")
+    parser.add_argument("--no-scratch", action="store_true", help="skip the MAPPO-from-scratch baselines")
+    parser.add_argument("--episodes", type=int, default=200, help="evaluation battles of the scratch baselines")
     parser.add_argument("--result", default="smax_students", help="bench/results/RESULT.json (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smoke check: one seed, a few thousand steps")
     args = parser.parse_args()
-    if not args.teacher and not args.teacher_3m and not args.team_teacher:
-        parser.error("nothing to distill: give --teacher, --teacher-3m or --team-teacher")
-    steps = None
-    if args.quick:
-        args.seeds, steps, args.episodes = [1], 4096, 20
-    out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_smax_students_"))
-    only = set(args.only.split(","))
-    plan = [(Path(args.teacher), args.team, v, s) for v in VARIANTS for s in args.seeds] if args.teacher else []
-    extra = [("smax_3m_mcu", args.teacher_3m)] if args.teacher_3m else []
-    for item in args.team_teacher:
-        team, sep, run = item.partition("=")
-        if not sep or not team or not run:
-            parser.error(f"--team-teacher {item!r}: expected TEAM=RUN, e.g. smax_5m_vs_6m_mcu=runs/smax/mappo_5m")
-        extra.append((team, run))
-    plan += [(Path(run), team, "kdmarl_full", s) for team, run in extra for s in args.seeds]
-    rows: list[dict[str, Any]] = []
-    for teacher, team, variant, seed in plan:
-        if variant not in only and not (run_dir(out, team, variant, seed) / "distill_report.json").is_file():
-            continue
-        try:
-            rows.append(distill_row(teacher, team, variant, seed, out=out, steps=steps))
-        except Exception as err:  # a failed run is an error row, not a lost table
-            rows.append({"team": team, "variant": variant, "seed": seed, "error": f"{type(err).__name__}: {err}"})
-        print(rows[-1], flush=True)
-    ref = next((r for r in rows if (r["team"], r["variant"], r.get("seed")) == (args.team, "kdmarl_full", args.seeds[0])
-                and "error" not in r), None)
-    scratch_done = (out / f"{SCRATCH}_{args.team}_seed{args.seeds[0]}" / "eval.json").is_file()
-    if args.teacher and ref is not None and (SCRATCH in only or scratch_done):
-        try:
-            rows.append(scratch_row(Path(args.teacher), ref, args.seeds[0], out, args.episodes))
-        except Exception as err:
-            rows.append({"team": args.team, "variant": SCRATCH, "seed": args.seeds[0],
-                         "error": f"{type(err).__name__}: {err}"})
-        print(rows[-1], flush=True)
-    summaries = summary_rows(rows)
-    targets = []
-    for s in summaries:
-        if s["variant"] == "kdmarl_full":
-            ci = f" ± {s['retention_ci95']:.3f}" if s["retention_ci95"] is not None else ""
-            worst = min(r["win_rate_retention"] for r in rows
-                        if "error" not in r and (r["team"], r["variant"]) == (s["team"], "kdmarl_full"))
-            targets.append({"what": f"students of {s['team']} ({s['n_seeds']} distillation seeds): win-rate "
-                                    "retention on every seed at FLOPs reduction",
-                            "target": ">= 0.90 on every seed at >= 20x",
-                            "met": bool(worst >= 0.90 and s["min_flops_reduction"] >= 20),
-                            "reached": f"worst seed {worst:.3f}; mean {s['win_rate_retention']:.3f}{ci} (per seed "
-                                       f"{s['per_seed']}) at {s['min_flops_reduction']}x"})
-    notes = ["win-rate retention = student win rate / teacher win rate; return retention = (R_s - R_random) / "
-             "(R_t - R_random) (DESIGN.md §5); greedy policies on 200 battles from PRNGKey(1000..1199), masks applied",
+    teachers = {team: Path(getattr(args, f"teacher_{m}")) for team, (m, _) in TEAMS.items()
+                if getattr(args, f"teacher_{m}")}
+    if not teachers:
+        parser.error("nothing to distill: give --teacher-3m, --teacher-2s3z and/or --teacher-3s5z")
+    for team, run in teachers.items():
+        if not (run / "teacher.pt").is_file():
+            parser.error(f"--teacher-{TEAMS[team][0]} {run}: no teacher.pt there (a `kdmarl train` run directory)")
+        os.environ[TEAMS[team][1]] = str(run.resolve())
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_smax_students_"))
+    root.mkdir(parents=True, exist_ok=True)
+    spec = load_bench_spec("smax_students.yaml", args.quick)
+    spec["grid"]["team"] = [t for t in spec["grid"]["team"] if t in teachers]
+    spec["teacher"] = {t: v for t, v in spec["teacher"].items() if t in teachers}
+    episodes = 20 if args.quick else args.episodes
+    report = run_spec(spec, root / "students", cpus=args.cpus, reuse=args.reuse)
+    rows = rows_from_sweep(report)
+    if not args.no_scratch:
+        for ref in [r for r in rows if r["variant"] == "kdmarl_full" and "error" not in r]:
+            out = root / f"{SCRATCH}_{ref['team']}_seed1"
+            try:
+                rows.append(scratch_row(teachers[ref["team"]], ref, out, episodes))
+            except Exception as err:  # a failed baseline is an error row, not a lost table
+                rows.append({"variant": SCRATCH, "team": ref["team"], "error": f"{type(err).__name__}: {err}"})
+            print(rows[-1], flush=True)
+    rows.sort(key=lambda r: (list(TEAMS).index(r["team"]), ["kdmarl_full", "kl_only", SCRATCH].index(r["variant"])))
+    for r in rows:
+        if "error" not in r:
+            r["per_seed"] = per_seed_text(r)
+    targets = [target(r) for r in rows if r["variant"] == "kdmarl_full" and "error" not in r]
+    notes = ["win-rate retention = student win rate / teacher win rate; return retention (`retention`) = "
+             "(R_s - R_random) / (R_t - R_random) (DESIGN.md §5); greedy policies on 200 battles from "
+             "PRNGKey(1000..1199), masks applied",
              "kdmarl_full: shipped distill.yaml (KD-MARL loss: teacher-guided PG, KL, CE, relation, role) on masked "
-             "logits; kl_only: the same run with use_pg, use_ce, use_relation and use_role off (same seeds, same env "
-             "steps); FLOPs reduction = teacher actor FLOPs / student FLOPs (per agent, the smallest shown)",
+             "logits; kl_only: the same run with use_pg, use_ce, use_relation and use_role off (same seeds, same "
+             "env steps); FLOPs reduction = teacher actor FLOPs / student FLOPs (per agent, the smallest shown)",
+             "students: `kdmarl sweep` bench/sweeps/smax_students.yaml (the spec as run is next to the sweep under "
+             "--keep); mean across seeds with its 95 % interval (t(0.975, n-1) sd / sqrt(n)); diff_vs_full, "
+             "p_value (paired t), d_z: the sweep report's paired comparison on the seeds both variants have",
              f"{SCRATCH}: MAPPO from scratch, the teacher's training config with a shared actor of the students' "
-             "hidden size (full observation + agent one-hot, so more FLOPs than the students), same env steps, one "
-             "seed; not a distillation",
-             "rows: one per (team, variant), the runs (one per seed) under `runs`; mean across seeds, "
-             "retention_ci95 = t(0.975, n-1) sd / sqrt(n); diff_vs_full, p_value "
-             "(paired t), d_z: kdmarl_teacher.experiments.statistics.paired on the seeds both variants have",
-             "one teacher per map (bench_smax_teacher.py); train_minutes move with the machine's load"]
+             "hidden size (full observation + agent one-hot, so more FLOPs than the students), the same env steps, "
+             "one seed; not a distillation, so not in the sweep",
+             "teachers: " + "; ".join(f"{t}: {run}" for t, run in teachers.items())
+             + "; train_minutes move with the machine's load (two trials run at once on 2 cores)"]
     if args.quick:
         notes.insert(0, "QUICK smoke run: figures are not the benchmark")
     write_result(args.result + ("_quick" if args.quick else ""),
-                 title="KD-MARL students on SMAX: win-rate retention at the budgets' FLOPs reduction, baselines at "
-                       "equal size",
-                 columns=["team", "variant", "n_seeds", "win_rate_retention", "retention_ci95", "per_seed",
-                          "student_win_rate", "teacher_win_rate", "return_retention", "diff_vs_full", "p_value",
-                          "verdict", "min_flops_reduction", "students"],
-                 rows=summaries, targets=targets, notes=notes, extra={"runs": rows})
+                 title="KD-MARL students on every SMAX map: win-rate retention on every seed at the budgets' FLOPs "
+                       "reduction, baselines at equal size",
+                 columns=["team", "variant", "n_seeds", METRIC, f"{METRIC}_ci95", "per_seed", "student_win_rate",
+                          "teacher_win_rate", "retention", "diff_vs_full", "p_value", "verdict",
+                          "min_flops_reduction", "student_labels"],
+                 rows=rows, targets=targets, notes=notes,
+                 extra={"sweep": report["sweep"], "sweep_wall_s": report.get("sweep_wall_s"),
+                        "teachers": {t: str(run) for t, run in teachers.items()}})
     return 0
 
 

@@ -78,8 +78,8 @@ if want smax; then
   python bench/bench_smax.py
   rm -rf "$runs/smax"
   python bench/bench_smax_teacher.py --keep "$runs/smax"
-  python bench/bench_smax_students.py --teacher "$runs/smax/mappo_2s3z" --teacher-3m "$runs/smax/mappo_3m" \
-    --team-teacher "smax_3s5z_mcu=$runs/smax/mappo_3s5z" --seeds 1 2 3 4 5 --keep "$runs/smax"
+  python bench/bench_smax_students.py --teacher-3m "$runs/smax/mappo_3m" --teacher-2s3z "$runs/smax/mappo_2s3z" \
+    --teacher-3s5z "$runs/smax/mappo_3s5z" --keep "$runs/smax"
 fi
 if want peers; then
   banner "peers (JaxMARL QMIX and MAPPO vs ours, same run; peer venv: \${KDMARL_PEER_VENV:-.venv-jaxmarl-peer})"

@@ -155,7 +155,7 @@ def test_a_second_student_for_one_agent_is_refused(runner_factory, tmp_path: Pat
     # writer of an answer ("two writers answered step ..."); both name the topic and refuse the same way.
     # Both nodes are /agent_0/student; discovery may not have named the newcomer yet when the bridge looks.
     assert ("2 nodes publish /agent_0/action (" in out
-            or "two writers answered step " in out and " on /agent_0/action " in out), out
+            or ("two writers answered step " in out and " on /agent_0/action " in out)), out
     assert "refusing to step agent_0 with two deciders" in out and "/agent_0/student" in out, out
     # (The students refuse too, at their next 1 Hz check: kdmarl_student's test_student_node covers that.)
 

@@ -140,6 +140,76 @@ def test_qmix_teacher_distillation_on_smax_is_masked_and_reports_win_rates(
     assert "win_rate_definition" in on_disk
 
 
+def test_mcu_teams_are_at_least_20x_smaller_than_the_shipped_teacher_actor() -> None:
+    """Issue 26 §4: every SMAX microcontroller team's students are >= 20x fewer FLOPs than the shipped MAPPO
+    teacher's actor on its map (mlp[128, 128] on the full observation) and fit their board's budget."""
+    from kdmarl_teacher.algos.config import default_config_path, load_config
+    from kdmarl_teacher.core.networks import Actor
+    from kdmarl_teacher.core.resources import module_resources
+
+    for team, board in [("smax_3m_mcu", "mcu_cortex_m4_50hz"), ("smax_2s3z_mcu", "mcu_cortex_m7"),
+                        ("smax_3s5z_mcu", "mcu_cortex_m7")]:
+        cfg = load_team(team)
+        shipped = load_config(default_config_path(cfg.spec.name), [f"scenario={cfg.spec.name}"])
+        teacher = Actor(obs_dim_max=max(cfg.spec.obs_dims), n_agents=cfg.spec.n_agents,
+                        n_actions=list(cfg.spec.n_actions), hidden=list(shipped.actor_hidden))
+        teacher_flops = module_resources(teacher).flops
+        for agent in cfg.agents:
+            res = agent.rung.resources
+            assert agent.hardware["name"] == board and res.flops <= agent.hardware["max_flops"], (team, agent.name)
+            assert teacher_flops / res.flops >= 20, (team, agent.name, agent.rung.label, teacher_flops / res.flops)
+
+
+@pytest.fixture(scope="module")
+def smax_winning_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MAPPO teacher on SMAX 3m trained long enough to win some battles (131 k env steps, ~30 s): win-rate
+    retention is student / teacher win rate, so the untrained fixture's zero wins would leave it undefined."""
+    from kdmarl_teacher.algos import mappo
+    from kdmarl_teacher.algos.config import default_config_path, load_config
+
+    cfg = load_config(default_config_path("smax:3m"), ["scenario=smax:3m", "num_envs=64", "num_steps=128",
+                                                       "total_steps=131072", "actor_hidden=[32,32]",
+                                                       "critic_hidden=[64,64]", "checkpoint_every=1000"])
+    return mappo.train(cfg, tmp_path_factory.mktemp("smax_winning_teacher") / "run", progress=False)
+
+
+def test_sweep_on_smax_aggregates_win_rate_retention(smax_winning_teacher: Path, tmp_path: Path) -> None:
+    """Issue 26 §4 runs the SMAX students through `kdmarl sweep` with metric win_rate_retention: on a real local
+    Ray and real (short) distillations, each trial's figure is its report's student / teacher win rate and the
+    point's mean and per-seed values are those, with return retention and the win rates alongside."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    spec = {"kind": "distill", "teacher": {"smax_3m_mcu": str(smax_winning_teacher)},
+            "base": {"num_envs": 16, "num_steps": 25, "total_steps": 16 * 25 * 4, "eval_episodes": 20,
+                     "checkpoint_every": 2},
+            "grid": {"team": ["smax_3m_mcu"], "seed": [1, 2]}, "variants": {"kdmarl_full": {}},
+            "reference": "kdmarl_full", "metric": "win_rate_retention"}
+    path, out = tmp_path / "spec.yaml", tmp_path / "sweep"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-m", "kdmarl_teacher.cli", "sweep", str(path), "--out", str(out),
+                           "--cpus", "2"], check=False, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = json.loads((out / "sweep_report.json").read_text())
+    assert rep["metric"] == "win_rate_retention" and rep["done"] == 2, rep["failed"]
+    (point,) = rep["points"]
+    reports = {s: json.loads((out / "trials" / f"kdmarl_full_team=smax_3m_mcu_seed={s}" / "distill_report.json")
+                             .read_text()) for s in (1, 2)}
+    t_win = reports[1]["teacher_eval"]["win_rate"]
+    assert t_win > 0, "the fixture's teacher won no evaluation battle: win-rate retention is undefined"
+    expected = {f"seed={s}": r["students_eval"]["win_rate"] / r["teacher_eval"]["win_rate"] for s, r in reports.items()}
+    assert point["per_seed"] == pytest.approx(expected, rel=1e-12)
+    assert point["mean"] == pytest.approx(sum(expected.values()) / 2, rel=1e-12)
+    assert point["teacher_win_rate"] == pytest.approx(t_win)
+    assert point["retention"] == pytest.approx(sum(r["retention"] for r in reports.values()) / 2, rel=1e-12)
+    assert point["student_win_rate"] == pytest.approx(
+        sum(r["students_eval"]["win_rate"] for r in reports.values()) / 2, rel=1e-12)
+
+
 def test_masked_update_uses_masked_logits() -> None:
     """The KL and CE terms on masked logits: an unavailable action the teacher's raw logits favour carries no
     mass in the target, and the student's masked distribution matches it exactly when the available logits do."""

@@ -26,7 +26,8 @@ def _point_key(point: dict[str, Any]) -> str:
 
 NUMERIC_FIGURES = ("retention", "student_return", "teacher_return", "random_return", "min_flops_reduction",
                    "train_minutes", "total_minutes", "env_steps", "team_return", "student_landmarks_covered",
-                   "student_collisions")
+                   "student_collisions", "win_rate_retention", "student_win_rate", "teacher_win_rate",
+                   "random_win_rate")
 
 
 def collect(out: Path) -> tuple[dict[str, Any], list[Trial], dict[str, dict[str, Any]]]:

@@ -26,7 +26,8 @@ SPEC_FIELDS = ("kind", "teacher", "config", "base", "grid", "variants", "referen
                "eval_episodes", "description", "bench")
 
 
-METRICS = {"distill": ("retention", "student_return", "min_flops_reduction"), "train": ("team_return",)}
+METRICS = {"distill": ("retention", "win_rate_retention", "student_return", "min_flops_reduction"),
+           "train": ("team_return",)}
 
 
 REPLICATE_KEYS = ("teacher", "seed")  # what varies across the replicates of a grid point (paired on these)

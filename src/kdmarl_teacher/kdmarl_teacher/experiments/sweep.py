@@ -24,7 +24,8 @@ Spec (YAML)::
       full: {}
       minus_kl: {use_kl: false}
     reference: full               # paired comparisons against this variant, on the same seeds
-    metric: retention             # distill: retention | student_return | min_flops_reduction; train: team_return
+    metric: retention             # distill: retention | win_rate_retention (battles) | student_return |
+                                  #   min_flops_reduction; train: team_return
     cpus_per_trial: 1             # Ray CPUs and torch threads of each trial
     eval_episodes: 200            # train only: greedy evaluation after training (eval.json, as kdmarl evaluate)
     bench: {}                     # free-form, ignored here (for the tool that wrote the spec)

@@ -75,7 +75,16 @@ def figures_from_report(kind: str, rep: dict[str, Any]) -> dict[str, Any]:
             "student_params": [a["params"] for a in rep["agents"]],
             "teacher_flops": rep["teacher"]["actor_resources"]["flops"],
             "budgets_met": all(a["fits_budget"] for a in rep["agents"]),
-            **{f"student_{k}": s[k] for k in ("landmarks_covered", "collisions") if k in s}}
+            **{f"student_{k}": s[k] for k in ("landmarks_covered", "collisions") if k in s},
+            **win_figures(rep)}
+
+
+def win_figures(rep: dict[str, Any]) -> dict[str, Any]:
+    """Battles (SMAX, GRF): win-rate retention and the three win rates it comes from; nothing where no one wins."""
+    if rep.get("win_rate_retention") is None:
+        return {}
+    return {"win_rate_retention": rep["win_rate_retention"], "student_win_rate": rep["students_eval"]["win_rate"],
+            "teacher_win_rate": rep["teacher_eval"]["win_rate"], "random_win_rate": rep["random_eval"]["win_rate"]}
 
 
 
