@@ -34,7 +34,14 @@ import yaml
 from kdmarl_student.lifetime import die_with_parent
 
 from kdmarl_bringup.discovery import swarm_discovery_env
-from kdmarl_bringup.swarm_spec import LAUNCH_ARGUMENTS, NodeSpec, SwarmArgs, bridge_problem, build
+from kdmarl_bringup.swarm_spec import (
+    LAUNCH_ARGUMENTS,
+    NodeSpec,
+    SwarmArgs,
+    bridge_problem,
+    build,
+    read_manifest,
+)
 
 STOP_ORDER = ("bridge", "student", "updater", "adapter", "robot", "monitor")
 
@@ -249,6 +256,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def scenario_name(bundle: str | Path) -> str:
+    """The bundle's scenario (``simple_spread``, ``smax:3m``, ...), for the start line."""
+    return str(read_manifest(bundle).get("scenario", {}).get("name", "?"))
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = parse(argv)
     values: dict[str, Any] = {name: getattr(ns, name) for name in LAUNCH_ARGUMENTS}
@@ -269,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print(f"kdmarl-swarm: backend {args.backend}, mode {args.mode}, {len(specs)} nodes, logs in {log_dir}/logs",
+    # backend "mpe" is the simulation bridge, whatever the bundle's scenario (an MPE task, a SMAX or GRF battle)
+    backend = f"mpe (simulation bridge: {scenario_name(args.bundle)})" if args.backend == "mpe" else args.backend
+    print(f"kdmarl-swarm: backend {backend}, mode {args.mode}, {len(specs)} nodes, logs in {log_dir}/logs",
           flush=True)
     swarm.start()
     ok = swarm.wait(ns.timeout)

@@ -108,6 +108,7 @@ def test_bridge_stopped_early_is_a_failure(runner_factory) -> None:
     assert runner.finish() == 1, runner.output()
     out = runner.output()
     assert "sim_bridge stopped after" in out and "of 40 episodes" in out, out
+    assert "kdmarl-swarm: backend mpe (simulation bridge: simple_spread), mode realtime" in out, out
 
 
 def test_bridge_death_ends_an_unbounded_run(runner_factory) -> None:

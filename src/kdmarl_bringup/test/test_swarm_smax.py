@@ -107,6 +107,7 @@ def test_bridge_never_steps_an_invalid_or_unavailable_action(processes: Processe
 
 def test_smax_bundle_is_refused_by_the_robot_backends(tmp_path: Path) -> None:
     """Robot adapters and fake robots are MPE-only: the swarm spec says so for a SMAX bundle."""
+    from kdmarl_bringup.swarm_runner import scenario_name
     from kdmarl_bringup.swarm_spec import parse_args, read_manifest, swarm_nodes
 
     bundle = make_bundle(tmp_path / "bundle", "smax:3m", seed=3, max_steps=12)
@@ -116,3 +117,4 @@ def test_smax_bundle_is_refused_by_the_robot_backends(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=r"MPE-only.*smax:3m.*backend 'mpe'"):
             swarm_nodes(args, manifest)
     assert any(n.role == "bridge" for n in swarm_nodes(parse_args({"bundle": str(bundle)}), manifest))
+    assert scenario_name(bundle) == "smax:3m"  # the runner's start line names the battle, not only "mpe"
