@@ -3,8 +3,8 @@
 budgets give, next to the KL-only and MAPPO-from-scratch baselines at equal size.
 
 The students are the `kdmarl sweep` grid bench/sweeps/smax_students.yaml, on the local Ray: teams smax_3m_mcu,
-smax_2s3z_mcu and smax_3s5z_mcu (every unit on the enemies' and its own features, on a microcontroller budget:
-mlp[16, 16] / mlp[16, 16] / mlp[16], 23-26x fewer FLOPs than the teacher actor) x 5 distillation seeds x
+smax_2s3z_mcu and smax_3s5z_mcu (every unit on its full observation, on a microcontroller budget: mlp[8, 8],
+25-38x fewer FLOPs than the teacher actor) x 5 distillation seeds x
 {kdmarl_full (the shipped distill.yaml), kl_only (use_pg/ce/relation/role off)}, one MAPPO teacher per map. Every
 trial is evaluated greedy on the same 200 battles as its teacher and random, seeds 1000-1199, masks applied.
 Per (team, variant): win-rate retention (student / teacher win rate) with its 95 % interval across seeds and
@@ -21,7 +21,8 @@ up to 28.6x).
 Teachers come from bench/bench_smax_teacher.py --keep DIR (mappo_MAP) or bench/bench_peers.py smax_MAP --keep DIR
 (DIR/ours). Give any subset of the maps. With --keep, the sweep lives in KEEP/students and the scratch runs in
 KEEP/mappo_scratch_TEAM_seed1; --reuse resumes the sweep there (finished trials are read, not rerun); finished
-scratch runs are read back. Writes bench/results/smax_students.json (--quick: smax_students_quick.json).
+scratch runs are read back; --report-only tabulates what KEEP holds (unfinished trials are listed as not run).
+Writes bench/results/smax_students.json (--quick: smax_students_quick.json).
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ def main() -> int:
     parser.add_argument("--keep", help="the sweep and scratch runs (default: temporary)")
     parser.add_argument("--reuse", action="store_true", help="with --keep: resume the sweep there (finished "
                                                              "scratch runs are always read back)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="with --keep: tabulate the sweep there as it is (an interrupted benchmark), run no "
+                             "trial; finished scratch runs are read, missing ones not trained")
     parser.add_argument("--cpus", type=int, help="Ray CPUs of the sweep (default: this machine's)")
     parser.add_argument("--no-scratch", action="store_true", help="skip the MAPPO-from-scratch baselines")
     parser.add_argument("--episodes", type=int, default=200, help="evaluation battles of the scratch baselines")
@@ -127,11 +131,13 @@ def main() -> int:
     spec["grid"]["team"] = [t for t in spec["grid"]["team"] if t in teachers]
     spec["teacher"] = {t: v for t, v in spec["teacher"].items() if t in teachers}
     episodes = 20 if args.quick else args.episodes
-    report = run_spec(spec, root / "students", cpus=args.cpus, reuse=args.reuse)
+    report = run_spec(spec, root / "students", cpus=args.cpus, reuse=args.reuse, report_only=args.report_only)
     rows = rows_from_sweep(report)
     if not args.no_scratch:
         for ref in [r for r in rows if r["variant"] == "kdmarl_full" and "error" not in r]:
             out = root / f"{SCRATCH}_{ref['team']}_seed1"
+            if args.report_only and not (out / "eval.json").is_file():
+                continue
             try:
                 rows.append(scratch_row(teachers[ref["team"]], ref, out, episodes))
             except Exception as err:  # a failed baseline is an error row, not a lost table

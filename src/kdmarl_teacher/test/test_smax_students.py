@@ -147,7 +147,7 @@ def test_mcu_teams_are_at_least_20x_smaller_than_the_shipped_teacher_actor() -> 
     from kdmarl_teacher.core.networks import Actor
     from kdmarl_teacher.core.resources import module_resources
 
-    for team, board in [("smax_3m_mcu", "mcu_cortex_m4_50hz"), ("smax_2s3z_mcu", "mcu_cortex_m7"),
+    for team, board in [("smax_3m_mcu", "mcu_cortex_m4_50hz"), ("smax_2s3z_mcu", "mcu_cortex_m4_50hz"),
                         ("smax_3s5z_mcu", "mcu_cortex_m7")]:
         cfg = load_team(team)
         shipped = load_config(default_config_path(cfg.spec.name), [f"scenario={cfg.spec.name}"])
