@@ -143,3 +143,18 @@ def test_sweep_interrupt_resume_and_aggregate(teacher_path: Path, tmp_path: Path
     trial = out / "trials" / "full_seed=1"
     assert {"students.pt", "distill_config.yaml", "metrics.csv", "checkpoint.pt"} <= {p.name for p in trial.iterdir()}
     assert yaml.safe_load((trial / "distill_config.yaml").read_text())["torch_threads"] == 1
+
+
+def test_win_rate_metric_on_mpe_is_reported_not_silently_dropped(teacher_path: Path, tmp_path: Path) -> None:
+    """metric win_rate_retention on an MPE team (no battles, no wins): the finished trial is listed as failed with
+    the reason and the sweep exits 1, instead of an empty grid point and exit 0."""
+    spec = _spec(tmp_path, teacher_path, grid={"seed": [1]}, variants={"full": {}}, metric="win_rate_retention")
+    out = tmp_path / "sweep"
+    proc = _cli(str(spec), "--out", str(out), "--cpus", "1")
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, log
+    rep = json.loads((out / "sweep_report.json").read_text())
+    (failed,) = rep["failed"]
+    assert failed["trial"] == "full_seed=1" and failed["status"] == "no_metric", failed
+    assert "'win_rate_retention'" in failed["error"] and "not MPE" in failed["error"]
+    assert rep["points"][0]["n"] == 0 and _records(out)["full_seed=1"]["status"] == "done"

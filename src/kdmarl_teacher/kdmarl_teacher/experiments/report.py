@@ -92,6 +92,12 @@ def build_report(out: Path, sweep_wall_s: float | None = None) -> dict[str, Any]
     failed = [{"trial": t.name, "variant": t.variant, "values": t.values, "status": records[t.name].get("status"),
                "attempt": records[t.name].get("attempt"), "error": records[t.name].get("error")}
               for t in trials if records[t.name].get("status") != "done"]
+    failed += [{"trial": t.name, "variant": t.variant, "values": t.values, "status": "no_metric",
+                "attempt": records[t.name].get("attempt"),
+                "error": f"finished, but its report has no {metric!r} (win_rate_retention needs battles its teacher "
+                         "wins: SMAX or GRF, not MPE)"}
+               for t in trials if records[t.name].get("status") == "done"
+               and (records[t.name].get("figures") or {}).get(metric) is None]
     walls = [records[t.name].get("wall_s") for t in trials if records[t.name].get("status") == "done"]
     rss = [records[t.name].get("peak_rss_mb") for t in trials if records[t.name].get("status") == "done"]
     report = {"sweep": str(out), "kind": data["kind"], "metric": metric, "reference": ref,
