@@ -52,6 +52,7 @@ def test_end_to_end_beats_random_and_teacher_is_untouched(teacher_path: Path, tm
     assert s["team_return"] - s["ci95"] > r["team_return"] + r["ci95"], report
     assert report["teacher_eval"]["team_return"] > r["team_return"]
     assert report["min_flops_reduction"] > 1.0
+    assert report["rollout_note"] == ""  # 25 steps per iteration: every MPE episode whole
 
     # Outputs: students.pt (profiles, architecture, teacher hash), metrics.csv, TensorBoard, report.
     students, payload = load_students(tmp_path)

@@ -95,6 +95,8 @@ def test_masked_distillation_never_samples_unavailable(smax_teacher: Path, tmp_p
     assert sum(checked) >= 2 * 16 * 8 * 3
     on_disk = json.loads((tmp_path / "students" / "distill_report.json").read_text())
     assert on_disk["scenario"] == "smax:3m" and report["team"] == "smax_3m"
+    # 16 steps per iteration from a fresh reset, battles of up to 100: the report says the students never act later
+    assert "num_steps 16 < the scenario's episode limit 100" in on_disk["rollout_note"], on_disk["rollout_note"]
     for key in ("teacher_eval", "students_eval", "random_eval"):
         ev = on_disk[key]
         assert 0.0 <= ev["win_rate"] <= 1.0 and ev["win_rate_ci95"] >= 0.0 and ev["episodes"] == 6

@@ -44,6 +44,17 @@ from kdmarl_teacher.distill.team_eval import evaluate_students
 RECIPES: dict[str, type[Recipe]] = {"mappo": MappoRecipe, "qmix": QmixRecipe}  # teacher.algo -> recipe
 
 
+
+def rollout_truncation(num_steps: int, max_cycles: int) -> str:
+    """Every iteration rolls its `num_steps` steps out from a fresh reset (one whole MPE episode at the shipped 25),
+    so with fewer steps than the scenario's episode limit the students never act past step `num_steps` of an
+    episode: a long SMAX battle (up to 100 steps) is distilled on its opening only. Empty when nothing is cut."""
+    if num_steps >= max_cycles:
+        return ""
+    return (f"num_steps {num_steps} < the scenario's episode limit {max_cycles}: every iteration restarts the "
+            f"episodes, so the students are never trained past step {num_steps} of an episode (set "
+            f"num_steps={max_cycles}, and fewer num_envs to keep the batch)")
+
 def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teacher_path: str | Path | None = None,
             resume: bool = False, progress: bool = True, team: TeamConfig | None = None) -> dict:
     """Distill `teacher` into the team's students (module docstring); returns the report dict (also written to
@@ -66,6 +77,9 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         print("  " + line)
     env = envs.make_env(spec.name, num_envs=cfg.num_envs, seed=cfg.seed, device=device, **spec.params)
     B, T = cfg.num_envs, cfg.num_steps
+    rollout_note = rollout_truncation(T, env.max_cycles)
+    if rollout_note:
+        print(f"warning: {rollout_note}", file=sys.stderr)
     n_iters = max(1, cfg.total_steps // (B * T))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # every action the students sample
     start_iter, global_step, wall_before = 0, 0, 0.0
@@ -150,7 +164,7 @@ def distill(cfg: DistillConfig, teacher: Teacher, out_dir: str | Path, *, teache
         **win_rate_fields(ev_teacher, ev_students),
         "min_flops_reduction": min(a["flops_reduction"] for a in agents_report),
         "config": dataclasses.asdict(cfg), "command": " ".join(sys.argv),
-        "flops_note": recipe.flops_note,
+        "flops_note": recipe.flops_note, "rollout_note": rollout_note,
     }
     report_path = out / "distill_report.json"
     with writing(report_path), atomic_file(report_path) as fh:
