@@ -160,10 +160,16 @@ def main() -> int:
              f"{SCRATCH}: MAPPO from scratch, the teacher's training config with a shared actor of the students' "
              "hidden size (full observation + agent one-hot, so more FLOPs than the students), the same env steps, "
              "one seed; not a distillation, so not in the sweep",
+             "rollouts: the shipped distill.yaml's num_steps 25 from a fresh reset per iteration, so the students "
+             "never act past step 25 of a battle (each report's rollout_note); enough on 3m and 2s3z, not on 3s5z "
+             "(docs/distillation.md, Whole battles: --set num_steps=100 --set num_envs=32 there)",
              "teachers: " + "; ".join(f"{t}: {run}" for t, run in teachers.items())
              + "; train_minutes move with the machine's load (two trials run at once on 2 cores)"]
     if args.quick:
         notes.insert(0, "QUICK smoke run: figures are not the benchmark")
+    if args.report_only:
+        notes.insert(0, "tabulated with --report-only from the runs under --keep (the sweep's trials and the scratch "
+                        "runs that the same command without --report-only trains)")
     write_result(args.result + ("_quick" if args.quick else ""),
                  title="KD-MARL students on every SMAX map: win-rate retention on every seed at the budgets' FLOPs "
                        "reduction, baselines at equal size",
