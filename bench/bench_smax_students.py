@@ -16,7 +16,8 @@ Target per team: >= 0.90 win-rate retention on every seed at >= 20x fewer FLOPs 
 up to 28.6x).
 
     python bench/bench_smax_students.py --teacher-3m runs/smax/mappo_3m --teacher-2s3z runs/smax/mappo_2s3z \\
-        --teacher-3s5z runs/smax/mappo_3s5z --keep runs/smax [--reuse] [--cpus 2] [--no-scratch]
+        --teacher-3s5z runs/smax/mappo_3s5z --keep runs/smax [--reuse] [--cpus 2] [--no-scratch] \\
+        [--set num_steps=100 --set num_envs=32] [--variants kdmarl_full] [--result smax_students_whole]
 
 Teachers come from bench/bench_smax_teacher.py --keep DIR (mappo_MAP) or bench/bench_peers.py smax_MAP --keep DIR
 (DIR/ours). Give any subset of the maps. With --keep, the sweep lives in KEEP/students and the scratch runs in
@@ -35,6 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from bench_distill import load_bench_spec, rows_from_sweep, run_spec
 
 METRIC = "win_rate_retention"
@@ -112,6 +114,10 @@ def main() -> int:
                         help="with --keep: tabulate the sweep there as it is (an interrupted benchmark), run no "
                              "trial; finished scratch runs are read, missing ones not trained")
     parser.add_argument("--cpus", type=int, help="Ray CPUs of the sweep (default: this machine's)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a distill config key for every trial (the sweep's base), e.g. num_steps=100 "
+                             "num_envs=32 for whole battles; repeatable")
+    parser.add_argument("--variants", help="comma list of the spec's variants to run (default: all)")
     parser.add_argument("--no-scratch", action="store_true", help="skip the MAPPO-from-scratch baselines")
     parser.add_argument("--episodes", type=int, default=200, help="evaluation battles of the scratch baselines")
     parser.add_argument("--result", default="smax_students", help="bench/results/RESULT.json (default %(default)s)")
@@ -130,6 +136,16 @@ def main() -> int:
     spec = load_bench_spec("smax_students.yaml", args.quick)
     spec["grid"]["team"] = [t for t in spec["grid"]["team"] if t in teachers]
     spec["teacher"] = {t: v for t, v in spec["teacher"].items() if t in teachers}
+    for item in args.sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set {item!r}: expected KEY=VALUE, e.g. num_steps=100")
+        spec["base"][key] = yaml.safe_load(value)
+    if args.variants:
+        unknown = sorted(set(args.variants.split(",")) - set(spec["variants"]))
+        if unknown:
+            parser.error(f"--variants: {unknown} not in bench/sweeps/smax_students.yaml ({list(spec['variants'])})")
+        spec["variants"] = {k: v for k, v in spec["variants"].items() if k in args.variants.split(",")}
     episodes = 20 if args.quick else args.episodes
     report = run_spec(spec, root / "students", cpus=args.cpus, reuse=args.reuse, report_only=args.report_only)
     rows = rows_from_sweep(report)
