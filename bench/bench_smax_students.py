@@ -81,6 +81,17 @@ def scratch_row(teacher: Path, ref: dict[str, Any], out: Path, episodes: int) ->
             "verdict": "one seed, not in the sweep", "run": str(out)}
 
 
+def rollouts_note(base: dict[str, Any]) -> str:
+    """What each iteration's rollout covers: SMAX battles last up to 100 steps, and every iteration restarts them."""
+    steps = base.get("num_steps", 25)
+    if steps >= 100:
+        return (f"rollouts: num_steps {steps} x num_envs {base.get('num_envs', 128)} per iteration from a fresh reset: "
+                "whole battles (--set)")
+    return (f"rollouts: num_steps {steps} (the shipped distill.yaml's) from a fresh reset per iteration, so the "
+            f"students never act past step {steps} of a battle (each report's rollout_note); enough on 3m and 2s3z, "
+            "not on 3s5z (docs/distillation.md, Whole battles: --set num_steps=100 --set num_envs=32 there)")
+
+
 def per_seed_text(row: dict[str, Any]) -> str:
     return " / ".join(f"{v:.3f}" for v in row.get(f"{METRIC}_per_seed", {}).values())
 
@@ -176,9 +187,7 @@ def main() -> int:
              f"{SCRATCH}: MAPPO from scratch, the teacher's training config with a shared actor of the students' "
              "hidden size (full observation + agent one-hot, so more FLOPs than the students), the same env steps, "
              "one seed; not a distillation, so not in the sweep",
-             "rollouts: the shipped distill.yaml's num_steps 25 from a fresh reset per iteration, so the students "
-             "never act past step 25 of a battle (each report's rollout_note); enough on 3m and 2s3z, not on 3s5z "
-             "(docs/distillation.md, Whole battles: --set num_steps=100 --set num_envs=32 there)",
+             rollouts_note(spec["base"]),
              "teachers: " + "; ".join(f"{t}: {run}" for t, run in teachers.items())
              + "; train_minutes move with the machine's load (two trials run at once on 2 cores)"]
     if args.quick:

@@ -98,8 +98,10 @@ def build_report(out: Path, sweep_wall_s: float | None = None) -> dict[str, Any]
                          "wins: SMAX or GRF, not MPE)"}
                for t in trials if records[t.name].get("status") == "done"
                and (records[t.name].get("figures") or {}).get(metric) is None]
-    walls = [records[t.name].get("wall_s") for t in trials if records[t.name].get("status") == "done"]
-    rss = [records[t.name].get("peak_rss_mb") for t in trials if records[t.name].get("status") == "done"]
+    done_records = [records[t.name] for t in trials if records[t.name].get("status") == "done"]
+    # a trial recorded from a report its run left behind (the sweep died before recording it) has no wall time
+    walls = [r["wall_s"] for r in done_records if r.get("wall_s") is not None]
+    rss = [r["peak_rss_mb"] for r in done_records if r.get("peak_rss_mb") is not None]
     report = {"sweep": str(out), "kind": data["kind"], "metric": metric, "reference": ref,
               "n_trials": len(trials), "done": len(trials) - len(failed), "failed": failed,
               "statistics": {
