@@ -4,8 +4,8 @@ budgets give, next to the KL-only and MAPPO-from-scratch baselines at equal size
 
 The students are the `kdmarl sweep` grid bench/sweeps/smax_students.yaml, on the local Ray: teams smax_3m_mcu,
 smax_2s3z_mcu and smax_3s5z_mcu (every unit on its full observation, on a microcontroller budget: mlp[8, 8],
-25-38x fewer FLOPs than the teacher actor) x 5 distillation seeds x
-{kdmarl_full (the shipped distill.yaml), kl_only (use_pg/ce/relation/role off)}, one MAPPO teacher per map. Every
+25-38x fewer FLOPs than the teacher actor) x 5 distillation seeds x {kdmarl_full (the shipped distill.yaml:
+whole battles, 32 x 100 steps per iteration), kl_only (use_pg/ce/relation/role off)}, one MAPPO teacher per map. Every
 trial is evaluated greedy on the same 200 battles as its teacher and random, seeds 1000-1199, masks applied.
 Per (team, variant): win-rate retention (student / teacher win rate) with its 95 % interval across seeds and
 every seed's value, return retention (DESIGN.md §5), FLOPs reduction per agent, and for kl_only the paired
@@ -17,7 +17,7 @@ up to 28.6x).
 
     python bench/bench_smax_students.py --teacher-3m runs/smax/mappo_3m --teacher-2s3z runs/smax/mappo_2s3z \\
         --teacher-3s5z runs/smax/mappo_3s5z --keep runs/smax [--reuse] [--cpus 2] [--no-scratch] \\
-        [--set num_steps=100 --set num_envs=32] [--variants kdmarl_full] [--result smax_students_whole]
+        [--set KEY=VALUE] [--variants kdmarl_full] [--result smax_students_whole]
 
 Teachers come from bench/bench_smax_teacher.py --keep DIR (mappo_MAP) or bench/bench_peers.py smax_MAP --keep DIR
 (DIR/ours). Give any subset of the maps. With --keep, the sweep lives in KEEP/students and the scratch runs in
@@ -81,15 +81,23 @@ def scratch_row(teacher: Path, ref: dict[str, Any], out: Path, episodes: int) ->
             "verdict": "one seed, not in the sweep", "run": str(out)}
 
 
-def rollouts_note(base: dict[str, Any]) -> str:
-    """What each iteration's rollout covers: SMAX battles last up to 100 steps, and every iteration restarts them."""
-    steps = base.get("num_steps", 25)
-    if steps >= 100:
-        return (f"rollouts: num_steps {steps} x num_envs {base.get('num_envs', 128)} per iteration from a fresh reset: "
-                "whole battles (--set)")
-    return (f"rollouts: num_steps {steps} (the shipped distill.yaml's) from a fresh reset per iteration, so the "
-            f"students never act past step {steps} of a battle (each report's rollout_note); enough on 3m and 2s3z, "
-            "not on 3s5z (docs/distillation.md, Whole battles: --set num_steps=100 --set num_envs=32 there)")
+def rollouts_note(report: dict[str, Any]) -> str:
+    """What each iteration's rollout covered, read from the trials' own distill_config.yaml: SMAX battles last up
+    to 100 steps and every iteration restarts them (docs/distillation.md, Whole battles)."""
+    shapes = set()
+    for trial in report.get("trials", []):
+        cfg_file = Path(trial.get("dir", "")) / "distill_config.yaml"
+        if cfg_file.is_file():
+            cfg = yaml.safe_load(cfg_file.read_text())
+            shapes.add((cfg["num_steps"], cfg["num_envs"]))
+    if not shapes:
+        return "rollouts: no trial's distill_config.yaml found"
+    text = ", ".join(f"num_steps {t} x num_envs {b}" for t, b in sorted(shapes))
+    if min(t for t, _ in shapes) >= 100:
+        return f"rollouts: {text} per iteration from a fresh reset: whole battles"
+    return (f"rollouts: {text} per iteration from a fresh reset, so the students never act past that step of a "
+            "battle (each report's rollout_note); enough on 3m and 2s3z, not on 3s5z (docs/distillation.md, "
+            "Whole battles, today's default)")
 
 
 def per_seed_text(row: dict[str, Any]) -> str:
@@ -126,8 +134,8 @@ def main() -> int:
                              "trial; finished scratch runs are read, missing ones not trained")
     parser.add_argument("--cpus", type=int, help="Ray CPUs of the sweep (default: this machine's)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="a distill config key for every trial (the sweep's base), e.g. num_steps=100 "
-                             "num_envs=32 for whole battles; repeatable")
+                        help="a distill config key for every trial (the sweep's base), e.g. total_steps=3000000; "
+                             "repeatable")
     parser.add_argument("--variants", help="comma list of the spec's variants to run (default: all)")
     parser.add_argument("--no-scratch", action="store_true", help="skip the MAPPO-from-scratch baselines")
     parser.add_argument("--episodes", type=int, default=200, help="evaluation battles of the scratch baselines")
@@ -187,7 +195,7 @@ def main() -> int:
              f"{SCRATCH}: MAPPO from scratch, the teacher's training config with a shared actor of the students' "
              "hidden size (full observation + agent one-hot, so more FLOPs than the students), the same env steps, "
              "one seed; not a distillation, so not in the sweep",
-             rollouts_note(spec["base"]),
+             rollouts_note(report),
              "teachers: " + "; ".join(f"{t}: {run}" for t, run in teachers.items())
              + "; train_minutes move with the machine's load (two trials run at once on 2 cores)"]
     if args.quick:

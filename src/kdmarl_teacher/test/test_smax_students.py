@@ -103,6 +103,34 @@ def test_masked_distillation_never_samples_unavailable(smax_teacher: Path, tmp_p
     assert "win_rate_retention" in on_disk
 
 
+def test_kdmarl_distill_rolls_out_whole_battles_by_default(smax_teacher: Path, tmp_path: Path) -> None:
+    """The shipped distill config on a SMAX teacher covers a whole battle each iteration (num_steps = max_steps 100)
+    at the MPE default's batch (32 x 100 = 128 x 25 joint steps); --set still wins, and a --config file is taken
+    as written."""
+    import yaml
+    from kdmarl_teacher.distill import cli
+    from kdmarl_teacher.distill.profiles import CONFIG_DIR
+
+    tiny = ["--set", "total_steps=256", "--set", "update_epochs=1", "--set", "eval_episodes=2", "--no-progress"]
+    run = tmp_path / "students"
+    assert cli.main(["--teacher", str(smax_teacher), "--out", str(run), "--team", "smax_3m", *tiny]) == 0
+    saved = yaml.safe_load((run / "distill_config.yaml").read_text())
+    assert (saved["num_steps"], saved["num_envs"]) == (100, 32)
+    report = json.loads((run / "distill_report.json").read_text())
+    assert report["rollout_note"] == "" and report["global_step"] == 3200  # one iteration: 32 battles, whole
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    own = cli.resolve_config(parser.parse_args(["--teacher", "t", "--out", "o", "--set", "num_steps=50"]),
+                             "distill.yaml", 100)
+    assert (own.num_steps, own.num_envs) == (50, 32)  # the user's num_steps, the default's batch
+    file = cli.resolve_config(parser.parse_args(["--teacher", "t", "--out", "o", "--config",
+                                                 str(CONFIG_DIR / "distill.yaml")]), "distill.yaml", 100)
+    assert (file.num_steps, file.num_envs) == (25, 128)
+    mpe = cli.resolve_config(parser.parse_args(["--teacher", "t", "--out", "o"]), "distill.yaml", 25)
+    assert (mpe.num_steps, mpe.num_envs) == (25, 128)
+
+
 @pytest.fixture(scope="module")
 def smax_qmix_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny QMIX teacher on SMAX 3m from the shipped config/qmix_smax.yaml (a few seconds)."""

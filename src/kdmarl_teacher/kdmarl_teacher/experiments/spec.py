@@ -233,10 +233,10 @@ def expand(spec: dict[str, Any], out: Path) -> list[Trial]:
                                     overrides=overrides, config_file=spec.get("config"),
                                     dir=str((out / "trials" / name).resolve()), cpus=spec["cpus_per_trial"],
                                     eval_episodes=spec["eval_episodes"]))
-    algos: dict[str, str] = {}
+    teachers: dict[str, dict[str, Any]] = {}
     for t in trials:  # the whole config of each trial, as its run would resolve it (cross-key checks too)
         try:
-            resolve_trial_config(t, algos)
+            resolve_trial_config(t, teachers)
         except ValueError as err:
             raise ValueError(f"{path}: trial {t.name}: {err}") from None
     return trials
@@ -246,15 +246,16 @@ def _default_team(spec: dict[str, Any]) -> str:
     return load_distill_config(spec.get("config")).team
 
 
-def teacher_algo(path: str, cache: dict[str, str]) -> str:
+def teacher_checkpoint(path: str, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The teacher's checkpoint (read once per sweep): its algorithm and scenario pick the trial's defaults."""
     if path not in cache:
         from kdmarl_teacher.core.run_files import load_checkpoint  # noqa: PLC0415 (torch: not for --report)
 
-        cache[path] = load_checkpoint(path, "cpu").get("algo", "mappo")
+        cache[path] = load_checkpoint(path, "cpu")
     return cache[path]
 
 
-def resolve_trial_config(t: Trial, algos: dict[str, str] | None = None) -> Any:
+def resolve_trial_config(t: Trial, teachers: dict[str, dict[str, Any]] | None = None) -> Any:
     """The trial's config exactly as `kdmarl distill` / `kdmarl train` resolve theirs (their own functions): the
     spec's `config` file (else the shipped default), then every override as a `--set`."""
     if t.kind == "distill":
@@ -262,8 +263,9 @@ def resolve_trial_config(t: Trial, algos: dict[str, str] | None = None) -> Any:
         args = argparse.Namespace(config=t.config_file, resume=False, out=t.dir, overrides=set_items(t.overrides),
                                   team=None, seed=None, device=None, resource_aware=False,
                                   **{f"no_{term}": False for term in ALL_TERMS})
-        qmix = teacher_algo(t.teacher, algos if algos is not None else {}) == "qmix"
-        return distill_cli.resolve_config(args, "distill_qmix.yaml" if qmix else "distill.yaml")
+        payload = teacher_checkpoint(t.teacher, teachers if teachers is not None else {})
+        return distill_cli.resolve_config(args, distill_cli.default_config_file(payload),
+                                          distill_cli.episode_limit(payload))
     args = argparse.Namespace(config=t.config_file, resume=False, out=t.dir, overrides=set_items(t.overrides),
                               scenario=None, seed=None, device=None)
     return train_cli.resolve_config(args, ALGORITHMS["mappo"])
