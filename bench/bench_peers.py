@@ -25,6 +25,7 @@ every logged update); its compilation time is reported separately, as its driver
     python bench/bench_peers.py smax_5m_vs_6m                  # about 33 min (the harder map; no target yet)
     python bench/bench_peers.py smax_3m --set num_envs=32      # a lever against the peer: peers_smax_3m_lever.json
     python bench/bench_peers.py qmix_spread --quick            # smoke check, ~3 min: *_quick.json, not docs
+    python bench/bench_peers.py smax_3m --keep DIR --report-only   # tabulate the runs kept in DIR again
 
 The peer's venv: --peer-venv, else $KDMARL_PEER_VENV, else ./.venv-jaxmarl-peer (create it with
 `../shared/peers/jaxmarl/setup_venv.sh PATH`); the drivers: --peer-dir, else $KDMARL_PEER_DIR, else
@@ -167,6 +168,22 @@ def run_ours(task: Task, run: Path, minutes: float, *, quick: bool, episodes: in
     return json.loads((run / "eval.json").read_text())["results"]["deterministic"]
 
 
+def read_back(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """--report-only: how the peer's run ended (peer_info.json, else its compile time from its log) and our
+    deterministic evaluation (eval.json)."""
+    log, eval_json = out / "peer.log", out / "ours" / "eval.json"
+    for path in (log, out / "peer.csv", out / "ours" / "metrics.csv", eval_json):
+        if not path.is_file():
+            raise SystemExit(f"--report-only: {path} missing (run the bench with --keep {out} first)")
+    if (out / "peer_info.json").is_file():  # written by the run itself
+        peer_info = json.loads((out / "peer_info.json").read_text())
+    else:
+        compile_s = re.search(r"COMPILE_S ([0-9.]+)", log.read_text())
+        peer_info = {"compile_s": float(compile_s.group(1)) if compile_s else None, "stopped_at_budget": None,
+                     "wall_s_total": None}
+    return peer_info, json.loads(eval_json.read_text())["results"]["deterministic"]
+
+
 def run_end(metrics_csv: Path) -> dict[str, Any]:
     """Where our run actually stopped (its last metrics.csv row): the curve's last point can be an evaluation
     up to `eval_every` iterations earlier."""
@@ -201,6 +218,7 @@ def main() -> int:
         read_ours,
         read_peer_mappo,
         read_peer_qmix,
+        steps_per_reading,
     )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -214,9 +232,14 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=200, help="our deterministic evaluation (fixed seeds)")
     parser.add_argument("--keep", help="keep the runs and the peer's CSV/log here (default: temporary)")
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny budgets, *_quick.json, no docs figure")
+    parser.add_argument("--report-only", action="store_true",
+                        help="with --keep: tabulate the runs there again (peer.csv/.log, ours/metrics.csv, "
+                             "ours/eval.json), train nothing")
     args = parser.parse_args()
+    if args.report_only and not args.keep:
+        parser.error("--report-only needs --keep DIR (the directory of an earlier run)")
     task = TASKS[args.task]
-    python = peer_python(Path(args.peer_venv))
+    python = None if args.report_only else peer_python(Path(args.peer_venv))  # --report-only runs no peer
     peer_dir = Path(args.peer_dir)
     script = peer_dir / task.peer_script
     if not script.is_file():
@@ -230,15 +253,20 @@ def main() -> int:
 
     peer_csv, peer_log = out / "peer.csv", out / "peer.log"
     peer_args = list(task.quick_peer_args if args.quick else task.peer_args)
-    print(f"peer: {python} {script} {' '.join(peer_args)} -> {peer_csv} ({minutes:g} min)", flush=True)
-    peer_info = run_peer(python, script, peer_args, csv_out=peer_csv, log=peer_log, minutes=minutes)
-    print(f"ours: kdmarl train {' '.join(task.ours_args)} ({minutes:g} min)", flush=True)
-    det = run_ours(task, out / "ours", minutes, quick=args.quick, episodes=episodes, sets=args.sets)
+    if args.report_only:
+        peer_info, det = read_back(out)
+    else:
+        print(f"peer: {python} {script} {' '.join(peer_args)} -> {peer_csv} ({minutes:g} min)", flush=True)
+        peer_info = run_peer(python, script, peer_args, csv_out=peer_csv, log=peer_log, minutes=minutes)
+        (out / "peer_info.json").write_text(json.dumps(peer_info) + "\n")  # for --report-only
+        print(f"ours: kdmarl train {' '.join(task.ours_args)} ({minutes:g} min)", flush=True)
+        det = run_ours(task, out / "ours", minutes, quick=args.quick, episodes=episodes, sets=args.sets)
 
     qmix = task.name.startswith("qmix")
     peer = (read_peer_qmix(peer_csv, 3, task.peer_label) if qmix else read_peer_mappo(peer_csv, task.peer_label))
     ours_label = task.ours_label + (f" + {' '.join(args.sets)}" if args.sets else "")
-    ours = read_ours(out / "ours" / "metrics.csv", task.ours_column, ours_label, task.metric)
+    window = 0 if qmix else steps_per_reading(peer)  # ours read over as much play as one peer update
+    ours = read_ours(out / "ours" / "metrics.csv", task.ours_column, ours_label, task.metric, window_steps=window)
     level = None if qmix else SMAX_LEVEL
     peer_row = {**side_row(peer, "peer", f"{task.peer_label} @ JaxMARL {peer_commit(peer_dir)[:9]}", level),
                 "compile_s": peer_info["compile_s"], "peer_args": " ".join(peer_args)}
@@ -294,11 +322,13 @@ def main() -> int:
     notes = [
         f"peer: {script} {' '.join(peer_args)} in {args.peer_venv} (CPU jax, both cores); its wall time starts after "
         f"jax compiled its training loop ({peer_info['compile_s']} s, not counted); stopped at the budget: "
-        f"{peer_info['stopped_at_budget']}",
+        f"{'not recorded' if peer_info['stopped_at_budget'] is None else peer_info['stopped_at_budget']}",
         "ours: the shipped config with time_limit_minutes = the budget (torch_threads 1); wall time from the start "
         "of the run, in-training evaluations included",
         "ahead/behind compares step curves: each side's latest figure at the wall times at which the peer showed a "
-        "new one" if qmix else "training win rate: battles finished in an update (peer) / an iteration (ours)",
+        "new one" if qmix else f"training win rate: battles finished in an update (peer) / in the trailing "
+        f"iterations that make up one peer update's {window} env steps (ours; episode-weighted), so both readings "
+        "average the same amount of play",
         "peer's spread return: its test return summed over 3 agents / 3, on JaxMARL's 26-step episodes (ours: 25 "
         "mpe2 steps), greedy over 512 test episodes; ours: greedy on 64 fixed mpe2 seeds every 20 iterations"
         if qmix else "deterministic win rate: our greedy policy on battles from PRNGKey(1000..1199)",
@@ -306,6 +336,10 @@ def main() -> int:
         "the machines of this kind differ by up to 1.5x"]
     if args.quick:
         notes.insert(0, "QUICK smoke run: tiny budgets; figures are not the benchmark")
+    if args.report_only:
+        notes.insert(0, f"tabulated again with --report-only from the runs under {out} (trained "
+                        f"{dt.datetime.fromtimestamp((out / 'peer.csv').stat().st_mtime, dt.timezone.utc):%Y-%m-%d}, "
+                        "one after the other; the bench wall time below is the tabulation's)")
     # a lever run (--set) never replaces the shipped config's result
     name = f"peers_{task.name}" + ("_lever" if args.sets else "") + ("_quick" if args.quick else "")
     title = f"{task.ours_label} vs {task.peer_label}: {task.metric} against wall time, same run"

@@ -22,6 +22,7 @@ from kdmarl_teacher.reports.peers import (
     read_ours,
     read_peer_mappo,
     read_peer_qmix,
+    steps_per_reading,
     value_at,
 )
 
@@ -73,6 +74,27 @@ def test_ours_skips_iterations_without_an_evaluation(ours_run: Path) -> None:
     evaluated = [r for r in rows if r["greedy_return"] not in ("", "nan")]
     assert 0 < len(curve.value) == len(evaluated) < len(rows)
     assert curve.env_steps == [int(r["global_step"]) for r in evaluated]
+
+
+def test_our_win_rate_is_read_over_one_peer_update_of_play(tmp_path: Path) -> None:
+    """Our training win rate per iteration averages that iteration's battles only; against the peer it is read
+    over the trailing iterations that make up one peer update's env steps, weighted by battles, so a config with
+    fewer envs per iteration does not reach a level early by chance."""
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("iteration,global_step,wall_time,episodes,task/won\n"
+                       "1,2048,6,10,1.0\n2,4096,12,30,0.5\n3,6144,18,0,\n4,8192,24,10,0.0\n5,10240,30,50,1.0\n")
+    raw = read_ours(metrics, "task/won", "ours", "training win rate")
+    assert raw.value == [1.0, 0.5, 0.0, 1.0] and raw.env_steps == [2048, 4096, 8192, 10240]
+    peer = read_peer_mappo(PEER_MAPPO, "peer")
+    assert steps_per_reading(peer) == 16384  # JaxMARL's 3m config: 128 envs x 128 steps per update
+    read = read_ours(metrics, "task/won", "ours", "training win rate", window_steps=4096)
+    # each reading covers the last 4096 env steps: iteration 2 with 1 (10 + 30 battles); iteration 4 with 3, which
+    # finished none (its row is skipped); iteration 5 with 4
+    assert read.value == pytest.approx([1.0, (10 + 15) / 40, 0.0, (0 + 50) / 60])
+    assert read.env_steps == raw.env_steps and read.minutes == raw.minutes
+    with pytest.raises(ValueError, match="episodes"):
+        (tmp_path / "bare.csv").write_text("global_step,wall_time,task/won\n2048,6,1.0\n")
+        read_ours(tmp_path / "bare.csv", "task/won", "ours", "training win rate", window_steps=4096)
 
 
 def test_value_at_is_a_step_function_and_ahead_compares_at_the_peer_points() -> None:

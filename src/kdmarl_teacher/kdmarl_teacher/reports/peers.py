@@ -12,7 +12,8 @@ A curve is what each side logged against wall time since its training started:
 - the peer's MAPPO driver CSV (`run_mappo.py`): `win_rate`, the training win rate of each update's finished
   battles;
 - our `metrics.csv`: `greedy_return` (QMIX: greedy return on 64 fixed mpe2 seeds every `eval_every` iterations)
-  or `task/won` (MAPPO on SMAX: training win rate of an iteration's finished battles).
+  or `task/won` (MAPPO on SMAX: training win rate of finished battles, read over the trailing iterations that
+  make up one peer update's env steps, so both sides' readings average the same amount of play).
 The peer's wall time starts after jax compiled its training loop (`COMPILE_S` in its log, reported separately);
 ours starts when the run starts.
 """
@@ -106,21 +107,48 @@ def read_peer_mappo(path: Path, label: str) -> Curve:
     return curve
 
 
-def read_ours(metrics_csv: Path, column: str, label: str, metric: str) -> Curve:
+def read_ours(metrics_csv: Path, column: str, label: str, metric: str, window_steps: int = 0) -> Curve:
     """Our run's metrics.csv -> `column` against wall time; rows where the column is empty or NaN (a greedy
-    evaluation is not run every iteration, an iteration may finish no battle) are skipped."""
+    evaluation is not run every iteration, an iteration may finish no battle) are skipped.
+
+    With `window_steps` (a rate per iteration, such as `task/won`, weighted by the `episodes` column): each point is
+    the episode-weighted mean over the trailing iterations that cover at least `window_steps` env steps. Why: a
+    training win rate read off one iteration averages that iteration's battles only, so a config with fewer envs
+    per iteration reads noisier and reaches a level early by chance (num_envs=16 on 3m: ~135 battles a reading,
+    one of them 0.9 at 4.4 min while the mean was 0.84). Matched to the peer's steps per update
+    (`steps_per_reading`), both sides' readings average the same amount of play."""
     curve = Curve(label, "ours", metric)
-    for line, row in enumerate(_read_csv(metrics_csv, ("global_step", "wall_time", column)), start=2):
+    steps: list[int] = []
+    won: list[float] = []
+    weight: list[float] = []
+    required = ("global_step", "wall_time", column) + (("episodes",) if window_steps else ())
+    for line, row in enumerate(_read_csv(metrics_csv, required), start=2):
         cell = row[column]
         if cell in ("", "nan"):
             continue
         value = _number(metrics_csv, line, row, column)
         if math.isnan(value):
             continue
+        step = int(_number(metrics_csv, line, row, "global_step"))
+        if window_steps:
+            steps.append(step)
+            won.append(value)
+            weight.append(_number(metrics_csv, line, row, "episodes"))
+            first = len(steps) - 1
+            while first > 0 and step - steps[first - 1] < window_steps:
+                first -= 1
+            n = sum(weight[first:])
+            value = sum(w * v for w, v in zip(weight[first:], won[first:], strict=True)) / n if n else value
         curve.minutes.append(_number(metrics_csv, line, row, "wall_time") / 60)
-        curve.env_steps.append(int(_number(metrics_csv, line, row, "global_step")))
+        curve.env_steps.append(step)
         curve.value.append(value)
     return curve
+
+
+def steps_per_reading(curve: Curve) -> int:
+    """The env steps behind one point of `curve` (the median step between points): the peer's update size."""
+    gaps = sorted(b - a for a, b in zip(curve.env_steps, curve.env_steps[1:], strict=False))
+    return gaps[len(gaps) // 2] if gaps else 0
 
 
 def value_at(curve: Curve, minutes: float) -> float | None:
