@@ -374,7 +374,7 @@ def main() -> int:
                      targets=[every_seed_target(r) for r in hetero_rows if "error" not in r])
     if args.quick:
         write_result("distill_quick", title="KD-MARL distillation: retention, FLOPs reduction, wall time",
-                     columns=SWEEP_COLUMNS, rows=main_rows, targets=targets, notes=notes,
+                     columns=SWEEP_COLUMNS, rows=main_rows + hetero_rows, targets=targets, notes=notes,
                      extra={**extra, "ablation_rows": abl_rows})
         return 0
     if main_rows:

@@ -10,9 +10,12 @@
    and goal difference with 95 % intervals -> bench/results/grf_teacher.json.
 
 3. Students (with --student-steps N): `kdmarl distill --team grf_3v1_mcu` on that teacher for N env steps, the
-   bundle exported and evaluated through ONNX Runtime on the same 100 episodes -> bench/results/grf_students.json.
+   bundle exported and evaluated through ONNX Runtime on the same 100 episodes -> bench/results/grf_students.json,
+   a row per rollout shape (--student-rollouts): `whole`, the shipped distill default (whole 400-step episodes,
+   8 games x 400 steps per iteration), and `teacher`, the teacher's (50 games x 200 steps, 2 minibatches).
 
-    python bench/bench_grf.py [--minutes 25] [--keep runs/bench/grf] [--no-teacher] [--student-steps N] [--quick]
+    python bench/bench_grf.py [--minutes 25] [--keep runs/bench/grf] [--no-teacher] [--student-steps N]
+        [--student-rollouts whole,teacher] [--quick]
 
 Both skip (exit 0, nothing written) when gfootball is not installed (`bash scripts/setup_grf.sh`).
 """
@@ -124,32 +127,39 @@ def teacher(minutes: float, out: Path, quick: bool) -> dict[str, Any]:
             "train_win_final": curve[-1]["train_win_rate"], "run": str(run), "curve": curve}
 
 
-def students(teacher_run: Path, out: Path, steps: int, quick: bool) -> dict[str, Any]:
-    """`kdmarl distill` of team grf_3v1_mcu on the trained teacher (rollouts shaped as the teacher's: 50 games x 200
-    steps, 2 minibatches), `kdmarl export`, then `kdmarl evaluate --bundle`: the bundle's ONNX students, teacher actor
-    and random on the teacher's 100 evaluation episodes (engine seeds 1000-1099). Finished runs are read back."""
+# rollout shapes of the students' distillation: --set items (`whole`: the shipped default, nothing to set)
+STUDENT_ROLLOUTS = {"whole": [], "teacher": ["num_envs=50", "num_steps=200", "num_minibatches=2"]}
+
+
+def students(teacher_run: Path, out: Path, steps: int, quick: bool, rollout: str = "whole") -> dict[str, Any]:
+    """`kdmarl distill` of team grf_3v1_mcu on the trained teacher (rollouts: STUDENT_ROLLOUTS[rollout]),
+    `kdmarl export`, then `kdmarl evaluate --bundle`: the bundle's ONNX students, teacher actor and random on the
+    teacher's 100 evaluation episodes (engine seeds 1000-1099). Finished runs are read back."""
     from kdmarl_teacher.cli import main as kdmarl  # noqa: PLC0415
 
-    run, bundle = out / "students_3v1_mcu", out / "bundle_3v1_mcu"
+    tag = "" if rollout == "teacher" else f"_{rollout}"  # the first runs (teacher's shape) kept their names
+    run, bundle = out / f"students_3v1_mcu{tag}", out / f"bundle_3v1_mcu{tag}"
     episodes = 8 if quick else 100
     if not (run / "distill_report.json").is_file():
+        shape = ["num_envs=4", "num_steps=100"] if quick else STUDENT_ROLLOUTS[rollout]
         args = ["distill", "--teacher", str(teacher_run), "--team", "grf_3v1_mcu", "--out", str(run), "--no-progress",
-                "--set", f"total_steps={steps}", "--set", "num_envs=4" if quick else "num_envs=50",
-                "--set", "num_steps=100" if quick else "num_steps=200", "--set", "num_minibatches=2",
+                "--set", f"total_steps={steps}", *[x for item in shape for x in ("--set", item)],
                 "--set", f"eval_episodes={episodes}", "--set", "eval_seed=1000"]
         args += ["--resume"] if (run / "checkpoint.pt").is_file() else []
         if kdmarl(args) != 0:
             raise RuntimeError(f"kdmarl {' '.join(args)} failed")
     if not (bundle / "manifest.json").is_file() and kdmarl(["export", str(run), "--out", str(bundle)]) != 0:
         raise RuntimeError(f"kdmarl export {run} failed")
-    onnx_json = out / "bundle_eval.json"
+    onnx_json = out / f"bundle_eval{tag}.json"
     if not onnx_json.is_file() and kdmarl(["evaluate", "--bundle", str(bundle), "--episodes", str(episodes),
                                            "--json", str(onnx_json)]) != 0:
         raise RuntimeError(f"kdmarl evaluate --bundle {bundle} failed")
     rep = json.loads((run / "distill_report.json").read_text())
     onnx = json.loads(onnx_json.read_text())["results"]
     s, t, r = rep["students_eval"], rep["teacher_eval"], rep["random_eval"]
-    return {"team": rep["team"], "students": ", ".join(sorted({a["student"] for a in rep["agents"]})),
+    cfg = rep.get("config", {})
+    return {"team": rep["team"], "rollout": f"{rollout}: {cfg.get('num_envs')} games x {cfg.get('num_steps')} steps",
+            "students": ", ".join(sorted({a["student"] for a in rep["agents"]})),
             "hardware": ", ".join(sorted({a["hardware"] for a in rep["agents"]})),
             "budgets_met": all(a["fits_budget"] for a in rep["agents"]),
             "min_flops_reduction": round(rep["min_flops_reduction"], 1),
@@ -176,8 +186,14 @@ def main() -> int:
     parser.add_argument("--student-steps", type=int, default=0,
                         help="also distill grf_3v1_mcu students on the teacher for this many env steps, export and "
                              "evaluate the bundle (0: no students)")
+    parser.add_argument("--student-rollouts", default="whole",
+                        help=f"comma list of the students' rollout shapes, of {sorted(STUDENT_ROLLOUTS)}")
     parser.add_argument("--quick", action="store_true", help="smoke check: seconds, figures are not the benchmark")
     args = parser.parse_args()
+    rollouts = args.student_rollouts.split(",")
+    if set(rollouts) - set(STUDENT_ROLLOUTS):
+        parser.error(f"--student-rollouts: {sorted(set(rollouts) - set(STUDENT_ROLLOUTS))} not in "
+                     f"{sorted(STUDENT_ROLLOUTS)}")
     if importlib.util.find_spec("gfootball") is None:
         print("bench_grf: gfootball not installed (bash scripts/setup_grf.sh): skipped")
         return 0
@@ -223,22 +239,25 @@ def main() -> int:
         teacher_run = out / "mappo_3v1"
         if not (teacher_run / "teacher.pt").is_file():
             parser.error(f"--student-steps: no teacher at {teacher_run}/teacher.pt")
-        srow = students(teacher_run, out, 2000 if args.quick else args.student_steps, args.quick)
+        srows = [students(teacher_run, out, 2000 if args.quick else args.student_steps, args.quick, rollout)
+                 for rollout in rollouts]
         notes = ["students: kdmarl distill --team grf_3v1_mcu (three players, full simple115v2 observation, the "
-                 "Cortex-M7 budget) on the teacher of grf_teacher.json, shipped distill.yaml with the teacher's "
-                 "rollout shape (50 games x 200 steps, 2 minibatches), evaluated greedy on the teacher's 100 "
-                 "episodes (engine seeds 1000-1099) with the teacher and random",
+                 "Cortex-M7 budget) on the teacher of grf_teacher.json, shipped distill.yaml; rollout `whole`: its "
+                 "default on GRF (whole 400-step episodes, 8 games x 400 steps, 4 minibatches), `teacher`: the "
+                 "teacher's shape (50 games x 200 steps, 2 minibatches); the same env steps; evaluated greedy on the "
+                 "teacher's 100 episodes (engine seeds 1000-1099) with the teacher and random",
                  "win-rate retention = student win rate / teacher win rate; return retention = (R_s - R_random) / "
                  "(R_t - R_random) (DESIGN.md §5); onnx_*: the exported bundle evaluated alone through ONNX "
                  "Runtime (kdmarl evaluate --bundle), the code path the ROS sim bridge steps"]
         if args.quick:
             notes.insert(0, "QUICK smoke run: figures are not the benchmark")
         write_result("grf_students" + suffix, title="KD-MARL students on GRF academy_3_vs_1_with_keeper",
-                     columns=["team", "students", "hardware", "min_flops_reduction", "env_steps", "train_minutes",
+                     columns=["team", "rollout", "students", "hardware", "min_flops_reduction", "env_steps",
+                              "train_minutes",
                               "teacher_win_rate", "student_win_rate", "student_win_ci95", "random_win_rate",
                               "win_rate_retention", "teacher_goal_diff", "student_goal_diff", "return_retention",
                               "onnx_student_win_rate", "budgets_met"],
-                     rows=[srow], notes=notes)
+                     rows=srows, notes=notes)
     return 0
 
 
