@@ -11,7 +11,8 @@ Two sweeps (specs in bench/sweeps/, same evaluation seeds mpe2 1000-1199, same e
   option against the full loss, 5 seeds each, paired on the seeds: mean difference with its paired bootstrap
   95 % interval, paired t-test p-value, Cohen's d_z, and a plain verdict.
 - `spread3_hetero.yaml` (`--only hetero`, issue 26 §5): the heterogeneous team on every seed of 5 (target
-  retention >= 0.95 on each, every budget met), the shipped 1.5 M env steps against twice as many, paired.
+  retention >= 0.95 on each, every budget met), the shipped team against history features on every agent and
+  against twice the env steps, paired.
 MAPPO from scratch at student size (shared actor + one-hot, same env steps) stays one sequential run (seed 1):
 it is not a distillation, so it is not in the sweeps.
 
@@ -369,7 +370,8 @@ def main() -> int:
     extra = {"sweeps": {k: v["sweep"] for k, v in reports.items()},
              "sweep_wall_s": {k: v.get("sweep_wall_s") for k, v in reports.items()}}
     if hetero_rows and not args.quick:
-        write_result("distill_hetero", title="spread3_hetero on every seed: the shipped recipe and twice the env steps",
+        write_result("distill_hetero",
+                     title="spread3_hetero on every seed: shipped team, history on every agent, twice the env steps",
                      columns=[*SWEEP_COLUMNS, "budgets_met"], rows=hetero_rows, notes=notes, extra=extra,
                      targets=[every_seed_target(r) for r in hetero_rows if "error" not in r])
     if args.quick:

@@ -6,8 +6,9 @@
 #   envs     batched MPE port vs the mpe2 loop                         -> bench/results/envs.json
 #   teacher  MAPPO: return after 10 minutes, throughput (+ speaker-listener 5 min) -> teacher.json (about 15 min)
 #   distill  kdmarl sweep: 2 more spread teachers, headline rows (3 teams x 5 seeds, spread3_full x 3 teachers),
-#            baselines and one-term-off ablations x 5 seeds           -> distill.json, distill_ablation.json
-#                                                                       (about 2 h 15 min)
+#            baselines and one-term-off ablations x 5 seeds, spread3_hetero on every seed (1.5 M and 3 M env steps)
+#                                                                    -> distill.json, distill_ablation.json,
+#                                                                       distill_hetero.json (about 2 h 40 min)
 #   ladder   kdmarl sweep: retention vs FLOPs reduction, 6 rungs x 5 seeds -> distill_ladder.json (about 50 min)
 #   distill_memory  students with memory: MLP / history / GRU, 3 seeds, horizon 50, partial obs, speaker-listener
 #                                                                       -> distill_memory*.json (about 45 min)
@@ -15,8 +16,8 @@
 #            the deployment table                                       -> qmix.json, deployment.json (about 50 min)
 #   smax     SMAX adapter vs raw JaxMARL stepping (3m, 2s3z, 3s5z)     -> smax_env.json
 #            MAPPO teachers on 3m (15 min), 2s3z, 3s5z (10 min) vs JaxMARL -> smax_teacher.json (about 35 min)
-#            students on microcontroller budgets, 5 seeds: 2s3z full loss and KL-only, MAPPO from scratch at
-#            equal size, 3m and 3s5z full loss                        -> smax_students.json (about 2 h 30 min)
+#            students on microcontroller budgets (whole battles), 5 seeds, full loss and KL-only, MAPPO from
+#            scratch at equal size, on 3m, 2s3z and 3s5z               -> smax_students.json (about 2 h 30 min)
 #   peers    our teachers vs the JaxMARL peers in the same run, one after the other (needs the peer venv: see
 #            bench/bench_peers.py): QMIX spread 10 min each, MAPPO SMAX 3m 15 min, 2s3z 10 min, the harder
 #            5m_vs_6m 15 min each                                       -> peers_{qmix_spread,smax_3m,smax_2s3z,
@@ -56,7 +57,7 @@ if want distill; then
   banner "distill (targets, baselines, ablations)"
   rm -rf "$runs/distill"
   python bench/bench_distill.py --teacher-spread "$runs/teacher/spread" --teacher-sl "$runs/teacher/sl" \
-    --keep "$runs/distill"
+    --only main,ablation,hetero --keep "$runs/distill"
 fi
 if want ladder; then
   banner "ladder (retention vs FLOPs reduction)"

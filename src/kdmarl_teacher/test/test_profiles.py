@@ -28,11 +28,14 @@ def test_shipped_teams_load(name: str) -> None:
 
 def test_hetero_team_differs_per_agent() -> None:
     """spread3_hetero as its YAML documents it: three sensing profiles, three boards, students sized by board,
-    history features on every board (its memory preference [history, none]; each budget fits a history MLP)."""
+    history features where its memory preference [history, none] applies, and none on the microcontroller agent
+    (its own `memory: none`: there history would cost the student its second layer)."""
     team = load_team("spread3_hetero")
     assert [a.sensing["name"] for a in team.agents] == ["full", "no_velocity", "nearest2_landmarks"]
     assert [a.hardware["name"] for a in team.agents] == ["jetson_orin", "jetson_nano", "mcu_cortex_m4"]
-    assert [a.memory for a in team.agents] == ["history", "history", "history"]
+    assert [a.memory for a in team.agents] == ["history", "history", "none"]
+    assert team.agents[2].rung.label == "mlp[16, 16]"
+    assert load_team("spread3_hetero", memory="history").agents[2].rung.label == "mlp[16]"
     # 2 velocity inputs, 2 of 6 landmark inputs dropped; history doubles the sliced inputs except "nearest" slots
     assert [a.input_dim for a in load_team("spread3_hetero", memory="none").agents] == [18, 16, 16]
     assert [a.input_dim for a in team.agents][:2] == [36, 32]
