@@ -166,7 +166,10 @@ def test_adapter_starts_a_new_episode_after_stale_odometry(processes: Processes,
     assert spin_until(ros_node, lambda: decided(1, 10), 60.0, processes, alive=alive), processes.logs()
     assert "observing again after a gap (own odom stale): episode 1 starts at step 0" in processes.log("adapter")
     new = [o for o in observations if o.episode == 1]
-    assert new and min(o.step for o in new) == 0, [(o.episode, o.step) for o in observations[-20:]]
+    # The adapter's log above says step 0. On the wire the topic is best effort: a starved observer on a loaded CI
+    # machine once lost steps 0-2 of episode 1. A counter that had not restarted would be at 10 or more here
+    # (episode 0 decided 10 times before the freeze), so a first seen step under 10 still tells the two apart.
+    assert new and min(o.step for o in new) < 10, [(o.episode, o.step) for o in observations[-20:]]
     assert "agent_1: memory reset (recurrent, 4 values): new episode 1" in processes.log("student"), \
         processes.log("student")
     first = [a for a in actions if a.episode == 1 and not a.is_safe_action][:10]  # actions are reliable
