@@ -148,8 +148,7 @@ def run_peer(python: Path, script: Path, args: list[str], *, csv_out: Path, log:
     if proc.returncode != 0 and not stopped:
         tail = "\n".join(text.splitlines()[-15:])
         raise RuntimeError(f"peer {script.name} exited with {proc.returncode} (log {log}):\n{tail}")
-    compile_s = re.search(r"COMPILE_S ([0-9.]+)", text)
-    return {"compile_s": float(compile_s.group(1)) if compile_s else None, "stopped_at_budget": stopped,
+    return {"compile_s": compile_seconds(text), "stopped_at_budget": stopped,
             "wall_s_total": round(time.monotonic() - t0, 1)}
 
 
@@ -168,6 +167,12 @@ def run_ours(task: Task, run: Path, minutes: float, *, quick: bool, episodes: in
     return json.loads((run / "eval.json").read_text())["results"]["deterministic"]
 
 
+def compile_seconds(log_text: str) -> float | None:
+    """The peer driver's jax compilation time (its `COMPILE_S <s>` line), None before it is printed."""
+    found = re.search(r"COMPILE_S ([0-9.]+)", log_text)
+    return float(found.group(1)) if found else None
+
+
 def read_back(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """--report-only: how the peer's run ended (peer_info.json, else its compile time from its log) and our
     deterministic evaluation (eval.json)."""
@@ -178,9 +183,7 @@ def read_back(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if (out / "peer_info.json").is_file():  # written by the run itself
         peer_info = json.loads((out / "peer_info.json").read_text())
     else:
-        compile_s = re.search(r"COMPILE_S ([0-9.]+)", log.read_text())
-        peer_info = {"compile_s": float(compile_s.group(1)) if compile_s else None, "stopped_at_budget": None,
-                     "wall_s_total": None}
+        peer_info = {"compile_s": compile_seconds(log.read_text()), "stopped_at_budget": None, "wall_s_total": None}
     return peer_info, json.loads(eval_json.read_text())["results"]["deterministic"]
 
 
