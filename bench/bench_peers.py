@@ -251,13 +251,14 @@ def main() -> int:
     episodes = 16 if args.quick else args.episodes
     out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix=f"bench_peers_{task.name}_"))
     out.mkdir(parents=True, exist_ok=True)
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()  # the day both sides ran
     t_bench = time.time()
 
     peer_csv, peer_log = out / "peer.csv", out / "peer.log"
     peer_args = list(task.quick_peer_args if args.quick else task.peer_args)
     if args.report_only:
         peer_info, det = read_back(out)
+        today = dt.datetime.fromtimestamp(peer_csv.stat().st_mtime, dt.timezone.utc).date().isoformat()
     else:
         print(f"peer: {python} {script} {' '.join(peer_args)} -> {peer_csv} ({minutes:g} min)", flush=True)
         peer_info = run_peer(python, script, peer_args, csv_out=peer_csv, log=peer_log, minutes=minutes)
@@ -341,7 +342,7 @@ def main() -> int:
         notes.insert(0, "QUICK smoke run: tiny budgets; figures are not the benchmark")
     if args.report_only:
         notes.insert(0, f"tabulated again with --report-only from the runs under {out} (trained "
-                        f"{dt.datetime.fromtimestamp((out / 'peer.csv').stat().st_mtime, dt.timezone.utc):%Y-%m-%d}, "
+                        f"{today}, "
                         "one after the other; the bench wall time below is the tabulation's)")
     # a lever run (--set) never replaces the shipped config's result
     name = f"peers_{task.name}" + ("_lever" if args.sets else "") + ("_quick" if args.quick else "")
