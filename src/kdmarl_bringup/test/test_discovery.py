@@ -1,8 +1,10 @@
 """A swarm simulated on one host discovers completely past 32 processes (kdmarl_bringup.discovery).
 
 The reproduction is ``scripts/discovery_probe.py``: real rclpy processes on one topic, every one counting the
-subscriptions its publisher matched at the same instant. With plain ``LOCALHOST`` the processes with participant
-ids of 32 or more miss each other; with the swarm's environment all 36 see all 36.
+subscriptions its publisher matched. With plain ``LOCALHOST`` the processes with participant ids of 32 or more
+never see each other; with the swarm's environment all 36 see all 36. How long that takes depends on the machine's
+load (once over 10 s on two busy CI cores), so every process reports as soon as it sees all 36, within a deadline
+long enough that only a participant nobody announces to can miss it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def test_36_processes_all_discover_each_other() -> None:
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE")
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # the probe applies the swarm's environment itself
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "discovery_probe.py"), "--n", "36", "--fixed",
-                           "--domain", env["ROS_DOMAIN_ID"], "--wait", "10"],
-                          check=False, env=env, capture_output=True, text=True, timeout=180)
+                           "--domain", env["ROS_DOMAIN_ID"], "--wait", "60"],
+                          check=False, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert "0 of 36 saw fewer than 36" in done.stdout
