@@ -4,7 +4,8 @@ budgets give, next to the KL-only and MAPPO-from-scratch baselines at equal size
 
 The students are the `kdmarl sweep` grid bench/sweeps/smax_students.yaml, on the local Ray: teams smax_3m_mcu,
 smax_2s3z_mcu and smax_3s5z_mcu (every unit on its full observation, on a microcontroller budget: mlp[8, 8],
-25-38x fewer FLOPs than the teacher actor) x 5 distillation seeds x {kdmarl_full (the shipped distill.yaml:
+25-38x fewer FLOPs than the teacher actor), and smax_5m_vs_6m_mcu for the harder map (enemies' and own features on
+a Cortex-M7 budget: mlp[16, 16], about 20x) x 5 distillation seeds x {kdmarl_full (the shipped distill.yaml:
 whole battles, 32 x 100 steps per iteration), kl_only (use_pg/ce/relation/role off)}, one MAPPO teacher per map. Every
 trial is evaluated greedy on the same 200 battles as its teacher and random, seeds 1000-1199, masks applied.
 Per (team, variant): win-rate retention (student / teacher win rate) with its 95 % interval across seeds and
@@ -16,8 +17,8 @@ Target per team: >= 0.90 win-rate retention on every seed at >= 20x fewer FLOPs 
 up to 28.6x).
 
     python bench/bench_smax_students.py --teacher-3m runs/smax/mappo_3m --teacher-2s3z runs/smax/mappo_2s3z \\
-        --teacher-3s5z runs/smax/mappo_3s5z --keep runs/smax [--reuse] [--cpus 2] [--no-scratch] \\
-        [--set KEY=VALUE] [--variants kdmarl_full] [--result smax_students_whole]
+        --teacher-3s5z runs/smax/mappo_3s5z [--teacher-5m_vs_6m runs/smax/mappo_5m_vs_6m] --keep runs/smax \\
+        [--reuse] [--cpus 2] [--no-scratch] [--set KEY=VALUE] [--variants kdmarl_full] [--result smax_students_whole]
 
 Teachers come from bench/bench_smax_teacher.py --keep DIR (mappo_MAP) or bench/bench_peers.py smax_MAP --keep DIR
 (DIR/ours). Give any subset of the maps. With --keep, the sweep lives in KEEP/students and the scratch runs in
@@ -44,6 +45,7 @@ TEAMS = {  # team -> (its map, the environment variable the sweep spec reads its
     "smax_3m_mcu": ("3m", "KDMARL_TEACHER_SMAX_3M"),
     "smax_2s3z_mcu": ("2s3z", "KDMARL_TEACHER_SMAX_2S3Z"),
     "smax_3s5z_mcu": ("3s5z", "KDMARL_TEACHER_SMAX_3S5Z"),
+    "smax_5m_vs_6m_mcu": ("5m_vs_6m", "KDMARL_TEACHER_SMAX_5M_VS_6M"),  # the harder map (issue 26 §6)
 }
 SCRATCH = "mappo_scratch"
 TARGET_RETENTION, TARGET_REDUCTION = 0.90, 20.0
@@ -145,7 +147,7 @@ def main() -> int:
     teachers = {team: Path(getattr(args, f"teacher_{m}")) for team, (m, _) in TEAMS.items()
                 if getattr(args, f"teacher_{m}")}
     if not teachers:
-        parser.error("nothing to distill: give --teacher-3m, --teacher-2s3z and/or --teacher-3s5z")
+        parser.error("nothing to distill: give any of " + ", ".join(f"--teacher-{m}" for m, _ in TEAMS.values()))
     for team, run in teachers.items():
         if not (run / "teacher.pt").is_file():
             parser.error(f"--teacher-{TEAMS[team][0]} {run}: no teacher.pt there (a `kdmarl train` run directory)")
