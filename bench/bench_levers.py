@@ -49,9 +49,10 @@ LEVERS: dict[str, dict[str, list[str]]] = {
     },
     # gru: the peer's recurrent actor (and critic); envs32: half the samples per update again (128 -> 64 envs
     # halved the env steps to 0.9 on 3m, docs/teachers.md); envs16: again; envs32_ent: envs32 with an entropy
-    # bonus, against the plateau at 0.85-0.9 (the shipped config and the peer's have none)
+    # bonus, against the plateau at 0.85-0.9 (the shipped config and the peer's have none); ent: the bonus alone
+    # (on 5m_vs_6m it kept the policy from collapsing, docs/teachers.md)
     "smax_3m": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"], "envs16": ["num_envs=16"],
-                "envs32_ent": ["num_envs=32", "ent_coef=0.01"]},
+                "envs32_ent": ["num_envs=32", "ent_coef=0.01"], "ent": ["ent_coef=0.01"]},
     "smax_2s3z": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"]},
 }
 DEFAULT_STEPS = {"qmix_spread": 1_500_000, "smax_3m": 3_000_000, "smax_2s3z": 1_200_000}  # 3m: 0.9 at ~2.8 M

@@ -15,9 +15,10 @@
 #   qmix     QMIX vs MAPPO teachers at 10 min each, value-decomposition distillation (mixer term on/off, 3 seeds),
 #            the deployment table                                       -> qmix.json, deployment.json (about 50 min)
 #   smax     SMAX adapter vs raw JaxMARL stepping (3m, 2s3z, 3s5z)     -> smax_env.json
-#            MAPPO teachers on 3m (15 min), 2s3z, 3s5z (10 min) vs JaxMARL -> smax_teacher.json (about 35 min)
+#            MAPPO teachers on 3m (15 min), 2s3z, 3s5z (10 min), the harder 5m_vs_6m (35 min, with an entropy
+#            bonus)                                                     -> smax_teacher.json (about 1 h 10 min)
 #            students on microcontroller budgets (whole battles), 5 seeds, full loss and KL-only, MAPPO from
-#            scratch at equal size, on 3m, 2s3z and 3s5z               -> smax_students.json (about 2 h 30 min)
+#            scratch at equal size, on 3m, 2s3z, 3s5z, 5m_vs_6m        -> smax_students.json (about 3 h 30 min)
 #   peers    our teachers vs the JaxMARL peers in the same run, one after the other (needs the peer venv: see
 #            bench/bench_peers.py): QMIX spread 10 min each, MAPPO SMAX 3m 15 min, 2s3z 10 min, the harder
 #            5m_vs_6m 15 min each                                       -> peers_{qmix_spread,smax_3m,smax_2s3z,
@@ -78,9 +79,9 @@ if want smax; then
   banner "smax (adapter vs raw JaxMARL; MAPPO teachers within a wall-time budget)"
   python bench/bench_smax.py
   rm -rf "$runs/smax"
-  python bench/bench_smax_teacher.py --keep "$runs/smax"
+  python bench/bench_smax_teacher.py --maps 3m:15 2s3z:10 3s5z:10 5m_vs_6m:35 --keep "$runs/smax"
   python bench/bench_smax_students.py --teacher-3m "$runs/smax/mappo_3m" --teacher-2s3z "$runs/smax/mappo_2s3z" \
-    --teacher-3s5z "$runs/smax/mappo_3s5z" --keep "$runs/smax"
+    --teacher-3s5z "$runs/smax/mappo_3s5z" --teacher-5m_vs_6m "$runs/smax/mappo_5m_vs_6m" --keep "$runs/smax"
 fi
 if want peers; then
   banner "peers (JaxMARL QMIX and MAPPO vs ours, same run; peer venv: \${KDMARL_PEER_VENV:-.venv-jaxmarl-peer})"
