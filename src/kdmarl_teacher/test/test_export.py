@@ -280,6 +280,8 @@ def test_teacher_is_found_through_the_students_file(tmp_path: Path) -> None:
     torch.save(payload, students)
     assert export_mod.resolve_sources(distill_run, None, None, False) == (teacher_run / "teacher.pt", students)
     assert export_mod.resolve_sources(teacher_run, None, None, False) == (teacher_run / "teacher.pt", None)
+    # --teacher takes a run directory, as every other --teacher does (the SMAX docs' `--teacher runs/smax3m`)
+    assert export_mod.resolve_sources(distill_run, None, teacher_run, False) == (teacher_run / "teacher.pt", students)
     payload["teacher"]["sha256"] = "0" * 64  # the teacher was retrained since: refuse to mix them
     torch.save(payload, students)
     with pytest.raises(ValueError, match="changed"):

@@ -14,6 +14,7 @@ from kdmarl_student.team_profile import DEFAULT_ENVELOPE_EPISODES, DEFAULT_ENVEL
 
 from kdmarl_teacher.algos.teacher import TEACHER_FILE as TEACHER_PT_FILE
 from kdmarl_teacher.algos.teacher import load_teacher
+from kdmarl_teacher.algos.teacher import teacher_path as resolve_teacher_path
 from kdmarl_teacher.distill.students_file import FILE_NAME, read_students_payload
 from kdmarl_teacher.export.bundle import export_bundle
 from kdmarl_teacher.export.onnx_models import load_student_agents, teacher_export_agents
@@ -25,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--students", type=Path, default=None,
                         help="students file (default: RUN/students.pt if it exists, else the teacher's actor)")
     parser.add_argument("--teacher", type=Path, default=None,
-                        help="teacher.pt (default: RUN/teacher.pt, else the teacher recorded in the students file)")
+                        help="a teacher run directory or its teacher.pt (default: RUN/teacher.pt, else the teacher "
+                             "recorded in the students file)")
     parser.add_argument("--from-teacher", action="store_true",
                         help="export the teacher's actor for every agent even if students exist")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle (atomically)")
@@ -60,7 +62,7 @@ def resolve_sources(run_dir: Path, students: Path | None, teacher: Path | None,
         raise FileNotFoundError(f"{students} does not exist")
     if students_path is not None and not students_path.is_file():
         students_path = None
-    teacher_path = teacher or run_dir / TEACHER_PT_FILE
+    teacher_path = resolve_teacher_path(teacher) if teacher is not None else run_dir / TEACHER_PT_FILE
     if not teacher_path.is_file() and teacher is None and students_path is not None:
         info = read_students_payload(students_path).get("teacher") or {}
         if info.get("path"):
