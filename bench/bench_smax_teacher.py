@@ -125,7 +125,8 @@ def main() -> int:
     if args.quick:
         notes.insert(0, "QUICK smoke run: figures are not the benchmark")
     write_result(args.result + ("_quick" if args.quick else ""),
-                 title="MAPPO teachers on SMAX within a wall-time budget (vs JaxMARL's MAPPO baseline)",
+                 title="MAPPO teachers on SMAX within a wall-time budget (vs JaxMARL's MAPPO baseline)"
+                       + ("" if args.result == "smax_teacher" else f": {', '.join(r['map'] for r in rows)}"),
                  columns=["map", "budget_minutes", "minutes", "env_steps", "steps_per_s", "det_win_rate",
                           "det_win_ci95", "det_return", "random_win_rate", "minutes_to_0.9", "minutes_to_0.99",
                           "peer_minutes_to_0.9", "sets"],
