@@ -143,6 +143,7 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=200, help="evaluation battles of the scratch baselines")
     parser.add_argument("--result", default="smax_students", help="bench/results/RESULT.json (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smoke check: one seed, a few thousand steps")
+    parser.add_argument("--note", action="append", default=[], help="a note for the result (e.g. how trials were run)")
     args = parser.parse_args()
     teachers = {team: Path(getattr(args, f"teacher_{m}")) for team, (m, _) in TEAMS.items()
                 if getattr(args, f"teacher_{m}")}
@@ -199,7 +200,7 @@ def main() -> int:
              "one seed; not a distillation, so not in the sweep",
              rollouts_note(report),
              "teachers: " + "; ".join(f"{t}: {run}" for t, run in teachers.items())
-             + "; train_minutes move with the machine's load (two trials run at once on 2 cores)"]
+             + "; train_minutes move with the machine's load (two trials run at once on 2 cores)", *args.note]
     if args.quick:
         notes.insert(0, "QUICK smoke run: figures are not the benchmark")
     if args.report_only:
