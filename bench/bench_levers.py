@@ -118,7 +118,7 @@ def summarise(task: str, name: str, sets: list[str], rows: list[dict[str, str]],
 
 
 def main() -> int:
-    from benchlib import write_result  # noqa: PLC0415
+    from benchlib import add_note_argument, write_result  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("task", choices=sorted(LEVERS))
@@ -126,7 +126,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", help="these levers only (names of LEVERS[task])")
     parser.add_argument("--no-train", action="store_true",
                         help="only summarise the runs under --keep as far as they got (e.g. stopped early)")
-    parser.add_argument("--note", action="append", default=[], help="a note for the result (e.g. the machine's load)")
+    add_note_argument(parser)
     parser.add_argument("--keep", required=True, help="run directories (reused when they reached the steps)")
     args = parser.parse_args()
     steps = args.steps or DEFAULT_STEPS[args.task]

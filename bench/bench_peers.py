@@ -251,15 +251,15 @@ def main() -> int:
     episodes = 16 if args.quick else args.episodes
     out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix=f"bench_peers_{task.name}_"))
     out.mkdir(parents=True, exist_ok=True)
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()  # the day both sides ran
     t_bench = time.time()
 
     peer_csv, peer_log = out / "peer.csv", out / "peer.log"
     peer_args = list(task.quick_peer_args if args.quick else task.peer_args)
     if args.report_only:
         peer_info, det = read_back(out)
-        today = dt.datetime.fromtimestamp(peer_csv.stat().st_mtime, dt.timezone.utc).date().isoformat()
+        today = dt.datetime.fromtimestamp(peer_csv.stat().st_mtime, dt.timezone.utc).date().isoformat()  # ran then
     else:
+        today = dt.datetime.now(dt.timezone.utc).date().isoformat()  # the day both sides run
         print(f"peer: {python} {script} {' '.join(peer_args)} -> {peer_csv} ({minutes:g} min)", flush=True)
         peer_info = run_peer(python, script, peer_args, csv_out=peer_csv, log=peer_log, minutes=minutes)
         (out / "peer_info.json").write_text(json.dumps(peer_info) + "\n")  # for --report-only

@@ -122,7 +122,7 @@ def target(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from benchlib import write_result  # noqa: PLC0415
+    from benchlib import add_note_argument, write_result  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for team, (smax_map, _) in TEAMS.items():
@@ -143,7 +143,7 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=200, help="evaluation battles of the scratch baselines")
     parser.add_argument("--result", default="smax_students", help="bench/results/RESULT.json (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smoke check: one seed, a few thousand steps")
-    parser.add_argument("--note", action="append", default=[], help="a note for the result (e.g. how trials were run)")
+    add_note_argument(parser)
     args = parser.parse_args()
     teachers = {team: Path(getattr(args, f"teacher_{m}")) for team, (m, _) in TEAMS.items()
                 if getattr(args, f"teacher_{m}")}

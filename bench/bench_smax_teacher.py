@@ -80,14 +80,14 @@ def teacher_row(name: str, minutes: float, out: Path, quick: bool) -> dict[str, 
 
 
 def main() -> int:
-    from benchlib import write_result  # noqa: PLC0415
+    from benchlib import add_note_argument, write_result  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--maps", nargs="+", default=["3m:15", "2s3z:10", "3s5z:10"], help="MAP:MINUTES")
     parser.add_argument("--keep", help="keep the runs under this path (default: temporary); reuses finished ones")
     parser.add_argument("--quick", action="store_true", help="smoke check: a few thousand steps on 3m")
     parser.add_argument("--result", default="smax_teacher", help="bench/results/RESULT.json (default %(default)s)")
-    parser.add_argument("--note", action="append", default=[], help="a note for the result (e.g. the machine's load)")
+    add_note_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.maps = ["3m:1"]

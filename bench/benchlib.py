@@ -10,6 +10,7 @@ Usage from a bench script:
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -43,6 +44,13 @@ def machine_info() -> dict[str, Any]:
         if mod is not None:
             info[module] = getattr(mod, "__version__", "?")
     return info
+
+
+def add_note_argument(parser: argparse.ArgumentParser) -> None:
+    """`--note TEXT`, repeatable: what a result cannot know about its own run (the machine's load, runs made
+    earlier and read back); the bench appends every note to its result's notes."""
+    parser.add_argument("--note", action="append", default=[],
+                        help="a note for the result, repeatable (e.g. the machine's load, or how its runs were made)")
 
 
 def write_result(
