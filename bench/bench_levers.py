@@ -52,12 +52,14 @@ LEVERS: dict[str, dict[str, list[str]]] = {
     # bonus, against the plateau at 0.85-0.9 (the shipped config and the peer's have none); ent: the bonus alone
     # (on 5m_vs_6m it kept the policy from collapsing, docs/teachers.md)
     "smax_3m": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"], "envs16": ["num_envs=16"],
-                "envs32_ent": ["num_envs=32", "ent_coef=0.01"], "ent": ["ent_coef=0.01"]},
+                "envs32_ent": ["num_envs=32", "ent_coef=0.01"], "ent": ["ent_coef=0.01"],
+                "epochs8": ["update_epochs=8"], "layernorm": ["input_norm=true", "layer_norm=true"]},
     "smax_2s3z": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"]},
 }
 DEFAULT_STEPS = {"qmix_spread": 1_500_000, "smax_3m": 3_000_000, "smax_2s3z": 1_200_000}  # 3m: 0.9 at ~2.8 M
 WIN_LEVELS = (0.5, 0.8, 0.9)
 WIN_AT = (131_072, 262_144, 393_216, 655_360, 1_048_576)
+PEER_UPDATE_STEPS = 128 * 128  # JaxMARL's MAPPO SMAX update: 128 envs x 128 steps
 
 
 def read_rows(run: Path) -> list[dict[str, str]]:
@@ -89,7 +91,8 @@ def train_lever(task: str, sets: list[str], run: Path, steps: int) -> None:
     train(cfg, run, progress=False, stop_after_iterations=max(1, steps // (cfg.num_envs * cfg.num_steps)))
 
 
-def summarise(task: str, name: str, sets: list[str], rows: list[dict[str, str]], steps: int) -> dict[str, Any]:
+def summarise(task: str, name: str, sets: list[str], run: Path, steps: int) -> dict[str, Any]:
+    rows = read_rows(run)
     rows = [r for r in rows if int(r["global_step"]) <= steps] or rows[:1]  # equal steps: a longer run is cut
     last = rows[-1]
     half = rows[len(rows) // 2:]
@@ -111,8 +114,14 @@ def summarise(task: str, name: str, sets: list[str], rows: list[dict[str, str]],
     for at in WIN_AT:  # equal-steps columns: mean training win rate of the iterations within 32 k steps of `at`
         near = [w for st, w in won if abs(st - at) <= 32_768]
         row[f"win_at_{at // 1024}k"] = round(statistics.mean(near), 3) if near and won[-1][0] >= at else None
+    from kdmarl_teacher.reports.peers import read_ours  # noqa: PLC0415
+
+    # read as bench_peers reads our curve: over trailing iterations worth one peer update, so that a lever with
+    # fewer envs per iteration does not reach a level early by the noise of fewer battles per reading
+    curve = read_ours(run / "metrics.csv", "task/won", name, "training win rate", window_steps=PEER_UPDATE_STEPS)
     for level in WIN_LEVELS:
-        row[f"steps_to_{level:g}"] = next((s for s, w in won if w >= level), None)
+        row[f"steps_to_{level:g}"] = next((s for s, w in zip(curve.env_steps, curve.value, strict=True)
+                                           if s <= steps and w >= level), None)
     row["win_last10"] = round(statistics.mean(w for _, w in won[-10:]), 3) if won else None
     return row
 
@@ -138,7 +147,7 @@ def main() -> int:
         try:
             if not args.no_train:
                 train_lever(args.task, sets, run, steps)
-            rows.append(summarise(args.task, name, sets, read_rows(run), steps))
+            rows.append(summarise(args.task, name, sets, run, steps))
         except Exception as err:  # one failed lever is an error row, not a lost table
             rows.append({"lever": name, "sets": " ".join(sets), "error": f"{type(err).__name__}: {err}"})
         print(rows[-1], flush=True)
@@ -159,7 +168,9 @@ def main() -> int:
              "machine's load (compare sps_vs_shipped within one run)",
              ("greedy_q3 / greedy_q4: mean in-training greedy team return (64 fixed mpe2 seeds) over the evaluations "
               "in the third / last quarter of the steps; one training seed, so differences under ~0.5 are noise"
-              if qmix else "steps_to_X: env steps at which an iteration's training win rate first reached X; "
+              if qmix else f"steps_to_X: env steps at which the training win rate over the trailing iterations worth "
+              f"{PEER_UPDATE_STEPS} env steps (one peer update, episode-weighted, as bench_peers reads ours) first "
+              "reached X; "
               "win_last10: mean training win rate of the last 10 iterations; one training seed"),
              *([] if args.no_train else [f"bench wall time {round((time.time() - t0) / 60, 1)} min"]), *args.note]
     write_result(f"levers_{args.task}", title=f"Teacher levers at equal env steps: {args.task}", columns=cols,

@@ -89,7 +89,8 @@ TASKS = {
     # the harder map of issue 26 §6 (asymmetric: 5 marines against 6); no target of its own yet
     "smax_5m_vs_6m": Task(
         "smax_5m_vs_6m", 15.0, "run_mappo.py", ("5m_vs_6m", "3e6"), "JaxMARL MAPPO (mappo_rnn_smax.py, GRU actor)",
-        ("--scenario", "smax:5m_vs_6m"), "kdmarl MAPPO (config/mappo_smax.yaml)", "task/won", "training win rate",
+        ("--scenario", "smax:5m_vs_6m"), "kdmarl MAPPO (config/mappo_smax_5m_vs_6m.yaml)", "task/won",
+        "training win rate",
         ("5m_vs_6m", "1e5"), ("total_steps=16384", "num_envs=16", "num_steps=32")),
 }
 QMIX_TARGET = -9.0

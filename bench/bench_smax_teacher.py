@@ -2,7 +2,8 @@
 """MAPPO teachers on SMAX maps within a wall-time budget (issue 12 §2), against JaxMARL's own MAPPO baseline.
 
 For each MAP:MINUTES (default 3m:15 2s3z:10 3s5z:10), `kdmarl train --scenario smax:MAP` with the shipped
-config/mappo_smax.yaml and `time_limit_minutes=MINUTES`, then `kdmarl evaluate` on 200 fixed battles (seeds
+config (`default_config_path`: config/mappo_smax.yaml, or the map's own config/mappo_smax_<map>.yaml where it has one)
+and `time_limit_minutes=MINUTES`, then `kdmarl evaluate` on 200 fixed battles (seeds
 1000-1199): deterministic win rate with its 95 % interval and team return; from metrics.csv, the wall time at
 which the training win rate (episodes finished in an iteration) first reached 0.9 and 0.99.
 
@@ -13,7 +14,7 @@ most half the peer's.
 
     python bench/bench_smax_teacher.py [--maps 3m:15 2s3z:10 5m_vs_6m:35] [--keep runs/smax_bench] [--quick]
 
-A map's entry in MAP_SETS adds its `--set`s (5m_vs_6m: an entropy bonus). Writes bench/results/smax_teacher.json
+5m_vs_6m's own config adds an entropy bonus. Writes bench/results/smax_teacher.json
 (--result NAME: NAME.json; --quick: smax_teacher_quick.json).
 """
 
@@ -31,10 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PEER_MIN_TO_90 = {"3m": 10.6, "2s3z": 3.6}  # JaxMARL MAPPO, this machine (issue 12)
 TARGET_WIN = {"3m": (0.95, 15.0), "2s3z": (0.99, 10.0)}  # deterministic win rate within minutes
-# Per-map settings on top of the shipped config. 5m_vs_6m: without an entropy bonus the policy collapsed to
-# near-deterministic (entropy 0.05) by 1.2 M env steps and won 1.8 % of training battles at 4.5 M; with
-# ent_coef 0.01, 7 % at the same steps (docs/teachers.md, SMAX 5m_vs_6m)
-MAP_SETS = {"5m_vs_6m": ["ent_coef=0.01"]}
+
+
+def config_name(name: str) -> str:
+    """The shipped config `kdmarl train --scenario smax:<name>` reads (the map's own, or the shared one)."""
+    from kdmarl_teacher.algos.config import default_config_path  # noqa: PLC0415
+
+    path = default_config_path(f"smax:{name}")
+    return f"config/{path.name}" if path is not None else "(none)"
 
 
 def first_time(rows: list[dict[str, str]], level: float) -> float | None:
@@ -52,8 +57,6 @@ def teacher_row(name: str, minutes: float, out: Path, quick: bool) -> dict[str, 
     run = out / f"mappo_{name}"
     args = ["train", "--scenario", f"smax:{name}", "--out", str(run), "--no-progress",
             "--set", f"time_limit_minutes={minutes}"]
-    for item in MAP_SETS.get(name, []):
-        args += ["--set", item]
     if quick:
         args += ["--set", "total_steps=16384", "--set", "num_envs=16", "--set", "num_steps=32"]
     if not (run / "teacher.pt").is_file() and kdmarl(args) != 0:
@@ -74,7 +77,7 @@ def teacher_row(name: str, minutes: float, out: Path, quick: bool) -> dict[str, 
            "random_win_rate": round(res["random"]["metrics"]["won"]["mean"], 3),
            "train_win_final": round(float(rows[-1]["task/won"]), 3) if rows[-1].get("task/won") else None,
            "minutes_to_0.9": first_time(rows, 0.9), "minutes_to_0.99": first_time(rows, 0.99),
-           "peer_minutes_to_0.9": PEER_MIN_TO_90.get(name), "sets": " ".join(MAP_SETS.get(name, [])) or "(shipped)",
+           "peer_minutes_to_0.9": PEER_MIN_TO_90.get(name), "config": config_name(name),
            "run": str(run)}
     return row
 
@@ -117,8 +120,8 @@ def main() -> int:
                             "target": f"<= {peer / 2:g} min (half the peer's)",
                             "met": bool(t90 is not None and t90 <= peer / 2),
                             "reached": f"{t90} min" if t90 is not None else "never within the budget"})
-    notes = ["teacher: shipped config/mappo_smax.yaml (MLP actor, masks from env.available_actions()), torch_threads "
-             "1; jax steps the battles; the machine is shared, so wall-time figures are upper bounds",
+    notes = ["teacher: the map's shipped config (column config; MLP actor, masks from env.available_actions()), "
+             "torch_threads 1; jax steps the battles; the machine is shared, so wall-time figures are upper bounds",
              "win rate: mean of won over 200 battles from PRNGKey(1000..1199), each seed's first battle, 95 % interval "
              "Student t (kdmarl_student.stats); training win rate: episodes finished in an iteration (metrics.csv "
              "task/won)", *args.note]
@@ -129,7 +132,7 @@ def main() -> int:
                        + ("" if args.result == "smax_teacher" else f": {', '.join(r['map'] for r in rows)}"),
                  columns=["map", "budget_minutes", "minutes", "env_steps", "steps_per_s", "det_win_rate",
                           "det_win_ci95", "det_return", "random_win_rate", "minutes_to_0.9", "minutes_to_0.99",
-                          "peer_minutes_to_0.9", "sets"],
+                          "peer_minutes_to_0.9", "config"],
                  rows=rows, targets=targets, notes=notes)
     return 0
 

@@ -249,3 +249,21 @@ def test_tiny_training_run_and_evaluate(tmp_path, monkeypatch):
         res = report["results"][policy]
         assert 0.0 <= res["win_rate"]["mean"] <= 1.0 and res["win_rate"]["n"] == 4
         assert set(res["metrics"]) == {"won", "allies_alive", "enemy_hp_left"}
+
+
+def test_each_map_takes_its_own_config_where_it_has_one():
+    """`kdmarl train --scenario smax:<map>` reads config/mappo_smax_<map>.yaml where the map has one (5m_vs_6m: an
+    entropy bonus, without which its policy collapsed), else the shared mappo_smax.yaml; the per-map file is the
+    shared one but for the keys its header names, so the two cannot drift apart silently."""
+    from kdmarl_teacher.algos.config import default_config_path, load_config
+
+    shared = default_config_path("smax:3m")
+    own = default_config_path("smax:5m_vs_6m")
+    assert shared is not None and shared.name == "mappo_smax.yaml"
+    assert default_config_path("smax:2s3z") == shared
+    assert own is not None and own.name == "mappo_smax_5m_vs_6m.yaml"
+    base = load_config(shared, ["scenario=smax:5m_vs_6m"]).to_dict()
+    mine = load_config(own).to_dict()
+    assert mine["scenario"] == "smax:5m_vs_6m" and mine["ent_coef"] == 0.01 and base["ent_coef"] == 0.0
+    assert {k for k in base if base[k] != mine[k]} == {"ent_coef"}
+    assert default_config_path("smax:5m_vs_6m", "qmix") == default_config_path("smax:3m", "qmix")

@@ -256,11 +256,14 @@ def config_algo(path: str | Path) -> str:
 
 
 def default_config_path(scenario: str, algo: str = "mappo") -> Path | None:
-    """The shipped `config/<algo>_<scenario>.yaml` (mappo or qmix), if there is one; every SMAX map
-    (`smax:<map>`) shares `config/<algo>_smax.yaml`, every GRF scenario (`grf:<scenario>`) `config/<algo>_grf.yaml`
-    (the command line's --scenario names the map or scenario)."""
-    name = scenario.split(":", 1)[0] if isinstance(scenario, str) and scenario.startswith(("smax:", "grf:")) \
-        else scenario
-    candidate = CONFIG_DIR / f"{algo}_{name}.yaml"
-    return candidate if candidate.is_file() else None
+    """The shipped `config/<algo>_<scenario>.yaml` (mappo or qmix), if there is one. A SMAX map (`smax:<map>`)
+    takes `config/<algo>_smax_<map>.yaml` where a map needs settings of its own (5m_vs_6m: an entropy bonus),
+    else the shared `config/<algo>_smax.yaml`; every GRF scenario (`grf:<scenario>`) shares
+    `config/<algo>_grf.yaml` (the command line's --scenario names the map or scenario)."""
+    if not isinstance(scenario, str):
+        return None
+    family, _, member = scenario.partition(":")
+    names = [f"{family}_{member}", family] if family == "smax" and member else \
+        [family] if family == "grf" and member else [scenario]
+    return next((path for path in (CONFIG_DIR / f"{algo}_{name}.yaml" for name in names) if path.is_file()), None)
 
