@@ -13,7 +13,7 @@ machine) and its effect on speed off env-steps/s (moves with the machine's load:
 
     python bench/bench_levers.py qmix_spread --keep runs/levers_qmix        # about 35 min quiet (12 runs)
     python bench/bench_levers.py smax_3m --keep runs/levers_smax_3m         # about 45 min quiet (gru ~25)
-    python bench/bench_levers.py smax_2s3z --keep runs/levers_smax_2s3z     # about 18 min quiet (3 runs)
+    python bench/bench_levers.py smax_2s3z --keep runs/levers_smax_2s3z     # about 22 min quiet (4 runs)
 
 With --keep, a lever whose run already reached the steps is read, not rerun. Writes
 bench/results/levers_<task>.json.
@@ -54,7 +54,8 @@ LEVERS: dict[str, dict[str, list[str]]] = {
     "smax_3m": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"], "envs16": ["num_envs=16"],
                 "envs32_ent": ["num_envs=32", "ent_coef=0.01"], "ent": ["ent_coef=0.01"],
                 "epochs8": ["update_epochs=8"], "layernorm": ["input_norm=true", "layer_norm=true"]},
-    "smax_2s3z": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"]},
+    "smax_2s3z": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"],
+                  "layernorm": ["input_norm=true", "layer_norm=true"]},
 }
 DEFAULT_STEPS = {"qmix_spread": 1_500_000, "smax_3m": 3_000_000, "smax_2s3z": 1_200_000}  # 3m: 0.9 at ~2.8 M
 WIN_LEVELS = (0.5, 0.8, 0.9)
@@ -93,6 +94,8 @@ def train_lever(task: str, sets: list[str], run: Path, steps: int) -> None:
 
 def summarise(task: str, name: str, sets: list[str], run: Path, steps: int) -> dict[str, Any]:
     rows = read_rows(run)
+    if not rows:
+        raise FileNotFoundError(f"{run / 'metrics.csv'}: no training rows (not trained yet: run without --no-train)")
     rows = [r for r in rows if int(r["global_step"]) <= steps] or rows[:1]  # equal steps: a longer run is cut
     last = rows[-1]
     half = rows[len(rows) // 2:]
