@@ -6,14 +6,15 @@ machine) and its effect on speed off env-steps/s (moves with the machine's load:
 - `qmix_spread`: `config/qmix_simple_spread.yaml` for --steps env steps (default 1.5 M; lr annealing, when a lever
   turns it on, runs over those steps). Learning figure: the in-training greedy return (64 fixed mpe2 seeds, every
   20 iterations) averaged over the evaluations in the last quarter of the steps, and in the quarter before.
-- `smax_3m`, `smax_2s3z`: `config/mappo_smax.yaml` (its 10 M-step lr horizon unchanged) stopped after --steps
-  env steps (default 3 M on 3m, where the shipped config reaches 0.9 at about 2.8 M; 1.2 M on 2s3z). Learning
-  figures: the training win rate (battles finished in an iteration) at equal env steps (win_at_*), the env steps
-  at which it first reached 0.5 / 0.8 / 0.9, and its mean over the last 10 iterations.
+- `smax_3m`, `smax_2s3z`, `smax_5m_vs_6m`: the map's shipped config (`config/mappo_smax.yaml`, 5m_vs_6m its own;
+  the 10 M-step lr horizon unchanged) stopped after --steps env steps (default 3 M on 3m and 5m_vs_6m, 1.2 M on
+  2s3z). Learning figures: the training win rate (battles finished in an iteration) at equal env steps
+  (win_at_*), the env steps at which it first reached 0.5 / 0.8 / 0.9, and its mean over the last 10 iterations.
 
     python bench/bench_levers.py qmix_spread --keep runs/levers_qmix        # about 35 min quiet (12 runs)
     python bench/bench_levers.py smax_3m --keep runs/levers_smax_3m         # about 45 min quiet (gru ~25)
     python bench/bench_levers.py smax_2s3z --keep runs/levers_smax_2s3z     # about 22 min quiet (4 runs)
+    python bench/bench_levers.py smax_5m_vs_6m --keep runs/levers_smax_5m   # about 25 min quiet (2 runs)
 
 With --keep, a lever whose run already reached the steps is read, not rerun. Writes
 bench/results/levers_<task>.json.
@@ -56,8 +57,11 @@ LEVERS: dict[str, dict[str, list[str]]] = {
                 "epochs8": ["update_epochs=8"], "layernorm": ["input_norm=true", "layer_norm=true"]},
     "smax_2s3z": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"],
                   "layernorm": ["input_norm=true", "layer_norm=true"]},
+    # shipped = config/mappo_smax_5m_vs_6m.yaml (the entropy bonus, no LayerNorm: as its teacher was measured)
+    "smax_5m_vs_6m": {"shipped": [], "layernorm": ["input_norm=true", "layer_norm=true"]},
 }
-DEFAULT_STEPS = {"qmix_spread": 1_500_000, "smax_3m": 3_000_000, "smax_2s3z": 1_200_000}  # 3m: 0.9 at ~2.8 M
+DEFAULT_STEPS = {"qmix_spread": 1_500_000, "smax_3m": 3_000_000, "smax_2s3z": 1_200_000,  # 3m: 0.9 at ~2.8 M
+                 "smax_5m_vs_6m": 3_000_000}
 WIN_LEVELS = (0.5, 0.8, 0.9)
 WIN_AT = (131_072, 262_144, 393_216, 655_360, 1_048_576)
 PEER_UPDATE_STEPS = 128 * 128  # JaxMARL's MAPPO SMAX update: 128 envs x 128 steps
