@@ -27,8 +27,8 @@ HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->
 ORDER = ["envs", "teacher", "distill", "distill_memory", "distill_memory_horizon", "distill_memory_students", "qmix",
          "deployment", "peers_qmix_spread", "levers_qmix_spread", "smax_env", "smax_teacher", "peers_smax_3m",
          "peers_smax_2s3z", "peers_smax_5m_vs_6m", "smax_teacher_5m_vs_6m", "levers_smax_3m", "levers_smax_2s3z",
-         "smax_students", "smax_students_5m_vs_6m", "runtime", "swarm", "swarm_decision", "drive", "fleet_stop",
-         "fleet_update", "fleet_update_swarm", "grf", "grf_teacher"]
+         "levers_smax_5m_vs_6m", "smax_students", "smax_students_5m_vs_6m", "runtime", "swarm", "swarm_decision",
+         "drive", "fleet_stop", "fleet_update", "fleet_update_swarm", "grf", "grf_teacher"]
 
 
 def fmt(value: object) -> str:
