@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+NO_LN = ["input_norm=false", "layer_norm=false"]  # config/mappo_smax*.yaml before 2026-12-07
 BEFORE_26 = ["anneal_lr=false", "td_lambda=0.6"]  # config/qmix_simple_spread.yaml before issue 26 (and a 5 M cap)
 LEVERS: dict[str, dict[str, list[str]]] = {
     # "before+X": X on the config before issue 26 (constant lr, TD(0.6)), which is how the shipped changes were
@@ -48,17 +49,18 @@ LEVERS: dict[str, dict[str, list[str]]] = {
         "gru": ["use_gru=true"],
         "threads2": ["torch_threads=2"],  # the peer's jax uses both cores; only meaningful on a quiet machine
     },
+    # SMAX: the shipped config has LayerNorm since 2026-12-07; the levers measured before that ran on the config
+    # without it, so they are "before+X" (as qmix's before issue 26) and "before_layernorm" is that config alone.
     # gru: the peer's recurrent actor (and critic); envs32: half the samples per update again (128 -> 64 envs
     # halved the env steps to 0.9 on 3m, docs/teachers.md); envs16: again; envs32_ent: envs32 with an entropy
-    # bonus, against the plateau at 0.85-0.9 (the shipped config and the peer's have none); ent: the bonus alone
-    # (on 5m_vs_6m it kept the policy from collapsing, docs/teachers.md)
-    "smax_3m": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"], "envs16": ["num_envs=16"],
-                "envs32_ent": ["num_envs=32", "ent_coef=0.01"], "ent": ["ent_coef=0.01"],
-                "epochs8": ["update_epochs=8"], "layernorm": ["input_norm=true", "layer_norm=true"]},
-    "smax_2s3z": {"shipped": [], "gru": ["use_gru=true"], "envs32": ["num_envs=32"],
-                  "layernorm": ["input_norm=true", "layer_norm=true"]},
-    # shipped = config/mappo_smax_5m_vs_6m.yaml (the entropy bonus, no LayerNorm: as its teacher was measured)
-    "smax_5m_vs_6m": {"shipped": [], "layernorm": ["input_norm=true", "layer_norm=true"]},
+    # bonus; ent: the bonus alone (on 5m_vs_6m it kept the policy from collapsing); epochs8: twice the epochs
+    "smax_3m": {"shipped": [], "before_layernorm": NO_LN, "before+gru": [*NO_LN, "use_gru=true"],
+                "before+envs32": [*NO_LN, "num_envs=32"], "before+envs16": [*NO_LN, "num_envs=16"],
+                "before+envs32_ent": [*NO_LN, "num_envs=32", "ent_coef=0.01"],
+                "before+ent": [*NO_LN, "ent_coef=0.01"], "before+epochs8": [*NO_LN, "update_epochs=8"]},
+    "smax_2s3z": {"shipped": [], "before_layernorm": NO_LN, "before+gru": [*NO_LN, "use_gru=true"],
+                  "before+envs32": [*NO_LN, "num_envs=32"]},
+    "smax_5m_vs_6m": {"shipped": [], "before_layernorm": NO_LN},  # its own config (the entropy bonus)
 }
 DEFAULT_STEPS = {"qmix_spread": 1_500_000, "smax_3m": 3_000_000, "smax_2s3z": 1_200_000,  # 3m: 0.9 at ~2.8 M
                  "smax_5m_vs_6m": 3_000_000}
