@@ -112,11 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(ready)} of {args.robots} robots have release {args.release} staged after "
               f"{time.monotonic() - started:.2f} s", flush=True)
         deadline = started + args.wait_s
-        attempt = 0
+        attempt, cutover = 0, 0
         while len(ready) >= args.robots:
             attempt += 1
             newest = announcer.episode if announcer.episode is not None else 0
-            cutover = max(args.cutover_episode if attempt == 1 and args.cutover_episode else newest + args.margin, 1)
+            # A retry never re-announces a tried episode: the students' answers to it stand (an abort stays an
+            # abort), and without episode summaries (newest 0) it would be the same episode again and again.
+            cutover = max(args.cutover_episode if attempt == 1 and args.cutover_episode else newest + args.margin,
+                          cutover + args.margin if cutover else 1)
             announcer.publish(args.release, args.supersedes, cutover)
             print(f"commit: release {args.release} of {args.team} at episode {cutover} (attempt {attempt}), waiting "
                   f"for {args.robots} confirmations", flush=True)
