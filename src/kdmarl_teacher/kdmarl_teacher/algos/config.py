@@ -263,7 +263,11 @@ def default_config_path(scenario: str, algo: str = "mappo") -> Path | None:
     if not isinstance(scenario, str):
         return None
     family, _, member = scenario.partition(":")
-    names = [f"{family}_{member}", family] if family == "smax" and member else \
-        [family] if family == "grf" and member else [scenario]
+    if family == "smax" and member:
+        names = [f"smax_{member}", "smax"]  # the map's own config first
+    elif family == "grf" and member:
+        names = ["grf"]
+    else:
+        names = [scenario]
     return next((path for path in (CONFIG_DIR / f"{algo}_{name}.yaml" for name in names) if path.is_file()), None)
 
